@@ -1,0 +1,1 @@
+"""posctl's command line: a thin shell that parses, calls the library and renders."""

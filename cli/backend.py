@@ -1,0 +1,79 @@
+"""Where a command's chain calls go: the database directly, or a running node's API.
+
+LevelDB admits one process. While ``posctl node run`` holds the database, every other command
+must go through its HTTP API; otherwise commands open the database themselves. Both backends
+return the same JSON-ready views (``ledger.views``), so output is identical either way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from ledger import views
+from ledger.chain import Chain
+from ledger.transactions import Transaction
+
+
+class Backend(Protocol):
+    """The chain operations the CLI needs; every result is a JSON-ready view."""
+
+    def status(self) -> dict[str, Any]: ...
+    def block(self, ref: str | None) -> dict[str, Any]: ...
+    def blocks_last(self, count: int) -> list[dict[str, Any]]: ...
+    def tx(self, tx_id: str) -> dict[str, Any]: ...
+    def account(self, address: str) -> dict[str, Any]: ...
+    def validators(self) -> list[dict[str, Any]]: ...
+    def submit(self, tx: Transaction) -> dict[str, Any]: ...
+    def forge(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
+def parse_tx_id(text: str) -> bytes:
+    from ledger.errors import NotFound
+
+    value = text.strip().lower()
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise NotFound(f"{text!r} is not a transaction id: expected 64 hex digits")
+    return raw
+
+
+class DirectBackend:
+    """Opens the chain database in this process (no node running)."""
+
+    def __init__(self, home: Path) -> None:
+        self.chain = Chain.open(home)
+
+    def status(self) -> dict[str, Any]:
+        return self.chain.status()
+
+    def block(self, ref: str | None) -> dict[str, Any]:
+        block = self.chain.block(self.chain.height) if ref is None else self.chain.block_by_ref(ref)
+        return views.block_view(block)
+
+    def blocks_last(self, count: int) -> list[dict[str, Any]]:
+        top = self.chain.height
+        return [views.block_view(self.chain.block(h)) for h in range(top, max(top - count, -1), -1)]
+
+    def tx(self, tx_id: str) -> dict[str, Any]:
+        return self.chain.tx(parse_tx_id(tx_id))
+
+    def account(self, address: str) -> dict[str, Any]:
+        return self.chain.account(address)
+
+    def validators(self) -> list[dict[str, Any]]:
+        return self.chain.validators()
+
+    def submit(self, tx: Transaction) -> dict[str, Any]:
+        tx_id = self.chain.submit(tx)
+        return {"tx_id": tx_id.hex(), "tx": views.tx_view(tx)}
+
+    def forge(self) -> dict[str, Any]:
+        return self.chain.forge().to_view()
+
+    def close(self) -> None:
+        self.chain.close()

@@ -1,0 +1,133 @@
+"""secp256k1 keys, low-S ECDSA signatures and ``pos1…`` addresses.
+
+pycryptodome (>= 4.4, the first release with secp256k1) does the curve work. It emits high-S
+signatures about half the time and accepts them on verify, which would let anyone flip a valid
+signature into a second valid one; posctl therefore normalises to low-S when signing and refuses
+s > n/2 when verifying.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from Crypto.Hash import RIPEMD160, SHA256
+from Crypto.PublicKey import ECC
+from Crypto.Signature import DSS
+
+from ledger import bech32
+from ledger.errors import InvalidAddress, InvalidSignature, LedgerError
+
+SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+"""n, the order of the secp256k1 group."""
+
+HALF_ORDER = SECP256K1_ORDER // 2
+"""Largest s a canonical (low-S) signature may carry."""
+
+PUBLIC_KEY_SIZE = 33
+"""Compressed SEC1 public key: 0x02/0x03 prefix and the x coordinate."""
+
+SIGNATURE_SIZE = 64
+"""r ‖ s, 32 bytes each, big-endian."""
+
+ADDRESS_PAYLOAD_SIZE = 20
+
+Address = str
+"""A bech32 ``pos1…`` string."""
+
+
+class InvalidKey(LedgerError):
+    """A private or public key that is not a valid secp256k1 key."""
+
+
+def _private_key_object(private_key: bytes) -> ECC.EccKey:
+    if len(private_key) != 32:
+        raise InvalidKey(f"a private key is 32 bytes, got {len(private_key)}")
+    d = int.from_bytes(private_key, "big")
+    if not 1 <= d < SECP256K1_ORDER:
+        raise InvalidKey("private key is outside [1, n)")
+    return ECC.construct(curve="secp256k1", d=d)
+
+
+@functools.lru_cache(maxsize=65536)
+def _public_key_object(public_key: bytes) -> ECC.EccKey:
+    """Parse once per key: parsing costs about as much as a verification."""
+    if len(public_key) != PUBLIC_KEY_SIZE or public_key[0] not in (2, 3):
+        raise InvalidKey("a public key is 33 bytes of compressed SEC1 (prefix 02 or 03)")
+    try:
+        return ECC.import_key(public_key, curve_name="secp256k1")
+    except ValueError:
+        raise InvalidKey("public key is not a point on secp256k1") from None
+
+
+def public_key_from_private(private_key: bytes) -> bytes:
+    """The 33-byte compressed public key of a 32-byte private key."""
+    key = _private_key_object(private_key)
+    return key.public_key().export_key(format="SEC1", compress=True)
+
+
+def validate_public_key(public_key: bytes) -> None:
+    """Raise :class:`InvalidKey` unless this is a compressed point on the curve."""
+    _public_key_object(bytes(public_key))
+
+
+def sign(private_key: bytes, message: bytes) -> bytes:
+    """RFC 6979 deterministic ECDSA over SHA-256(message), normalised to low-S."""
+    signer = DSS.new(_private_key_object(private_key), "deterministic-rfc6979")
+    signature = signer.sign(SHA256.new(message))
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:], "big")
+    if s > HALF_ORDER:
+        s = SECP256K1_ORDER - s
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
+    """Raise :class:`InvalidSignature` unless ``signature`` is a canonical signature of ``message``."""
+    if len(signature) != SIGNATURE_SIZE:
+        raise InvalidSignature(f"a signature is {SIGNATURE_SIZE} bytes, got {len(signature)}")
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:], "big")
+    if not 1 <= r < SECP256K1_ORDER or not 1 <= s < SECP256K1_ORDER:
+        raise InvalidSignature("signature r or s is outside [1, n)")
+    if s > HALF_ORDER:
+        raise InvalidSignature("signature is not low-S (s > n/2): re-sign with a canonical signer")
+    try:
+        key = _public_key_object(bytes(public_key))
+    except InvalidKey as exc:
+        raise InvalidSignature(str(exc)) from None
+    try:
+        DSS.new(key, "sec1").verify(SHA256.new(message), signature)
+    except ValueError:
+        raise InvalidSignature("signature does not verify for this public key and message") from None
+
+
+def hash160(data: bytes) -> bytes:
+    """RIPEMD160(SHA256(data)), as Bitcoin derives its key hashes."""
+    return RIPEMD160.new(SHA256.new(data).digest()).digest()
+
+
+@functools.lru_cache(maxsize=65536)
+def address_from_public_key(public_key: bytes) -> Address:
+    """bech32 ``pos1…`` over RIPEMD160(SHA256(compressed public key))."""
+    validate_public_key(public_key)
+    return bech32.encode(bech32.ADDRESS_HRP, hash160(public_key))
+
+
+def parse_address(address: str) -> Address:
+    """Return the canonical (lowercase) form of a valid address; a typo fails its checksum."""
+    if not isinstance(address, str):
+        raise InvalidAddress("an address must be a string like pos1…")
+    payload = bech32.decode(address, bech32.ADDRESS_HRP)
+    if len(payload) != ADDRESS_PAYLOAD_SIZE:
+        raise InvalidAddress(
+            f"address {address!r} carries {len(payload)} bytes, not {ADDRESS_PAYLOAD_SIZE}"
+        )
+    return address.lower()
+
+
+def is_valid_address(address: str) -> bool:
+    try:
+        parse_address(address)
+    except InvalidAddress:
+        return False
+    return True

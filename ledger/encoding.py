@@ -1,0 +1,144 @@
+"""The one canonical byte form of every object, and the hashes taken over it.
+
+Canonical JSON: sorted keys, no whitespace, ASCII only, integers only (no floats, and booleans
+are not numbers), bytes as lowercase hex strings chosen by each type. Decoding accepts only
+input that re-encodes to exactly the same bytes, so no object has two encodings and therefore
+no transaction or block has two ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ledger.errors import EncodingError
+
+Hash32 = bytes
+"""A 32-byte SHA-256 digest."""
+
+
+def _check_value(value: Any, path: str) -> None:
+    if isinstance(value, bool) or value is None:
+        raise EncodingError(f"{path}: {value!r} is not allowed in the canonical form")
+    if isinstance(value, (int, str)):
+        return
+    if isinstance(value, float):
+        raise EncodingError(f"{path}: floats are not allowed, use an integer")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EncodingError(f"{path}: object keys must be strings")
+            _check_value(item, f"{path}.{key}")
+        return
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_value(item, f"{path}[{index}]")
+        return
+    raise EncodingError(f"{path}: {type(value).__name__} has no canonical encoding")
+
+
+def encode(obj: Any) -> bytes:
+    """Return the canonical bytes of a JSON-shaped object of dicts, lists, str and int."""
+    _check_value(obj, "$")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise EncodingError(f"duplicate field {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_float(text: str) -> Any:
+    raise EncodingError(f"number {text} is not an integer: floats are not allowed")
+
+
+def _reject_constant(text: str) -> Any:
+    raise EncodingError(f"{text} is not allowed in the canonical form")
+
+
+def decode(data: bytes) -> Any:
+    """Parse canonical bytes; anything that would not re-encode identically is refused."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise EncodingError("canonical data must be bytes")
+    try:
+        text = bytes(data).decode("ascii")
+    except UnicodeDecodeError:
+        raise EncodingError("not ASCII: the canonical form escapes every non-ASCII character") from None
+    try:
+        obj = json.loads(
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_float=_reject_float,
+            parse_constant=_reject_constant,
+        )
+    except EncodingError:
+        raise
+    except (ValueError, RecursionError) as exc:
+        raise EncodingError(f"not valid JSON: {exc}") from None
+    if encode(obj) != bytes(data):
+        raise EncodingError("not in canonical form (sorted keys, no whitespace, minimal escapes)")
+    return obj
+
+
+def sha256(data: bytes) -> Hash32:
+    return hashlib.sha256(data).digest()
+
+
+def tagged_hash(tag: str, data: bytes) -> Hash32:
+    """SHA-256 with a domain tag (BIP-340 style), so a tx id can never equal a block hash."""
+    tag_digest = hashlib.sha256(tag.encode("ascii")).digest()
+    return hashlib.sha256(tag_digest + tag_digest + data).digest()
+
+
+def tagged_preimage(tag: str, data: bytes) -> bytes:
+    """The exact bytes :func:`tagged_hash` hashes, for signers that hash internally."""
+    tag_digest = hashlib.sha256(tag.encode("ascii")).digest()
+    return tag_digest + tag_digest + data
+
+
+def hex_to_bytes(value: Any, field: str, length: int | None = None) -> bytes:
+    """Parse a canonical lowercase-hex field, naming the field when it is wrong."""
+    if not isinstance(value, str):
+        raise EncodingError(f"field {field!r} must be a hex string")
+    if value != value.lower():
+        raise EncodingError(f"field {field!r} must be lowercase hex")
+    try:
+        raw = bytes.fromhex(value)
+    except ValueError:
+        raise EncodingError(f"field {field!r} is not valid hex") from None
+    if raw.hex() != value:
+        raise EncodingError(f"field {field!r} is not canonical hex")
+    if length is not None and len(raw) != length:
+        raise EncodingError(f"field {field!r} must be {length} bytes, got {len(raw)}")
+    return raw
+
+
+def require_int(value: Any, field: str) -> int:
+    """An integer field; a boolean is not an integer here even though Python says it is."""
+    if type(value) is not int:
+        raise EncodingError(f"field {field!r} must be an integer, got {type(value).__name__}")
+    return value
+
+
+def require_str(value: Any, field: str) -> str:
+    if not isinstance(value, str):
+        raise EncodingError(f"field {field!r} must be a string, got {type(value).__name__}")
+    return value
+
+
+def require_fields(obj: Any, required: set[str], what: str) -> dict[str, Any]:
+    """An object with exactly these fields: a missing or an extra one is named."""
+    if not isinstance(obj, dict):
+        raise EncodingError(f"{what} must be a JSON object")
+    missing = sorted(required - set(obj))
+    if missing:
+        raise EncodingError(f"{what} is missing field {missing[0]!r}")
+    extra = sorted(set(obj) - required)
+    if extra:
+        raise EncodingError(f"{what} has unknown field {extra[0]!r}")
+    return obj

@@ -1,0 +1,81 @@
+"""One error tree for the ledger, so callers can catch exactly what they can handle.
+
+Every message names the offending value and the rule it broke, and says what to do where there
+is something to do: the CLI prints ``str(error)`` as the whole of its one-line report.
+"""
+
+
+class LedgerError(Exception):
+    """Root of every error the ledger raises on purpose."""
+
+
+class EncodingError(LedgerError):
+    """Bytes that are not the one canonical encoding of an object."""
+
+
+class InvalidAddress(LedgerError):
+    """A string that is not a valid ``pos1…`` bech32 address."""
+
+
+class InvalidSignature(LedgerError):
+    """A signature that is malformed, high-S, out of range, or does not verify."""
+
+
+class InvalidTransaction(LedgerError):
+    """A transaction that breaks a stateless or stateful rule."""
+
+
+class WrongChain(InvalidTransaction):
+    """A transaction signed for another chain id."""
+
+
+class NonceMismatch(InvalidTransaction):
+    """A nonce that is not the sender's next one (too low, already used, or leaving a gap)."""
+
+
+class InsufficientBalance(InvalidTransaction):
+    """An amount above what the sender can spend (liquid) or unstake (bonded)."""
+
+
+class DuplicateTransaction(InvalidTransaction):
+    """A transaction already pending or already in a block."""
+
+
+class MempoolFull(LedgerError):
+    """The mempool holds as many transactions as it may."""
+
+
+class InvalidBlock(LedgerError):
+    """A block that breaks a rule of the state transition."""
+
+
+class LotteryError(LedgerError):
+    """A lottery asked to draw among no one, or with a non-positive weight."""
+
+
+class NotFound(LedgerError):
+    """A block, transaction or account that does not exist."""
+
+
+class ChainNotInitialized(LedgerError):
+    """A home directory with no chain in it yet."""
+
+
+class ChainExists(LedgerError):
+    """An attempt to create a chain where one already is."""
+
+
+class DatabaseLocked(LedgerError):
+    """The database is held by another process (LevelDB admits one)."""
+
+
+class DatabaseError(LedgerError):
+    """A database that cannot be opened or read: unknown schema version, corruption, permissions."""
+
+
+class VerificationError(LedgerError):
+    """A stored chain that does not replay to itself; names the first bad height or entry."""
+
+    def __init__(self, message: str, height: int | None = None) -> None:
+        super().__init__(message)
+        self.height = height

@@ -1,0 +1,88 @@
+"""The forger: pending transactions in, the next block (or the reason there is none) out.
+
+It uses the state transition's own steps (``begin_block``, ``apply_tx``,
+``compute_participants``, ``finish_block``) so a forged block is valid by construction, and
+``verify`` re-checks it with ``apply_block``. It does no I/O: reads go through ``base_get``
+and the caller commits what it returns in one atomic batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from ledger import lottery, statehash
+from ledger.blocks import Block, BlockHeader, compute_tx_root
+from ledger.errors import LedgerError
+from ledger.muhash import MuHash3072
+from ledger.params import Params
+from ledger.state import ReadOnlyView, StateOverlay
+from ledger.transactions import Transaction, TxId, verify_signature
+from ledger.transition import NO_PARTICIPANTS_REASON, apply_tx, begin_block, compute_participants, finish_block
+
+Pending = tuple[int, Transaction]
+"""A mempool entry: arrival sequence number and tx."""
+
+
+@dataclass
+class Candidate:
+    """What forging produced: a block to commit (or ``None`` and why), and txs to evict."""
+
+    block: Block | None
+    reason: str | None = None
+    overlay: StateOverlay | None = None
+    muhash: MuHash3072 | None = None
+    included: list[Pending] = field(default_factory=list)
+    evicted: list[tuple[int, Transaction, str]] = field(default_factory=list)
+
+
+def build_block(
+    base_get: Callable[[bytes], bytes | None],
+    parent: BlockHeader,
+    muhash: MuHash3072,
+    params: Params,
+    pending: Iterable[Pending],
+    timestamp: int,
+    verified: set[TxId] | frozenset[TxId] = frozenset(),
+) -> Candidate:
+    """Build the block after ``parent`` from pending txs in arrival order.
+
+    Each tx is applied in turn; one that no longer applies is evicted with its reason (never
+    silently dropped). Signatures this process already checked (``verified``) are not checked
+    again. With no eligible BPM proposal there is no block, and the reason says so.
+    """
+    height = parent.height + 1
+    overlay = StateOverlay(base_get)
+    begin_block(overlay, height)
+    included: list[Pending] = []
+    evicted: list[tuple[int, Transaction, str]] = []
+    for seq, tx in pending:
+        if len(included) >= params.max_block_txs:
+            break
+        try:
+            if tx.tx_id not in verified:
+                verify_signature(tx)
+            apply_tx(overlay, tx, height, params)
+        except LedgerError as exc:
+            evicted.append((seq, tx, str(exc)))
+            continue
+        included.append((seq, tx))
+    txs = tuple(tx for _, tx in included)
+    participants = compute_participants(ReadOnlyView(base_get), txs, params)
+    if not participants:
+        return Candidate(block=None, reason=NO_PARTICIPANTS_REASON, evicted=evicted)
+    seed = lottery.compute_seed(parent.hash, height)
+    winner = lottery.draw(seed, dict(participants))
+    finish_block(overlay, winner, params)
+    updated = statehash.apply_changes(muhash, overlay.originals, overlay.writes)
+    header = BlockHeader(
+        height=height,
+        prev_hash=parent.hash,
+        timestamp=max(timestamp, parent.timestamp),
+        validator=winner,
+        seed=seed,
+        tx_root=compute_tx_root([tx.tx_id for tx in txs]),
+        state_root=updated.digest(),
+    )
+    block = Block(header=header, txs=txs, participants=participants)
+    return Candidate(block=block, overlay=overlay, muhash=updated, included=included, evicted=evicted)

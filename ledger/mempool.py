@@ -1,0 +1,230 @@
+"""Pending transactions: admission checks, and persistence before acknowledgement.
+
+A tx the user was told was accepted must survive ``kill -9``: :meth:`Mempool.submit` returns
+only after a synced LevelDB write. Admission rejects, each with its own error: undecodable
+bytes, a wrong chain id, a bad signature, a nonce that is too low, already used by a pending
+tx, or leaves a gap, an amount above what the sender can spend counting its pending txs, a
+duplicate (pending or in a block), a full mempool.
+
+Arrival order is a sequence number in the key, so the forger reads pending txs in arrival
+order with one iterator; each sender's txs arrive in nonce order because gaps are refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+from ledger import encoding, schema, state
+from ledger.crypto import Address
+from ledger.errors import (
+    DuplicateTransaction,
+    EncodingError,
+    InsufficientBalance,
+    InvalidTransaction,
+    LedgerError,
+    MempoolFull,
+    NonceMismatch,
+)
+from ledger.params import Params
+from ledger.state import ReadOnlyView, StateView
+from ledger.store import KeyValueStore
+from ledger.transactions import STAKE, TRANSFER, UNSTAKE, Transaction, TxId, check_stateless, verify_signature
+
+
+@dataclass
+class SenderPending:
+    """What a sender's pending txs commit it to, on top of its account state."""
+
+    count: int = 0
+    liquid_spend: int = 0
+    unstake: int = 0
+
+    def add(self, tx: Transaction) -> None:
+        self.count += 1
+        if tx.kind in (TRANSFER, STAKE):
+            self.liquid_spend += tx.amount or 0
+        elif tx.kind == UNSTAKE:
+            self.unstake += tx.amount or 0
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The result of submitting one tx of a batch: its id, or why it was refused."""
+
+    tx_id: TxId | None
+    error: LedgerError | None = None
+
+
+class Mempool:
+    """The persisted pool of pending txs, with small in-memory caches rebuilt lazily."""
+
+    def __init__(self, store: KeyValueStore, params: Params) -> None:
+        self._store = store
+        self._params = params
+        self._state: StateView = ReadOnlyView(lambda key: store.get(schema.make_state_key(key)))
+        meta = store.get(schema.MEMPOOL_META_KEY)
+        data = encoding.decode(meta) if meta else {"count": 0, "next_seq": 0}
+        self.count: int = data["count"]
+        self._next_seq: int = data["next_seq"]
+        self._senders: dict[Address, SenderPending] = {}
+        self.verified: set[TxId] = set()
+        """Ids whose signature this process checked at admission: the forger skips them."""
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    def pending(self) -> Iterator[tuple[int, Transaction]]:
+        """(sequence, tx) in arrival order."""
+        for key, value in self._store.iterate(schema.MEMPOOL_PREFIX):
+            yield schema.decode_u64(key[len(schema.MEMPOOL_PREFIX):]), Transaction.decode(value)
+
+    def get(self, tx_id: TxId) -> Transaction | None:
+        seq = self._store.get(schema.make_mempool_id_key(tx_id))
+        if seq is None:
+            return None
+        raw = self._store.get(schema.MEMPOOL_PREFIX + seq)
+        return None if raw is None else Transaction.decode(raw)
+
+    def sender_pending(self, address: Address) -> SenderPending:
+        cached = self._senders.get(address)
+        if cached is not None:
+            return cached
+        pending = SenderPending()
+        for _, tx_id in self._store.iterate(schema.make_mempool_sender_prefix(address)):
+            tx = self.get(tx_id)
+            if tx is not None:
+                pending.add(tx)
+        self._senders[address] = pending
+        return pending
+
+    # ---- admission -------------------------------------------------------------------------
+
+    def check(self, tx: Transaction, extra: SenderPending | None = None) -> None:
+        """Every admission rule; raises the specific error of the first one broken."""
+        if self.count >= self._params.max_mempool_txs:
+            raise MempoolFull(
+                f"the mempool holds {self.count} txs, its limit: forge a block and retry"
+            )
+        check_stateless(tx, self._params)
+        tx_id = tx.tx_id
+        if self._store.get(schema.make_mempool_id_key(tx_id)) is not None:
+            raise DuplicateTransaction(f"tx {tx_id.hex()} is already pending")
+        if self._store.get(schema.make_tx_location_key(tx_id)) is not None:
+            raise DuplicateTransaction(f"tx {tx_id.hex()} is already in a block")
+        verify_signature(tx)
+        sender = tx.sender
+        account = state.get_account(self._state, sender)
+        pending = extra or self.sender_pending(sender)
+        expected = account.nonce + pending.count
+        if tx.nonce < account.nonce:
+            raise NonceMismatch(
+                f"nonce {tx.nonce} is too low: {sender} has already used nonces below {account.nonce}"
+            )
+        if tx.nonce < expected:
+            raise NonceMismatch(f"nonce {tx.nonce} is already used by a pending tx of {sender}: next is {expected}")
+        if tx.nonce > expected:
+            raise NonceMismatch(f"nonce {tx.nonce} leaves a gap: the next nonce of {sender} is {expected}")
+        if tx.kind in (TRANSFER, STAKE):
+            spendable = account.balance - pending.liquid_spend
+            if tx.amount > spendable:  # type: ignore[operator]
+                raise InsufficientBalance(
+                    f"{tx.kind} of {tx.amount} is above the spendable balance of {sender}: "
+                    f"{spendable} ({account.balance} liquid, {pending.liquid_spend} in pending txs)"
+                )
+        elif tx.kind == UNSTAKE:
+            unstakeable = account.bonded - pending.unstake
+            if tx.amount > unstakeable:  # type: ignore[operator]
+                raise InsufficientBalance(
+                    f"unstake of {tx.amount} is above the bonded stake of {sender}: "
+                    f"{unstakeable} ({account.bonded} bonded, {pending.unstake} in pending unstakes)"
+                )
+
+    def submit(self, tx: Transaction) -> TxId:
+        """Admit one tx; returns only once it is durably stored."""
+        result = self.submit_many([tx])[0]
+        if result.error is not None:
+            raise result.error
+        return result.tx_id  # type: ignore[return-value]
+
+    def submit_many(self, txs: Sequence[Transaction]) -> list[Admission]:
+        """Admit several txs with one synced write (group commit); each gets its own result."""
+        results: list[Admission] = []
+        changes: dict[bytes, bytes | None] = {}
+        touched: dict[Address, SenderPending] = {}
+        added: list[TxId] = []
+        for tx in txs:
+            sender = tx.sender if _has_valid_key(tx) else None
+            pending = None
+            if sender is not None:
+                base = touched.get(sender) or self.sender_pending(sender)
+                pending = SenderPending(base.count, base.liquid_spend, base.unstake)
+            try:
+                if tx.tx_id in added:
+                    raise DuplicateTransaction(f"tx {tx.id_hex} is already pending")
+                if self.count + len(added) >= self._params.max_mempool_txs:
+                    raise MempoolFull(f"the mempool holds {self.count + len(added)} txs, its limit: forge a block and retry")
+                self.check(tx, pending)
+            except LedgerError as exc:
+                results.append(Admission(None, exc))
+                continue
+            if pending is None or sender is None:  # pragma: no cover - check() refused it
+                continue
+            pending.add(tx)
+            touched[sender] = pending
+            seq = self._next_seq + len(added)
+            changes[schema.make_mempool_key(seq)] = tx.encode()
+            changes[schema.make_mempool_id_key(tx.tx_id)] = schema.encode_u64(seq)
+            changes[schema.make_mempool_sender_key(sender, tx.nonce)] = tx.tx_id
+            added.append(tx.tx_id)
+            results.append(Admission(tx.tx_id))
+        if added:
+            changes[schema.MEMPOOL_META_KEY] = self._meta(self.count + len(added), self._next_seq + len(added))
+            self._store.write(changes)
+            self.count += len(added)
+            self._next_seq += len(added)
+            self._senders.update(touched)
+            self.verified.update(added)
+        return results
+
+    def _meta(self, count: int, next_seq: int) -> bytes:
+        return encoding.encode({"count": count, "next_seq": next_seq})
+
+    # ---- removal (inside a block's batch) --------------------------------------------------
+
+    def removal_changes(self, removed: Iterable[tuple[int, Transaction]]) -> dict[bytes, bytes | None]:
+        """Deletes for txs leaving the pool, to go into the block's single atomic batch."""
+        changes: dict[bytes, bytes | None] = {}
+        n = 0
+        for seq, tx in removed:
+            changes[schema.make_mempool_key(seq)] = None
+            changes[schema.make_mempool_id_key(tx.tx_id)] = None
+            changes[schema.make_mempool_sender_key(tx.sender, tx.nonce)] = None
+            n += 1
+        changes[schema.MEMPOOL_META_KEY] = self._meta(self.count - n, self._next_seq)
+        return changes
+
+    def after_commit(self, removed: Sequence[tuple[int, Transaction]]) -> None:
+        """Bring the caches in line once the batch with ``removal_changes`` is on disk."""
+        self.count -= len(removed)
+        self._senders.clear()
+        for _, tx in removed:
+            self.verified.discard(tx.tx_id)
+
+
+def _has_valid_key(tx: Transaction) -> bool:
+    try:
+        tx.sender
+    except LedgerError:
+        return False
+    return True
+
+
+def decode_submission(data: bytes) -> Transaction:
+    """Bytes from a client → a tx, with undecodable input reported as an invalid tx."""
+    try:
+        return Transaction.decode(data)
+    except EncodingError as exc:
+        raise InvalidTransaction(f"undecodable transaction: {exc}") from None
+
+
+__all__ = ["Admission", "Mempool", "SenderPending", "decode_submission"]

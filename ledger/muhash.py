@@ -1,0 +1,180 @@
+"""MuHash3072: the multiset hash behind each block header's state root (design decision 9).
+
+Why MuHash: the state root must commit to the whole state, yet a block touches only a few
+entries. MuHash maps each entry to a number modulo a 3072-bit prime and multiplies them together,
+so the hash of a set is independent of order, and adding or removing one entry is one modular
+multiplication. Updating the root therefore costs time proportional to the entries a block
+touches, never to the size of the state, and no tree has to be stored. Bitcoin Core uses the
+same construction for its UTXO-set hash (``gettxoutsetinfo hash_type=muhash``, coinstatsindex).
+
+This module reproduces Bitcoin Core's ``src/crypto/muhash.cpp`` bit for bit:
+
+* an element ``data`` becomes ``SHA256(data)``, used as a ChaCha20 key with an all-zero nonce and
+  block counter starting at 0; the first 384 keystream bytes, read as a little-endian integer, are
+  the element's number (Core: ``ChaCha20Aligned(key).Keystream``, RFC 8439 layout with a 96-bit
+  nonce of zeros; with a zero nonce and six blocks, the 64-bit-nonce layout gives the same bytes);
+* the modulus is ``p = 2**3072 - 1103717``, the largest 3072-bit safe prime;
+* insertions multiply a numerator, removals multiply a denominator (no inverse per removal);
+* the digest is ``SHA256(numerator * denominator**-1 mod p)`` with the number written as 384
+  bytes little-endian. Core prints that digest through ``uint256``, i.e. byte-reversed.
+
+Python's integers do the arithmetic; ``pow(x, -1, p)`` is the one modular inverse, paid only by
+:meth:`MuHash3072.digest` and :meth:`MuHash3072.to_bytes`.
+
+Security note: MuHash is only collision-resistant over *sets* of distinct elements hashed with
+SHA256 first; callers must hash each (key, value) entry with an unambiguous encoding, and must
+remove exactly the bytes they inserted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from Crypto.Cipher import ChaCha20
+
+from ledger.errors import EncodingError
+
+__all__ = ["BYTE_SIZE", "MODULUS", "MuHash3072"]
+
+MODULUS = 2**3072 - 1103717
+"""The prime modulus ``2**3072 - 1103717``, as in Bitcoin Core."""
+
+BYTE_SIZE = 384
+"""Bytes in one serialised 3072-bit number (little-endian)."""
+
+_NONCE = bytes(12)  # all-zero 96-bit nonce; the block counter starts at 0
+_ZERO_BLOCKS = bytes(BYTE_SIZE)  # encrypting zeros yields the raw keystream
+
+
+def _element(data: bytes) -> int:
+    """Map ``data`` to its number modulo :data:`MODULUS` (Core's ``MuHash3072::ToNum3072``)."""
+    key = hashlib.sha256(data).digest()
+    keystream = ChaCha20.new(key=key, nonce=_NONCE).encrypt(_ZERO_BLOCKS)
+    return int.from_bytes(keystream, "little") % MODULUS
+
+
+def _number_from_bytes(blob: bytes) -> int:
+    return int.from_bytes(blob, "little")
+
+
+def _number_to_bytes(number: int) -> bytes:
+    return number.to_bytes(BYTE_SIZE, "little")
+
+
+class MuHash3072:
+    """A running MuHash3072 over a multiset of byte strings; starts as the empty set.
+
+    The state is a fraction numerator/denominator modulo :data:`MODULUS`. Inserting and removing
+    are each one SHA256, one 384-byte ChaCha20 keystream and one modular multiplication; the same
+    element may be inserted more than once (multiset semantics), and removing an element not in
+    the set is not detected (it leaves the element with a negative count).
+    """
+
+    __slots__ = ("_numerator", "_denominator")
+
+    def __init__(self) -> None:
+        self._numerator: int = 1
+        self._denominator: int = 1
+
+    def insert(self, data: bytes) -> None:
+        """Add one occurrence of ``data`` to the set."""
+        self._numerator = (self._numerator * _element(data)) % MODULUS
+
+    def remove(self, data: bytes) -> None:
+        """Take one occurrence of ``data`` out of the set.
+
+        Multiplies the denominator rather than the inverse into the numerator, so a removal costs
+        no more than an insertion; the single inverse is deferred to :meth:`digest`.
+        """
+        self._denominator = (self._denominator * _element(data)) % MODULUS
+
+    def _value(self) -> int:
+        """The set's number, numerator / denominator reduced to one residue in [1, p)."""
+        if self._denominator == 1:
+            return self._numerator
+        return (self._numerator * pow(self._denominator, -1, MODULUS)) % MODULUS
+
+    def digest(self) -> bytes:
+        """The 32-byte hash of the current set (raw SHA256 output, not Core's reversed display).
+
+        Does not change the state, so it can be called after every block and updates continue.
+        """
+        return hashlib.sha256(_number_to_bytes(self._value())).digest()
+
+    def to_bytes(self) -> bytes:
+        """The running state as 384 bytes: the set's single residue, little-endian.
+
+        Folding the denominator in costs one modular inverse but halves the persisted size and
+        gives each set exactly one serialisation; :meth:`from_bytes` restores a state that keeps
+        accepting inserts and removals with identical results.
+        """
+        return _number_to_bytes(self._value())
+
+    @classmethod
+    def from_bytes(cls, blob: bytes) -> MuHash3072:
+        """Restore a state written by :meth:`to_bytes`.
+
+        Raises :class:`EncodingError` for a length other than 384 or a number that is not a
+        canonical non-zero residue (zero or at least the modulus), which :meth:`to_bytes` never
+        writes.
+        """
+        if len(blob) != BYTE_SIZE:
+            raise EncodingError(
+                f"MuHash state is {len(blob)} bytes, expected {BYTE_SIZE}: the stored state root"
+                " is truncated or corrupt"
+            )
+        number = _number_from_bytes(blob)
+        if not 0 < number < MODULUS:
+            raise EncodingError(
+                "MuHash state is not a canonical residue (zero, or not below 2**3072 - 1103717):"
+                " the stored state root is corrupt"
+            )
+        state = cls()
+        state._numerator = number
+        return state
+
+    def core_serialization(self) -> bytes:
+        """Bitcoin Core's serialisation: numerator then denominator, 384 bytes each, little-endian.
+
+        Kept for checking against Core's test vectors; posctl persists :meth:`to_bytes`.
+        """
+        return _number_to_bytes(self._numerator) + _number_to_bytes(self._denominator)
+
+    @classmethod
+    def from_core_serialization(cls, blob: bytes) -> MuHash3072:
+        """Read Core's 768-byte serialisation; like Core, numbers at or above the modulus are
+        accepted and reduced. A denominator that is zero modulo p is refused
+        (:class:`EncodingError`), since it has no inverse.
+        """
+        if len(blob) != 2 * BYTE_SIZE:
+            raise EncodingError(
+                f"Core MuHash serialisation is {len(blob)} bytes, expected {2 * BYTE_SIZE}"
+            )
+        numerator = _number_from_bytes(blob[:BYTE_SIZE]) % MODULUS
+        denominator = _number_from_bytes(blob[BYTE_SIZE:]) % MODULUS
+        if denominator == 0:
+            raise EncodingError("Core MuHash serialisation has a zero denominator")
+        state = cls()
+        state._numerator = numerator
+        state._denominator = denominator
+        return state
+
+    def copy(self) -> MuHash3072:
+        """An independent copy: updating either leaves the other unchanged."""
+        twin = MuHash3072()
+        twin._numerator = self._numerator
+        twin._denominator = self._denominator
+        return twin
+
+    def __eq__(self, other: object) -> bool:
+        """Two states are equal when they represent the same multiset (cross-multiplied)."""
+        if not isinstance(other, MuHash3072):
+            return NotImplemented
+        left = self._numerator * other._denominator
+        right = other._numerator * self._denominator
+        return (left - right) % MODULUS == 0
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"MuHash3072(digest={self.digest().hex()})"

@@ -1,0 +1,81 @@
+"""Chain parameters: their defaults in one place, fixed for a chain's life in its genesis state."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from ledger.errors import LedgerError
+
+MAX_AMOUNT = 2**63
+"""Exclusive upper bound of every amount: an amount is an integer in [1, 2^63)."""
+
+CHAIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+"""Chain ids are short lowercase names such as ``posctl-local-1``: easy to type, hard to confuse."""
+
+DEFAULT_CHAIN_ID = "posctl-local-1"
+
+
+class InvalidParams(LedgerError):
+    """A chain parameter outside what the ledger can run with."""
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every tunable rule of a chain.
+
+    Stored in the genesis state, so the state root commits to them and nobody can change them
+    for a running chain.
+    """
+
+    chain_id: str = DEFAULT_CHAIN_ID
+    min_stake: int = 100
+    """Bonded stake a validator needs for its BPM proposals to enter the lottery."""
+    unbonding_blocks: int = 10
+    """Blocks between an unstake and the moment its tokens are liquid again."""
+    block_reward: int = 10
+    """New tokens paid to each block's validator: the only source of supply after genesis."""
+    max_block_txs: int = 1000
+    bpm_min: int = 20
+    bpm_max: int = 250
+    max_tx_bytes: int = 4096
+    """A signed transaction's encoded size limit; a real tx is about 400 bytes."""
+    max_mempool_txs: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not CHAIN_ID_PATTERN.match(self.chain_id):
+            raise InvalidParams(
+                f"chain id {self.chain_id!r} is not valid: use 1-48 lowercase letters, digits and '-'"
+            )
+        for field in dataclasses.fields(self):
+            if field.name == "chain_id":
+                continue
+            value = getattr(self, field.name)
+            if type(value) is not int:
+                raise InvalidParams(f"parameter {field.name} must be an integer, got {value!r}")
+            if not 0 <= value < MAX_AMOUNT:
+                raise InvalidParams(f"parameter {field.name}={value} is out of range [0, 2^63)")
+        for name in ("min_stake", "max_block_txs", "bpm_min", "max_tx_bytes", "max_mempool_txs"):
+            if getattr(self, name) < 1:
+                raise InvalidParams(f"parameter {name} must be at least 1")
+        if self.bpm_min > self.bpm_max:
+            raise InvalidParams(f"bpm_min ({self.bpm_min}) is above bpm_max ({self.bpm_max})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Params":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidParams(
+                f"unknown parameter {unknown[0]!r}: known parameters are {', '.join(sorted(known))}"
+            )
+        return cls(**dict(data))
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]

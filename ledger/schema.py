@@ -1,0 +1,97 @@
+"""Every LevelDB key layout, as ``make_*_key()`` functions under one versioned prefix.
+
+Heights and sequence numbers are 8-byte big-endian so that LevelDB's byte order is their
+numeric order. State keys are relative (``account:pos1…``); the state root hashes those, and
+:func:`make_state_key` places them in the database.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+"""Bumped whenever a layout below changes; a database of another version is refused."""
+
+SCHEMA_VERSION_KEY = b"posctl:schema-version"
+"""Outside the versioned prefix, so any version of posctl can read it."""
+
+PREFIX = b"v1:"
+
+TIP_KEY = PREFIX + b"tip"
+GENESIS_KEY = PREFIX + b"genesis"
+MEMPOOL_META_KEY = PREFIX + b"mempool-meta"
+
+BLOCK_PREFIX = PREFIX + b"block:"
+BLOCK_HASH_PREFIX = PREFIX + b"block-hash:"
+TX_LOCATION_PREFIX = PREFIX + b"tx:"
+STATE_PREFIX = PREFIX + b"state:"
+MEMPOOL_PREFIX = PREFIX + b"mempool:"
+MEMPOOL_ID_PREFIX = PREFIX + b"mempool-id:"
+MEMPOOL_SENDER_PREFIX = PREFIX + b"mempool-sender:"
+EVICTED_PREFIX = PREFIX + b"evicted:"
+BLOCKS_WON_PREFIX = PREFIX + b"won:"
+
+# Relative state keys: what the state transition reads and writes.
+PARAMS_STATE_KEY = b"params"
+TOTALS_STATE_KEY = b"totals"
+ACCOUNT_STATE_PREFIX = b"account:"
+VALIDATOR_STATE_PREFIX = b"validator:"
+RELEASE_STATE_PREFIX = b"release:"
+
+
+def encode_u64(value: int) -> bytes:
+    return value.to_bytes(8, "big")
+
+
+def decode_u64(raw: bytes) -> int:
+    return int.from_bytes(raw, "big")
+
+
+def make_block_key(height: int) -> bytes:
+    return BLOCK_PREFIX + encode_u64(height)
+
+
+def make_block_hash_key(block_hash: bytes) -> bytes:
+    return BLOCK_HASH_PREFIX + block_hash
+
+
+def make_tx_location_key(tx_id: bytes) -> bytes:
+    return TX_LOCATION_PREFIX + tx_id
+
+
+def make_state_key(state_key: bytes) -> bytes:
+    return STATE_PREFIX + state_key
+
+
+def make_mempool_key(seq: int) -> bytes:
+    return MEMPOOL_PREFIX + encode_u64(seq)
+
+
+def make_mempool_id_key(tx_id: bytes) -> bytes:
+    return MEMPOOL_ID_PREFIX + tx_id
+
+
+def make_mempool_sender_prefix(address: str) -> bytes:
+    return MEMPOOL_SENDER_PREFIX + address.encode("ascii") + b":"
+
+
+def make_mempool_sender_key(address: str, nonce: int) -> bytes:
+    return make_mempool_sender_prefix(address) + encode_u64(nonce)
+
+
+def make_evicted_key(tx_id: bytes) -> bytes:
+    return EVICTED_PREFIX + tx_id
+
+
+def make_blocks_won_key(address: str) -> bytes:
+    return BLOCKS_WON_PREFIX + address.encode("ascii")
+
+
+def make_account_state_key(address: str) -> bytes:
+    return ACCOUNT_STATE_PREFIX + address.encode("ascii")
+
+
+def make_validator_state_key(address: str) -> bytes:
+    return VALIDATOR_STATE_PREFIX + address.encode("ascii")
+
+
+def make_release_state_key(height: int) -> bytes:
+    return RELEASE_STATE_PREFIX + encode_u64(height)

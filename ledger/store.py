@@ -1,0 +1,178 @@
+"""Storage: the only module that imports plyvel.
+
+A key-value store with two backends — LevelDB for real use, a dict for fast property tests —
+behind one small interface (py-evm's ``eth/db`` shape). Every multi-key write goes through
+:meth:`Store.write`, which LevelDB applies as one ``write_batch(transaction=True, sync=True)``:
+on return the whole batch is on disk, and a crash before that leaves none of it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import plyvel
+
+from ledger import schema
+from ledger.errors import ChainNotInitialized, DatabaseError, DatabaseLocked
+
+Changes = Mapping[bytes, "bytes | None"]
+"""Writes to apply together: a value to put, or ``None`` to delete."""
+
+
+class Batch:
+    """Writes collected before one atomic commit; reads see them first (read-your-writes)."""
+
+    def __init__(self, store: "KeyValueStore") -> None:
+        self._store = store
+        self.changes: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> bytes | None:
+        if key in self.changes:
+            return self.changes[key]
+        return self._store.get(key)
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.changes[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.changes[key] = None
+
+    def update(self, changes: Changes) -> None:
+        self.changes.update(changes)
+
+
+class KeyValueStore:
+    """The interface both backends implement."""
+
+    def get(self, key: bytes) -> bytes | None:
+        raise NotImplementedError
+
+    def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        raise NotImplementedError
+
+    def write(self, changes: Changes) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def atomic_batch(self) -> Iterator[Batch]:
+        """Collect writes; commit them as one synced batch only if the block exits cleanly."""
+        batch = Batch(self)
+        yield batch
+        if batch.changes:
+            self.write(batch.changes)
+
+    def last(self, prefix: bytes) -> tuple[bytes, bytes] | None:
+        for item in self.iterate(prefix, reverse=True):
+            return item
+        return None
+
+
+class MemoryStore(KeyValueStore):
+    """A dict with sorted iteration: same semantics as LevelDB, no durability."""
+
+    def __init__(self) -> None:
+        self._data: dict[bytes, bytes] = {}
+        self._keys: list[bytes] = []
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._data.get(key)
+
+    def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        start = bisect.bisect_left(self._keys, prefix)
+        keys = []
+        for key in self._keys[start:]:
+            if not key.startswith(prefix):
+                break
+            keys.append(key)
+        for key in reversed(keys) if reverse else keys:
+            yield key, self._data[key]
+
+    def write(self, changes: Changes) -> None:
+        for key, value in changes.items():
+            if value is None:
+                if key in self._data:
+                    del self._data[key]
+                    self._keys.pop(bisect.bisect_left(self._keys, key))
+            else:
+                if key not in self._data:
+                    bisect.insort(self._keys, key)
+                self._data[key] = value
+
+    def close(self) -> None:
+        pass
+
+
+class LevelDBStore(KeyValueStore):
+    """One LevelDB database with paranoid checks; held by one process at a time."""
+
+    def __init__(self, db: "plyvel.DB", path: Path) -> None:
+        self._db = db
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path, *, create: bool = False) -> "LevelDBStore":
+        """Open (or with ``create``, make) the database; nothing is replayed, so this is O(1)."""
+        if not create and not (path / "CURRENT").exists():
+            raise ChainNotInitialized(
+                f"no chain at {path.parent}: run `posctl chain init` first (or pass --home)"
+            )
+        try:
+            db = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
+        except plyvel.IOError as exc:
+            text = str(exc)
+            if "lock" in text.lower() or "temporarily unavailable" in text.lower():
+                raise DatabaseLocked(
+                    f"the chain database at {path} is in use by another process "
+                    "(a running `posctl node run`?): stop it or use its API"
+                ) from None
+            raise DatabaseError(f"cannot open the chain database at {path}: {text}") from None
+        except plyvel.CorruptionError as exc:
+            raise DatabaseError(f"the chain database at {path} is corrupted: {exc}") from None
+        except plyvel.Error as exc:
+            raise DatabaseError(f"cannot open the chain database at {path}: {exc}") from None
+        store = cls(db, path)
+        try:
+            store._check_schema_version(create)
+        except Exception:
+            db.close()
+            raise
+        return store
+
+    def _check_schema_version(self, create: bool) -> None:
+        raw = self._db.get(schema.SCHEMA_VERSION_KEY)
+        expected = str(schema.SCHEMA_VERSION).encode("ascii")
+        if raw is None:
+            if create and next(self._db.iterator(include_value=False), None) is None:
+                self._db.put(schema.SCHEMA_VERSION_KEY, expected, sync=True)
+                return
+            raise DatabaseError(f"{self.path} is not a posctl chain database (no schema version)")
+        if raw != expected:
+            raise DatabaseError(
+                f"the chain database at {self.path} has schema version {raw.decode(errors='replace')}, "
+                f"this posctl reads version {schema.SCHEMA_VERSION}: use a matching posctl"
+            )
+
+    def get(self, key: bytes) -> bytes | None:
+        return self._db.get(key)
+
+    def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        with self._db.iterator(prefix=prefix, reverse=reverse) as iterator:
+            yield from iterator
+
+    def write(self, changes: Changes) -> None:
+        with self._db.write_batch(transaction=True, sync=True) as batch:
+            for key, value in changes.items():
+                if value is None:
+                    batch.delete(key)
+                else:
+                    batch.put(key, value)
+
+    def close(self) -> None:
+        if not self._db.closed:
+            self._db.close()

@@ -1,0 +1,201 @@
+"""Transactions: what a sender signs, its id, and the checks that need no state.
+
+Four kinds, as in the tutorial's story made real: ``transfer`` moves liquid tokens, ``stake``
+bonds them as collateral, ``unstake`` starts their unbonding lock-up, and ``bpm`` is a
+validator's heart-rate reading, which is also its entry into the block's lottery.
+
+The id is a tagged SHA-256 over the canonical *unsigned* body, so no one can change an id by
+re-encoding the signature; the signature is over the same bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from ledger import crypto, encoding
+from ledger.crypto import Address
+from ledger.errors import (
+    EncodingError,
+    InvalidAddress,
+    InvalidTransaction,
+    WrongChain,
+)
+from ledger.params import MAX_AMOUNT, Params
+
+TX_TAG = "posctl/tx"
+"""Domain tag of tx ids and tx signatures."""
+
+TRANSFER, STAKE, UNSTAKE, BPM = "transfer", "stake", "unstake", "bpm"
+
+KIND_FIELDS: dict[str, tuple[str, ...]] = {
+    TRANSFER: ("to", "amount"),
+    STAKE: ("amount",),
+    UNSTAKE: ("amount",),
+    BPM: ("bpm",),
+}
+"""The fields each kind carries besides the common ones."""
+
+COMMON_FIELDS = ("chain_id", "kind", "nonce", "public_key")
+
+DECODE_LIMIT = 65536
+"""Bytes refused before parsing at all; the chain's own, smaller limit is ``max_tx_bytes``."""
+
+TxId = bytes
+
+
+@dataclass(frozen=True)
+class Transaction:
+    """A transaction, signed or not (``signature == b""``)."""
+
+    chain_id: str
+    kind: str
+    public_key: bytes
+    nonce: int
+    to: Address | None = None
+    amount: int | None = None
+    bpm: int | None = None
+    signature: bytes = b""
+
+    def body(self) -> dict[str, Any]:
+        """The canonical unsigned body: what the id and the signature cover."""
+        out: dict[str, Any] = {
+            "chain_id": self.chain_id,
+            "kind": self.kind,
+            "nonce": self.nonce,
+            "public_key": self.public_key.hex(),
+        }
+        for name in KIND_FIELDS.get(self.kind, ()):
+            out[name] = getattr(self, name)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.body()
+        out["signature"] = self.signature.hex()
+        return out
+
+    def encode(self) -> bytes:
+        return encoding.encode(self.to_dict())
+
+    def signing_message(self) -> bytes:
+        """The bytes signed; SHA-256 of them is the tx id."""
+        return encoding.tagged_preimage(TX_TAG, encoding.encode(self.body()))
+
+    @functools.cached_property
+    def tx_id(self) -> TxId:
+        return encoding.sha256(self.signing_message())
+
+    @property
+    def id_hex(self) -> str:
+        return self.tx_id.hex()
+
+    @functools.cached_property
+    def sender(self) -> Address:
+        return crypto.address_from_public_key(self.public_key)
+
+    @classmethod
+    def from_dict(cls, obj: Any) -> "Transaction":
+        """Build from a decoded object, naming the first field that is wrong."""
+        if not isinstance(obj, dict):
+            raise EncodingError("a transaction must be a JSON object")
+        kind = obj.get("kind")
+        if kind not in KIND_FIELDS:
+            raise EncodingError(
+                f"field 'kind' must be one of {', '.join(KIND_FIELDS)}, got {kind!r}"
+            )
+        fields = set(COMMON_FIELDS) | set(KIND_FIELDS[kind]) | {"signature"}
+        encoding.require_fields(obj, fields, f"{kind} transaction")
+        values: dict[str, Any] = {
+            "chain_id": encoding.require_str(obj["chain_id"], "chain_id"),
+            "kind": kind,
+            "public_key": encoding.hex_to_bytes(obj["public_key"], "public_key", crypto.PUBLIC_KEY_SIZE),
+            "nonce": encoding.require_int(obj["nonce"], "nonce"),
+            "signature": encoding.hex_to_bytes(obj["signature"], "signature", crypto.SIGNATURE_SIZE),
+        }
+        if "to" in KIND_FIELDS[kind]:
+            values["to"] = encoding.require_str(obj["to"], "to")
+        if "amount" in KIND_FIELDS[kind]:
+            values["amount"] = encoding.require_int(obj["amount"], "amount")
+        if "bpm" in KIND_FIELDS[kind]:
+            values["bpm"] = encoding.require_int(obj["bpm"], "bpm")
+        return cls(**values)
+
+    @classmethod
+    def decode(cls, data: bytes) -> "Transaction":
+        """Parse canonical bytes; refuses anything that would not re-encode identically."""
+        if len(data) > DECODE_LIMIT:
+            raise EncodingError(f"transaction is {len(data)} bytes, far above any limit")
+        return cls.from_dict(encoding.decode(data))
+
+
+def sign_transaction(tx: Transaction, private_key: bytes) -> Transaction:
+    """Return ``tx`` signed by ``private_key``, which must match ``tx.public_key``."""
+    if crypto.public_key_from_private(private_key) != tx.public_key:
+        raise InvalidTransaction("the private key does not belong to the transaction's public key")
+    signature = crypto.sign(private_key, tx.signing_message())
+    return dataclasses.replace(tx, signature=signature)
+
+
+def verify_signature(tx: Transaction) -> None:
+    """Raise :class:`InvalidSignature` unless the sender's key signed exactly this body."""
+    crypto.verify(tx.public_key, tx.signing_message(), tx.signature)
+
+
+def check_amount(amount: Any, what: str = "amount") -> int:
+    """Amounts are integers in [1, 2^63): no zero, negative, fractional or oversized value."""
+    if type(amount) is not int:
+        raise InvalidTransaction(f"{what} must be a whole number of tokens, got {amount!r}")
+    if not 1 <= amount < MAX_AMOUNT:
+        raise InvalidTransaction(f"{what} {amount} is out of range: use 1 to 2^63-1 tokens")
+    return amount
+
+
+def check_bpm(bpm: Any, params: Params) -> int:
+    if type(bpm) is not int:
+        raise InvalidTransaction(f"bpm must be an integer, got {bpm!r}")
+    if not params.bpm_min <= bpm <= params.bpm_max:
+        raise InvalidTransaction(
+            f"bpm {bpm} is out of range: this chain accepts {params.bpm_min} to {params.bpm_max}"
+        )
+    return bpm
+
+
+def check_stateless(tx: Transaction, params: Params) -> None:
+    """Every rule that needs no state except the signature (see :func:`verify_signature`)."""
+    if tx.chain_id != params.chain_id:
+        raise WrongChain(
+            f"transaction is for chain {tx.chain_id!r}, this chain is {params.chain_id!r}"
+        )
+    if tx.kind not in KIND_FIELDS:
+        raise InvalidTransaction(f"unknown transaction kind {tx.kind!r}")
+    if type(tx.nonce) is not int or not 0 <= tx.nonce < MAX_AMOUNT:
+        raise InvalidTransaction(f"nonce {tx.nonce!r} must be an integer in [0, 2^63)")
+    try:
+        crypto.validate_public_key(tx.public_key)
+    except crypto.InvalidKey as exc:
+        raise InvalidTransaction(str(exc)) from None
+    for name in ("to", "amount", "bpm"):
+        if name not in KIND_FIELDS[tx.kind] and getattr(tx, name) is not None:
+            raise InvalidTransaction(f"a {tx.kind} transaction has no field {name!r}")
+    if tx.kind in (TRANSFER, STAKE, UNSTAKE):
+        check_amount(tx.amount)
+    if tx.kind == TRANSFER:
+        try:
+            canonical = crypto.parse_address(tx.to)  # type: ignore[arg-type]
+        except InvalidAddress as exc:
+            raise InvalidTransaction(f"recipient: {exc}") from None
+        if canonical != tx.to:
+            raise InvalidTransaction("recipient address must be written in lowercase")
+    if tx.kind == BPM:
+        check_bpm(tx.bpm, params)
+    size = len(tx.encode())
+    if size > params.max_tx_bytes:
+        raise InvalidTransaction(f"transaction is {size} bytes, above the limit of {params.max_tx_bytes}")
+
+
+def validate_transaction(tx: Transaction, params: Params) -> None:
+    """Stateless checks plus the signature: what admission and replay both require."""
+    check_stateless(tx, params)
+    verify_signature(tx)

@@ -1,0 +1,138 @@
+"""The state transition function: ``apply_tx``, ``apply_block`` and ``state_transition``.
+
+Pure logic over a :class:`ledger.state.StateView` — no I/O, no clock, no randomness — so the
+forger, ``verify`` and any future consensus engine compute exactly the same thing. Each rule is
+a flat ``if …: raise`` that names the value and the rule it broke.
+
+Order inside a block: matured unbonding entries are released, then the transactions apply in
+order, then the validator receives the block reward. The lottery's participants are the
+distinct senders of the block's ``bpm`` transactions whose bonded stake *in the parent state*
+is at least ``min_stake``; releasing unbonding entries never changes bonded stake, so reading
+them after the release is the same as reading the parent.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from ledger import lottery, state, statehash
+from ledger.blocks import Block, BlockHeader, Participants, compute_tx_root
+from ledger.crypto import Address
+from ledger.errors import InvalidBlock, LedgerError, NonceMismatch
+from ledger.muhash import MuHash3072
+from ledger.params import Params
+from ledger.state import StateOverlay, StateView
+from ledger.transactions import BPM, STAKE, TRANSFER, UNSTAKE, Transaction, check_stateless, verify_signature
+
+NO_PARTICIPANTS_REASON = "no bpm proposal from a validator with at least min_stake bonded"
+
+
+def apply_tx(view: StateView, tx: Transaction, height: int, params: Params) -> None:
+    """Apply one transaction in block ``height``; on any error nothing has been written."""
+    check_stateless(tx, params)
+    sender = tx.sender
+    account = state.get_account(view, sender)
+    if tx.nonce != account.nonce:
+        raise NonceMismatch(f"nonce {tx.nonce} from {sender} is not its next nonce {account.nonce}")
+    if tx.kind == TRANSFER:
+        state.transfer(view, sender, tx.to, tx.amount)  # type: ignore[arg-type]
+    elif tx.kind == STAKE:
+        state.bond(view, sender, tx.amount)  # type: ignore[arg-type]
+    elif tx.kind == UNSTAKE:
+        state.begin_unbonding(view, sender, tx.amount, height + params.unbonding_blocks)  # type: ignore[arg-type]
+    elif tx.kind == BPM:
+        pass  # a reading is data; its weight in the lottery comes from bonded stake
+    state.increment_nonce(view, sender)
+
+
+def begin_block(view: StateView, height: int) -> None:
+    """What happens at the start of every block before its transactions."""
+    state.release_matured(view, height)
+
+
+def compute_participants(view: StateView, txs: Sequence[Transaction], params: Params) -> Participants:
+    """Distinct ``bpm`` senders bonded at least ``min_stake``, with that stake, by address."""
+    seen: dict[Address, int] = {}
+    for tx in txs:
+        if tx.kind != BPM or tx.sender in seen:
+            continue
+        account = state.get_account(view, tx.sender)
+        if state.is_eligible_validator(account, params):
+            seen[tx.sender] = account.bonded
+    return tuple(sorted(seen.items()))
+
+
+def finish_block(view: StateView, validator: Address, params: Params) -> None:
+    """Pay the block reward: the only new supply after genesis."""
+    if params.block_reward:
+        state.mint(view, validator, params.block_reward)
+
+
+def validate_header(header: BlockHeader, parent: BlockHeader, params: Params) -> None:
+    if header.height != parent.height + 1:
+        raise InvalidBlock(f"block height {header.height} does not follow parent height {parent.height}")
+    if header.prev_hash != parent.hash:
+        raise InvalidBlock(f"block {header.height} prev_hash does not match the parent's hash")
+    if header.timestamp < parent.timestamp:
+        raise InvalidBlock(f"block {header.height} timestamp is earlier than its parent's")
+    expected_seed = lottery.compute_seed(parent.hash, header.height)
+    if header.seed != expected_seed:
+        raise InvalidBlock(f"block {header.height} lottery seed is not compute_seed(prev_hash, height)")
+
+
+def apply_block(
+    view: StateView,
+    block: Block,
+    parent: BlockHeader,
+    params: Params,
+    *,
+    verify_signatures: bool = True,
+) -> None:
+    """Check a block against its parent and apply it (everything but the state root)."""
+    header = block.header
+    validate_header(header, parent, params)
+    if len(block.txs) > params.max_block_txs:
+        raise InvalidBlock(f"block {header.height} has {len(block.txs)} txs, above max_block_txs {params.max_block_txs}")
+    if header.tx_root != compute_tx_root([tx.tx_id for tx in block.txs]):
+        raise InvalidBlock(f"block {header.height} tx_root does not match its transactions")
+    if len({tx.tx_id for tx in block.txs}) != len(block.txs):
+        raise InvalidBlock(f"block {header.height} contains the same transaction twice")
+    begin_block(view, header.height)
+    participants = compute_participants(view, block.txs, params)
+    if block.participants != participants:
+        raise InvalidBlock(f"block {header.height} lists lottery participants that differ from its bpm txs")
+    if not participants:
+        raise InvalidBlock(f"block {header.height} has no lottery participants: {NO_PARTICIPANTS_REASON}")
+    winner = lottery.draw(header.seed, dict(participants))
+    if header.validator != winner:
+        raise InvalidBlock(f"block {header.height} validator {header.validator} is not the lottery winner {winner}")
+    for index, tx in enumerate(block.txs):
+        try:
+            if verify_signatures:
+                verify_signature(tx)
+            apply_tx(view, tx, header.height, params)
+        except LedgerError as exc:
+            raise InvalidBlock(f"block {header.height} tx {index} ({tx.id_hex}): {exc}") from None
+    finish_block(view, winner, params)
+
+
+def state_transition(
+    base_get: Callable[[bytes], bytes | None],
+    muhash: MuHash3072,
+    block: Block,
+    parent: BlockHeader,
+    params: Params,
+    *,
+    verify_signatures: bool = True,
+) -> tuple[StateOverlay, MuHash3072]:
+    """Apply ``block`` over the parent state and check its state root.
+
+    Returns the writes to commit and the new state accumulator; raises :class:`InvalidBlock`
+    and leaves the base untouched if anything is wrong.
+    """
+    overlay = StateOverlay(base_get)
+    apply_block(overlay, block, parent, params, verify_signatures=verify_signatures)
+    updated = statehash.apply_changes(muhash, overlay.originals, overlay.writes)
+    if updated.digest() != block.header.state_root:
+        raise InvalidBlock(f"block {block.height} state_root does not match the state after applying it")
+    return overlay, updated
