@@ -77,3 +77,12 @@ class DirectBackend:
 
     def close(self) -> None:
         self.chain.close()
+
+
+def open_backend(home: Path) -> Backend:
+    """A running node's API if one holds this home, else the database directly.
+
+    The node-routing half is filled in by the node work (``cli.node_client``); until a node
+    runs, this is the direct backend.
+    """
+    return DirectBackend(home)

@@ -424,8 +424,4 @@ class Chain:
             raise VerificationError("the tip's state root does not commit to the stored state", self.tip.height)
 
 
-def default_home() -> Path:
-    return Path(os.environ.get("POSCTL_HOME") or Path.home() / ".posctl")
-
-
-__all__ = ["Chain", "ForgeResult", "VerifyReport", "default_home", "ensure_home", "Params"]
+__all__ = ["Chain", "ForgeResult", "VerifyReport", "ensure_home", "Params"]

@@ -1,0 +1,121 @@
+"""The context every command receives, and the one place output and errors are rendered.
+
+Commands are thin: they parse, call the library and hand back data; :func:`emit` prints it as
+JSON (exactly one document on stdout) or as text. Every failure a user can cause becomes one
+line on stderr — ``error: …`` — and exit status 1; a traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class AppContext:
+    """Built by the root group and passed down through ``click.Context.obj``."""
+
+    home: Path
+    password_file: Path | None = None
+    json_output: bool = False
+    _backend: Any = field(default=None, repr=False)
+
+    @property
+    def wallets_dir(self) -> Path:
+        return self.home / "wallets"
+
+    def backend(self) -> Any:
+        """The chain backend (direct or through a running node), opened once per command."""
+        if self._backend is None:
+            from cli.backend import open_backend
+
+            self._backend = open_backend(self.home)
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def fail(message: str) -> "click.ClickException":
+    """An error a user can act on: printed as ``error: message``, exit status 1."""
+    return click.ClickException(message)
+
+
+def emit(app: AppContext, data: Any, text: Callable[[Any], str] | str | None = None) -> None:
+    """Print ``data`` as one JSON document, or as text rendered by ``text``."""
+    if app.json_output:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    if text is None:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    elif isinstance(text, str):
+        click.echo(text)
+    else:
+        click.echo(text(data))
+
+
+def json_option(func: F) -> F:
+    """``--json`` on a command: sets the context's output mode."""
+
+    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+        if value:
+            ctx.find_object(AppContext).json_output = True  # type: ignore[union-attr]
+        return value
+
+    return click.option(
+        "--json", "json_flag", is_flag=True, expose_value=False, callback=callback,
+        help="Print exactly one JSON document on stdout.",
+    )(func)
+
+
+def handles_errors(func: F) -> F:
+    """Turn library errors into one-line click errors (exit 1) — never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from ledger.errors import LedgerError
+        from wallet.errors import WalletError
+
+        try:
+            return func(*args, **kwargs)
+        except (LedgerError, WalletError) as exc:
+            raise fail(str(exc)) from None
+        except PermissionError as exc:
+            raise fail(f"permission denied: {exc.filename}: choose another --home or fix its permissions") from None
+        except OSError as exc:
+            raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def read_password(app: AppContext, *, confirm: bool = False, prompt: str = "Wallet password") -> str:
+    """From ``--password-file``, else ``POSCTL_PASSWORD``, else a hidden prompt."""
+    if app.password_file is not None:
+        try:
+            text = app.password_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"cannot read password file {app.password_file}: {exc.strerror}") from None
+        password = text.rstrip("\r\n")
+    elif "POSCTL_PASSWORD" in os.environ:
+        password = os.environ["POSCTL_PASSWORD"]
+    elif not sys.stdin.isatty():
+        raise fail("a password is needed: set POSCTL_PASSWORD, pass --password-file, or run in a terminal")
+    else:
+        password = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    if not password:
+        raise fail("the password is empty: choose a non-empty password")
+    return password

@@ -1,0 +1,82 @@
+"""``posctl``: the root command group.
+
+Command groups live in their own modules (``wallet_cmd``, ``chain_cmd``, ``node_cmd``,
+``demo``) and are imported only when that group runs, so ``posctl --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.context import AppContext
+
+LAZY_GROUPS = {
+    "wallet": ("cli.wallet_cmd", "wallet", "Create wallets and sign stake, transfer and BPM transactions."),
+    "chain": ("cli.chain_cmd", "chain", "Create, inspect, forge and verify the chain."),
+    "node": ("cli.node_cmd", "node", "Run a long-lived forger with a local HTTP API."),
+    "demo": ("cli.demo", "demo", "Run the whole proof-of-stake story end to end."),
+}
+
+
+def _version() -> str:
+    try:
+        return version("posctl")
+    except PackageNotFoundError:  # running from a source tree
+        return "0.0.0+source"
+
+
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when it is invoked (or its help is shown)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(LAZY_GROUPS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in LAZY_GROUPS:
+            return None
+        module_name, attr, _ = LAZY_GROUPS[name]
+        module = __import__(module_name, fromlist=[attr])
+        return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, LAZY_GROUPS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def default_home() -> Path:
+    return Path.home() / ".posctl"
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home", type=click.Path(file_okay=False, path_type=Path), envvar="POSCTL_HOME",
+    default=default_home, show_default="~/.posctl",
+    help="Directory holding the chain and the wallets (env POSCTL_HOME).",
+)
+@click.option(
+    "--password-file", type=click.Path(dir_okay=False, path_type=Path), envvar="POSCTL_PASSWORD_FILE",
+    help="Read the wallet password from this file (else POSCTL_PASSWORD, else a hidden prompt).",
+)
+@click.version_option(_version(), prog_name="posctl")
+@click.pass_context
+def posctl(ctx: click.Context, home: Path, password_file: Path | None) -> None:
+    """posctl — a Proof-of-Stake ledger you can run, read and break on your own machine.
+
+    Shell completion: eval "$(_POSCTL_COMPLETE=bash_source posctl)" (zsh_source, fish_source).
+    """
+    app = AppContext(home=home.expanduser(), password_file=password_file)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+def main(argv: list[str] | None = None) -> Any:
+    return posctl.main(args=argv, prog_name="posctl")
+
+
+if __name__ == "__main__":
+    main()
