@@ -1,0 +1,44 @@
+"""Test helpers: deterministic keys, signed transactions and small chains on real LevelDB."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ledger import crypto
+from ledger.chain import Chain
+from ledger.genesis import GenesisConfig
+from ledger.params import Params
+from ledger.transactions import Transaction, sign_transaction
+
+
+@dataclass(frozen=True)
+class Key:
+    private: bytes
+    public: bytes
+    address: str
+
+
+def make_key(label: str) -> Key:
+    """A deterministic key per label, so failures are reproducible."""
+    private = hashlib.sha256(b"posctl-test-key:" + label.encode()).digest()
+    public = crypto.public_key_from_private(private)
+    return Key(private, public, crypto.address_from_public_key(public))
+
+
+def make_tx(key: Key, nonce: int, kind: str, chain_id: str = "posctl-test", **fields: object) -> Transaction:
+    tx = Transaction(chain_id=chain_id, kind=kind, public_key=key.public, nonce=nonce, **fields)  # type: ignore[arg-type]
+    return sign_transaction(tx, key.private)
+
+
+def make_config(
+    allocations: dict[str, int], bonds: dict[str, int], **params: int
+) -> GenesisConfig:
+    return GenesisConfig(
+        params=Params(chain_id="posctl-test", **params), allocations=allocations, bonds=bonds, timestamp=1_700_000_000
+    )
+
+
+def make_chain(home: Path, allocations: dict[str, int], bonds: dict[str, int], **params: int) -> Chain:
+    return Chain.create(home, make_config(allocations, bonds, **params))

@@ -1,0 +1,143 @@
+"""Admission: each rule refuses with its own error, and an acknowledged tx is durably pending."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from ledger.errors import (
+    DuplicateTransaction,
+    InsufficientBalance,
+    InvalidSignature,
+    InvalidTransaction,
+    MempoolFull,
+    NonceMismatch,
+    WrongChain,
+)
+from ledger.mempool import decode_submission
+from tests.ledgerkit import make_chain, make_key, make_tx
+
+A, B, V = make_key("a"), make_key("b"), make_key("v")
+
+
+@pytest.fixture
+def chain(tmp_path):
+    c = make_chain(tmp_path / "home", {A.address: 100, B.address: 100}, {V.address: 500}, max_mempool_txs=5)
+    yield c
+    c.close()
+
+
+def test_undecodable_submission(chain):
+    with pytest.raises(InvalidTransaction, match="undecodable"):
+        decode_submission(b"{not json")
+
+
+def test_wrong_chain_id(chain):
+    with pytest.raises(WrongChain):
+        chain.submit(make_tx(A, 0, "bpm", bpm=70, chain_id="other-chain"))
+
+
+def test_bad_signature(chain):
+    tx = make_tx(A, 0, "stake", amount=10)
+    with pytest.raises(InvalidSignature):
+        chain.submit(dataclasses.replace(tx, signature=make_tx(B, 0, "stake", amount=10).signature))
+
+
+def test_nonce_too_low_already_used_and_gap(chain):
+    chain.submit(make_tx(A, 0, "bpm", bpm=70))
+    with pytest.raises(NonceMismatch, match="already used by a pending tx"):
+        chain.submit(make_tx(A, 0, "bpm", bpm=71))
+    with pytest.raises(NonceMismatch, match="leaves a gap: the next nonce .* is 1"):
+        chain.submit(make_tx(A, 2, "bpm", bpm=70))
+    chain.submit(make_tx(V, 0, "bpm", bpm=70))
+    chain.forge()
+    with pytest.raises(NonceMismatch, match="too low"):
+        chain.submit(make_tx(A, 0, "bpm", bpm=99))
+
+
+def test_spendable_balance_counts_pending_txs(chain):
+    chain.submit(make_tx(A, 0, "transfer", to=B.address, amount=60))
+    with pytest.raises(InsufficientBalance, match="spendable balance .* 40 \\(100 liquid, 60 in pending"):
+        chain.submit(make_tx(A, 1, "stake", amount=41))
+    chain.submit(make_tx(A, 1, "stake", amount=40))
+    with pytest.raises(InsufficientBalance, match="bonded stake"):
+        chain.submit(make_tx(V, 0, "unstake", amount=501))
+    chain.submit(make_tx(V, 0, "unstake", amount=300))
+    with pytest.raises(InsufficientBalance, match="pending unstakes"):
+        chain.submit(make_tx(V, 1, "unstake", amount=201))
+
+
+def test_duplicates_pending_and_included(chain):
+    tx = make_tx(V, 0, "bpm", bpm=70)
+    chain.submit(tx)
+    with pytest.raises(DuplicateTransaction, match="already pending"):
+        chain.submit(tx)
+    chain.forge()
+    with pytest.raises(DuplicateTransaction, match="already in a block"):
+        chain.submit(tx)
+
+
+def test_mempool_full(chain):
+    for nonce in range(5):
+        chain.submit(make_tx(A, nonce, "bpm", bpm=70))
+    with pytest.raises(MempoolFull, match="limit"):
+        chain.submit(make_tx(B, 0, "bpm", bpm=70))
+
+
+def test_submit_many_reports_each_tx_and_persists_the_good_ones(chain):
+    results = chain.submit_many([
+        make_tx(A, 0, "bpm", bpm=70),
+        make_tx(A, 0, "bpm", bpm=70),  # duplicate within the batch
+        make_tx(A, 1, "stake", amount=1000),  # above balance
+        make_tx(A, 1, "stake", amount=10),
+    ])
+    assert [r.error is None for r in results] == [True, False, False, True]
+    assert isinstance(results[1].error, DuplicateTransaction)
+    assert isinstance(results[2].error, InsufficientBalance)
+    assert chain.mempool.count == 2
+
+
+def test_pending_survives_reopen_and_forger_orders_by_arrival(tmp_path):
+    from ledger.chain import Chain
+
+    home = tmp_path / "home"
+    chain = make_chain(home, {A.address: 100}, {V.address: 500})
+    ids = [chain.submit(make_tx(A, 0, "transfer", to=B.address, amount=1)),
+           chain.submit(make_tx(V, 0, "bpm", bpm=70)),
+           chain.submit(make_tx(A, 1, "bpm", bpm=71))]
+    chain.close()
+    reopened = Chain.open(home)
+    assert reopened.mempool.count == 3
+    assert [reopened.tx(i)["status"] for i in ids] == ["pending"] * 3
+    block = reopened.forge().block
+    assert block is not None and [tx.tx_id for tx in block.txs] == ids
+    assert reopened.tx(ids[2])["status"] == "included" and reopened.tx(ids[2])["height"] == 1
+    reopened.close()
+
+
+def test_invalidated_pending_tx_is_evicted_with_reason(tmp_path):
+    """A tx admitted, then made invalid behind the mempool's back, is evicted — never silently."""
+    from ledger import schema
+    from ledger.chain import Chain
+
+    home = tmp_path / "home"
+    chain = make_chain(home, {A.address: 100}, {V.address: 500})
+    doomed = chain.submit(make_tx(A, 0, "transfer", to=B.address, amount=100))
+    follower = chain.submit(make_tx(A, 1, "bpm", bpm=80))
+    chain.submit(make_tx(V, 0, "bpm", bpm=70))
+    # Simulate a state change the mempool did not see: A's balance drops to 10.
+    from ledger import encoding, state
+    key = schema.make_state_key(schema.make_account_state_key(A.address))
+    account = state.Account.from_dict(encoding.decode(chain.store.get(key)))
+    chain.store.write({key: encoding.encode(dataclasses.replace(account, balance=10).to_dict())})
+    result = chain.forge()
+    assert result.block is not None and len(result.block.txs) == 1
+    reasons = dict(result.evicted)
+    assert "cannot send 100" in reasons[doomed.hex()]
+    assert "not its next nonce" in reasons[follower.hex()]
+    record = chain.tx(doomed)
+    assert record["status"] == "evicted" and "cannot send 100" in record["reason"]
+    assert chain.mempool.count == 0
+    chain.close()
+    assert Chain.open(home).mempool.count == 0

@@ -1,0 +1,104 @@
+import dataclasses
+
+import pytest
+
+from ledger import crypto, encoding
+from ledger.errors import EncodingError, InvalidSignature, InvalidTransaction, WrongChain
+from ledger.params import Params
+from ledger.transactions import Transaction, check_stateless, validate_transaction, verify_signature
+from tests.ledgerkit import make_key, make_tx
+
+PARAMS = Params(chain_id="posctl-test")
+ALICE = make_key("alice")
+BOB = make_key("bob")
+
+
+def test_round_trip_of_every_kind():
+    for tx in [
+        make_tx(ALICE, 0, "transfer", to=BOB.address, amount=5),
+        make_tx(ALICE, 1, "stake", amount=100),
+        make_tx(ALICE, 2, "unstake", amount=1),
+        make_tx(ALICE, 3, "bpm", bpm=72),
+    ]:
+        data = tx.encode()
+        again = Transaction.decode(data)
+        assert again == tx and again.encode() == data and again.tx_id == tx.tx_id
+        validate_transaction(again, PARAMS)
+
+
+def test_id_does_not_depend_on_signature_and_signature_covers_every_field():
+    tx = make_tx(ALICE, 0, "transfer", to=BOB.address, amount=5)
+    assert dataclasses.replace(tx, signature=b"\x01" * 64).tx_id == tx.tx_id
+    for change in [{"amount": 6}, {"nonce": 1}, {"to": ALICE.address}, {"chain_id": "other"}]:
+        with pytest.raises(InvalidSignature):
+            verify_signature(dataclasses.replace(tx, **change))
+
+
+def test_high_s_variant_is_rejected():
+    tx = make_tx(ALICE, 0, "stake", amount=10)
+    s = int.from_bytes(tx.signature[32:], "big")
+    high = tx.signature[:32] + (crypto.SECP256K1_ORDER - s).to_bytes(32, "big")
+    with pytest.raises(InvalidSignature, match="low-S"):
+        verify_signature(dataclasses.replace(tx, signature=high))
+
+
+@pytest.mark.parametrize("amount", [0, -1, 2**63, True])
+def test_amount_out_of_range(amount):
+    tx = make_tx(ALICE, 0, "stake", amount=1)
+    with pytest.raises(InvalidTransaction, match="amount"):
+        check_stateless(dataclasses.replace(tx, amount=amount), PARAMS)
+
+
+@pytest.mark.parametrize("bpm", [19, 251, -5])
+def test_bpm_out_of_range(bpm):
+    with pytest.raises(InvalidTransaction, match="bpm .* out of range: this chain accepts 20 to 250"):
+        check_stateless(make_tx(ALICE, 0, "bpm", bpm=bpm), PARAMS)
+
+
+def test_wrong_chain_and_bad_recipient():
+    with pytest.raises(WrongChain, match="'elsewhere'"):
+        check_stateless(make_tx(ALICE, 0, "bpm", bpm=70, chain_id="elsewhere"), PARAMS)
+    with pytest.raises(InvalidTransaction, match="recipient"):
+        check_stateless(make_tx(ALICE, 0, "transfer", to=BOB.address[:-1] + "x", amount=1), PARAMS)
+    with pytest.raises(InvalidTransaction, match="lowercase"):
+        check_stateless(make_tx(ALICE, 0, "transfer", to=BOB.address.upper(), amount=1), PARAMS)
+
+
+def test_oversized_tx_is_refused():
+    small = Params(chain_id="posctl-test", max_tx_bytes=200)
+    with pytest.raises(InvalidTransaction, match="above the limit of 200"):
+        check_stateless(make_tx(ALICE, 0, "bpm", bpm=70), small)
+
+
+def obj_of(tx: Transaction) -> dict:
+    return encoding.decode(tx.encode())
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda o: o.pop("nonce"), "missing field 'nonce'"),
+        (lambda o: o.update(extra=1), "unknown field 'extra'"),
+        (lambda o: o.update(kind="mint"), "field 'kind' must be one of"),
+        (lambda o: o.update(public_key="zz"), "'public_key' is not valid hex"),
+        (lambda o: o.update(signature="00"), "'signature' must be 64 bytes"),
+        (lambda o: o.update(amount="5"), "'amount' must be an integer"),
+    ],
+)
+def test_decoding_names_the_bad_field(mutate, message):
+    obj = obj_of(make_tx(ALICE, 0, "stake", amount=5))
+    mutate(obj)
+    with pytest.raises(EncodingError, match=message):
+        Transaction.from_dict(obj)
+
+
+def test_decoding_rejects_booleans_floats_and_duplicates():
+    raw = make_tx(ALICE, 0, "stake", amount=5).encode()
+    with pytest.raises(EncodingError):
+        Transaction.decode(raw.replace(b'"amount":5', b'"amount":true'))
+    with pytest.raises(EncodingError):
+        Transaction.decode(raw.replace(b'"amount":5', b'"amount":5.0'))
+    with pytest.raises(EncodingError, match="duplicate"):
+        Transaction.decode(raw.replace(b'"amount":5', b'"amount":5,"amount":5'))
+    with pytest.raises(EncodingError, match="far above"):
+        Transaction.decode(b" " * 70000)
