@@ -30,7 +30,7 @@ from ledger.genesis import GenesisConfig, build_genesis
 from ledger.mempool import Admission, Mempool
 from ledger.muhash import MuHash3072
 from ledger.params import Params
-from ledger.state import DictState, ReadOnlyView
+from ledger.state import DictState, WorkingState
 from ledger.store import KeyValueStore, LevelDBStore
 from ledger.transactions import Transaction, TxId
 from ledger.transition import state_transition
@@ -161,8 +161,9 @@ class Chain:
     def _state_get(self, key: bytes) -> bytes | None:
         return self.store.get(schema.make_state_key(key))
 
-    def _state_view(self) -> ReadOnlyView:
-        return ReadOnlyView(self._state_get)
+    def _state_view(self) -> WorkingState:
+        """A fresh read view of the committed state (never written back)."""
+        return WorkingState(self._state_get)
 
     @property
     def height(self) -> int:
@@ -206,13 +207,13 @@ class Chain:
             )
         changes.update(self.mempool.removal_changes(removed))
         block = candidate.block
-        if block is not None and candidate.overlay is not None and candidate.muhash is not None:
+        if block is not None and candidate.writes is not None and candidate.muhash is not None:
             height = block.height
             changes[schema.make_block_key(height)] = block.encode()
             changes[schema.make_block_hash_key(block.hash)] = schema.encode_u64(height)
             for index, tx in enumerate(block.txs):
                 changes[schema.make_tx_location_key(tx.tx_id)] = schema.encode_u64(height) + index.to_bytes(4, "big")
-            for key, value in candidate.overlay.writes.items():
+            for key, value in candidate.writes.items():
                 changes[schema.make_state_key(key)] = value
             won_key = schema.make_blocks_won_key(block.header.validator)
             won = self.store.get(won_key)
@@ -356,14 +357,10 @@ class Chain:
         for height in range(1, self.tip.height + 1):
             block = self._stored_block(height)
             try:
-                overlay, muhash = state_transition(replayed.get, muhash, block, parent, params)
+                writes, muhash = state_transition(replayed.get, muhash, block, parent, params)
             except LedgerError as exc:
                 raise VerificationError(f"height {height}: {exc}", height) from None
-            for key, value in overlay.writes.items():
-                if value is None:
-                    replayed.delete(key)
-                else:
-                    replayed.put(key, value)
+            replayed.apply(writes)
             self._check_indexes(block)
             tx_count += len(block.txs)
             parent = block.header
@@ -415,7 +412,7 @@ class Chain:
             raise VerificationError(
                 f"state entry {missing[0].decode('ascii', 'replace')} is missing from the database", self.tip.height
             )
-        totals = state.get_totals(replayed)
+        totals = WorkingState(replayed.get).totals()
         if totals.supply != totals.issued:
             raise VerificationError(
                 f"supply {totals.supply} differs from issued {totals.issued}", self.tip.height

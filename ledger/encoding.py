@@ -18,24 +18,46 @@ Hash32 = bytes
 """A 32-byte SHA-256 digest."""
 
 
-def _check_value(value: Any, path: str) -> None:
+def _describe_problem(value: Any, path: str) -> str | None:
+    """Where and why a value has no canonical form (slow path, only run after a refusal)."""
     if isinstance(value, bool) or value is None:
-        raise EncodingError(f"{path}: {value!r} is not allowed in the canonical form")
-    if isinstance(value, (int, str)):
-        return
+        return f"{path}: {value!r} is not allowed in the canonical form"
     if isinstance(value, float):
-        raise EncodingError(f"{path}: floats are not allowed, use an integer")
+        return f"{path}: floats are not allowed, use an integer"
+    if isinstance(value, (int, str)):
+        return None
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
-                raise EncodingError(f"{path}: object keys must be strings")
-            _check_value(item, f"{path}.{key}")
-        return
+                return f"{path}: object keys must be strings"
+            problem = _describe_problem(item, f"{path}.{key}")
+            if problem:
+                return problem
+        return None
     if isinstance(value, (list, tuple)):
         for index, item in enumerate(value):
-            _check_value(item, f"{path}[{index}]")
-        return
-    raise EncodingError(f"{path}: {type(value).__name__} has no canonical encoding")
+            problem = _describe_problem(item, f"{path}[{index}]")
+            if problem:
+                return problem
+        return None
+    return f"{path}: {type(value).__name__} has no canonical encoding"
+
+
+def _is_canonical_value(value: Any) -> bool:
+    """Fast check on the hot path: exact types only (a bool is not an int here)."""
+    kind = type(value)
+    if kind is int or kind is str:
+        return True
+    if kind is dict:
+        return all(type(k) is str and _is_canonical_value(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_is_canonical_value(v) for v in value)
+    return False
+
+
+def _check_value(value: Any, path: str) -> None:
+    if not _is_canonical_value(value):
+        raise EncodingError(_describe_problem(value, path) or f"{path}: no canonical encoding")
 
 
 def encode(obj: Any) -> bytes:

@@ -16,8 +16,8 @@ from ledger.blocks import Block, BlockHeader, compute_tx_root
 from ledger.errors import LedgerError
 from ledger.muhash import MuHash3072
 from ledger.params import Params
-from ledger.state import ReadOnlyView, StateOverlay
-from ledger.transactions import Transaction, TxId, verify_signature
+from ledger.state import WorkingState
+from ledger.transactions import Transaction, TxId, validate_transaction
 from ledger.transition import NO_PARTICIPANTS_REASON, apply_tx, begin_block, compute_participants, finish_block
 
 Pending = tuple[int, Transaction]
@@ -30,7 +30,7 @@ class Candidate:
 
     block: Block | None
     reason: str | None = None
-    overlay: StateOverlay | None = None
+    writes: dict[bytes, bytes | None] | None = None
     muhash: MuHash3072 | None = None
     included: list[Pending] = field(default_factory=list)
     evicted: list[tuple[int, Transaction, str]] = field(default_factory=list)
@@ -48,12 +48,13 @@ def build_block(
     """Build the block after ``parent`` from pending txs in arrival order.
 
     Each tx is applied in turn; one that no longer applies is evicted with its reason (never
-    silently dropped). Signatures this process already checked (``verified``) are not checked
-    again. With no eligible BPM proposal there is no block, and the reason says so.
+    silently dropped). Txs this process already validated at admission (``verified``: stateless
+    rules and signature, under the same parameters) are not validated again. With no eligible BPM proposal there is no block, and the reason says so.
     """
     height = parent.height + 1
-    overlay = StateOverlay(base_get)
-    begin_block(overlay, height)
+    parent_state = WorkingState(base_get)
+    working = WorkingState(base_get)
+    begin_block(working, height)
     included: list[Pending] = []
     evicted: list[tuple[int, Transaction, str]] = []
     for seq, tx in pending:
@@ -61,20 +62,21 @@ def build_block(
             break
         try:
             if tx.tx_id not in verified:
-                verify_signature(tx)
-            apply_tx(overlay, tx, height, params)
+                validate_transaction(tx, params)
+            apply_tx(working, tx, height, params)
         except LedgerError as exc:
             evicted.append((seq, tx, str(exc)))
             continue
         included.append((seq, tx))
     txs = tuple(tx for _, tx in included)
-    participants = compute_participants(ReadOnlyView(base_get), txs, params)
+    participants = compute_participants(parent_state, txs, params)
     if not participants:
         return Candidate(block=None, reason=NO_PARTICIPANTS_REASON, evicted=evicted)
     seed = lottery.compute_seed(parent.hash, height)
     winner = lottery.draw(seed, dict(participants))
-    finish_block(overlay, winner, params)
-    updated = statehash.apply_changes(muhash, overlay.originals, overlay.writes)
+    finish_block(working, winner, params)
+    originals, writes = working.changes()
+    updated = statehash.apply_changes(muhash, originals, writes)
     header = BlockHeader(
         height=height,
         prev_hash=parent.hash,
@@ -85,4 +87,4 @@ def build_block(
         state_root=updated.digest(),
     )
     block = Block(header=header, txs=txs, participants=participants)
-    return Candidate(block=block, overlay=overlay, muhash=updated, included=included, evicted=evicted)
+    return Candidate(block=block, writes=writes, muhash=updated, included=included, evicted=evicted)

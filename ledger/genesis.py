@@ -16,7 +16,7 @@ from ledger.crypto import Address
 from ledger.errors import EncodingError, InvalidAddress, LedgerError
 from ledger.muhash import MuHash3072
 from ledger.params import MAX_AMOUNT, Params
-from ledger.state import DictState
+from ledger.state import DictState, WorkingState
 
 GENESIS_TAG = "posctl/genesis"
 
@@ -102,8 +102,10 @@ class GenesisConfig:
 
 def build_genesis(config: GenesisConfig) -> tuple[Block, DictState, MuHash3072]:
     """The genesis block, its full state and the state accumulator."""
+    working = WorkingState(lambda key: None)
+    state.build_genesis_state(working, config.params, config.allocations, config.bonds)
     genesis_state = DictState()
-    state.build_genesis_state(genesis_state, config.params, config.allocations, config.bonds)
+    genesis_state.apply(working.changes()[1])
     muhash = statehash.hash_of_entries(genesis_state.entries.items())
     header = BlockHeader(
         height=0,

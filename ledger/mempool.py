@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-from ledger import encoding, schema, state
+from ledger import encoding, schema
 from ledger.crypto import Address
 from ledger.errors import (
     DuplicateTransaction,
@@ -27,7 +27,7 @@ from ledger.errors import (
     NonceMismatch,
 )
 from ledger.params import Params
-from ledger.state import ReadOnlyView, StateView
+from ledger.state import WorkingState
 from ledger.store import KeyValueStore
 from ledger.transactions import STAKE, TRANSFER, UNSTAKE, Transaction, TxId, check_stateless, verify_signature
 
@@ -62,21 +62,27 @@ class Mempool:
     def __init__(self, store: KeyValueStore, params: Params) -> None:
         self._store = store
         self._params = params
-        self._state: StateView = ReadOnlyView(lambda key: store.get(schema.make_state_key(key)))
         meta = store.get(schema.MEMPOOL_META_KEY)
         data = encoding.decode(meta) if meta else {"count": 0, "next_seq": 0}
         self.count: int = data["count"]
         self._next_seq: int = data["next_seq"]
         self._senders: dict[Address, SenderPending] = {}
         self.verified: set[TxId] = set()
-        """Ids whose signature this process checked at admission: the forger skips them."""
+        """Ids this process validated at admission (stateless rules and signature)."""
+        self._admitted: dict[int, Transaction] = {}
+        """Decoded txs admitted by this process, by sequence: the forger need not decode them."""
+
+    def _state_get(self, key: bytes) -> bytes | None:
+        return self._store.get(schema.make_state_key(key))
 
     # ---- reading ---------------------------------------------------------------------------
 
     def pending(self) -> Iterator[tuple[int, Transaction]]:
         """(sequence, tx) in arrival order."""
         for key, value in self._store.iterate(schema.MEMPOOL_PREFIX):
-            yield schema.decode_u64(key[len(schema.MEMPOOL_PREFIX):]), Transaction.decode(value)
+            seq = schema.decode_u64(key[len(schema.MEMPOOL_PREFIX):])
+            tx = self._admitted.get(seq)
+            yield seq, tx if tx is not None else Transaction.decode(value)
 
     def get(self, tx_id: TxId) -> Transaction | None:
         seq = self._store.get(schema.make_mempool_id_key(tx_id))
@@ -113,7 +119,7 @@ class Mempool:
             raise DuplicateTransaction(f"tx {tx_id.hex()} is already in a block")
         verify_signature(tx)
         sender = tx.sender
-        account = state.get_account(self._state, sender)
+        account = WorkingState(self._state_get).account(sender)
         pending = extra or self.sender_pending(sender)
         expected = account.nonce + pending.count
         if tx.nonce < account.nonce:
@@ -152,6 +158,8 @@ class Mempool:
         changes: dict[bytes, bytes | None] = {}
         touched: dict[Address, SenderPending] = {}
         added: list[TxId] = []
+        added_ids: set[TxId] = set()
+        admitted: dict[int, Transaction] = {}
         for tx in txs:
             sender = tx.sender if _has_valid_key(tx) else None
             pending = None
@@ -159,7 +167,7 @@ class Mempool:
                 base = touched.get(sender) or self.sender_pending(sender)
                 pending = SenderPending(base.count, base.liquid_spend, base.unstake)
             try:
-                if tx.tx_id in added:
+                if tx.tx_id in added_ids:
                     raise DuplicateTransaction(f"tx {tx.id_hex} is already pending")
                 if self.count + len(added) >= self._params.max_mempool_txs:
                     raise MempoolFull(f"the mempool holds {self.count + len(added)} txs, its limit: forge a block and retry")
@@ -176,6 +184,8 @@ class Mempool:
             changes[schema.make_mempool_id_key(tx.tx_id)] = schema.encode_u64(seq)
             changes[schema.make_mempool_sender_key(sender, tx.nonce)] = tx.tx_id
             added.append(tx.tx_id)
+            added_ids.add(tx.tx_id)
+            admitted[seq] = tx
             results.append(Admission(tx.tx_id))
         if added:
             changes[schema.MEMPOOL_META_KEY] = self._meta(self.count + len(added), self._next_seq + len(added))
@@ -184,6 +194,7 @@ class Mempool:
             self._next_seq += len(added)
             self._senders.update(touched)
             self.verified.update(added)
+            self._admitted.update(admitted)
         return results
 
     def _meta(self, count: int, next_seq: int) -> bytes:
@@ -207,8 +218,9 @@ class Mempool:
         """Bring the caches in line once the batch with ``removal_changes`` is on disk."""
         self.count -= len(removed)
         self._senders.clear()
-        for _, tx in removed:
+        for seq, tx in removed:
             self.verified.discard(tx.tx_id)
+            self._admitted.pop(seq, None)
 
 
 def _has_valid_key(tx: Transaction) -> bool:

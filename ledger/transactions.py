@@ -76,8 +76,13 @@ class Transaction:
         out["signature"] = self.signature.hex()
         return out
 
-    def encode(self) -> bytes:
+    @functools.cached_property
+    def encoded(self) -> bytes:
+        """The canonical signed bytes, computed once (the size rule reads them per check)."""
         return encoding.encode(self.to_dict())
+
+    def encode(self) -> bytes:
+        return self.encoded
 
     def signing_message(self) -> bytes:
         """The bytes signed; SHA-256 of them is the tx id."""
@@ -127,7 +132,9 @@ class Transaction:
         """Parse canonical bytes; refuses anything that would not re-encode identically."""
         if len(data) > DECODE_LIMIT:
             raise EncodingError(f"transaction is {len(data)} bytes, far above any limit")
-        return cls.from_dict(encoding.decode(data))
+        tx = cls.from_dict(encoding.decode(data))
+        tx.__dict__["encoded"] = bytes(data)  # decode() proved these are the canonical bytes
+        return tx
 
 
 def sign_transaction(tx: Transaction, private_key: bytes) -> Transaction:
@@ -162,6 +169,17 @@ def check_bpm(bpm: Any, params: Params) -> int:
     return bpm
 
 
+@functools.lru_cache(maxsize=65536)
+def _check_recipient(to: object) -> None:
+    """Cached: the same few recipients recur in every block, and bech32 is slow in Python."""
+    try:
+        canonical = crypto.parse_address(to)  # type: ignore[arg-type]
+    except InvalidAddress as exc:
+        raise InvalidTransaction(f"recipient: {exc}") from None
+    if canonical != to:
+        raise InvalidTransaction("recipient address must be written in lowercase")
+
+
 def check_stateless(tx: Transaction, params: Params) -> None:
     """Every rule that needs no state except the signature (see :func:`verify_signature`)."""
     if tx.chain_id != params.chain_id:
@@ -182,12 +200,7 @@ def check_stateless(tx: Transaction, params: Params) -> None:
     if tx.kind in (TRANSFER, STAKE, UNSTAKE):
         check_amount(tx.amount)
     if tx.kind == TRANSFER:
-        try:
-            canonical = crypto.parse_address(tx.to)  # type: ignore[arg-type]
-        except InvalidAddress as exc:
-            raise InvalidTransaction(f"recipient: {exc}") from None
-        if canonical != tx.to:
-            raise InvalidTransaction("recipient address must be written in lowercase")
+        _check_recipient(tx.to)
     if tx.kind == BPM:
         check_bpm(tx.bpm, params)
     size = len(tx.encode())

@@ -1,6 +1,6 @@
 """The state transition function: ``apply_tx``, ``apply_block`` and ``state_transition``.
 
-Pure logic over a :class:`ledger.state.StateView` — no I/O, no clock, no randomness — so the
+Pure logic over a :class:`ledger.state.WorkingState` — no I/O, no clock, no randomness — so the
 forger, ``verify`` and any future consensus engine compute exactly the same thing. Each rule is
 a flat ``if …: raise`` that names the value and the rule it broke.
 
@@ -21,15 +21,18 @@ from ledger.crypto import Address
 from ledger.errors import InvalidBlock, LedgerError, NonceMismatch
 from ledger.muhash import MuHash3072
 from ledger.params import Params
-from ledger.state import StateOverlay, StateView
+from ledger.state import WorkingState
 from ledger.transactions import BPM, STAKE, TRANSFER, UNSTAKE, Transaction, check_stateless, verify_signature
 
 NO_PARTICIPANTS_REASON = "no bpm proposal from a validator with at least min_stake bonded"
 
 
-def apply_tx(view: StateView, tx: Transaction, height: int, params: Params) -> None:
-    """Apply one transaction in block ``height``; on any error nothing has been written."""
-    check_stateless(tx, params)
+def apply_tx(view: WorkingState, tx: Transaction, height: int, params: Params) -> None:
+    """Apply one transaction in block ``height``; on any error nothing has been written.
+
+    Only the stateful rules live here; the caller has already run the stateless ones
+    (:func:`ledger.transactions.validate_transaction`), as admission and replay both do.
+    """
     sender = tx.sender
     account = state.get_account(view, sender)
     if tx.nonce != account.nonce:
@@ -45,12 +48,12 @@ def apply_tx(view: StateView, tx: Transaction, height: int, params: Params) -> N
     state.increment_nonce(view, sender)
 
 
-def begin_block(view: StateView, height: int) -> None:
+def begin_block(view: WorkingState, height: int) -> None:
     """What happens at the start of every block before its transactions."""
     state.release_matured(view, height)
 
 
-def compute_participants(view: StateView, txs: Sequence[Transaction], params: Params) -> Participants:
+def compute_participants(view: WorkingState, txs: Sequence[Transaction], params: Params) -> Participants:
     """Distinct ``bpm`` senders bonded at least ``min_stake``, with that stake, by address."""
     seen: dict[Address, int] = {}
     for tx in txs:
@@ -62,7 +65,7 @@ def compute_participants(view: StateView, txs: Sequence[Transaction], params: Pa
     return tuple(sorted(seen.items()))
 
 
-def finish_block(view: StateView, validator: Address, params: Params) -> None:
+def finish_block(view: WorkingState, validator: Address, params: Params) -> None:
     """Pay the block reward: the only new supply after genesis."""
     if params.block_reward:
         state.mint(view, validator, params.block_reward)
@@ -81,7 +84,7 @@ def validate_header(header: BlockHeader, parent: BlockHeader, params: Params) ->
 
 
 def apply_block(
-    view: StateView,
+    view: WorkingState,
     block: Block,
     parent: BlockHeader,
     params: Params,
@@ -108,6 +111,7 @@ def apply_block(
         raise InvalidBlock(f"block {header.height} validator {header.validator} is not the lottery winner {winner}")
     for index, tx in enumerate(block.txs):
         try:
+            check_stateless(tx, params)
             if verify_signatures:
                 verify_signature(tx)
             apply_tx(view, tx, header.height, params)
@@ -124,15 +128,16 @@ def state_transition(
     params: Params,
     *,
     verify_signatures: bool = True,
-) -> tuple[StateOverlay, MuHash3072]:
+) -> tuple[dict[bytes, bytes | None], MuHash3072]:
     """Apply ``block`` over the parent state and check its state root.
 
-    Returns the writes to commit and the new state accumulator; raises :class:`InvalidBlock`
-    and leaves the base untouched if anything is wrong.
+    Returns the state writes to commit and the new state accumulator; raises
+    :class:`InvalidBlock` and leaves the base untouched if anything is wrong.
     """
-    overlay = StateOverlay(base_get)
-    apply_block(overlay, block, parent, params, verify_signatures=verify_signatures)
-    updated = statehash.apply_changes(muhash, overlay.originals, overlay.writes)
+    working = WorkingState(base_get)
+    apply_block(working, block, parent, params, verify_signatures=verify_signatures)
+    originals, writes = working.changes()
+    updated = statehash.apply_changes(muhash, originals, writes)
     if updated.digest() != block.header.state_root:
         raise InvalidBlock(f"block {block.height} state_root does not match the state after applying it")
-    return overlay, updated
+    return writes, updated

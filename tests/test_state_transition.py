@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ledger import schema, state
 from ledger.chain import Chain
 from ledger.errors import InsufficientBalance, InvalidBlock, LedgerError, NonceMismatch
-from ledger.state import DictState
+from ledger.state import DictState, WorkingState
 from ledger.store import MemoryStore
 from ledger.transition import apply_block, apply_tx, state_transition
 from tests.ledgerkit import make_config, make_key, make_tx
@@ -31,8 +31,7 @@ def view_of(chain: Chain) -> DictState:
 def test_apply_tx_rules_and_nothing_written_on_refusal():
     chain = memory_chain()
     params = chain.params
-    view = view_of(chain)
-    before = dict(view.entries)
+    view = WorkingState(view_of(chain).get)
     with pytest.raises(NonceMismatch):
         apply_tx(view, make_tx(KEYS[1], 1, "bpm", bpm=70), 1, params)
     with pytest.raises(InsufficientBalance, match="cannot send 1001"):
@@ -41,7 +40,7 @@ def test_apply_tx_rules_and_nothing_written_on_refusal():
         apply_tx(view, make_tx(KEYS[1], 0, "stake", amount=1001), 1, params)
     with pytest.raises(InsufficientBalance, match="cannot unstake 1"):
         apply_tx(view, make_tx(KEYS[1], 0, "unstake", amount=1), 1, params)
-    assert view.entries == before
+    assert view.changes() == ({}, {})
     apply_tx(view, make_tx(KEYS[1], 0, "stake", amount=300), 1, params)
     account = state.get_account(view, KEYS[1].address)
     assert (account.balance, account.bonded, account.nonce) == (700, 300, 1)
@@ -103,7 +102,7 @@ def test_block_with_forged_winner_or_root_is_rejected():
         state_transition(get, muhash, bad_root, parent, fresh.params)
     bad_participants = dataclasses.replace(good, participants=((V.address, 10**6),))
     with pytest.raises(InvalidBlock, match="participants"):
-        apply_block(DictState(view_of(fresh).entries), bad_participants, parent, fresh.params)
+        apply_block(WorkingState(view_of(fresh).get), bad_participants, parent, fresh.params)
 
 
 def test_leveldb_and_memory_backends_reach_the_same_state_root(tmp_path):
