@@ -231,6 +231,8 @@ def test_missing_field_is_damage(keystore: Keystore, field: str) -> None:
         lambda d: d["kdf"].update(name="pbkdf2"),
         lambda d: d.update(ciphertext="XYZ"),
         lambda d: d.update(extra=1),
+        lambda d: d.update(name="../alice"),
+        lambda d: d.update(name=7),
         lambda d: d.update(accounts={}),
         lambda d: d["accounts"].pop("4"),
         lambda d: d["accounts"].update({"1": d["accounts"]["2"]}),
@@ -330,6 +332,17 @@ def test_names_ignore_temp_and_stray_files(keystore: Keystore) -> None:
     (keystore.directory / "notes.txt").write_text("hello")
     (keystore.directory / "bad name.json").write_text("{}")
     assert keystore.names() == ["alice", "bob"]
+
+
+def test_unwritable_location_is_one_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    keystore = Keystore(blocker / "wallets")
+    with pytest.raises(WalletError, match="cannot write wallet file"):
+        keystore.create("alice", PASSWORD, kdf=LIGHT)
+    assert keystore.names() == []
+    with pytest.raises(WalletNotFound):
+        keystore.load("alice")
 
 
 def test_permissions(keystore: Keystore) -> None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.crypto import HALF_ORDER, SECP256K1_ORDER
+from ledger.crypto import HALF_ORDER, SECP256K1_ORDER, address_from_public_key
 from ledger.errors import InvalidAddress, InvalidSignature, InvalidTransaction, LedgerError
 from ledger.params import Params
 from ledger.transactions import (
@@ -37,8 +37,6 @@ def _private_key(index: int) -> bytes:
 
 
 def _address(index: int) -> str:
-    from ledger.crypto import address_from_public_key
-
     return address_from_public_key(MASTER.derive(f"m/44'/1'/0'/0/{index}").public_key)
 
 

@@ -1,0 +1,54 @@
+"""One error tree for the wallet, so the CLI can turn any of them into one actionable line.
+
+Every message is a single line a person can act on: it names the wallet, file, word position
+or rule involved, and never contains a secret (no mnemonic, no private key, no password).
+"""
+
+from __future__ import annotations
+
+
+class WalletError(Exception):
+    """Root of every error the wallet raises on purpose."""
+
+
+class WalletNotFound(WalletError):
+    """No wallet file under that name."""
+
+
+class InvalidWalletName(WalletError):
+    """A wallet name outside letters, digits, ``-`` and ``_`` (1-64 characters)."""
+
+
+class WalletExists(WalletError):
+    """A wallet of that name exists and the caller did not ask to overwrite it."""
+
+
+class WrongPassword(WalletError):
+    """The password does not open this wallet (the file itself looks intact)."""
+
+
+class KeystoreDamaged(WalletError):
+    """A wallet file that cannot be trusted: unreadable, truncated, edited or corrupted.
+
+    The message names the file; the remedy is always the same, restoring from the mnemonic.
+    """
+
+    def __init__(self, path: object, problem: str) -> None:
+        super().__init__(
+            f"wallet file {path} is damaged ({problem}); "
+            "restore it from your mnemonic with `posctl wallet recover`"
+        )
+        self.path = path
+        self.problem = problem
+
+
+class InvalidMnemonic(WalletError):
+    """A mnemonic phrase that is not valid BIP-39 (unknown word, wrong count, bad checksum)."""
+
+
+class InvalidExtendedKey(WalletError):
+    """An xprv/xpub string that breaks a BIP-32 serialisation rule; the message names the rule."""
+
+
+class DerivationError(WalletError):
+    """A derivation that cannot be done: bad path, hardened step from a public key, bad index."""

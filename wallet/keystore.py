@@ -1,0 +1,668 @@
+"""Encrypted wallet files: ``$POSCTL_HOME/wallets/NAME.json`` (DESIGN decision 13).
+
+What is secret and what is not
+    The secret is the BIP-39 entropy (from which the words are recomputed) and the optional
+    BIP-39 passphrase. They are encrypted with AES-256-GCM under a key stretched from the
+    password by scrypt. The account xpubs of accounts ``0..STORED_ACCOUNTS-1`` are stored in the
+    clear so that addresses can be listed without the password.
+
+File format (version 1)::
+
+    {"version": 1, "name": "alice",
+     "kdf": {"name": "scrypt", "n": 262144, "r": 8, "p": 1, "salt": "<hex>"},
+     "password_check": "<hex, 32 bytes>",
+     "cipher": {"name": "aes-256-gcm", "nonce": "<hex, 12 bytes>", "tag": "<hex, 16 bytes>"},
+     "ciphertext": "<hex>",
+     "accounts": {"0": "xpub…", …, "9": "xpub…"}}
+
+Binding the public fields to the secret
+    Every field except the ciphertext and the tag is fed to GCM as associated data (in a
+    canonical JSON form, so re-indenting the file changes nothing). Editing an xpub, the name,
+    the KDF parameters or anything else therefore makes decryption fail. After decryption the
+    stored xpubs are also re-derived from the entropy and compared, so even a file written by a
+    buggy version cannot show addresses the wallet does not own once it has been unlocked.
+
+Telling a wrong password from a damaged file
+    A GCM failure alone cannot distinguish the two: both surface as "tag mismatch". scrypt
+    therefore produces 64 bytes; the first 32 are the AES key and the last 32 key an HMAC of a
+    fixed string, stored as ``password_check``. On unlock the check is computed first: if it
+    differs, the password is wrong (:class:`WrongPassword`); if it matches and GCM still
+    fails, the password was right and the file was changed (:class:`KeystoreDamaged`). The
+    check gives an attacker nothing the GCM tag does not already give (a way to test a password
+    guess), and each guess still costs a full scrypt. The one blind spot: a change to the
+    salt, the scrypt parameters or ``password_check`` itself looks like a wrong password, since
+    those fields decide what the check compares. The two halves of scrypt's output are
+    independent PBKDF2 blocks, so publishing a MAC under one says nothing about the other.
+
+Addresses shown without the password are only as trustworthy as the file: someone who can
+write to it can substitute a valid xpub of their own, and only an unlock detects that.
+
+Writing
+    A temp file in the same directory (created 0600 by ``mkstemp``), written, fsynced, then
+    renamed over the target (or hard-linked, when overwriting is not allowed, so that even a
+    race cannot replace an existing wallet), then the directory is fsynced. A process killed at
+    any moment leaves either the old file or the new one, never a mix; an abandoned temp file is
+    a hidden ``.NAME.*.tmp`` that :meth:`Keystore.names` ignores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import stat
+import tempfile
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from Crypto.Cipher import AES
+from Crypto.Protocol.KDF import scrypt
+
+from wallet import accounts, bip39
+from wallet.errors import (
+    InvalidExtendedKey,
+    InvalidMnemonic,
+    InvalidWalletName,
+    KeystoreDamaged,
+    WalletError,
+    WalletExists,
+    WalletNotFound,
+    WrongPassword,
+)
+from wallet.hd import HARDENED, ExtendedKey
+
+FORMAT_VERSION = 1
+"""Version of the file layout; a file with another version is refused, never guessed at."""
+
+STORED_ACCOUNTS = 10
+"""Accounts 0..9 have their xpub stored in the clear at creation."""
+
+WALLET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""Names are file names: letters, digits, ``-`` and ``_`` only, so never a path."""
+
+FILE_SUFFIX = ".json"
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
+MAX_FILE_BYTES = 64 * 1024
+"""A version-1 wallet is about 2 KiB; anything far larger is not one of ours."""
+
+KDF_NAME = "scrypt"
+CIPHER_NAME = "aes-256-gcm"
+SALT_BYTES = 16
+NONCE_BYTES = 12
+TAG_BYTES = 16
+KEY_BYTES = 32
+CHECK_BYTES = 32
+
+MIN_SCRYPT_N = 2**10
+MAX_SCRYPT_N = 2**22
+MAX_SCRYPT_R = 32
+MAX_SCRYPT_P = 16
+MAX_SCRYPT_MEMORY = 2**30
+"""scrypt needs 128·r·n bytes: more than 1 GiB is refused rather than risking the OOM killer."""
+MAX_SCRYPT_WORK = 2**25
+"""n·r·p above 16× the default would take minutes: refused rather than looking like a hang."""
+
+_AAD_TAG = b"posctl-keystore-v1\n"
+_PASSWORD_CHECK_MESSAGE = b"posctl keystore password check v1"
+_HEX = re.compile(r"^(?:[0-9a-f]{2})*$")
+_TOP_LEVEL_FIELDS = frozenset(
+    {"version", "name", "kdf", "password_check", "cipher", "ciphertext", "accounts"}
+)
+
+
+@dataclass(frozen=True)
+class ScryptParams:
+    """scrypt cost parameters, stored in each file so they can be raised later."""
+
+    n: int
+    r: int
+    p: int
+
+    @classmethod
+    def default(cls) -> ScryptParams:
+        """Strong: about 1 s and 256 MiB per unlock on a laptop."""
+        return cls(n=2**18, r=8, p=1)
+
+    @classmethod
+    def light(cls) -> ScryptParams:
+        """INSECURE, for tests and demos only: about 10 ms, so passwords are cheap to guess."""
+        return cls(n=2**12, r=8, p=1)
+
+    def problem(self) -> str | None:
+        """Why these parameters are unusable, or None if they are fine."""
+        for field in ("n", "r", "p"):
+            value = getattr(self, field)
+            if type(value) is not int or value < 1:
+                return f"scrypt {field} must be a positive integer, not {value!r}"
+        if self.n & (self.n - 1):
+            return f"scrypt n must be a power of two, not {self.n}"
+        if not MIN_SCRYPT_N <= self.n <= MAX_SCRYPT_N:
+            return f"scrypt n must be between 2^10 and 2^22, not {self.n}"
+        if self.r > MAX_SCRYPT_R or self.p > MAX_SCRYPT_P:
+            return f"scrypt r must be at most {MAX_SCRYPT_R} and p at most {MAX_SCRYPT_P}"
+        if 128 * self.r * self.n > MAX_SCRYPT_MEMORY:
+            return "scrypt parameters need more than 1 GiB of memory"
+        if self.n * self.r * self.p > MAX_SCRYPT_WORK:
+            return "scrypt parameters would take minutes to evaluate"
+        return None
+
+
+@dataclass(frozen=True)
+class _Sealed:
+    """The encrypted part of a wallet file and what is needed to open it."""
+
+    kdf: ScryptParams
+    salt: bytes
+    password_check: bytes
+    nonce: bytes
+    tag: bytes
+    ciphertext: bytes
+
+
+@dataclass(frozen=True)
+class WalletFile:
+    """A wallet as read from disk without its password: name, path and public account data."""
+
+    name: str
+    path: Path
+    accounts: Mapping[int, str] = dataclasses.field(repr=False)
+    """Stored account number -> account xpub."""
+    _sealed: _Sealed = dataclasses.field(repr=False, compare=False)
+
+    def account_xpub(self, account: int = 0) -> str:
+        """The stored xpub of ``account``; accounts beyond the stored ones need an unlock."""
+        accounts.check_account(account)
+        xpub = self.accounts.get(account)
+        if xpub is None:
+            raise WalletError(
+                f"account {account} of wallet '{self.name}' is not stored in the clear "
+                f"(only accounts {_describe_accounts(self.accounts)} are): "
+                "unlock the wallet to derive it"
+            )
+        return xpub
+
+    def public_key(self, account: int = 0, index: int = 0) -> bytes:
+        """Compressed public key of address ``index`` of ``account``, without the password."""
+        return accounts.public_key_from_account_xpub(self.account_xpub(account), index)
+
+    def address(self, account: int = 0, index: int = 0) -> str:
+        """``pos1…`` address ``index`` of ``account``, without the password."""
+        return accounts.address_from_account_xpub(self.account_xpub(account), index)
+
+
+class UnlockedWallet:
+    """A wallet whose secrets are in memory: it can hand out private keys and sign.
+
+    Secrets never appear in ``repr``/``str``. Python cannot wipe memory reliably, so drop the
+    object as soon as the signing is done.
+    """
+
+    __slots__ = ("file", "_entropy", "_passphrase", "_master", "_account_keys")
+
+    def __init__(self, file: WalletFile, entropy: bytes, passphrase: str, master: ExtendedKey):
+        self.file = file
+        self._entropy = entropy
+        self._passphrase = passphrase
+        self._master = master
+        self._account_keys: dict[int, ExtendedKey] = {}
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    def _account_key(self, account: int) -> ExtendedKey:
+        key = self._account_keys.get(account)
+        if key is None:
+            key = accounts.account_key(self._master, account)
+            self._account_keys[account] = key
+        return key
+
+    def key(self, account: int = 0, index: int = 0) -> ExtendedKey:
+        """The private extended key at ``m/44'/1'/{account}'/0/{index}``."""
+        return accounts.address_key(self._account_key(account), index)
+
+    def private_key(self, account: int = 0, index: int = 0) -> bytes:
+        """The 32-byte private key of address ``index`` of ``account``."""
+        private_key = self.key(account, index).private_key
+        if private_key is None:  # pragma: no cover - derived from a private master
+            raise WalletError("internal error: derived key has no private part")
+        return private_key
+
+    def public_key(self, account: int = 0, index: int = 0) -> bytes:
+        return self.key(account, index).public_key
+
+    def account_xpub(self, account: int = 0) -> str:
+        """Any account's xpub, stored or not."""
+        return self._account_key(account).neuter().to_string()
+
+    def address(self, account: int = 0, index: int = 0) -> str:
+        return accounts.address_from_account_xpub(self.account_xpub(account), index)
+
+    def mnemonic(self) -> str:
+        """The recovery phrase, recomputed from the stored entropy (for an explicit backup)."""
+        return bip39.entropy_to_mnemonic(self._entropy)
+
+    def has_passphrase(self) -> bool:
+        """Whether a BIP-39 passphrase is part of the wallet (recovery needs it too)."""
+        return self._passphrase != ""
+
+    def __repr__(self) -> str:
+        return f"UnlockedWallet(name={self.name!r}, path={str(self.file.path)!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("an unlocked wallet holds secrets and cannot be pickled")
+
+
+class Keystore:
+    """The wallets of one home directory (``$POSCTL_HOME/wallets``)."""
+
+    def __init__(self, directory: Path) -> None:
+        """Nothing is created until the first wallet is written."""
+        self.directory = Path(directory)
+
+    # names -----------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        """Names of the wallets present, sorted; temp files and stray files are ignored."""
+        if not self.directory.is_dir():
+            return []
+        try:
+            entries = list(self.directory.iterdir())
+        except OSError as exc:
+            raise WalletError(f"cannot list wallets in {self.directory}: {exc.strerror}") from None
+        found = [
+            entry.stem
+            for entry in entries
+            if entry.suffix == FILE_SUFFIX
+            and WALLET_NAME_PATTERN.match(entry.stem)
+            and entry.is_file()
+        ]
+        return sorted(found)
+
+    def path(self, name: str) -> Path:
+        """Where wallet ``name`` lives; the name is validated so it can never leave the directory."""
+        return self.directory / f"{check_wallet_name(name)}{FILE_SUFFIX}"
+
+    def exists(self, name: str) -> bool:
+        return self.path(name).exists()
+
+    # create / recover ------------------------------------------------------------------------
+
+    def create(
+        self,
+        name: str,
+        password: str,
+        *,
+        words: int = bip39.DEFAULT_WORDS,
+        passphrase: str = "",
+        force: bool = False,
+        kdf: ScryptParams = ScryptParams.default(),
+    ) -> tuple[WalletFile, str]:
+        """Create a new wallet; returns it and its mnemonic phrase, to be shown exactly once."""
+        self._check_can_write(name, password, kdf, force)
+        phrase = bip39.generate_mnemonic(words)
+        entropy = bip39.mnemonic_to_entropy(phrase)
+        wallet = self._save(name, entropy, passphrase, password, kdf=kdf, force=force)
+        return wallet, phrase
+
+    def recover(
+        self,
+        name: str,
+        phrase: str,
+        password: str,
+        *,
+        passphrase: str = "",
+        force: bool = False,
+        kdf: ScryptParams = ScryptParams.default(),
+    ) -> WalletFile:
+        """Rebuild a wallet file from its mnemonic (and BIP-39 passphrase, if it had one)."""
+        self._check_can_write(name, password, kdf, force)
+        entropy = bip39.mnemonic_to_entropy(phrase)
+        return self._save(name, entropy, passphrase, password, kdf=kdf, force=force)
+
+    def _check_can_write(self, name: str, password: str, kdf: ScryptParams, force: bool) -> None:
+        """Cheap checks first, so a refused create never costs a scrypt run."""
+        path = self.path(name)
+        if not isinstance(password, str) or password == "":
+            raise WalletError("a wallet password must be a non-empty string")
+        problem = kdf.problem()
+        if problem is not None:
+            raise WalletError(problem)
+        if path.exists() and not force:
+            raise WalletExists(
+                f"wallet '{name}' already exists at {path}; choose another name "
+                "or overwrite it explicitly (force)"
+            )
+
+    def _save(
+        self,
+        name: str,
+        entropy: bytes,
+        passphrase: str,
+        password: str,
+        *,
+        kdf: ScryptParams,
+        force: bool,
+    ) -> WalletFile:
+        seed = bip39.entropy_to_seed(entropy, passphrase)
+        master = ExtendedKey.from_seed(seed)
+        stored = accounts.account_xpubs(master, range(STORED_ACCOUNTS))
+
+        salt = secrets.token_bytes(SALT_BYTES)
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        aes_key, password_check = _stretch(password, salt, kdf)
+        public = _public_fields(name, kdf, salt, password_check, nonce, stored)
+        plaintext = json.dumps(
+            {"entropy": entropy.hex(), "passphrase": passphrase}, sort_keys=True
+        ).encode("utf-8")
+        cipher = AES.new(aes_key, AES.MODE_GCM, nonce=nonce)
+        cipher.update(_associated_data(public))
+        ciphertext, tag = cipher.encrypt_and_digest(plaintext)
+
+        document = dict(public)
+        document["cipher"] = {**public["cipher"], "tag": tag.hex()}
+        document["ciphertext"] = ciphertext.hex()
+        data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
+
+        path = self.path(name)
+        try:
+            self._ensure_directory()
+            _write_atomically(path, data, overwrite=force)
+        except WalletError:
+            raise
+        except OSError as exc:
+            raise WalletError(
+                f"cannot write wallet file {path}: {exc.strerror or exc}; "
+                "check that the directory exists, is a directory and is writable"
+            ) from None
+        return self.load(name)
+
+    def _ensure_directory(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
+        if not self.directory.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(self.directory))
+        if stat.S_IMODE(self.directory.stat().st_mode) != DIRECTORY_MODE:
+            os.chmod(self.directory, DIRECTORY_MODE)
+
+    # load / unlock ---------------------------------------------------------------------------
+
+    def load(self, name: str) -> WalletFile:
+        """Read a wallet's public data; no password needed."""
+        path = self.path(name)
+        try:
+            with open(path, "rb") as handle:
+                raw = handle.read(MAX_FILE_BYTES + 1)
+        except (FileNotFoundError, NotADirectoryError):
+            raise WalletNotFound(
+                f"no wallet named '{name}' in {self.directory}; create or recover it first"
+            ) from None
+        except IsADirectoryError:
+            raise KeystoreDamaged(path, "it is a directory, not a file") from None
+        except OSError as exc:
+            raise WalletError(f"cannot read wallet file {path}: {exc.strerror}") from None
+        return _parse_wallet_file(name, path, raw)
+
+    def unlock(self, name: str, password: str) -> UnlockedWallet:
+        """Decrypt a wallet; :class:`WrongPassword` and :class:`KeystoreDamaged` are distinct."""
+        wallet = self.load(name)
+        sealed = wallet._sealed
+        if not isinstance(password, str):
+            raise WrongPassword("the password must be a string")
+        aes_key, password_check = _stretch(password, sealed.salt, sealed.kdf)
+        if not hmac.compare_digest(password_check, sealed.password_check):
+            raise WrongPassword(f"wrong password for wallet '{name}'")
+
+        public = _public_fields(
+            wallet.name, sealed.kdf, sealed.salt, sealed.password_check, sealed.nonce,
+            wallet.accounts,
+        )
+        cipher = AES.new(aes_key, AES.MODE_GCM, nonce=sealed.nonce)
+        cipher.update(_associated_data(public))
+        try:
+            plaintext = cipher.decrypt_and_verify(sealed.ciphertext, sealed.tag)
+        except ValueError:
+            raise KeystoreDamaged(
+                wallet.path,
+                "the password is right but the contents fail authentication: "
+                "edited or corrupted",
+            ) from None
+
+        entropy, passphrase = _parse_plaintext(wallet.path, plaintext)
+        master = ExtendedKey.from_seed(bip39.entropy_to_seed(entropy, passphrase))
+        derived = accounts.account_xpubs(master, range(len(wallet.accounts)))
+        for account, xpub in wallet.accounts.items():
+            if derived.get(account) != xpub:
+                raise KeystoreDamaged(
+                    wallet.path, f"stored xpub of account {account} does not match the secret"
+                )
+        return UnlockedWallet(wallet, entropy, passphrase, master)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def check_wallet_name(name: str) -> str:
+    """Return ``name`` if it is a valid wallet name, else raise :class:`InvalidWalletName`."""
+    if not isinstance(name, str) or not WALLET_NAME_PATTERN.match(name):
+        raise InvalidWalletName(
+            f"invalid wallet name {name!r}: use 1-64 letters, digits, '-' or '_'"
+        )
+    return name
+
+
+def _stretch(password: str, salt: bytes, kdf: ScryptParams) -> tuple[bytes, bytes]:
+    """(AES key, password check) from one scrypt run; see the module docstring for why two."""
+    secret = unicodedata.normalize("NFC", password).encode("utf-8")
+    derived = scrypt(secret, salt, KEY_BYTES + CHECK_BYTES, N=kdf.n, r=kdf.r, p=kdf.p)
+    aes_key, check_key = derived[:KEY_BYTES], derived[KEY_BYTES:]
+    return aes_key, hmac.new(check_key, _PASSWORD_CHECK_MESSAGE, hashlib.sha256).digest()
+
+
+def _public_fields(
+    name: str,
+    kdf: ScryptParams,
+    salt: bytes,
+    password_check: bytes,
+    nonce: bytes,
+    stored: Mapping[int, str],
+) -> dict[str, Any]:
+    """Every field of the file except the ciphertext and the tag."""
+    return {
+        "version": FORMAT_VERSION,
+        "name": name,
+        "kdf": {"name": KDF_NAME, "n": kdf.n, "r": kdf.r, "p": kdf.p, "salt": salt.hex()},
+        "password_check": password_check.hex(),
+        "cipher": {"name": CIPHER_NAME, "nonce": nonce.hex()},
+        "accounts": {str(account): xpub for account, xpub in sorted(stored.items())},
+    }
+
+
+def _associated_data(public: Mapping[str, Any]) -> bytes:
+    """Canonical bytes of the public fields: reformatting the file does not change them."""
+    return _AAD_TAG + json.dumps(
+        public, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    ).encode("ascii")
+
+
+def _write_atomically(path: Path, data: bytes, *, overwrite: bool) -> None:
+    """temp file (0600) -> write -> fsync -> rename/link -> fsync directory."""
+    directory = path.parent
+    fd, temp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=directory)
+    temp = Path(temp_name)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), FILE_MODE)
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if overwrite:
+            os.replace(temp, path)
+        else:
+            _link_without_overwrite(temp, path)
+        _fsync_directory(directory)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+def _link_without_overwrite(temp: Path, path: Path) -> None:
+    """Publish ``temp`` as ``path`` only if ``path`` does not exist, atomically where possible."""
+    try:
+        os.link(temp, path)
+    except FileExistsError:
+        raise WalletExists(
+            f"wallet file {path} appeared while saving; it was left untouched"
+        ) from None
+    except OSError:
+        # Filesystems without hard links: check then rename (a narrow race, still never a mix).
+        if path.exists():
+            raise WalletExists(f"wallet file {path} already exists; it was left untouched") from None
+        os.replace(temp, path)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate field {key!r}")
+        result[key] = value
+    return result
+
+
+def _parse_wallet_file(name: str, path: Path, raw: bytes) -> WalletFile:
+    """Strictly parse a wallet file; any deviation is damage, reported without a traceback."""
+    if len(raw) > MAX_FILE_BYTES:
+        raise KeystoreDamaged(path, "it is far larger than a wallet file")
+    try:
+        document = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise KeystoreDamaged(path, "it is not valid JSON (truncated or overwritten?)") from None
+    if not isinstance(document, dict):
+        raise KeystoreDamaged(path, "it is not a JSON object")
+    version = document.get("version")
+    if type(version) is int and version != FORMAT_VERSION:
+        raise WalletError(
+            f"wallet file {path} has format version {version}, which this posctl cannot read; "
+            "upgrade posctl"
+        )
+    missing = sorted(_TOP_LEVEL_FIELDS - document.keys())
+    if missing:
+        raise KeystoreDamaged(path, f"missing field(s) {', '.join(missing)}")
+    extra = sorted(document.keys() - _TOP_LEVEL_FIELDS)
+    if extra:
+        raise KeystoreDamaged(path, f"unexpected field(s) {', '.join(extra)}")
+    if type(version) is not int:
+        raise KeystoreDamaged(path, "version is not an integer")
+    stored_name = document["name"]
+    if not isinstance(stored_name, str) or not WALLET_NAME_PATTERN.match(stored_name):
+        raise KeystoreDamaged(path, "field name is not a valid wallet name")
+    if stored_name != name:
+        raise KeystoreDamaged(
+            path,
+            f"it holds wallet {stored_name!r}, not {name!r}; "
+            f"rename it back to {stored_name}{FILE_SUFFIX} if it was renamed",
+        )
+
+    kdf_fields = _object(path, document["kdf"], "kdf", {"name", "n", "r", "p", "salt"})
+    if kdf_fields["name"] != KDF_NAME:
+        raise KeystoreDamaged(path, f"unknown key derivation {kdf_fields['name']!r}")
+    kdf = ScryptParams(n=kdf_fields["n"], r=kdf_fields["r"], p=kdf_fields["p"])
+    problem = kdf.problem()
+    if problem is not None:
+        raise KeystoreDamaged(path, problem)
+    salt = _hex_field(path, kdf_fields["salt"], "kdf.salt", min_size=SALT_BYTES, max_size=64)
+
+    cipher = _object(path, document["cipher"], "cipher", {"name", "nonce", "tag"})
+    if cipher["name"] != CIPHER_NAME:
+        raise KeystoreDamaged(path, f"unknown cipher {cipher['name']!r}")
+    nonce = _hex_field(path, cipher["nonce"], "cipher.nonce", NONCE_BYTES, NONCE_BYTES)
+    tag = _hex_field(path, cipher["tag"], "cipher.tag", TAG_BYTES, TAG_BYTES)
+    password_check = _hex_field(
+        path, document["password_check"], "password_check", CHECK_BYTES, CHECK_BYTES
+    )
+    ciphertext = _hex_field(path, document["ciphertext"], "ciphertext", 1, MAX_FILE_BYTES)
+
+    stored = _parse_accounts(path, document["accounts"])
+    sealed = _Sealed(kdf, salt, password_check, nonce, tag, ciphertext)
+    return WalletFile(name=name, path=path, accounts=MappingProxyType(stored), _sealed=sealed)
+
+
+def _object(path: Path, value: Any, field: str, keys: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict) or value.keys() != keys:
+        raise KeystoreDamaged(path, f"field {field} must be an object with {', '.join(sorted(keys))}")
+    return value
+
+
+def _hex_field(path: Path, value: Any, field: str, min_size: int, max_size: int) -> bytes:
+    if not isinstance(value, str) or not _HEX.match(value):
+        raise KeystoreDamaged(path, f"field {field} is not lowercase hex")
+    data = bytes.fromhex(value)
+    if not min_size <= len(data) <= max_size:
+        raise KeystoreDamaged(path, f"field {field} has the wrong length")
+    return data
+
+
+def _parse_accounts(path: Path, value: Any) -> dict[int, str]:
+    """Account xpubs: public keys at depth 3 whose child number is their hardened account."""
+    if not isinstance(value, dict) or not value:
+        raise KeystoreDamaged(path, "field accounts must be a non-empty object")
+    expected = [str(account) for account in range(len(value))]
+    if sorted(value, key=lambda k: (len(k), k)) != expected:
+        raise KeystoreDamaged(path, "field accounts must list accounts 0, 1, 2, … in order")
+    stored: dict[int, str] = {}
+    for key, xpub in value.items():
+        account = int(key)
+        try:
+            parsed = ExtendedKey.from_string(xpub) if isinstance(xpub, str) else None
+        except InvalidExtendedKey as exc:
+            raise KeystoreDamaged(path, f"xpub of account {account} is invalid: {exc}") from None
+        if (
+            parsed is None
+            or parsed.is_private
+            or parsed.depth != accounts.ACCOUNT_DEPTH
+            or parsed.child_number != HARDENED + account
+        ):
+            raise KeystoreDamaged(path, f"xpub of account {account} is not an account xpub")
+        stored[account] = xpub
+    return stored
+
+
+def _parse_plaintext(path: Path, plaintext: bytes) -> tuple[bytes, str]:
+    """(entropy, passphrase) from the decrypted payload."""
+    try:
+        payload = json.loads(plaintext.decode("utf-8"))
+        entropy = bytes.fromhex(payload["entropy"])
+        passphrase = payload["passphrase"]
+        if not isinstance(passphrase, str):
+            raise TypeError("passphrase is not a string")
+        bip39.entropy_to_mnemonic(entropy)
+    except (UnicodeDecodeError, ValueError, KeyError, TypeError, InvalidMnemonic):
+        raise KeystoreDamaged(path, "its decrypted contents are malformed") from None
+    return entropy, passphrase
+
+
+def _describe_accounts(stored: Mapping[int, str]) -> str:
+    numbers = sorted(stored)
+    if not numbers:
+        return "none"
+    return f"{numbers[0]}-{numbers[-1]}" if len(numbers) > 1 else str(numbers[0])
+

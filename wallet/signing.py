@@ -1,0 +1,75 @@
+"""Builders that turn a private key and a request into a signed transaction the ledger accepts.
+
+The rules themselves live in :mod:`ledger.transactions`; the builders only check early what can
+be checked without the chain (amount range, address checksum, nonce sign) so that a mistake is
+reported before anything is signed, with the ledger's own error and message. Signing goes
+through :func:`ledger.transactions.sign_transaction`, which always produces a low-S signature.
+"""
+
+from __future__ import annotations
+
+from ledger import crypto
+from ledger.errors import InvalidTransaction
+from ledger.transactions import (
+    BPM,
+    STAKE,
+    TRANSFER,
+    UNSTAKE,
+    Transaction,
+    check_amount,
+    sign_transaction,
+)
+
+
+def build_transfer(
+    private_key: bytes, chain_id: str, nonce: int, to: str, amount: int
+) -> Transaction:
+    """A signed transfer of ``amount`` liquid tokens to address ``to``."""
+    recipient = crypto.parse_address(to).lower()
+    return _signed(
+        private_key, chain_id, nonce, TRANSFER, to=recipient, amount=check_amount(amount)
+    )
+
+
+def build_stake(private_key: bytes, chain_id: str, nonce: int, amount: int) -> Transaction:
+    """A signed stake: bond ``amount`` liquid tokens as validator collateral."""
+    return _signed(private_key, chain_id, nonce, STAKE, amount=check_amount(amount))
+
+
+def build_unstake(private_key: bytes, chain_id: str, nonce: int, amount: int) -> Transaction:
+    """A signed unstake: start unbonding ``amount`` bonded tokens."""
+    return _signed(private_key, chain_id, nonce, UNSTAKE, amount=check_amount(amount))
+
+
+def build_bpm(private_key: bytes, chain_id: str, nonce: int, bpm: int) -> Transaction:
+    """A signed heart-rate reading: the validator's entry into the next block's lottery.
+
+    The allowed BPM range is a chain parameter, so it is checked by the node, not here.
+    """
+    if type(bpm) is not int:
+        raise InvalidTransaction(f"bpm must be an integer, got {bpm!r}")
+    return _signed(private_key, chain_id, nonce, BPM, bpm=bpm)
+
+
+def _signed(
+    private_key: bytes,
+    chain_id: str,
+    nonce: int,
+    kind: str,
+    *,
+    to: str | None = None,
+    amount: int | None = None,
+    bpm: int | None = None,
+) -> Transaction:
+    if type(nonce) is not int or nonce < 0:
+        raise InvalidTransaction(f"nonce must be a non-negative integer, got {nonce!r}")
+    unsigned = Transaction(
+        chain_id=chain_id,
+        kind=kind,
+        public_key=crypto.public_key_from_private(private_key),
+        nonce=nonce,
+        to=to,
+        amount=amount,
+        bpm=bpm,
+    )
+    return sign_transaction(unsigned, private_key)
