@@ -29,6 +29,7 @@ from ledger.forger import Candidate, build_block
 from ledger.genesis import GenesisConfig, build_genesis
 from ledger.mempool import Admission, Mempool
 from ledger.muhash import MuHash3072
+from ledger.sigcheck import SignatureChecker
 from ledger.params import Params
 from ledger.state import DictState, WorkingState
 from ledger.store import KeyValueStore, LevelDBStore
@@ -354,18 +355,24 @@ class Chain:
         parent = block0.header
         params = config.params
         tx_count = 0
-        for height in range(1, self.tip.height + 1):
-            block = self._stored_block(height)
-            try:
-                writes, muhash = state_transition(replayed.get, muhash, block, parent, params)
-            except LedgerError as exc:
-                raise VerificationError(f"height {height}: {exc}", height) from None
-            replayed.apply(writes)
-            self._check_indexes(block)
-            tx_count += len(block.txs)
-            parent = block.header
-            if progress is not None:
-                progress(height, self.tip.height)
+        with SignatureChecker() as signatures:
+            for height in range(1, self.tip.height + 1):
+                block = self._stored_block(height)
+                signatures.check(height, block.txs)
+                try:
+                    writes, muhash = state_transition(
+                        replayed.get, muhash, block, parent, params, verify_signatures=False
+                    )
+                except LedgerError as exc:
+                    signatures.finish()  # a bad signature at or below this height comes first
+                    raise VerificationError(f"height {height}: {exc}", height) from None
+                replayed.apply(writes)
+                self._check_indexes(block)
+                tx_count += len(block.txs)
+                parent = block.header
+                if progress is not None:
+                    progress(height, self.tip.height)
+            signatures.finish()
         if parent.hash != self.tip.hash:
             raise VerificationError(f"height {parent.height}: the tip record does not name the last block", parent.height)
         if muhash.digest() != self._muhash.digest():
