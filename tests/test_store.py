@@ -1,0 +1,46 @@
+"""One test class, run against both storage backends (py-evm's habit)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.store import LevelDBStore, MemoryStore
+
+
+@pytest.fixture(params=["memory", "leveldb"])
+def store(request, tmp_path):
+    if request.param == "memory":
+        s = MemoryStore()
+    else:
+        s = LevelDBStore.open(tmp_path / "db", create=True)
+    yield s
+    s.close()
+
+
+def test_write_get_delete(store):
+    store.write({b"a": b"1", b"b": b"2"})
+    assert store.get(b"a") == b"1"
+    store.write({b"a": None, b"c": b"3"})
+    assert store.get(b"a") is None and store.get(b"c") == b"3"
+
+
+def test_prefix_iteration_in_byte_order_and_reverse(store):
+    store.write({b"p:2": b"x", b"p:1": b"y", b"q:0": b"z", b"p:10": b"w"})
+    assert [k for k, _ in store.iterate(b"p:")] == [b"p:1", b"p:10", b"p:2"]
+    assert [k for k, _ in store.iterate(b"p:", reverse=True)] == [b"p:2", b"p:10", b"p:1"]
+    assert store.last(b"q:") == (b"q:0", b"z")
+    assert store.last(b"none:") is None
+
+
+def test_atomic_batch_reads_its_own_writes_and_commits_only_on_success(store):
+    with store.atomic_batch() as batch:
+        batch.put(b"k", b"v")
+        assert batch.get(b"k") == b"v"
+        assert store.get(b"k") is None  # nothing visible before the commit
+    assert store.get(b"k") == b"v"
+    with pytest.raises(RuntimeError):
+        with store.atomic_batch() as batch:
+            batch.put(b"k2", b"v2")
+            batch.delete(b"k")
+            raise RuntimeError("abort")
+    assert store.get(b"k2") is None and store.get(b"k") == b"v"
