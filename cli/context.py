@@ -50,9 +50,19 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext)
 
 
+class CliError(click.ClickException):
+    """Printed as one line ``error: message`` on stderr (click's default says ``Error:``)."""
+
+    def show(self, file: Any = None) -> None:
+        if file is None:
+            click.echo(f"error: {self.format_message()}", err=True)
+        else:
+            click.echo(f"error: {self.format_message()}", file=file)
+
+
 def fail(message: str) -> "click.ClickException":
     """An error a user can act on: printed as ``error: message``, exit status 1."""
-    return click.ClickException(message)
+    return CliError(message)
 
 
 def emit(app: AppContext, data: Any, text: Callable[[Any], str] | str | None = None) -> None:
@@ -115,7 +125,7 @@ def read_password(app: AppContext, *, confirm: bool = False, prompt: str = "Wall
     elif not sys.stdin.isatty():
         raise fail("a password is needed: set POSCTL_PASSWORD, pass --password-file, or run in a terminal")
     else:
-        password = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+        password = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
     if not password:
         raise fail("the password is empty: choose a non-empty password")
     return password

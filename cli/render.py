@@ -1,0 +1,334 @@
+"""Text renderers: the views of :mod:`ledger.views` (and the backend) turned into pages a
+student can read.
+
+Every function takes the same JSON-ready dict that ``--json`` prints, so text and JSON can
+never disagree about a value: text only chooses the layout. Addresses are shown in full (they
+are what people copy); hashes are shortened where a full one would only be noise, and in full
+where someone may want to paste them into the next command. ``names`` maps addresses to wallet
+names, so ``pos1…`` can be followed by ``(alice)`` when the wallet is local.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+Names = Mapping[str, str]
+"""Address → local wallet name, for labels only."""
+
+LABEL_WIDTH = 12
+"""Width of the label column in key/value blocks."""
+
+
+# ---- small helpers ---------------------------------------------------------------------------
+
+
+def short_hash(value: str | None, keep: int = 8) -> str:
+    """``85b53e0f…78e18f``: enough of a hash to recognise it, not to paste it."""
+    if not value:
+        return "-"
+    if len(value) <= 2 * keep + 1:
+        return value
+    return f"{value[:keep]}…{value[-6:]}"
+
+
+def format_time(timestamp: int | None) -> str:
+    """Seconds since the epoch as UTC ISO-8601 (``2026-11-21T22:29:02Z``)."""
+    if timestamp is None:
+        return "-"
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_percent(fraction: float) -> str:
+    return f"{fraction * 100:.1f}%"
+
+
+def label(address: str | None, names: Names | None = None) -> str:
+    """An address, followed by its local wallet name when there is one."""
+    if not address:
+        return "-"
+    name = (names or {}).get(address)
+    return f"{address} ({name})" if name else address
+
+
+def _rows(pairs: Sequence[tuple[str, Any]], indent: str = "  ") -> list[str]:
+    return [f"{indent}{key:<{LABEL_WIDTH}}{value}" for key, value in pairs]
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int], indent: str = "  ") -> list[str]:
+    """Aligned columns; ``right`` holds the indexes of right-aligned (numeric) columns."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))]
+        return (indent + "  ".join(parts)).rstrip()
+
+    return [line(headers)] + [line(row) for row in rows]
+
+
+# ---- accounts --------------------------------------------------------------------------------
+
+
+def render_account(view: dict[str, Any], name: str | None = None) -> str:
+    """An account view (``ledger.views.account_view``, optionally with ``public_key``, ``xpub``,
+    ``account``, ``height``) as a short page: what is spendable, what is locked and until when."""
+    title = f"Wallet {name}" if name else "Account"
+    if name and "account" in view:
+        title += f" (account {view['account']})"
+    lines = [title]
+    pairs: list[tuple[str, Any]] = [("address", view["address"])]
+    if view.get("path"):
+        pairs.append(("path", view["path"]))
+    if view.get("public_key"):
+        pairs.append(("public key", view["public_key"]))
+    if view.get("xpub"):
+        pairs.append(("xpub", view["xpub"]))
+    balance, bonded = view.get("balance", 0), view.get("bonded", 0)
+    unbonding = view.get("unbonding") or []
+    locked = sum(entry["amount"] for entry in unbonding)
+    pairs += [
+        ("balance", f"{balance} liquid (spendable)"),
+        ("bonded", f"{bonded} staked (the lottery weight; not spendable)"),
+    ]
+    if unbonding:
+        pairs.append(("unbonding", f"{locked} locked until released:"))
+    else:
+        pairs.append(("unbonding", "none"))
+    lines += _rows(pairs)
+    height = view.get("height")
+    for entry in unbonding:
+        when = f"released at height {entry['release_height']}"
+        if isinstance(height, int) and entry["release_height"] > height:
+            when += f" (in {entry['release_height'] - height} blocks)"
+        lines.append(f"  {'':<{LABEL_WIDTH}}  {entry['amount']:>8}  {when}")
+    nonce = view.get("nonce", 0)
+    pending = view.get("pending", 0)
+    nonce_text = f"{nonce} txs included"
+    if pending:
+        nonce_text += f", {pending} pending (next nonce {view.get('next_nonce', nonce + pending)})"
+    lines += _rows([("nonce", nonce_text)])
+    return "\n".join(lines)
+
+
+# ---- blocks and transactions -----------------------------------------------------------------
+
+
+def _tx_detail(tx: dict[str, Any], names: Names | None = None) -> str:
+    kind = tx["kind"]
+    if kind == "transfer":
+        return f"{tx['amount']} → {label(tx['to'], names)}"
+    if kind in ("stake", "unstake"):
+        return f"{tx['amount']}"
+    if kind == "bpm":
+        return f"bpm {tx['bpm']}"
+    return ""
+
+
+def _ticket(seed_hex: str | None, total: int) -> int | None:
+    """Recompute the block's draw r in [0, total) with the ledger's own function (display only)."""
+    from ledger.lottery import uniform_below
+
+    try:
+        return uniform_below(bytes.fromhex(seed_hex or ""), total)
+    except Exception:  # a display must never fail because of a strange view
+        return None
+
+
+def render_lottery(lottery: dict[str, Any], names: Names | None = None) -> list[str]:
+    """The draw with its arithmetic: odds = bonded / total; each participant holds the tickets
+    [cumulative before, cumulative after) in address order, and r picks the winner."""
+    participants = lottery.get("participants") or []
+    if not participants:
+        return ["  Lottery     none (genesis has no draw)"]
+    total = lottery.get("total_bonded") or sum(p["bonded"] for p in participants)
+    winner = lottery.get("winner")
+    ticket = _ticket(lottery.get("seed"), total)
+    lines = [
+        f"  Lottery     {len(participants)} participant(s), {total} bonded in the draw, "
+        f"seed {short_hash(lottery.get('seed'))}"
+    ]
+    rows = []
+    start = 0
+    for p in sorted(participants, key=lambda p: p["address"]):
+        end = start + p["bonded"]
+        odds = f"{p['bonded']}/{total} = {format_percent(p['odds'])}"
+        mark = ""
+        if p["address"] == winner:
+            mark = f"◀ r = {ticket}" if ticket is not None and start <= ticket < end else "◀ winner"
+        rows.append([label(p["address"], names), str(p["bonded"]), odds, f"[{start}, {end})", mark])
+        start = end
+    lines += _table(["participant", "bonded", "odds", "tickets", ""], rows, right={1}, indent="    ")
+    if ticket is not None:
+        lines.append(
+            f"    r = SHA-256(seed ‖ counter) drawn uniformly in [0, {total}) = {ticket} "
+            f"→ winner {label(winner, names)}"
+        )
+    else:
+        lines.append(f"    winner: {label(winner, names)}")
+    return lines
+
+
+def render_block(view: dict[str, Any], names: Names | None = None) -> str:
+    """A block: header, lottery (with odds), transactions."""
+    lines = [f"Block {view['height']}"]
+    lines += _rows([
+        ("hash", view["hash"]),
+        ("prev hash", short_hash(view["prev_hash"])),
+        ("time", format_time(view["timestamp"])),
+        ("validator", label(view.get("validator"), names) if view.get("validator") else "none (genesis)"),
+        ("state root", short_hash(view["state_root"])),
+    ])
+    lines += render_lottery(view.get("lottery") or {}, names)
+    txs = view.get("txs") or []
+    if not txs:
+        lines.append("  Txs         none")
+    else:
+        lines.append(f"  Txs         {len(txs)}")
+        rows = [
+            [short_hash(tx["id"]), tx["kind"], label(tx["sender"], names), str(tx["nonce"]), _tx_detail(tx, names)]
+            for tx in txs
+        ]
+        lines += _table(["id", "kind", "sender", "nonce", "detail"], rows, right={3}, indent="    ")
+    return "\n".join(lines)
+
+
+def render_blocks(views: Sequence[dict[str, Any]], names: Names | None = None) -> str:
+    return "\n\n".join(render_block(view, names) for view in views)
+
+
+def render_forge(view: dict[str, Any], names: Names | None = None) -> str:
+    """A forged block, or the one line saying why there is none; evictions either way."""
+    if view.get("forged") is False:
+        lines = [f"no block: {view.get('reason')}"]
+    else:
+        lines = [f"Forged block {view['height']}: {label(view.get('validator'), names)} won the lottery", ""]
+        lines.append(render_block(view, names))
+    evicted = view.get("evicted") or []
+    if evicted:
+        lines.append(f"Evicted {len(evicted)} tx(s) that can no longer apply:")
+        lines += [f"  {short_hash(e['id'])}  {e['reason']}" for e in evicted]
+    return "\n".join(lines)
+
+
+def render_tx(view: dict[str, Any], names: Names | None = None) -> str:
+    """``chain tx``: where the tx is (pending, included, evicted) and its fields."""
+    tx = view["tx"]
+    status = view["status"]
+    if status == "included":
+        where = f"included in block {view['height']}"
+        if "index" in view:
+            where += f" (position {view['index']})"
+    elif status == "evicted":
+        where = f"evicted at height {view.get('height')}: {view.get('reason')}"
+    else:
+        where = "pending in the mempool (waiting for the next block)"
+    lines = [f"Transaction {tx['id']}"]
+    pairs: list[tuple[str, Any]] = [("status", where)]
+    if view.get("block_hash"):
+        pairs.append(("block hash", view["block_hash"]))
+    pairs += [
+        ("kind", tx["kind"]),
+        ("sender", label(tx["sender"], names)),
+        ("nonce", tx["nonce"]),
+    ]
+    if "to" in tx:
+        pairs.append(("to", label(tx["to"], names)))
+    if "amount" in tx:
+        pairs.append(("amount", tx["amount"]))
+    if "bpm" in tx:
+        pairs.append(("bpm", tx["bpm"]))
+    pairs += [("chain id", tx.get("chain_id", "-")), ("signature", short_hash(tx.get("signature")))]
+    lines += _rows(pairs)
+    return "\n".join(lines)
+
+
+# ---- chain summaries -------------------------------------------------------------------------
+
+
+def render_params(params: Mapping[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in params.items() if key != "chain_id")
+
+
+def render_status(view: dict[str, Any]) -> str:
+    lines = [f"Chain {view['chain_id']} at height {view['height']}"]
+    params = view.get("params") or {}
+    pairs: list[tuple[str, Any]] = [
+        ("tip", f"{view['tip']}"),
+        ("time", format_time(view.get("timestamp"))),
+        ("mempool", f"{view['mempool']} pending tx(s)"),
+    ]
+    validators = f"{view['validators']} with bonded stake"
+    if "eligible_validators" in view:
+        validators += f", {view['eligible_validators']} eligible"
+    if "min_stake" in params:
+        validators += f" (min_stake {params['min_stake']})"
+    pairs.append(("validators", validators))
+    if {"liquid", "unbonding"} <= view.keys():
+        pairs.append((
+            "supply",
+            f"{view['supply']} = {view['liquid']} liquid + {view['bonded']} bonded + {view['unbonding']} unbonding",
+        ))
+    else:
+        pairs.append(("supply", view["supply"]))
+    pairs.append(("bonded", view["bonded"]))
+    if "issued" in view:
+        pairs.append(("issued", f"{view['issued']} (genesis + block rewards; must equal supply)"))
+    if params:
+        pairs.append(("params", render_params(params)))
+    lines += _rows(pairs)
+    return "\n".join(lines)
+
+
+def render_validators(rows: Sequence[dict[str, Any]], names: Names | None = None, height: int | None = None) -> str:
+    """Bonded stake, share, and how the lottery has actually treated each validator so far."""
+    if not rows:
+        return "No validators: nobody has bonded stake."
+    table = []
+    for row in rows:
+        eligible = row.get("eligible", True)
+        table.append([
+            label(row["address"], names),
+            str(row["bonded"]),
+            format_percent(row["share"]),
+            str(row["blocks_won"]),
+            format_percent(row.get("expected_share", row["share"])) if eligible else "not eligible",
+            format_percent(row["actual_share"]) if "actual_share" in row else "-",
+        ])
+    lines = _table(
+        ["validator", "bonded", "share", "blocks won", "expected", "actual"], table, right={1, 2, 3, 4, 5}, indent=""
+    )
+    total = sum(row["bonded"] for row in rows)
+    blocks = f"{height} blocks forged" if height is not None else "blocks forged"
+    lines.append("")
+    lines.append(f"share    = bonded / {total} (all bonded stake)")
+    lines.append("expected = bonded / eligible bonded: the lottery odds when every eligible validator proposes")
+    lines.append(f"actual   = blocks won / {blocks} since genesis")
+    return "\n".join(lines)
+
+
+def render_verify(view: dict[str, Any]) -> str:
+    return (
+        f"chain verified: heights 0..{view['height']} ({view['blocks']} blocks, {view['txs']} txs) "
+        f"replayed from genesis in {view['seconds']:.2f} s; every hash, signature, lottery draw and "
+        "state root matches"
+    )
+
+
+def render_init(view: dict[str, Any], names: Names | None = None) -> str:
+    lines = [f"Created chain {view['chain_id']} in {view['home']}"]
+    lines += _rows([
+        ("genesis", view["genesis_hash"]),
+        ("time", format_time(view["timestamp"])),
+        ("supply", f"{view['supply']} = {view['liquid']} liquid + {view['bonded']} bonded"),
+        ("params", render_params(view["params"])),
+    ])
+    for title, key in (("allocations (liquid)", "allocations"), ("bonds (staked)", "bonds")):
+        amounts = view[key]
+        if amounts:
+            lines.append(f"  {title}")
+            lines += _table(
+                ["address", "amount"], [[label(a, names), str(v)] for a, v in amounts.items()], right={1}, indent="    "
+            )[1:]
+    return "\n".join(lines)
