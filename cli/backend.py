@@ -82,7 +82,29 @@ class DirectBackend:
 def open_backend(home: Path) -> Backend:
     """A running node's API if one holds this home, else the database directly.
 
-    The node-routing half is filled in by the node work (``cli.node_client``); until a node
-    runs, this is the direct backend.
+    A node is running when ``$home/node.json`` names a live pid that answers ``GET /node``.
+    A record left by a killed node is ignored (and removed when its pid is dead).
     """
+    from ledger.node import find_running_node
+
+    record = find_running_node(home)
+    if record is not None:
+        from cli.node_client import NodeBackend
+
+        return NodeBackend(record.url)
     return DirectBackend(home)
+
+
+def require_no_node(home: Path, purpose: str = "use the chain database directly") -> None:
+    """Refuse (one line, exit 1) while a node holds this home: for ``chain init``/``chain verify``.
+
+    ``purpose`` completes "stop it first (Ctrl-C) to …", e.g. "verify the chain".
+    """
+    from ledger.node import NodeRunning, find_running_node
+
+    record = find_running_node(home)
+    if record is not None:
+        raise NodeRunning(
+            f"a node is running (pid {record.pid}, address {record.address}): "
+            f"stop it first (Ctrl-C) to {purpose}"
+        )

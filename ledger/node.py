@@ -589,7 +589,7 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None, method: str) -> None:
-        data = (json.dumps(payload, sort_keys=True) + "\n").encode("utf-8")
+        data = (json.dumps(payload) + "\n").encode("utf-8")  # insertion order, as direct mode
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
