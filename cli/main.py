@@ -6,6 +6,7 @@ Command groups live in their own modules (``wallet_cmd``, ``chain_cmd``, ``node_
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,33 @@ def _version() -> str:
         return "0.0.0+source"
 
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+"""click >= 8.2 raises this for a bare group; older versions print the help themselves."""
+
+
 class LazyGroup(click.Group):
-    """Imports a subcommand's module only when it is invoked (or its help is shown)."""
+    """Imports a subcommand's module only when it is invoked (or its help is shown), and
+    reports every failure as one line on stderr: ``error: …``, exit 1, usage errors exit 2."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as exc:
+            click.echo(exc.format_message(), err=True)  # a bare group: its help is the answer
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else "posctl"
+            click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt, EOFError):
+            click.echo("error: aborted: nothing was changed", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(LAZY_GROUPS)

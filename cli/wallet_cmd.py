@@ -1,0 +1,532 @@
+"""``posctl wallet``: create and inspect wallets, and sign the four kinds of transaction.
+
+Each command is thin: it parses, asks :mod:`wallet` for keys and signatures and the chain
+backend for state, and renders. Whether a transaction is acceptable (balance, nonce, chain id,
+BPM range) is the ledger's decision; its error is printed as it is.
+
+Exit statuses: a value that is wrong on the command line alone (an amount that is not a whole
+number in [1, 2^63), a BPM that is not an integer, an account number out of range) is a usage
+error, status 2, raised before anything is read or asked. Everything that needs the wallet or
+the chain to decide (unknown wallet, wrong password, BPM outside this chain's range, balance,
+eligibility) is status 1 with one ``error: …`` line. Nothing is written unless the command
+succeeds.
+
+A submitting command asks for the password only once everything that can be checked without it
+has been checked, so a mistake never costs a password prompt (or a scrypt run).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any, Callable, TypeVar
+
+import click
+
+from cli.context import AppContext, emit, fail, handles_errors, json_option, pass_app, read_password
+from cli.render import render_account
+from ledger import crypto
+from ledger.chain import ensure_home
+from ledger.errors import ChainNotInitialized, InvalidTransaction
+from ledger.params import Params
+from ledger.transactions import Transaction, check_amount, check_bpm
+from wallet import bip39, signing
+from wallet.errors import WalletError, WalletExists
+from wallet.hd import HARDENED
+from wallet.keystore import WALLET_NAME_PATTERN, Keystore, ScryptParams, UnlockedWallet, WalletFile
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+KDF_ENV = "POSCTL_KDF"
+"""``light`` selects cheap scrypt parameters: for tests and demos only, never for real funds."""
+
+ADDRESS_PREFIX = "pos1"
+"""What every address starts with; a recipient that starts so is read as an address."""
+
+_INTEGER = re.compile(r"^[+-]?[0-9]{1,40}$")
+"""An integer as people type it; 40 digits is far above 2^63, and far below int()'s limits."""
+
+
+# ---- parameter types: what can be checked from the command line alone -----------------------
+
+
+class AmountType(click.ParamType):
+    """A whole number of tokens in [1, 2^63), the ledger's own rule (``check_amount``)."""
+
+    name = "amount"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        else:
+            text = str(value).strip()
+        if not _INTEGER.match(text):
+            self.fail(
+                f"{value!r} is not a whole number of tokens: "
+                "use an integer from 1 to 2^63-1 (no decimals, no exponents, no units)",
+                param, ctx,
+            )
+        try:
+            return check_amount(int(text))
+        except InvalidTransaction as exc:
+            self.fail(f"{value!r}: {exc}", param, ctx)
+
+
+class BpmType(click.ParamType):
+    """An integer heart rate; its allowed range is a chain parameter, checked against the chain."""
+
+    name = "bpm"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        text = str(value).strip()
+        if not _INTEGER.match(text):
+            self.fail(f"{value!r} is not an integer: a BPM is a whole number of beats per minute", param, ctx)
+        return int(text)
+
+
+AMOUNT = AmountType()
+BPM_VALUE = BpmType()
+KEY_NUMBER = click.IntRange(0, HARDENED - 1)
+
+
+def account_options(func: F) -> F:
+    """``--account N --index I``: which key of the wallet (path m/44'/1'/N'/0/I)."""
+    func = click.option(
+        "--index", type=KEY_NUMBER, default=0, show_default=True,
+        help="Address index inside the account (m/44'/1'/ACCOUNT'/0/INDEX).",
+    )(func)
+    return click.option(
+        "--account", type=KEY_NUMBER, default=0, show_default=True,
+        help="BIP-44 account number (m/44'/1'/ACCOUNT').",
+    )(func)  # type: ignore[return-value]
+
+
+# ---- small helpers ---------------------------------------------------------------------------
+
+
+def kdf_params() -> ScryptParams:
+    """Key stretching for new wallets: strong scrypt, unless ``POSCTL_KDF=light`` (tests, demos)."""
+    mode = os.environ.get(KDF_ENV, "").strip().lower()
+    if mode in ("", "default"):
+        return ScryptParams.default()
+    if mode == "light":
+        return ScryptParams.light()
+    raise fail(f"{KDF_ENV}={os.environ[KDF_ENV]!r} is not known: unset it (or 'light', for tests and demos only)")
+
+
+def warn_if_light_kdf() -> None:
+    if os.environ.get(KDF_ENV, "").strip().lower() == "light":
+        click.echo(
+            f"warning: {KDF_ENV}=light: this wallet's password is cheap to guess; "
+            "use it for tests and demos only",
+            err=True,
+        )
+
+
+def keystore(app: AppContext) -> Keystore:
+    return Keystore(app.wallets_dir)
+
+
+def key_path(account: int, index: int) -> str:
+    return f"m/44'/1'/{account}'/0/{index}"
+
+
+def public_address(wallet: WalletFile, account: int, index: int) -> str | None:
+    """The address without the password, or None for an account whose xpub is not stored."""
+    if account not in wallet.accounts:
+        return None
+    return wallet.address(account, index)
+
+
+def refuse_existing(store: Keystore, name: str) -> None:
+    """Wallets are never overwritten; checked before any prompt."""
+    if store.exists(name):
+        raise WalletExists(
+            f"wallet '{name}' already exists at {store.path(name)}: choose another name "
+            "(posctl never overwrites a wallet)"
+        )
+
+
+def unlock(app: AppContext, name: str) -> UnlockedWallet:
+    password = read_password(app, prompt=f"Password for wallet '{name}'")
+    return keystore(app).unlock(name, password)
+
+
+def open_chain(app: AppContext) -> Any | None:
+    """The chain backend, or None when this home has no chain yet."""
+    try:
+        return app.backend()
+    except ChainNotInitialized:
+        return None
+
+
+def resolve_recipient(app: AppContext, to: str) -> tuple[str, str | None]:
+    """(address, wallet name or None) for a recipient given as an address or a wallet name.
+
+    A valid address wins; then a local wallet of that name (its account 0, index 0); a string
+    that starts like an address but is not one reports the address error (typo, checksum).
+    """
+    if crypto.is_valid_address(to):
+        return crypto.parse_address(to), None
+    store = keystore(app)
+    if WALLET_NAME_PATTERN.match(to) and store.exists(to):
+        return store.load(to).address(0, 0), to
+    if to.lower().startswith(ADDRESS_PREFIX):
+        crypto.parse_address(to)  # raises InvalidAddress naming what is wrong
+    raise fail(
+        f"recipient {to!r} is neither a pos1… address nor a wallet in {app.wallets_dir}: "
+        "check the spelling, or list wallets with `posctl wallet list`"
+    )
+
+
+def format_phrase(phrase: str, columns: int = 4) -> str:
+    """Numbered words in columns, the way people copy them onto paper."""
+    words = phrase.split()
+    rows = (len(words) + columns - 1) // columns
+    width = max(len(word) for word in words)
+    lines = []
+    for row in range(rows):
+        cells = []
+        for column in range(columns):
+            position = column * rows + row
+            if position < len(words):
+                cells.append(f"{position + 1:>2}. {words[position]:<{width}}")
+        lines.append("    " + "   ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+# ---- the group -------------------------------------------------------------------------------
+
+
+@click.group()
+def wallet() -> None:
+    """Create wallets and sign stake, transfer and BPM transactions.
+
+    Wallets live in HOME/wallets/NAME.json, encrypted with your password (scrypt +
+    AES-256-GCM). Passwords come from --password-file, else POSCTL_PASSWORD, else a hidden
+    prompt.
+    """
+
+
+@wallet.command("new")
+@click.argument("name")
+@click.option(
+    "--words", type=click.Choice(["12", "15", "18", "21", "24"]), default="24", show_default=True,
+    help="Length of the recovery phrase.",
+)
+@click.option(
+    "--passphrase", "ask_passphrase", is_flag=True,
+    help="Also ask for a BIP-39 passphrase (a 25th word): recovery will need it too.",
+)
+@json_option
+@pass_app
+@handles_errors
+def new(app: AppContext, name: str, words: str, ask_passphrase: bool) -> None:
+    """Create wallet NAME and show its recovery phrase, once.
+
+    Set POSCTL_KDF=light for fast, weak key stretching in tests and demos only.
+    """
+    store = keystore(app)
+    refuse_existing(store, name)
+    ensure_home(app.home)  # an unusable home fails before any prompt
+    kdf = kdf_params()
+    passphrase = ""
+    if ask_passphrase:
+        passphrase = click.prompt(
+            "BIP-39 passphrase", hide_input=True, confirmation_prompt=True, default="",
+            show_default=False, err=True,
+        )
+    password = read_password(app, confirm=True)
+    created, phrase = store.create(name, password, words=int(words), passphrase=passphrase, kdf=kdf)
+    data = {
+        "name": name,
+        "address": created.address(0, 0),
+        "path": key_path(0, 0),
+        "file": str(created.path),
+        "mnemonic": phrase,
+        "passphrase": bool(passphrase),
+    }
+    warn_if_light_kdf()
+
+    def text(view: dict[str, Any]) -> str:
+        count = len(view["mnemonic"].split())
+        lines = [
+            f"Created wallet '{name}' in {view['file']}",
+            f"  address     {view['address']}  ({view['path']})",
+            "",
+            f"Recovery phrase ({count} words). It is shown this once and never again:",
+            "",
+            format_phrase(view["mnemonic"]),
+            "",
+            "WARNING: write these words down, in order, on paper, and keep them safe and offline.",
+            "Anyone who has them controls this wallet's tokens; if you lose the wallet file or its",
+            "password, they are the only way back (`posctl wallet recover NAME`).",
+        ]
+        if view["passphrase"]:
+            lines.append("Recovery also needs the BIP-39 passphrase you just typed: write it down separately.")
+        return "\n".join(lines)
+
+    emit(app, data, text)
+
+
+@wallet.command("recover")
+@click.argument("name")
+@click.option(
+    "--passphrase", "ask_passphrase", is_flag=True,
+    help="The wallet had a BIP-39 passphrase: ask for it (from stdin: the line after the phrase).",
+)
+@json_option
+@pass_app
+@handles_errors
+def recover(app: AppContext, name: str, ask_passphrase: bool) -> None:
+    """Rebuild wallet NAME from its recovery phrase.
+
+    The phrase is read from a hidden prompt, or from stdin when stdin is not a terminal
+    (e.g. `posctl wallet recover alice < phrase.txt`).
+    """
+    store = keystore(app)
+    refuse_existing(store, name)
+    ensure_home(app.home)  # an unusable home fails before any prompt
+    kdf = kdf_params()
+    phrase, passphrase = read_recovery_phrase(ask_passphrase)
+    phrase = bip39.validate_mnemonic(phrase)  # before the password: a typo costs no prompt
+    password = read_password(app, confirm=True)
+    recovered = store.recover(name, phrase, password, passphrase=passphrase, kdf=kdf)
+    data = {
+        "name": name,
+        "address": recovered.address(0, 0),
+        "path": key_path(0, 0),
+        "file": str(recovered.path),
+    }
+    warn_if_light_kdf()
+    emit(app, data, lambda v: f"Recovered wallet '{name}' in {v['file']}\n  address     {v['address']}  ({v['path']})")
+
+
+def read_recovery_phrase(ask_passphrase: bool) -> tuple[str, str]:
+    """(phrase, passphrase) from hidden prompts, or from stdin when it is not a terminal."""
+    stdin = sys.stdin
+    if stdin.isatty():
+        phrase = click.prompt("Recovery phrase", hide_input=True, default="", show_default=False, err=True)
+        passphrase = ""
+        if ask_passphrase:
+            passphrase = click.prompt(
+                "BIP-39 passphrase", hide_input=True, default="", show_default=False, err=True
+            )
+        return phrase, passphrase
+    if not ask_passphrase:
+        return stdin.read(), ""
+    return stdin.readline(), stdin.readline().rstrip("\r\n")
+
+
+@wallet.command("list")
+@json_option
+@pass_app
+@handles_errors
+def list_wallets(app: AppContext) -> None:
+    """List the wallets of this home with their first address (no password needed)."""
+    store = keystore(app)
+    rows: list[dict[str, Any]] = []
+    for name in store.names():
+        try:
+            rows.append({"name": name, "address": store.load(name).address(0, 0)})
+        except WalletError as exc:  # one damaged file must not hide the others
+            rows.append({"name": name, "address": None, "error": str(exc)})
+
+    def text(view: list[dict[str, Any]]) -> str:
+        if not view:
+            return f"No wallets in {app.wallets_dir}: create one with `posctl wallet new NAME`."
+        width = max(len(row["name"]) for row in view)
+        return "\n".join(
+            f"{row['name']:<{width}}  {row['address'] or 'unreadable: ' + row['error']}" for row in view
+        )
+
+    emit(app, rows, text)
+
+
+@wallet.command("show")
+@click.argument("name")
+@account_options
+@json_option
+@pass_app
+@handles_errors
+def show(app: AppContext, name: str, account: int, index: int) -> None:
+    """Keys and balances of wallet NAME: liquid, bonded, unbonding, nonce, pending txs.
+
+    Needs no password, except for an account above 9 (its xpub is not stored in the clear).
+    """
+    stored = keystore(app).load(name)
+    if account in stored.accounts:
+        keys: WalletFile | UnlockedWallet = stored
+    else:
+        keys = unlock(app, name)
+    address = keys.address(account, index)
+    data: dict[str, Any] = {
+        "name": name,
+        "account": account,
+        "index": index,
+        "path": key_path(account, index),
+        "address": address,
+        "public_key": keys.public_key(account, index).hex(),
+        "xpub": keys.account_xpub(account),
+    }
+    backend = open_chain(app)
+    if backend is None:
+        data.update(
+            chain_initialized=False, balance=None, bonded=None, unbonding=None,
+            nonce=None, pending=None, next_nonce=None, height=None,
+        )
+        emit(app, data, lambda v: render_keys_only(v, app))
+        return
+    view = backend.account(address)
+    data.update(view)
+    data["chain_initialized"] = True
+    data["height"] = backend.status()["height"]
+    emit(app, data, lambda v: render_account(v, name))
+
+
+def render_keys_only(view: dict[str, Any], app: AppContext) -> str:
+    return "\n".join([
+        f"Wallet {view['name']} (account {view['account']})",
+        f"  {'address':<12}{view['address']}",
+        f"  {'public key':<12}{view['public_key']}",
+        f"  {'xpub':<12}{view['xpub']}",
+        f"  {'chain':<12}not initialised in {app.home}: no balances yet "
+        "(create one with `posctl chain init`)",
+    ])
+
+
+# ---- submitting commands ---------------------------------------------------------------------
+
+
+class Submission:
+    """What every submitting command does, in the order that asks for a password last."""
+
+    def __init__(self, app: AppContext, name: str, account: int, index: int) -> None:
+        self.app = app
+        self.name = name
+        self.account = account
+        self.index = index
+        self.wallet = keystore(app).load(name)  # unknown or damaged wallet: fail first
+        self.address = public_address(self.wallet, account, index)
+        self.backend = app.backend()  # no chain: fail before the password
+        status = self.backend.status()
+        self.chain_id: str = status["chain_id"]
+        self.params = Params.from_dict(status["params"])
+
+    def sign_and_submit(self, build: Callable[[bytes, str, int], Transaction], what: str) -> None:
+        unlocked = unlock(self.app, self.name)
+        self.address = unlocked.address(self.account, self.index)
+        self.before_signing(unlocked)
+        nonce = self.backend.account(self.address)["next_nonce"]
+        tx = build(unlocked.private_key(self.account, self.index), self.chain_id, nonce)
+        result = self.backend.submit(tx)
+
+        def text(view: dict[str, Any]) -> str:
+            return "\n".join([
+                f"Submitted {what} from {self.name} ({self.address}), nonce {view['tx']['nonce']}.",
+                f"tx {view['tx_id']}",
+                "It is pending until the next block: `posctl chain forge`, or a running node, includes it.",
+            ])
+
+        emit(self.app, result, text)
+
+    def before_signing(self, unlocked: UnlockedWallet) -> None:
+        """A last check that needs the address; ``propose`` checks eligibility here."""
+
+
+def require_eligible(submission: Submission, address: str) -> None:
+    """``propose`` only makes sense for a validator the lottery would count (the ledger's
+    ``is_eligible_validator``, as reported by ``validators()``)."""
+    bonded = submission.backend.account(address)["bonded"]
+    eligible = any(
+        row["address"] == address and row.get("eligible", False)
+        for row in submission.backend.validators()
+    )
+    if not eligible:
+        raise fail(
+            f"wallet '{submission.name}' ({address}) has {bonded} bonded, below min_stake "
+            f"{submission.params.min_stake}: its BPM would not enter the lottery; stake first with "
+            f"`posctl wallet stake {submission.name} AMOUNT` and wait for a block"
+        )
+
+
+@wallet.command("send")
+@click.argument("name")
+@click.argument("to")
+@click.argument("amount", type=AMOUNT)
+@account_options
+@json_option
+@pass_app
+@handles_errors
+def send(app: AppContext, name: str, to: str, amount: int, account: int, index: int) -> None:
+    """Transfer AMOUNT liquid tokens from wallet NAME to TO (an address or a wallet name)."""
+    submission = Submission(app, name, account, index)
+    recipient, recipient_name = resolve_recipient(app, to)
+    shown = f"{recipient} ({recipient_name})" if recipient_name else recipient
+    submission.sign_and_submit(
+        lambda key, chain_id, nonce: signing.build_transfer(key, chain_id, nonce, recipient, amount),
+        f"transfer of {amount} to {shown}",
+    )
+
+
+@wallet.command("stake")
+@click.argument("name")
+@click.argument("amount", type=AMOUNT)
+@account_options
+@json_option
+@pass_app
+@handles_errors
+def stake(app: AppContext, name: str, amount: int, account: int, index: int) -> None:
+    """Bond AMOUNT liquid tokens of wallet NAME as validator stake."""
+    submission = Submission(app, name, account, index)
+    submission.sign_and_submit(
+        lambda key, chain_id, nonce: signing.build_stake(key, chain_id, nonce, amount),
+        f"stake of {amount}",
+    )
+
+
+@wallet.command("unstake")
+@click.argument("name")
+@click.argument("amount", type=AMOUNT)
+@account_options
+@json_option
+@pass_app
+@handles_errors
+def unstake(app: AppContext, name: str, amount: int, account: int, index: int) -> None:
+    """Start unbonding AMOUNT of wallet NAME's bonded stake (liquid again after the lock-up)."""
+    submission = Submission(app, name, account, index)
+    submission.sign_and_submit(
+        lambda key, chain_id, nonce: signing.build_unstake(key, chain_id, nonce, amount),
+        f"unstake of {amount} (released after {submission.params.unbonding_blocks} blocks)",
+    )
+
+
+class Proposal(Submission):
+    """Checks eligibility before the password when the address is public, else after unlocking."""
+
+    def check_eligible_early(self) -> None:
+        if self.address is not None:
+            require_eligible(self, self.address)
+
+    def before_signing(self, unlocked: UnlockedWallet) -> None:
+        if public_address(self.wallet, self.account, self.index) is None:
+            require_eligible(self, unlocked.address(self.account, self.index))
+
+
+@wallet.command("propose")
+@click.argument("name")
+@click.option("--bpm", "bpm", type=BPM_VALUE, required=True, help="Heart rate to propose (the chain's bpm_min..bpm_max).")
+@account_options
+@json_option
+@pass_app
+@handles_errors
+def propose(app: AppContext, name: str, bpm: int, account: int, index: int) -> None:
+    """Propose a BPM reading from validator wallet NAME: its entry into the next block's lottery."""
+    proposal = Proposal(app, name, account, index)
+    check_bpm(bpm, proposal.params)
+    proposal.check_eligible_early()
+    proposal.sign_and_submit(
+        lambda key, chain_id, nonce: signing.build_bpm(key, chain_id, nonce, bpm),
+        f"BPM {bpm}",
+    )
