@@ -66,7 +66,8 @@ def encode(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads``: Python keeps the last of two equal keys silently."""
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
@@ -94,7 +95,7 @@ def decode(data: bytes) -> Any:
     try:
         obj = json.loads(
             text,
-            object_pairs_hook=_reject_duplicates,
+            object_pairs_hook=reject_duplicate_keys,
             parse_float=_reject_float,
             parse_constant=_reject_constant,
         )

@@ -66,6 +66,8 @@ from typing import Any, Mapping
 from Crypto.Cipher import AES
 from Crypto.Protocol.KDF import scrypt
 
+from ledger.encoding import reject_duplicate_keys
+from ledger.errors import EncodingError
 from wallet import accounts, bip39
 from wallet.errors import (
     InvalidExtendedKey,
@@ -539,22 +541,13 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate field {key!r}")
-        result[key] = value
-    return result
-
-
 def _parse_wallet_file(name: str, path: Path, raw: bytes) -> WalletFile:
     """Strictly parse a wallet file; any deviation is damage, reported without a traceback."""
     if len(raw) > MAX_FILE_BYTES:
         raise KeystoreDamaged(path, "it is far larger than a wallet file")
     try:
-        document = json.loads(raw.decode("utf-8"), object_pairs_hook=_reject_duplicate_keys)
-    except (UnicodeDecodeError, ValueError, RecursionError):
+        document = json.loads(raw.decode("utf-8"), object_pairs_hook=reject_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError, EncodingError):
         raise KeystoreDamaged(path, "it is not valid JSON (truncated or overwritten?)") from None
     if not isinstance(document, dict):
         raise KeystoreDamaged(path, "it is not a JSON object")
