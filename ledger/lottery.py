@@ -53,15 +53,11 @@ def cumulative_weights(weights: Mapping[str, int]) -> tuple[list[str], list[int]
     if not weights:
         raise LotteryError("no participants: a lottery needs at least one positive weight")
     addresses = sorted(weights)
-    totals: list[int] = []
-    running = 0
-    for address in addresses:
-        weight = weights[address]
-        if type(weight) is not int or weight <= 0:
-            raise LotteryError(f"weight of {address} is {weight!r}: weights must be positive integers")
-        running += weight
-        totals.append(running)
-    return addresses, totals
+    stakes = [weights[address] for address in addresses]
+    if not all(type(stake) is int for stake in stakes) or min(stakes) <= 0:
+        bad = next(a for a, w in zip(addresses, stakes) if type(w) is not int or w <= 0)
+        raise LotteryError(f"weight of {bad} is {weights[bad]!r}: weights must be positive integers")
+    return addresses, list(itertools.accumulate(stakes))
 
 
 def draw(seed: bytes, weights: Mapping[str, int]) -> str:

@@ -89,15 +89,21 @@ class MuHash3072:
         self._denominator = (self._denominator * _element(data)) % MODULUS
 
     def _value(self) -> int:
-        """The set's number, numerator / denominator reduced to one residue in [1, p)."""
-        if self._denominator == 1:
-            return self._numerator
-        return (self._numerator * pow(self._denominator, -1, MODULUS)) % MODULUS
+        """The set's number, numerator / denominator reduced to one residue in [1, p).
+
+        The reduced form is kept (numerator = value, denominator = 1): the same set then needs
+        no second inverse when both ``digest`` and ``to_bytes`` are asked for, as each block is.
+        """
+        if self._denominator != 1:
+            self._numerator = (self._numerator * pow(self._denominator, -1, MODULUS)) % MODULUS
+            self._denominator = 1
+        return self._numerator
 
     def digest(self) -> bytes:
         """The 32-byte hash of the current set (raw SHA256 output, not Core's reversed display).
 
-        Does not change the state, so it can be called after every block and updates continue.
+        Does not change the set (only how it is held), so it can be called after every block and
+        updates continue.
         """
         return hashlib.sha256(_number_to_bytes(self._value())).digest()
 

@@ -84,13 +84,17 @@ class Transaction:
     def encode(self) -> bytes:
         return self.encoded
 
-    def signing_message(self) -> bytes:
-        """The bytes signed; SHA-256 of them is the tx id."""
+    @functools.cached_property
+    def _signing_message(self) -> bytes:
         return encoding.tagged_preimage(TX_TAG, encoding.encode(self.body()))
+
+    def signing_message(self) -> bytes:
+        """The bytes signed; SHA-256 of them is the tx id. Computed once per tx."""
+        return self._signing_message
 
     @functools.cached_property
     def tx_id(self) -> TxId:
-        return encoding.sha256(self.signing_message())
+        return encoding.sha256(self._signing_message)
 
     @property
     def id_hex(self) -> str:

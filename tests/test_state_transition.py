@@ -172,3 +172,16 @@ def test_random_interleavings_keep_supply_and_nonces(actions):
             assert account["nonce"] >= nonce_seen[key.address]
             nonce_seen[key.address] = account["nonce"]
     chain.verify()
+
+
+def test_block_encoding_is_the_canonical_encoding_of_its_dict():
+    from ledger import encoding
+    from ledger.blocks import Block
+
+    chain = memory_chain()
+    chain.submit(make_tx(KEYS[1], 0, "transfer", to=KEYS[2].address, amount=5))
+    chain.submit(make_tx(V, 0, "bpm", bpm=70))
+    block = chain.forge().block
+    assert block is not None
+    assert block.encode() == encoding.encode(block.to_dict())
+    assert Block.decode(block.encode()) == block
