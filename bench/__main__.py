@@ -1,0 +1,263 @@
+"""``python -m bench [--json FILE] [--quick]``: what posctl costs, on real LevelDB in a temp dir.
+
+Prints a table (name, value, unit, target, met?) and optionally writes the figures as JSON.
+The default run is the full one (under three minutes on a quiet 2-core machine); ``--quick`` is
+a smaller smoke run whose figures are indicative only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from bench import fixtures, measures
+from ledger.chain import Chain
+from ledger.mempool import decode_submission
+
+
+@dataclass(frozen=True)
+class Sizes:
+    senders: int = 200
+    main_blocks: int = 20
+    """Blocks of 1,000 txs admitted, forged and verified."""
+    extra_blocks: int = 10
+    """More 1,000-tx groups, signed only for the peak-memory child."""
+    long_blocks: int = 20_000
+    small_blocks: int = 100
+    ceiling_verifies: int = 3000
+    single_submits: int = 500
+    batch: int = 1000
+    opens: int = 15
+    """Alternating rounds of small/large open+status (each round: one open of each)."""
+    shows: int = 40
+    """Block fetch+render samples per chain per round (cycling over its top 20 heights)."""
+    cli_repeat: int = 5
+
+
+FULL = Sizes()
+QUICK = Sizes(main_blocks=4, extra_blocks=0, long_blocks=1000, ceiling_verifies=1000, single_submits=100,
+              opens=7, shows=20, cli_repeat=3)
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    unit: str
+    target: str = ""
+    check: Callable[[dict[str, float]], bool] | None = None
+
+
+ROWS = [
+    Row("verify_ceiling_per_s", "verif/s"),
+    Row("admission_per_s", "txs/s", ">= 70% of ceiling",
+        lambda f: f["admission_per_s"] >= 0.7 * f["verify_ceiling_per_s"]),
+    Row("admission_single_per_s", "txs/s", "(one fsync per tx)"),
+    Row("apply_per_s", "txs/s", ">= 20000", lambda f: f["apply_per_s"] >= 20_000),
+    Row("open_ms_small", "ms"),
+    Row("open_ms_large", "ms", "<= 1.5x small", lambda f: f["open_ms_large"] <= 1.5 * f["open_ms_small"]),
+    Row("show_ms_small", "ms"),
+    Row("show_ms_large", "ms", "<= 1.5x small", lambda f: f["show_ms_large"] <= 1.5 * f["show_ms_small"]),
+    Row("draw_ms_10", "ms"),
+    Row("draw_ms_1k", "ms"),
+    Row("draw_ms_100k", "ms", "< 100", lambda f: f["draw_ms_100k"] < 100),
+    Row("verify_txs_per_s", "txs/s", ">= 80% of ceiling",
+        lambda f: f["verify_txs_per_s"] >= 0.8 * f["verify_ceiling_per_s"]),
+    Row("cli_help_s", "s", "< 0.3", lambda f: f["cli_help_s"] < 0.3),
+    Row("cli_status_s", "s"),
+    Row("peak_rss_mb_admit_50k", "MB", "(child VmHWM)"),
+]
+"""The table, in order; every key is also a JSON key."""
+
+INFO_ROWS = [
+    ("verify_ceiling_min_per_s", "verif/s", "lowest of the 3 ceiling samples (the median is above)"),
+    ("verify_ceiling_max_per_s", "verif/s", "highest of the 3 ceiling samples"),
+    ("sign_s", "s", "pre-signing every tx (not a target)"),
+    ("forge_ms_synced_1tx", "ms", "median synced forge of a 1-bpm block (100-block chain)"),
+    ("long_build_s", "s", "building the long chain (forge loop, unsynced batches)"),
+    ("long_build_ms_per_block", "ms", "per block of the long chain build"),
+    ("long_height", "", "height of the long chain"),
+    ("open_ms_first_small", "ms", "first open of the small chain after building it (log recovery)"),
+    ("open_ms_first_large", "ms", "first open of the long chain after building it (log recovery)"),
+    ("verify_s", "s", "verify() wall time"),
+    ("verify_txs", "", "txs replayed by verify()"),
+    ("admit_child_txs", "", "txs admitted by the peak-memory child"),
+    ("admit_child_baseline_rss_mb", "MB", "child peak RSS (VmHWM) before admitting"),
+    ("admit_child_per_s", "txs/s", "child admission rate (ran alongside the long build)"),
+]
+
+
+def _log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run(sizes: Sizes, workdir: Path) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    world = fixtures.make_world(sizes.senders)
+
+    # ---- pre-sign everything (not timed as a figure) ----
+    started = time.perf_counter()
+    stream_specs = fixtures.block_stream_specs(world, sizes.main_blocks + sizes.extra_blocks)
+    bpm_specs = fixtures.bpm_specs(world, sizes.long_blocks)
+    signed = fixtures.sign_all(stream_specs + bpm_specs)
+    stream, bpms = signed[:len(stream_specs)], signed[len(stream_specs):]
+    main = stream[:sizes.main_blocks * 1000]
+    figures["sign_s"] = time.perf_counter() - started
+    _log(f"signed {len(signed)} txs in {figures['sign_s']:.1f}s")
+
+    # ---- 1. verify ceiling: sampled next to admission and next to verify(), so the ratio
+    # targets compare figures taken under the same machine load; the median is reported ----
+    ceiling = [measures.verify_ceiling(main, sizes.ceiling_verifies)]
+    _log(f"verify ceiling {ceiling[-1]:.0f}/s")
+
+    # ---- 2. admission, batched then single ----
+    admit_home = workdir / "admit"
+    chain = world.create_chain(admit_home, max_block_txs=1000)
+    figures["admission_per_s"] = measures.admit_batched(chain, main, sizes.batch)
+    _log(f"admission {figures['admission_per_s']:.0f}/s ({len(main)} txs, batches of {sizes.batch})")
+    with world.create_chain(workdir / "single") as single:
+        figures["admission_single_per_s"] = measures.admit_single(single, main[:sizes.single_submits])
+    _log(f"single admission {figures['admission_single_per_s']:.0f}/s")
+
+    # ---- 3. apply: forge the admitted txs in blocks of 1,000 ----
+    figures["apply_per_s"], _ = measures.forge_blocks(chain, sizes.main_blocks, 1000)
+    chain.close()
+    _log(f"apply {figures['apply_per_s']:.0f}/s")
+
+    # ---- 7. verify the 1,000-tx-block chain ----
+    ceiling.append(measures.verify_ceiling(main, sizes.ceiling_verifies))
+    rate, txs, seconds = measures.verify_rate(admit_home)
+    figures["verify_txs_per_s"], figures["verify_txs"], figures["verify_s"] = rate, txs, seconds
+    _log(f"verify {rate:.0f} txs/s ({txs} txs, {seconds:.1f}s)")
+    ceiling.append(measures.verify_ceiling(main, sizes.ceiling_verifies))
+    figures["verify_ceiling_per_s"] = sorted(ceiling)[1]
+    figures["verify_ceiling_min_per_s"], figures["verify_ceiling_max_per_s"] = min(ceiling), max(ceiling)
+    _log(f"verify ceiling samples {[round(c) for c in ceiling]}")
+
+    # ---- 6. lottery draws ----
+    figures["draw_ms_10"] = measures.draw_ms(10, 200)
+    figures["draw_ms_1k"] = measures.draw_ms(1000, 50)
+    figures["draw_ms_100k"] = measures.draw_ms(100_000, 5)
+    _log(f"draw 100k {figures['draw_ms_100k']:.1f} ms")
+
+    # ---- 4/5 small: a 100-block chain forged with synced commits ----
+    small_home = workdir / "small"
+    with world.create_chain(small_home, max_block_txs=1) as small:
+        small.submit_many([decode_submission(raw) for raw in bpms[:sizes.small_blocks]])
+        samples = []
+        for _ in range(sizes.small_blocks):
+            t0 = time.perf_counter()
+            if small.forge(fixtures.GENESIS_TIMESTAMP + small.height + 1).block is None:
+                raise RuntimeError("small chain: forge produced no block")
+            samples.append((time.perf_counter() - t0) * 1e3)
+        figures["forge_ms_synced_1tx"] = sorted(samples)[len(samples) // 2]
+        small_height = small.height
+    figures["open_ms_first_small"] = measures.open_status_once_ms(small_home)
+
+    # ---- 9. peak memory child, run while the long chain is built ----
+    tx_file = workdir / "admit50k.txs"
+    measures.write_tx_file(tx_file, stream + bpms)
+    child = measures.start_admission_child(tx_file, workdir / "rss", sizes.senders, sizes.batch)
+
+    # ---- 4/5 large: the long chain, one bpm tx per block ----
+    long_home = workdir / "long"
+    started = time.perf_counter()
+    with world.create_chain(long_home, max_block_txs=1) as long_chain:
+        fixtures.unsynced_writes(long_chain)
+        chunk = 1000
+        for i in range(0, len(bpms), chunk):
+            part = bpms[i:i + chunk]
+            measures._check_admitted(long_chain.submit_many([decode_submission(raw) for raw in part]), "long chain")
+            for _ in range(len(part)):
+                if long_chain.forge(fixtures.GENESIS_TIMESTAMP + long_chain.height + 1).block is None:
+                    raise RuntimeError("long chain: forge produced no block")
+            if (i // chunk) % 5 == 4:
+                _log(f"long chain at {long_chain.height}")
+        long_height = long_chain.height
+    figures["long_build_s"] = time.perf_counter() - started
+    figures["long_build_ms_per_block"] = figures["long_build_s"] * 1e3 / max(long_height, 1)
+    figures["long_height"] = long_height
+    _log(f"long chain h={long_height} built in {figures['long_build_s']:.1f}s")
+
+    result = measures.finish_admission_child(child)
+    figures["peak_rss_mb_admit_50k"] = result["peak_rss_mb"]
+    figures["admit_child_txs"] = result["admitted"]
+    figures["admit_child_baseline_rss_mb"] = result["baseline_rss_mb"]
+    figures["admit_child_per_s"] = result["admitted"] / result["seconds"]
+    tx_file.unlink()
+    _log(f"admission child: {result}")
+
+    figures["open_ms_first_large"] = measures.open_status_once_ms(long_home)
+    figures.update(measures.compare_small_large(small_home, small_height, long_home, long_height,
+                                                sizes.opens, sizes.shows))
+    _log(f"open small {figures['open_ms_small']:.2f} ms / large {figures['open_ms_large']:.2f} ms; "
+         f"show small {figures['show_ms_small']:.3f} ms / large {figures['show_ms_large']:.3f} ms")
+
+    # ---- 8. CLI in fresh processes ----
+    repo = Path(__file__).resolve().parent.parent
+    figures["cli_help_s"] = measures.cli_seconds(["--help"], sizes.cli_repeat, repo)
+    figures["cli_status_s"] = measures.cli_seconds(["--home", str(long_home), "chain", "status"], sizes.cli_repeat, repo)
+    return figures
+
+
+def _fmt(value: float) -> str:
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3f}"
+
+
+def render_table(figures: dict[str, float]) -> str:
+    lines = [f"{'name':<26} {'value':>12} {'unit':<8} {'target':<20} met?", "-" * 74]
+    for row in ROWS:
+        met = "" if row.check is None else ("yes" if row.check(figures) else "NO")
+        lines.append(f"{row.key:<26} {_fmt(figures[row.key]):>12} {row.unit:<8} {row.target:<20} {met}")
+    lines.append("")
+    for key, unit, note in INFO_ROWS:
+        if key in figures:
+            lines.append(f"{key:<26} {_fmt(figures[key]):>12} {unit:<8} {note}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to FILE as JSON")
+    parser.add_argument("--quick", action="store_true", help="smaller smoke run (figures indicative only)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp directory with the chains")
+    args = parser.parse_args(argv)
+    sizes = QUICK if args.quick else FULL
+    load_before = os.getloadavg()
+    workdir = Path(tempfile.mkdtemp(prefix="posctl-bench-"))
+    started = time.perf_counter()
+    try:
+        figures = run(sizes, workdir)
+    finally:
+        if args.keep:
+            _log(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    total = time.perf_counter() - started
+    load_after = os.getloadavg()
+    print(render_table(figures))
+    print(f"\n{'quick' if args.quick else 'full'} run, {total:.0f}s on {os.cpu_count()} cores; "
+          f"1-min load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
+    if args.json:
+        out: dict[str, Any] = {row.key: round(figures[row.key], 3) for row in ROWS}
+        out.update({key: round(figures[key], 3) for key, _, _ in INFO_ROWS if key in figures})
+        out["targets_met"] = {row.key: row.check(figures) for row in ROWS if row.check is not None}
+        out["run"] = {"quick": args.quick, "seconds": round(total, 1), "cores": os.cpu_count(),
+                      "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2)}
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
