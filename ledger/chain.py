@@ -355,6 +355,7 @@ class Chain:
         parent = block0.header
         params = config.params
         tx_count = 0
+        won: dict[str, int] = {}
         with SignatureChecker() as signatures:
             for height in range(1, self.tip.height + 1):
                 block = self._stored_block(height)
@@ -368,6 +369,7 @@ class Chain:
                     raise VerificationError(f"height {height}: {exc}", height) from None
                 replayed.apply(writes)
                 self._check_indexes(block)
+                won[block.header.validator] = won.get(block.header.validator, 0) + 1
                 tx_count += len(block.txs)
                 parent = block.header
                 if progress is not None:
@@ -378,6 +380,7 @@ class Chain:
         if muhash.digest() != self._muhash.digest():
             raise VerificationError("the stored state accumulator differs from the replayed one", parent.height)
         self._compare_state(replayed)
+        self._compare_blocks_won(won)
         return VerifyReport(self.tip.height, self.tip.height + 1, tx_count, time.perf_counter() - started)
 
     def _stored_block(self, height: int) -> Block:
@@ -400,6 +403,19 @@ class Chain:
             location = self.store.get(schema.make_tx_location_key(tx.tx_id))
             if location != schema.encode_u64(block.height) + index.to_bytes(4, "big"):
                 raise VerificationError(f"height {block.height}: tx index entry of {tx.id_hex} is wrong", block.height)
+
+    def _compare_blocks_won(self, replayed: dict[str, int]) -> None:
+        """The blocks-won index behind ``validators`` must count exactly the replayed winners."""
+        stored = {
+            key[len(schema.BLOCKS_WON_PREFIX):].decode("ascii", "replace"): schema.decode_u64(value)
+            for key, value in self.store.iterate(schema.BLOCKS_WON_PREFIX)
+        }
+        for address in sorted(set(stored) | set(replayed)):
+            if stored.get(address, 0) != replayed.get(address, 0):
+                raise VerificationError(
+                    f"blocks-won index of {address} says {stored.get(address, 0)}, "
+                    f"the chain says {replayed.get(address, 0)}", self.tip.height
+                )
 
     def _compare_state(self, replayed: DictState) -> None:
         prefix = schema.STATE_PREFIX

@@ -154,6 +154,14 @@ def test_tampered_block_balance_and_bond_are_named_by_verify(tmp_path):
     error = tamper(edit_bond)
     assert f"account:{V.address}" in str(error)
 
+    won_key = schema.make_blocks_won_key(V.address)
+
+    def edit_blocks_won(store: LevelDBStore) -> None:
+        store.write({won_key: schema.encode_u64(99)})
+
+    error = tamper(edit_blocks_won)
+    assert f"blocks-won index of {V.address} says 99, the chain says 3" in str(error)
+
     with Chain.open(home) as chain:  # restored: verifies again
         chain.verify()
 
