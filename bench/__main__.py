@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import fixtures, measures
-from ledger.chain import Chain
 from ledger.mempool import decode_submission
 
 

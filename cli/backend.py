@@ -56,8 +56,7 @@ class DirectBackend:
         return views.block_view(block)
 
     def blocks_last(self, count: int) -> list[dict[str, Any]]:
-        top = self.chain.height
-        return [views.block_view(self.chain.block(h)) for h in range(top, max(top - count, -1), -1)]
+        return [views.block_view(block) for block in self.chain.last_blocks(count)]
 
     def tx(self, tx_id: str) -> dict[str, Any]:
         return self.chain.tx(parse_tx_id(tx_id))
@@ -85,7 +84,7 @@ def open_backend(home: Path) -> Backend:
     A node is running when ``$home/node.json`` names a live pid that answers ``GET /node``.
     A record left by a killed node is ignored (and removed when its pid is dead).
     """
-    from ledger.node import find_running_node
+    from ledger.noderecord import find_running_node
 
     record = find_running_node(home)
     if record is not None:
@@ -100,7 +99,8 @@ def require_no_node(home: Path, purpose: str = "use the chain database directly"
 
     ``purpose`` completes "stop it first (Ctrl-C) to …", e.g. "verify the chain".
     """
-    from ledger.node import NodeRunning, find_running_node
+    from ledger.errors import NodeRunning
+    from ledger.noderecord import find_running_node
 
     record = find_running_node(home)
     if record is not None:

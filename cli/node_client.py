@@ -18,7 +18,8 @@ from urllib.parse import quote
 
 from ledger import crypto
 from ledger.errors import LedgerError, NotFound
-from ledger.node import MAX_BLOCKS_PER_REQUEST, NodeError, NodeUnavailable
+from ledger.api import MAX_BLOCKS_PER_REQUEST
+from ledger.errors import NodeError, NodeUnavailable
 from ledger.transactions import Transaction
 
 DEFAULT_TIMEOUT = 60.0

@@ -253,6 +253,12 @@ class Chain:
                 pass
         raise NotFound(f"{ref!r} is neither a block height nor a 64-hex-digit block hash")
 
+    def last_blocks(self, count: int) -> Iterator[Block]:
+        """The newest ``count`` blocks, newest first."""
+        top = self.tip.height
+        for height in range(top, max(top - count, -1), -1):
+            yield self.block(height)
+
     def blocks(self, start: int, end: int) -> Iterator[Block]:
         for height in range(max(start, 0), min(end, self.tip.height) + 1):
             yield self.block(height)

@@ -79,3 +79,15 @@ class VerificationError(LedgerError):
     def __init__(self, message: str, height: int | None = None) -> None:
         super().__init__(message)
         self.height = height
+
+
+class NodeError(LedgerError):
+    """A node that cannot start, or a request a node could not serve."""
+
+
+class NodeRunning(NodeError):
+    """A node already holds this home's database."""
+
+
+class NodeUnavailable(NodeError):
+    """A recorded node that stopped answering."""

@@ -29,12 +29,11 @@ from ledger import crypto
 from ledger.chain import Chain
 from ledger.errors import LedgerError
 from ledger.genesis import GenesisConfig
-from ledger.node import (
+from ledger.api import _host_header_allowed, parse_listen
+from ledger.noderecord import (
     NodeRecord,
-    _host_header_allowed,
     find_running_node,
     node_record_path,
-    parse_listen,
     read_node_record,
     write_node_record,
 )
