@@ -13,7 +13,10 @@ import contextlib
 from pathlib import Path
 from typing import Iterator, Mapping
 
-import plyvel
+try:
+    import plyvel
+except ImportError:  # Python 3.13+: plyvel 1.5 ships no wheels there; plyvel-next is its fork that does
+    import plyvel_next as plyvel  # type: ignore[no-redef]
 
 from ledger import schema
 from ledger.errors import ChainNotInitialized, DatabaseError, DatabaseLocked
