@@ -16,8 +16,8 @@ from ledger.blocks import Block, BlockHeader, compute_tx_root
 from ledger.errors import LedgerError
 from ledger.muhash import MuHash3072
 from ledger.params import Params
-from ledger.state import WorkingState
-from ledger.transactions import Transaction, TxId, validate_transaction
+from ledger.state import WorkingState, is_eligible_validator
+from ledger.transactions import BPM, Transaction, TxId, validate_transaction
 from ledger.transition import NO_PARTICIPANTS_REASON, apply_tx, begin_block, compute_participants, finish_block
 
 Pending = tuple[int, Transaction]
@@ -49,7 +49,13 @@ def build_block(
 
     Each tx is applied in turn; one that no longer applies is evicted with its reason (never
     silently dropped). Txs this process already validated at admission (``verified``: stateless
-    rules and signature, under the same parameters) are not validated again. With no eligible BPM proposal there is no block, and the reason says so.
+    rules and signature, under the same parameters) are not validated again. With no eligible
+    BPM proposal there is no block, and the reason says so.
+
+    The last slot of a block is kept for a proposal while it has none: otherwise
+    ``max_block_txs`` transfers that arrived before every proposal would fill each block and no
+    block could ever be forged. A sender whose tx is held back this way waits whole (its later
+    txs stay pending too, so their nonces still follow), and nothing held back is evicted.
     """
     height = parent.height + 1
     parent_state = WorkingState(base_get)
@@ -57,10 +63,19 @@ def build_block(
     begin_block(working, height)
     included: list[Pending] = []
     evicted: list[tuple[int, Transaction, str]] = []
+    waiting: set[str] = set()
+    has_proposal = False
     for seq, tx in pending:
         if len(included) >= params.max_block_txs:
             break
         try:
+            sender = tx.sender
+            if sender in waiting:
+                continue
+            proposes = tx.kind == BPM and is_eligible_validator(parent_state.account(sender), params)
+            if not has_proposal and not proposes and len(included) >= params.max_block_txs - 1:
+                waiting.add(sender)
+                continue
             if tx.tx_id not in verified:
                 validate_transaction(tx, params)
             apply_tx(working, tx, height, params)
@@ -68,6 +83,7 @@ def build_block(
             evicted.append((seq, tx, str(exc)))
             continue
         included.append((seq, tx))
+        has_proposal = has_proposal or proposes
     txs = tuple(tx for _, tx in included)
     participants = compute_participants(parent_state, txs, params)
     if not participants:

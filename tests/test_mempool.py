@@ -141,3 +141,21 @@ def test_invalidated_pending_tx_is_evicted_with_reason(tmp_path):
     assert chain.mempool.count == 0
     chain.close()
     assert Chain.open(home).mempool.count == 0
+
+
+def test_full_blocks_of_transfers_never_starve_the_proposals(tmp_path):
+    """max_block_txs transfers that arrived before every proposal must not block forging forever:
+    the last slot is kept for a proposal, and the held-back sender's txs wait, in order."""
+    chain = make_chain(tmp_path / "home", {A.address: 100, B.address: 100}, {V.address: 500}, max_block_txs=3)
+    transfers = [chain.submit(make_tx(A, n, "transfer", to=B.address, amount=1)) for n in range(4)]
+    late = chain.submit(make_tx(B, 0, "transfer", to=A.address, amount=1))
+    proposal = chain.submit(make_tx(V, 0, "bpm", bpm=70))
+    result = chain.forge()
+    assert result.block is not None and result.evicted == []
+    assert [tx.tx_id for tx in result.block.txs] == [transfers[0], transfers[1], proposal]
+    assert chain.tx(transfers[2])["status"] == "pending" and chain.tx(late)["status"] == "pending"
+    chain.submit(make_tx(V, 1, "bpm", bpm=71))
+    second = chain.forge().block
+    assert second is not None and [tx.tx_id for tx in second.txs][:2] == [transfers[2], transfers[3]]
+    chain.verify()
+    chain.close()
