@@ -9,6 +9,7 @@ holds either all of the block or none of it.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ CHAIN_DIRNAME = "chain"
 """The LevelDB directory inside a posctl home."""
 
 ProgressCallback = Callable[[int, int], None]
+
+_HEIGHT = re.compile(r"[0-9]{1,19}")
+"""A height as typed: ASCII digits only (``str.isdigit`` also accepts '²' and '١')."""
 
 
 @dataclass
@@ -125,12 +129,20 @@ class Chain:
 
     @classmethod
     def create(cls, home: Path, config: GenesisConfig) -> "Chain":
-        """Write genesis into a new database; refuses to touch an existing chain."""
-        if cls.exists(home):
-            raise ChainExists(f"a chain already exists in {home}: use another --home, or remove it first")
+        """Write genesis into a new database; refuses to touch an existing chain.
+
+        Genesis, schema version included, is one atomic batch: an ``init`` killed half-way
+        leaves an empty database, which the next ``create`` simply fills.
+        """
         ensure_home(home)
         store = LevelDBStore.open(home / CHAIN_DIRNAME, create=True)
-        return cls.initialise(store, config, home)
+        try:
+            if store.get(schema.TIP_KEY) is not None:
+                raise ChainExists(f"a chain already exists in {home}: use another --home, or remove it first")
+            return cls.initialise(store, config, home)
+        except BaseException:
+            store.close()
+            raise
 
     @classmethod
     def initialise(cls, store: KeyValueStore, config: GenesisConfig, home: Path | None = None) -> "Chain":
@@ -141,6 +153,7 @@ class Chain:
         changes: dict[bytes, bytes | None] = {
             schema.make_state_key(key): value for key, value in genesis_state.entries.items()
         }
+        changes[schema.SCHEMA_VERSION_KEY] = str(schema.SCHEMA_VERSION).encode("ascii")
         changes[schema.GENESIS_KEY] = config.encode()
         changes[schema.make_block_key(0)] = block.encode()
         changes[schema.make_block_hash_key(block.hash)] = schema.encode_u64(0)
@@ -244,7 +257,7 @@ class Chain:
     def block_by_ref(self, ref: str) -> Block:
         """A height (``12``) or a 64-hex-digit block hash."""
         text = ref.strip().lower()
-        if text.isdigit():
+        if _HEIGHT.fullmatch(text):
             return self.block(int(text))
         if len(text) == 64:
             try:

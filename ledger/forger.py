@@ -8,8 +8,9 @@ and the caller commits what it returns in one atomic batch.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 from ledger import lottery, statehash
 from ledger.blocks import Block, BlockHeader, compute_tx_root
@@ -36,6 +37,28 @@ class Candidate:
     evicted: list[tuple[int, Transaction, str]] = field(default_factory=list)
 
 
+def _first_proposal(
+    pending: Iterator[Pending], scanned: list[Pending], parent_state: WorkingState, params: Params
+) -> tuple[str | None, int]:
+    """The first eligible validator whose ``bpm`` fits in a block with its earlier pending txs,
+    and how many of its txs (the ``bpm`` included) that takes. Reads ``pending`` only as far as
+    that proposal, keeping what it read in ``scanned`` for the main pass."""
+    seen: dict[str, int] = {}
+    for item in pending:
+        scanned.append(item)
+        tx = item[1]
+        try:
+            sender = tx.sender
+        except LedgerError:
+            continue  # undecodable key: the main pass evicts it
+        seen[sender] = seen.get(sender, 0) + 1
+        if tx.kind != BPM or seen[sender] > params.max_block_txs:
+            continue
+        if is_eligible_validator(parent_state.account(sender), params):
+            return sender, seen[sender]
+    return None, 0
+
+
 def build_block(
     base_get: Callable[[bytes], bytes | None],
     parent: BlockHeader,
@@ -52,28 +75,33 @@ def build_block(
     rules and signature, under the same parameters) are not validated again. With no eligible
     BPM proposal there is no block, and the reason says so.
 
-    The last slot of a block is kept for a proposal while it has none: otherwise
-    ``max_block_txs`` transfers that arrived before every proposal would fill each block and no
-    block could ever be forged. A sender whose tx is held back this way waits whole (its later
-    txs stay pending too, so their nonces still follow), and nothing held back is evicted.
+    Room is kept for one proposal: the first eligible validator's ``bpm`` in arrival order,
+    with that validator's earlier pending txs (its nonces must follow), is reserved before the
+    block fills. Otherwise ``max_block_txs`` txs that arrived before every proposal — anyone's,
+    even free ``bpm`` txs from unfunded keys — would fill every block and forging would stop
+    for good. A sender held back for room waits whole (its later txs too, so nonces still
+    follow), and nothing held back is evicted.
     """
     height = parent.height + 1
     parent_state = WorkingState(base_get)
     working = WorkingState(base_get)
     begin_block(working, height)
+    remaining = iter(pending)
+    scanned: list[Pending] = []
+    proposer, reserved = _first_proposal(remaining, scanned, parent_state, params)
     included: list[Pending] = []
     evicted: list[tuple[int, Transaction, str]] = []
     waiting: set[str] = set()
-    has_proposal = False
-    for seq, tx in pending:
+    for seq, tx in itertools.chain(scanned, remaining):
         if len(included) >= params.max_block_txs:
             break
         try:
             sender = tx.sender
             if sender in waiting:
                 continue
-            proposes = tx.kind == BPM and is_eligible_validator(parent_state.account(sender), params)
-            if not has_proposal and not proposes and len(included) >= params.max_block_txs - 1:
+            if sender == proposer and reserved > 0:
+                reserved -= 1  # part of the reservation: it takes its own slot
+            elif len(included) + reserved >= params.max_block_txs:
                 waiting.add(sender)
                 continue
             if tx.tx_id not in verified:
@@ -83,7 +111,6 @@ def build_block(
             evicted.append((seq, tx, str(exc)))
             continue
         included.append((seq, tx))
-        has_proposal = has_proposal or proposes
     txs = tuple(tx for _, tx in included)
     participants = compute_participants(parent_state, txs, params)
     if not participants:

@@ -79,6 +79,8 @@ class GenesisConfig:
         unknown = sorted(set(obj) - {"params", "allocations", "bonds", "timestamp", "chain_id"})
         if unknown:
             raise InvalidGenesis(f"genesis has unknown field {unknown[0]!r}")
+        if not isinstance(obj.get("params", {}), dict):
+            raise InvalidGenesis("genesis field 'params' must be an object of name: value")
         params = dict(obj.get("params", {}))
         if "chain_id" in obj:
             params["chain_id"] = obj["chain_id"]

@@ -12,6 +12,7 @@ order with one iterator; each sender's txs arrive in nonce order because gaps ar
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -27,9 +28,9 @@ from ledger.errors import (
     NonceMismatch,
 )
 from ledger.params import Params
-from ledger.state import WorkingState
+from ledger.state import WorkingState, is_eligible_validator
 from ledger.store import KeyValueStore
-from ledger.transactions import STAKE, TRANSFER, UNSTAKE, Transaction, TxId, check_stateless, verify_signature
+from ledger.transactions import BPM, STAKE, TRANSFER, UNSTAKE, Transaction, TxId, check_stateless, verify_signature
 
 
 @dataclass
@@ -38,14 +39,23 @@ class SenderPending:
 
     count: int = 0
     liquid_spend: int = 0
+    stake: int = 0
     unstake: int = 0
+    proposals: int = 0
 
     def add(self, tx: Transaction) -> None:
         self.count += 1
         if tx.kind in (TRANSFER, STAKE):
             self.liquid_spend += tx.amount or 0
+        if tx.kind == STAKE:
+            self.stake += tx.amount or 0
         elif tx.kind == UNSTAKE:
             self.unstake += tx.amount or 0
+        elif tx.kind == BPM:
+            self.proposals += 1
+
+    def copy(self) -> "SenderPending":
+        return dataclasses.replace(self)
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,8 @@ class Mempool:
         self._senders: dict[Address, SenderPending] = {}
         self.verified: set[TxId] = set()
         """Ids this process validated at admission (stateless rules and signature)."""
-        self._admitted: dict[int, Transaction] = {}
-        """Decoded txs admitted by this process, by sequence: the forger need not decode them."""
+        self._decoded: dict[int, Transaction] = {}
+        """Pending txs already decoded in this process, by sequence: each is decoded once."""
 
     def _state_get(self, key: bytes) -> bytes | None:
         return self._store.get(schema.make_state_key(key))
@@ -81,8 +91,10 @@ class Mempool:
         """(sequence, tx) in arrival order."""
         for key, value in self._store.iterate(schema.MEMPOOL_PREFIX):
             seq = schema.decode_u64(key[len(schema.MEMPOOL_PREFIX):])
-            tx = self._admitted.get(seq)
-            yield seq, tx if tx is not None else Transaction.decode(value)
+            tx = self._decoded.get(seq)
+            if tx is None:
+                tx = self._decoded[seq] = Transaction.decode(value)
+            yield seq, tx
 
     def get(self, tx_id: TxId) -> Transaction | None:
         seq = self._store.get(schema.make_mempool_id_key(tx_id))
@@ -105,12 +117,17 @@ class Mempool:
 
     # ---- admission -------------------------------------------------------------------------
 
-    def check(self, tx: Transaction, extra: SenderPending | None = None) -> None:
-        """Every admission rule; raises the specific error of the first one broken."""
-        if self.count >= self._params.max_mempool_txs:
-            raise MempoolFull(
-                f"the mempool holds {self.count} txs, its limit: forge a block and retry"
-            )
+    def check(self, tx: Transaction, extra: SenderPending | None = None, queued: int = 0) -> None:
+        """Every admission rule; raises the specific error of the first one broken.
+
+        ``queued`` counts txs admitted earlier in the same batch. A full pool still takes one
+        pending ``bpm`` per eligible validator: otherwise a pool filled with anyone's txs would
+        leave no proposal to forge the block that drains it.
+        """
+        size = self.count + queued
+        full = size >= self._params.max_mempool_txs
+        if full and tx.kind != BPM:
+            raise MempoolFull(f"the mempool holds {size} txs, its limit: forge a block and retry")
         check_stateless(tx, self._params)
         tx_id = tx.tx_id
         if self._store.get(schema.make_mempool_id_key(tx_id)) is not None:
@@ -121,6 +138,8 @@ class Mempool:
         sender = tx.sender
         account = WorkingState(self._state_get).account(sender)
         pending = extra or self.sender_pending(sender)
+        if full and (pending.proposals or not is_eligible_validator(account, self._params)):
+            raise MempoolFull(f"the mempool holds {size} txs, its limit: forge a block and retry")
         expected = account.nonce + pending.count
         if tx.nonce < account.nonce:
             raise NonceMismatch(
@@ -138,11 +157,12 @@ class Mempool:
                     f"{spendable} ({account.balance} liquid, {pending.liquid_spend} in pending txs)"
                 )
         elif tx.kind == UNSTAKE:
-            unstakeable = account.bonded - pending.unstake
+            unstakeable = account.bonded + pending.stake - pending.unstake
             if tx.amount > unstakeable:  # type: ignore[operator]
                 raise InsufficientBalance(
-                    f"unstake of {tx.amount} is above the bonded stake of {sender}: "
-                    f"{unstakeable} ({account.bonded} bonded, {pending.unstake} in pending unstakes)"
+                    f"unstake of {tx.amount} is above the bonded stake of {sender}: {unstakeable} "
+                    f"({account.bonded} bonded, {pending.stake} in pending stakes, "
+                    f"{pending.unstake} in pending unstakes)"
                 )
 
     def submit(self, tx: Transaction) -> TxId:
@@ -165,13 +185,11 @@ class Mempool:
             pending = None
             if sender is not None:
                 base = touched.get(sender) or self.sender_pending(sender)
-                pending = SenderPending(base.count, base.liquid_spend, base.unstake)
+                pending = base.copy()
             try:
                 if tx.tx_id in added_ids:
                     raise DuplicateTransaction(f"tx {tx.id_hex} is already pending")
-                if self.count + len(added) >= self._params.max_mempool_txs:
-                    raise MempoolFull(f"the mempool holds {self.count + len(added)} txs, its limit: forge a block and retry")
-                self.check(tx, pending)
+                self.check(tx, pending, queued=len(added))
             except LedgerError as exc:
                 results.append(Admission(None, exc))
                 continue
@@ -194,7 +212,7 @@ class Mempool:
             self._next_seq += len(added)
             self._senders.update(touched)
             self.verified.update(added)
-            self._admitted.update(admitted)
+            self._decoded.update(admitted)
         return results
 
     def _meta(self, count: int, next_seq: int) -> bytes:
@@ -220,7 +238,7 @@ class Mempool:
         self._senders.clear()
         for seq, tx in removed:
             self.verified.discard(tx.tx_id)
-            self._admitted.pop(seq, None)
+            self._decoded.pop(seq, None)
 
 
 def _has_valid_key(tx: Transaction) -> bool:

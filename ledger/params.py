@@ -34,7 +34,7 @@ class Params:
     min_stake: int = 100
     """Bonded stake a validator needs for its BPM proposals to enter the lottery."""
     unbonding_blocks: int = 10
-    """Blocks between an unstake and the moment its tokens are liquid again."""
+    """Blocks between an unstake and the moment its tokens are liquid again (at least 1)."""
     block_reward: int = 10
     """New tokens paid to each block's validator: the only source of supply after genesis."""
     max_block_txs: int = 1000
@@ -45,7 +45,7 @@ class Params:
     max_mempool_txs: int = 100_000
 
     def __post_init__(self) -> None:
-        if not CHAIN_ID_PATTERN.match(self.chain_id):
+        if not isinstance(self.chain_id, str) or not CHAIN_ID_PATTERN.match(self.chain_id):
             raise InvalidParams(
                 f"chain id {self.chain_id!r} is not valid: use 1-48 lowercase letters, digits and '-'"
             )
@@ -57,7 +57,9 @@ class Params:
                 raise InvalidParams(f"parameter {field.name} must be an integer, got {value!r}")
             if not 0 <= value < MAX_AMOUNT:
                 raise InvalidParams(f"parameter {field.name}={value} is out of range [0, 2^63)")
-        for name in ("min_stake", "max_block_txs", "bpm_min", "max_tx_bytes", "max_mempool_txs"):
+        # unbonding_blocks >= 1: an entry due at the current height would be released by a
+        # block start that has already passed, and stay locked for ever.
+        for name in ("min_stake", "unbonding_blocks", "max_block_txs", "bpm_min", "max_tx_bytes", "max_mempool_txs"):
             if getattr(self, name) < 1:
                 raise InvalidParams(f"parameter {name} must be at least 1")
         if self.bpm_min > self.bpm_max:
@@ -68,6 +70,8 @@ class Params:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Params":
+        if not isinstance(data, Mapping):
+            raise InvalidParams("chain parameters must be an object of name: value")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

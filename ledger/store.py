@@ -148,12 +148,18 @@ class LevelDBStore(KeyValueStore):
         return store
 
     def _check_schema_version(self, create: bool) -> None:
+        """Refuse a database of another schema version. An empty database is a chain whose
+        ``init`` never committed (the version key is part of the genesis batch)."""
         raw = self._db.get(schema.SCHEMA_VERSION_KEY)
         expected = str(schema.SCHEMA_VERSION).encode("ascii")
         if raw is None:
-            if create and next(self._db.iterator(include_value=False), None) is None:
-                self._db.put(schema.SCHEMA_VERSION_KEY, expected, sync=True)
-                return
+            if next(self._db.iterator(include_value=False), None) is None:
+                if create:
+                    return
+                raise ChainNotInitialized(
+                    f"the chain database at {self.path} is empty (an interrupted `posctl chain init`?): "
+                    "run `posctl chain init` again"
+                )
             raise DatabaseError(f"{self.path} is not a posctl chain database (no schema version)")
         if raw != expected:
             raise DatabaseError(

@@ -43,3 +43,16 @@ def test_params_are_validated():
         Params.from_dict({"speed": 3})
     with pytest.raises(InvalidParams, match="must be an integer"):
         Params(min_stake="100")  # type: ignore[arg-type]
+
+
+def test_unbonding_needs_at_least_one_block():
+    with pytest.raises(InvalidParams, match="unbonding_blocks must be at least 1"):
+        Params(unbonding_blocks=0)
+
+
+@pytest.mark.parametrize("document", [{"params": 5}, {"chain_id": 7}, {"params": [1, 2]}, {"bonds": "x"}])
+def test_malformed_genesis_documents_raise_ledger_errors(document):
+    from ledger.errors import LedgerError
+
+    with pytest.raises(LedgerError):
+        GenesisConfig.from_dict(document)

@@ -83,6 +83,21 @@ def test_mempool_full(chain):
         chain.submit(make_tx(A, nonce, "bpm", bpm=70))
     with pytest.raises(MempoolFull, match="limit"):
         chain.submit(make_tx(B, 0, "bpm", bpm=70))
+    # A full pool still takes one proposal per eligible validator, so a block can drain it.
+    chain.submit(make_tx(V, 0, "bpm", bpm=70))
+    with pytest.raises(MempoolFull):
+        chain.submit(make_tx(V, 1, "bpm", bpm=71))
+    with pytest.raises(MempoolFull):
+        chain.submit(make_tx(V, 1, "unstake", amount=1))
+    assert chain.forge().block is not None
+    assert chain.mempool.count == 0
+
+
+def test_unstake_may_count_a_pending_stake(chain):
+    chain.submit(make_tx(A, 0, "stake", amount=60))
+    chain.submit(make_tx(A, 1, "unstake", amount=50))
+    with pytest.raises(InsufficientBalance, match="60 in pending stakes, 50 in pending unstakes"):
+        chain.submit(make_tx(A, 2, "unstake", amount=11))
 
 
 def test_submit_many_reports_each_tx_and_persists_the_good_ones(chain):
@@ -158,4 +173,20 @@ def test_full_blocks_of_transfers_never_starve_the_proposals(tmp_path):
     second = chain.forge().block
     assert second is not None and [tx.tx_id for tx in second.txs][:2] == [transfers[2], transfers[3]]
     chain.verify()
+    chain.close()
+
+
+def test_a_validators_own_earlier_tx_cannot_hide_its_proposal(tmp_path):
+    """Free bpm txs from unfunded keys fill the block, and the validator's bpm follows its own
+    transfer: the reservation takes the validator's transfer and bpm together."""
+    from tests.ledgerkit import make_key as key
+
+    chain = make_chain(tmp_path / "home", {A.address: 100, V.address: 100}, {V.address: 500}, max_block_txs=3)
+    junk = [chain.submit(make_tx(key(f"junk{i}"), 0, "bpm", bpm=60)) for i in range(4)]
+    own_transfer = chain.submit(make_tx(V, 0, "transfer", to=A.address, amount=1))
+    proposal = chain.submit(make_tx(V, 1, "bpm", bpm=70))
+    block = chain.forge().block
+    assert block is not None
+    assert [tx.tx_id for tx in block.txs] == [junk[0], own_transfer, proposal]
+    assert all(chain.tx(j)["status"] == "pending" for j in junk[1:])
     chain.close()

@@ -222,3 +222,16 @@ def test_home_directory_and_files_are_private(tmp_path):
     home = tmp_path / "home"
     make_chain(home, {A.address: 1}, {V.address: 500}).close()
     assert os.stat(home).st_mode & 0o777 == 0o700
+
+
+def test_an_interrupted_init_leaves_a_home_that_init_can_complete(tmp_path):
+    """Genesis, schema version included, is one batch: a crash before it leaves an empty database."""
+    home = tmp_path / "home"
+    home.mkdir()
+    LevelDBStore.open(home / "chain", create=True).close()  # what a kill before the batch leaves
+    with pytest.raises(ChainNotInitialized, match="interrupted `posctl chain init`"):
+        Chain.open(home)
+    make_chain(home, {A.address: 1}, {V.address: 500}).close()
+    with Chain.open(home) as chain:
+        assert chain.height == 0
+        chain.verify()

@@ -185,3 +185,12 @@ def test_block_encoding_is_the_canonical_encoding_of_its_dict():
     assert block is not None
     assert block.encode() == encoding.encode(block.to_dict())
     assert Block.decode(block.encode()) == block
+
+
+@pytest.mark.parametrize("ref", ["²", "١", "1" * 5000, "-1", "0x1"])
+def test_block_refs_are_ascii_heights_or_hashes(ref):
+    from ledger.errors import NotFound
+
+    chain = memory_chain()
+    with pytest.raises(NotFound):
+        chain.block_by_ref(ref)
