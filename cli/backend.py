@@ -38,7 +38,7 @@ def parse_tx_id(text: str) -> bytes:
     except ValueError:
         raw = b""
     if len(raw) != 32:
-        raise NotFound(f"{text!r} is not a transaction id: expected 64 hex digits")
+        raise NotFound(f"{text!r} is not a transaction id: give all 64 hex digits (as --json prints them)")
     return raw
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -45,11 +46,11 @@ def _parse_amounts(ctx: click.Context, param: click.Parameter, values: tuple[str
     from ledger.errors import LedgerError
     from ledger.transactions import check_amount
 
-    hint = f"--{param.name}"
+    hint = param.opts[0] if param.opts else f"--{param.name}"
     parsed = []
     for value in values:
         who, text = _split_pair(value, hint, "WHO=AMOUNT (a wallet name or pos1 address, '=', a whole number)")
-        if not _INTEGER.match(text):
+        if not _INTEGER.fullmatch(text):
             raise click.BadParameter(f"{value!r}: amount {text!r} is not a whole number of tokens", param_hint=hint)
         amount = int(text, 10)
         try:
@@ -75,7 +76,7 @@ def _parse_params(ctx: click.Context, param: click.Parameter, values: tuple[str,
         if key == "chain_id":
             parsed[key] = text
             continue
-        if not _INTEGER.match(text):
+        if not _INTEGER.fullmatch(text):
             raise click.BadParameter(f"{key}={text!r}: the value must be a whole number", param_hint="--param")
         parsed[key] = int(text, 10)
     return parsed
@@ -127,8 +128,15 @@ def _read_genesis_file(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise fail(f"cannot read genesis file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise fail(f"genesis file {path} is not UTF-8 text: write it as JSON") from None
+    from ledger.encoding import reject_duplicate_keys
+    from ledger.errors import EncodingError
+
     try:
-        obj = json.loads(text)
+        obj = json.loads(text, object_pairs_hook=reject_duplicate_keys)
+    except EncodingError as exc:
+        raise fail(f"genesis file {path} is ambiguous: {exc}") from None
     except ValueError as exc:
         raise fail(f"genesis file {path} is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
@@ -152,17 +160,24 @@ def _merge_genesis(app: AppContext, base: dict[str, Any], chain_id: str | None, 
     merged_params.update(params)
     if chain_id is not None:
         merged_params["chain_id"] = chain_id
+    if "chain_id" not in merged_params:
+        # Signatures name the chain id: a fresh one per chain keeps txs signed for one
+        # local chain from being replayed on another.
+        merged_params["chain_id"] = f"posctl-{secrets.token_hex(3)}"
     merged["params"] = merged_params
     for key, extra in (("allocations", allocs), ("bonds", bonds)):
         listed = merged.get(key, {})
         if not isinstance(listed, dict):
             raise fail(f"genesis field {key!r} must map addresses (or wallet names) to amounts")
         resolved: dict[str, int] = {}
+        named: dict[str, str] = {}
         for who, amount in [*listed.items(), *extra]:
             if type(amount) is not int:
                 raise fail(f"genesis {key} of {who}: {amount!r} is not a whole number of tokens")
             address = resolve_who(app, who)
-            resolved[address] = resolved.get(address, 0) + amount  # repeats add up, as in the ledger
+            if address in resolved:  # most likely a typo: say so rather than add them up
+                raise fail(f"{key}: {who} is given twice (also as {named[address]}): give each account once")
+            resolved[address], named[address] = amount, who
         merged[key] = resolved
     merged.setdefault("timestamp", int(time.time()))
     return merged
@@ -177,7 +192,7 @@ def chain() -> None:
 
 
 @chain.command("init")
-@click.option("--chain-id", help="Chain id, e.g. posctl-local-1 (lowercase letters, digits, '-').")
+@click.option("--chain-id", help="Chain id, e.g. posctl-local-1 (lowercase letters, digits, '-'); default: posctl-<random>.")
 @click.option("--alloc", "allocs", multiple=True, callback=_parse_amounts, metavar="WHO=AMOUNT",
               help="Liquid genesis balance for a wallet name or pos1 address (repeatable).")
 @click.option("--bond", "bonds", multiple=True, callback=_parse_amounts, metavar="WHO=AMOUNT",
@@ -194,12 +209,9 @@ def init(app: AppContext, chain_id: str | None, allocs: list[tuple[str, int]], b
     """Create a new chain in the home directory (refuses to overwrite one)."""
     from cli.backend import require_no_node
     from ledger.chain import Chain
-    from ledger.errors import ChainExists
     from ledger.genesis import GenesisConfig
 
     require_no_node(app.home, "create a chain")
-    if Chain.exists(app.home):
-        raise ChainExists(f"a chain already exists in {app.home}: use another --home, or remove it first")
     base = _read_genesis_file(genesis_file) if genesis_file is not None else {}
     config = GenesisConfig.from_dict(_merge_genesis(app, base, chain_id, params, allocs, bonds))
 

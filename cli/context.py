@@ -112,18 +112,23 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def read_password(app: AppContext, *, confirm: bool = False, prompt: str = "Wallet password") -> str:
+def read_password(
+    app: AppContext, *, confirm: bool = False, prompt: str = "Wallet password", why: str = ""
+) -> str:
     """From ``--password-file``, else ``POSCTL_PASSWORD``, else a hidden prompt."""
     if app.password_file is not None:
         try:
             text = app.password_file.read_text(encoding="utf-8")
         except OSError as exc:
             raise fail(f"cannot read password file {app.password_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise fail(f"password file {app.password_file} is not UTF-8 text") from None
         password = text.rstrip("\r\n")
     elif "POSCTL_PASSWORD" in os.environ:
         password = os.environ["POSCTL_PASSWORD"]
     elif not sys.stdin.isatty():
-        raise fail("a password is needed: set POSCTL_PASSWORD, pass --password-file, or run in a terminal")
+        reason = f" ({why})" if why else ""
+        raise fail(f"a password is needed{reason}: set POSCTL_PASSWORD, pass --password-file, or run in a terminal")
     else:
         password = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
     if not password:

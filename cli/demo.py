@@ -67,7 +67,7 @@ def demo_environment() -> Iterator[None]:
 
 
 class DemoFailed(Exception):
-    """A step's command failed; its own error was already printed."""
+    """A step's command failed; carries the command and its one-line error."""
 
 
 class Story:
@@ -98,8 +98,7 @@ class Story:
         try:
             posctl.main(["--home", str(self.home), *args], prog_name="posctl", standalone_mode=False)
         except click.ClickException as exc:
-            exc.show()
-            raise DemoFailed(shlex.join(args)) from None
+            raise DemoFailed(f"{shlex.join(args)}`: {exc.format_message()}") from None
         click.echo()
 
     def run_process(self, *args: str) -> None:
@@ -112,11 +111,12 @@ class Story:
             [sys.executable, "-m", "cli.main", "--home", str(self.home), *args],
             capture_output=True, text=True, env=env, timeout=60,
         )
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            raise DemoFailed(f"{shlex.join(args)}`: {last.removeprefix('error: ')}")
         for stream in (done.stderr, done.stdout):
             if stream.strip():
                 click.echo(stream.rstrip("\n"))
-        if done.returncode != 0:
-            raise DemoFailed(f"{shlex.join(args)} (exit status {done.returncode})")
         click.echo()
 
     def unbonding_of(self, name: str) -> list[dict[str, int]]:
@@ -225,7 +225,8 @@ class Story:
 @click.command("demo")
 @click.option(
     "--home", "demo_home", type=click.Path(file_okay=False, path_type=Path),
-    help="Run the demo in this directory (default: a new demos/<time> directory under the posctl home).",
+    help="Run the demo in exactly this directory (default: a new demos/<time> directory under "
+    "the posctl home, i.e. under the global --home).",
 )
 @pass_app
 @handles_errors
@@ -264,7 +265,7 @@ def _tell(home: Path) -> None:
         try:
             Story(home).tell()
         except DemoFailed as exc:
-            raise fail(f"the demo stopped: `posctl {exc}` failed (its error is above)") from None
+            raise fail(f"the demo stopped at `posctl {exc}") from None
     click.secho("The demo finished: the chain verified after a restart.", bold=True)
     click.echo("Explore it yourself (and delete the directory when you are done):")
     click.echo(f"  posctl --home {shlex.quote(str(home))} chain show --last 3")

@@ -6,6 +6,7 @@ Command groups live in their own modules (``wallet_cmd``, ``chain_cmd``, ``node_
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -95,6 +96,7 @@ def posctl(ctx: click.Context, home: Path, password_file: Path | None) -> None:
 
     Shell completion: eval "$(_POSCTL_COMPLETE=bash_source posctl)" (zsh_source, fish_source).
     """
+    os.umask(0o077)  # everything posctl writes (chain, wallets, node record) is private to the user
     app = AppContext(home=home.expanduser(), password_file=password_file)
     ctx.obj = app
     ctx.call_on_close(app.close)

@@ -36,7 +36,10 @@ def format_time(timestamp: int | None) -> str:
     """Seconds since the epoch as UTC ISO-8601 (``2026-11-21T22:29:02Z``)."""
     if timestamp is None:
         return "-"
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):  # beyond what a date can show: print the number
+        return f"{timestamp} (Unix seconds)"
 
 
 def format_percent(fraction: float) -> str:

@@ -61,7 +61,7 @@ class AmountType(click.ParamType):
             text = str(value)
         else:
             text = str(value).strip()
-        if not _INTEGER.match(text):
+        if not _INTEGER.fullmatch(text):
             self.fail(
                 f"{value!r} is not a whole number of tokens: "
                 "use an integer from 1 to 2^63-1 (no decimals, no exponents, no units)",
@@ -80,7 +80,7 @@ class BpmType(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         text = str(value).strip()
-        if not _INTEGER.match(text):
+        if not _INTEGER.fullmatch(text):
             self.fail(f"{value!r} is not an integer: a BPM is a whole number of beats per minute", param, ctx)
         return int(text)
 
@@ -148,8 +148,8 @@ def refuse_existing(store: Keystore, name: str) -> None:
         )
 
 
-def unlock(app: AppContext, name: str) -> UnlockedWallet:
-    password = read_password(app, prompt=f"Password for wallet '{name}'")
+def unlock(app: AppContext, name: str, why: str = "") -> UnlockedWallet:
+    password = read_password(app, prompt=f"Password for wallet '{name}'", why=why)
     return keystore(app).unlock(name, password)
 
 
@@ -170,7 +170,7 @@ def resolve_recipient(app: AppContext, to: str) -> tuple[str, str | None]:
     if crypto.is_valid_address(to):
         return crypto.parse_address(to), None
     store = keystore(app)
-    if WALLET_NAME_PATTERN.match(to) and store.exists(to):
+    if WALLET_NAME_PATTERN.fullmatch(to) and store.exists(to):
         return store.load(to).address(0, 0), to
     if to.lower().startswith(ADDRESS_PREFIX):
         crypto.parse_address(to)  # raises InvalidAddress naming what is wrong
@@ -232,11 +232,13 @@ def new(app: AppContext, name: str, words: str, ask_passphrase: bool) -> None:
     ensure_home(app.home)  # an unusable home fails before any prompt
     kdf = kdf_params()
     passphrase = ""
-    if ask_passphrase:
+    if ask_passphrase and sys.stdin.isatty():
         passphrase = click.prompt(
             "BIP-39 passphrase", hide_input=True, confirmation_prompt=True, default="",
             show_default=False, err=True,
         )
+    elif ask_passphrase:  # scripted: the passphrase is the first line of stdin
+        passphrase = _stdin_line("--passphrase reads the BIP-39 passphrase from the first line of stdin")
     password = read_password(app, confirm=True)
     created, phrase = store.create(name, password, words=int(words), passphrase=passphrase, kdf=kdf)
     data = {
@@ -316,7 +318,19 @@ def read_recovery_phrase(ask_passphrase: bool) -> tuple[str, str]:
         return phrase, passphrase
     if not ask_passphrase:
         return stdin.read(), ""
-    return stdin.readline(), stdin.readline().rstrip("\r\n")
+    phrase = stdin.readline()
+    return phrase, _stdin_line("--passphrase reads the BIP-39 passphrase from the line after the phrase")
+
+
+def _stdin_line(what: str) -> str:
+    """One line of stdin, which must be there: a missing passphrase would mean another wallet."""
+    line = sys.stdin.readline()
+    if not line:
+        raise fail(f"{what}, and stdin has no such line: nothing was written")
+    passphrase = line.rstrip("\r\n")
+    if not passphrase:
+        raise fail(f"{what}, and that line is empty: omit --passphrase for a wallet without one")
+    return passphrase
 
 
 @wallet.command("list")
@@ -359,7 +373,7 @@ def show(app: AppContext, name: str, account: int, index: int) -> None:
     if account in stored.accounts:
         keys: WalletFile | UnlockedWallet = stored
     else:
-        keys = unlock(app, name)
+        keys = unlock(app, name, why=f"account {account}'s public keys are not stored in the clear; accounts 0-9 are")
     address = keys.address(account, index)
     data: dict[str, Any] = {
         "name": name,

@@ -196,6 +196,8 @@ class NodeApi:
         self.node = node
 
     def _call(self, func: Callable[[Chain], Any]) -> Any:
+        """Run ``func`` under the node's lock. Callers render views after it returns, so the
+        lock is held for the database work only, not for building JSON."""
         with self.node.lock:
             if self.node.closed:
                 raise ApiError(503, "the node is shutting down: retry once it has stopped", "NodeUnavailable")
@@ -213,15 +215,15 @@ class NodeApi:
         return self.node.info()
 
     def get_latest_block(self, query: dict[str, list[str]], body: bytes) -> Any:
-        return self._call(lambda chain: views.block_view(chain.block(chain.height)))
+        return views.block_view(self._call(lambda chain: chain.block(chain.height)))
 
     def get_block(self, query: dict[str, list[str]], body: bytes, ref: str) -> Any:
-        return self._call(lambda chain: views.block_view(chain.block_by_ref(ref)))
+        return views.block_view(self._call(lambda chain: chain.block_by_ref(ref)))
 
     def get_block_by_hash(self, query: dict[str, list[str]], body: bytes, text: str) -> Any:
         if not _HEX64.fullmatch(text):
             raise ApiError(400, f"{text!r} is not a block hash: expected 64 hex digits")
-        return self._call(lambda chain: views.block_view(chain.block_by_hash(bytes.fromhex(text))))
+        return views.block_view(self._call(lambda chain: chain.block_by_hash(bytes.fromhex(text))))
 
     def get_blocks(self, query: dict[str, list[str]], body: bytes) -> Any:
         unknown = sorted(set(query) - {"from", "to", "last"})
@@ -233,11 +235,11 @@ class NodeApi:
                 raise ApiError(400, "use either ?last=N or ?from=A&to=B, not both")
             count = min(last, MAX_BLOCKS_PER_REQUEST)
 
-            return self._call(lambda chain: [views.block_view(b) for b in chain.last_blocks(count)])
+            return [views.block_view(b) for b in self._call(lambda chain: list(chain.last_blocks(count)))]
         if start is None:
             raise ApiError(400, "say which blocks: ?from=A&to=B (at most 100) or ?last=N")
         stop = start + MAX_BLOCKS_PER_REQUEST - 1 if end is None else min(end, start + MAX_BLOCKS_PER_REQUEST - 1)
-        return self._call(lambda chain: [views.block_view(b) for b in chain.blocks(start, stop)])
+        return [views.block_view(b) for b in self._call(lambda chain: list(chain.blocks(start, stop)))]
 
     def get_tx(self, query: dict[str, list[str]], body: bytes, text: str) -> Any:
         if not _HEX64.fullmatch(text):

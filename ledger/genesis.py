@@ -20,6 +20,9 @@ from ledger.state import DictState, WorkingState
 
 GENESIS_TAG = "posctl/genesis"
 
+MAX_TIMESTAMP = 253_402_300_799
+"""9999-12-31T23:59:59Z: the last second every tool can print as a date."""
+
 
 class InvalidGenesis(LedgerError):
     """A genesis configuration the chain could not run with."""
@@ -34,7 +37,9 @@ def _check_amounts(amounts: Mapping[str, int], what: str) -> dict[Address, int]:
             raise InvalidGenesis(f"{what}: {exc}") from None
         if type(amount) is not int or not 1 <= amount < MAX_AMOUNT:
             raise InvalidGenesis(f"{what} of {address}: {amount!r} is not a whole amount in [1, 2^63)")
-        checked[canonical] = checked.get(canonical, 0) + amount
+        if canonical in checked:
+            raise InvalidGenesis(f"{what} of {canonical} is given twice: give each account once")
+        checked[canonical] = amount
     return checked
 
 
@@ -55,8 +60,10 @@ class GenesisConfig:
                 f"genesis needs at least one validator bonded with min_stake ({self.params.min_stake}) "
                 "or no block could ever be forged: add a bond"
             )
-        if type(self.timestamp) is not int or self.timestamp < 0:
-            raise InvalidGenesis("genesis timestamp must be a non-negative integer")
+        if type(self.timestamp) is not int or not 0 <= self.timestamp <= MAX_TIMESTAMP:
+            raise InvalidGenesis(
+                f"genesis timestamp {self.timestamp!r} is out of range: use Unix seconds, 0 to {MAX_TIMESTAMP} (year 9999)"
+            )
         supply = sum(self.allocations.values()) + sum(self.bonds.values())
         if supply >= MAX_AMOUNT:
             raise InvalidGenesis("genesis supply must stay below 2^63 tokens")

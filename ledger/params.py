@@ -45,7 +45,7 @@ class Params:
     max_mempool_txs: int = 100_000
 
     def __post_init__(self) -> None:
-        if not isinstance(self.chain_id, str) or not CHAIN_ID_PATTERN.match(self.chain_id):
+        if not isinstance(self.chain_id, str) or not CHAIN_ID_PATTERN.fullmatch(self.chain_id):
             raise InvalidParams(
                 f"chain id {self.chain_id!r} is not valid: use 1-48 lowercase letters, digits and '-'"
             )

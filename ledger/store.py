@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import time
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -21,8 +22,19 @@ except ImportError:  # Python 3.13+: plyvel 1.5 ships no wheels there; plyvel-ne
 from ledger import schema
 from ledger.errors import ChainNotInitialized, DatabaseError, DatabaseLocked
 
+LOCK_WAIT_SECONDS = 3.0
+"""How long opening waits for another process's short hold on the database."""
+
+LOCK_RETRY_SECONDS = 0.05
+
 Changes = Mapping[bytes, "bytes | None"]
 """Writes to apply together: a value to put, or ``None`` to delete."""
+
+
+def _message(exc: Exception) -> str:
+    """plyvel puts LevelDB's status in bytes; show it as text."""
+    arg = exc.args[0] if exc.args else exc
+    return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
 
 
 class Batch:
@@ -119,26 +131,42 @@ class LevelDBStore(KeyValueStore):
         self.path = path
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = False) -> "LevelDBStore":
-        """Open (or with ``create``, make) the database; nothing is replayed, so this is O(1)."""
+    def open(cls, path: Path, *, create: bool = False, lock_wait: float = LOCK_WAIT_SECONDS) -> "LevelDBStore":
+        """Open (or with ``create``, make) the database; nothing is replayed, so this is O(1).
+
+        LevelDB admits one process. Another posctl command holding it for a moment is waited
+        for, up to ``lock_wait`` seconds; a holder that stays (a node) is reported.
+        """
+        if path.exists() and not path.is_dir():
+            raise DatabaseError(f"{path} is a file, not a chain database directory: move it aside")
         if not create and not (path / "CURRENT").exists():
             raise ChainNotInitialized(
                 f"no chain at {path.parent}: run `posctl chain init` first (or pass --home)"
             )
-        try:
-            db = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
-        except plyvel.IOError as exc:
-            text = str(exc)
-            if "lock" in text.lower() or "temporarily unavailable" in text.lower():
-                raise DatabaseLocked(
-                    f"the chain database at {path} is in use by another process "
-                    "(a running `posctl node run`?): stop it or use its API"
+        if create:
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        deadline = time.monotonic() + lock_wait
+        while True:
+            try:
+                db = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
+                break
+            except plyvel.IOError as exc:
+                text = _message(exc)
+                if "lock" not in text.lower() and "temporarily unavailable" not in text.lower():
+                    raise DatabaseError(f"cannot open the chain database at {path}: {text}") from None
+                if time.monotonic() >= deadline:
+                    raise DatabaseLocked(
+                        f"the chain database at {path} is in use by another process (another posctl "
+                        "command, or a running `posctl node run`): retry when it is done, or stop the node"
+                    ) from None
+                time.sleep(LOCK_RETRY_SECONDS)
+            except plyvel.CorruptionError as exc:
+                raise DatabaseError(
+                    f"the chain database at {path} is corrupted ({_message(exc)}): "
+                    "restore it from a backup, or move it aside and create the chain again"
                 ) from None
-            raise DatabaseError(f"cannot open the chain database at {path}: {text}") from None
-        except plyvel.CorruptionError as exc:
-            raise DatabaseError(f"the chain database at {path} is corrupted: {exc}") from None
-        except plyvel.Error as exc:
-            raise DatabaseError(f"cannot open the chain database at {path}: {exc}") from None
+            except plyvel.Error as exc:
+                raise DatabaseError(f"cannot open the chain database at {path}: {_message(exc)}") from None
         store = cls(db, path)
         try:
             store._check_schema_version(create)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def test_init_creates_the_chain_and_reports_it(tmp_path: Path, keys: list[Key]) 
     a, b, _ = keys
     result = ok(home, "chain", "init", "--alloc", f"{a.address}=1000", "--bond", f"{a.address}=200",
                 "--bond", f"{b.address}=150", "--param", "block_reward=7")
-    assert "Created chain posctl-local-1" in result.stdout
+    assert re.search(r"Created chain posctl-[0-9a-f]{6} ", result.stdout)  # a fresh id per chain
     assert "supply      1350 = 1000 liquid + 350 bonded" in result.stdout
     with Chain.open(home) as chain:
         assert chain.height == 0
@@ -169,12 +170,16 @@ def test_init_from_genesis_file_plus_options(tmp_path: Path, keys: list[Key]) ->
         "chain_id": "from-file", "params": {"min_stake": 10}, "timestamp": 1_700_000_000,
         "allocations": {a.address: 40}, "bonds": {a.address: 10},
     }))
-    view = as_json(home, "chain", "init", "--genesis", str(genesis), "--alloc", f"{b.address}=60",
-                   "--alloc", f"{a.address}=2")
+    # An account given twice (here in the file and again as an option) is most likely a typo:
+    # refused, nothing created.
+    twice = run(home, "chain", "init", "--genesis", str(genesis), "--alloc", f"{a.address}=2")
+    assert_error(twice, 1, "is given twice")
+    assert not Chain.exists(home)
+    view = as_json(home, "chain", "init", "--genesis", str(genesis), "--alloc", f"{b.address}=60")
     assert view["chain_id"] == "from-file"
     assert view["timestamp"] == 1_700_000_000
     assert view["params"]["min_stake"] == 10
-    assert view["allocations"] == dict(sorted({a.address: 42, b.address: 60}.items()))
+    assert view["allocations"] == dict(sorted({a.address: 40, b.address: 60}.items()))
 
 
 def test_init_refuses_an_existing_chain(home: Path, keys: list[Key]) -> None:

@@ -235,3 +235,30 @@ def test_an_interrupted_init_leaves_a_home_that_init_can_complete(tmp_path):
     with Chain.open(home) as chain:
         assert chain.height == 0
         chain.verify()
+
+
+def test_a_short_hold_by_another_process_is_waited_for(tmp_path):
+    """Two posctl commands started together: the second waits for the first instead of failing."""
+    home = tmp_path / "home"
+    make_chain(home, {A.address: 1}, {V.address: 500}).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from ledger.chain import Chain;"
+         " c = Chain.open(Path(sys.argv[1])); print('held', flush=True); time.sleep(0.7); c.close()", str(home)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        with Chain.open(home) as chain:
+            assert chain.height == 0
+        assert time.monotonic() - started >= 0.3  # it really had to wait
+    finally:
+        holder.wait(timeout=30)
+
+
+def test_a_chain_path_that_is_a_file_is_named(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "chain").write_text("not a database")
+    with pytest.raises(DatabaseError, match="is a file, not a chain database directory"):
+        Chain.open(home)

@@ -35,8 +35,8 @@ class KeystoreDamaged(WalletError):
 
     def __init__(self, path: object, problem: str) -> None:
         super().__init__(
-            f"wallet file {path} is damaged ({problem}); "
-            "restore it from your mnemonic with `posctl wallet recover`"
+            f"wallet file {path} is damaged ({problem}); move it aside "
+            "(e.g. add .damaged to its name) and restore it from your mnemonic with `posctl wallet recover NAME`"
         )
         self.path = path
         self.problem = problem

@@ -440,7 +440,7 @@ def parse_path(path: str, *, absolute_allowed: bool = True) -> list[int]:
             return []
     indices = []
     for step in steps:
-        match = _PATH_STEP.match(step)
+        match = _PATH_STEP.fullmatch(step)
         if match is None:
             raise DerivationError(
                 f"bad step {step!r} in path {path!r}: each step is a number, "

@@ -87,8 +87,9 @@ FORMAT_VERSION = 1
 STORED_ACCOUNTS = 10
 """Accounts 0..9 have their xpub stored in the clear at creation."""
 
-WALLET_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""Names are file names: letters, digits, ``-`` and ``_`` only, so never a path."""
+WALLET_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+"""Names are file names: letters, digits, ``-`` and ``_`` only (never a path), starting with a
+letter or digit so a name never reads as a command-line option."""
 
 FILE_SUFFIX = ".json"
 FILE_MODE = 0o600
@@ -287,7 +288,7 @@ class Keystore:
             entry.stem
             for entry in entries
             if entry.suffix == FILE_SUFFIX
-            and WALLET_NAME_PATTERN.match(entry.stem)
+            and WALLET_NAME_PATTERN.fullmatch(entry.stem)
             and entry.is_file()
         ]
         return sorted(found)
@@ -341,10 +342,18 @@ class Keystore:
         problem = kdf.problem()
         if problem is not None:
             raise WalletError(problem)
+        if self.directory.exists() and not self.directory.is_dir():
+            raise WalletError(f"{self.directory} is a file, not a directory: move it aside so wallets can be stored")
         if path.exists() and not force:
             raise WalletExists(
                 f"wallet '{name}' already exists at {path}; choose another name "
                 "or overwrite it explicitly (force)"
+            )
+        twins = [other for other in self.names() if other.lower() == name.lower() and other != name]
+        if twins:
+            raise WalletExists(
+                f"wallet '{twins[0]}' already exists and differs from '{name}' only in case: "
+                "choose another name (the two files would collide on case-insensitive disks)"
             )
 
     def _save(
@@ -456,9 +465,9 @@ class Keystore:
 
 def check_wallet_name(name: str) -> str:
     """Return ``name`` if it is a valid wallet name, else raise :class:`InvalidWalletName`."""
-    if not isinstance(name, str) or not WALLET_NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not WALLET_NAME_PATTERN.fullmatch(name):
         raise InvalidWalletName(
-            f"invalid wallet name {name!r}: use 1-64 letters, digits, '-' or '_'"
+            f"invalid wallet name {name!r}: use 1-64 letters, digits, '-' or '_', starting with a letter or digit"
         )
     return name
 
@@ -566,7 +575,7 @@ def _parse_wallet_file(name: str, path: Path, raw: bytes) -> WalletFile:
     if type(version) is not int:
         raise KeystoreDamaged(path, "version is not an integer")
     stored_name = document["name"]
-    if not isinstance(stored_name, str) or not WALLET_NAME_PATTERN.match(stored_name):
+    if not isinstance(stored_name, str) or not WALLET_NAME_PATTERN.fullmatch(stored_name):
         raise KeystoreDamaged(path, "field name is not a valid wallet name")
     if stored_name != name:
         raise KeystoreDamaged(
@@ -606,7 +615,7 @@ def _object(path: Path, value: Any, field: str, keys: set[str]) -> dict[str, Any
 
 
 def _hex_field(path: Path, value: Any, field: str, min_size: int, max_size: int) -> bytes:
-    if not isinstance(value, str) or not _HEX.match(value):
+    if not isinstance(value, str) or not _HEX.fullmatch(value):
         raise KeystoreDamaged(path, f"field {field} is not lowercase hex")
     data = bytes.fromhex(value)
     if not min_size <= len(data) <= max_size:
