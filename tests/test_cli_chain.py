@@ -605,3 +605,36 @@ def test_chain_commands_go_through_a_running_node(home: Path, keys: list[Key]) -
     finally:
         node.terminate()
         node.wait(timeout=20)
+
+
+# ---- found by a user-level review ------------------------------------------------------------
+
+
+def test_init_refuses_an_account_given_twice(tmp_path: Path, keys: list[Key]) -> None:
+    a = keys[0]
+    result = run(tmp_path / "h", "chain", "init", "--alloc", f"{a.address}=100", "--alloc",
+                 f"{a.address.upper()}=200", "--bond", f"{a.address}=100")
+    assert_error(result, 1, "given twice")
+    assert not Chain.exists(tmp_path / "h")
+
+
+@pytest.mark.parametrize("timestamp", [253402300800, 9223372036854775807, 99999999999999999999, -1])
+def test_init_refuses_a_genesis_time_out_of_range_and_writes_nothing(tmp_path: Path, keys: list[Key], timestamp: int) -> None:
+    genesis = tmp_path / "g.json"
+    genesis.write_text(json.dumps({"bonds": {keys[0].address: 100}, "timestamp": timestamp}))
+    assert_error(run(tmp_path / "h", "chain", "init", "--genesis", str(genesis)), 1, "timestamp")
+    assert not Chain.exists(tmp_path / "h")
+
+
+@pytest.mark.parametrize("content", [b"\xff", b'{"bonds": {}, "bonds": {}}', b'{"params": {"chain_id": 5}}'])
+def test_init_refuses_malformed_genesis_files_in_one_line(tmp_path: Path, content: bytes) -> None:
+    genesis = tmp_path / "g.json"
+    genesis.write_bytes(content)
+    assert_error(run(tmp_path / "h", "chain", "init", "--genesis", str(genesis)), 1)
+    assert not Chain.exists(tmp_path / "h")
+
+
+def test_init_refuses_a_chain_id_with_a_trailing_newline(tmp_path: Path, keys: list[Key]) -> None:
+    result = run(tmp_path / "h", "chain", "init", "--chain-id", "abc\n", "--bond", f"{keys[0].address}=100")
+    assert result.exit_code in (1, 2) and "Traceback" not in result.stderr
+    assert not Chain.exists(tmp_path / "h")

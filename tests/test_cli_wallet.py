@@ -613,3 +613,47 @@ def test_subprocess_recover_from_a_pipe_and_errors_are_one_line(tmp_path: Path) 
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [refused.stderr.strip()]
     assert refused.stderr.startswith("error: no chain")
+
+
+# ---- found by a user-level review ------------------------------------------------------------
+
+
+def test_recover_with_passphrase_needs_the_passphrase_line(tmp_path: Path) -> None:
+    first = ok_json(tmp_path / "a", "wallet", "new", "carol", "--words", "12")
+    line = error_line(run(tmp_path / "b", "wallet", "recover", "carol", "--passphrase", input=first["mnemonic"] + "\n"))
+    assert "no such line" in line and first["mnemonic"].split()[0] not in line
+    assert not (tmp_path / "b" / "wallets" / "carol.json").exists()
+    with_pass = ok_json(tmp_path / "c", "wallet", "recover", "carol", "--passphrase",
+                        input=first["mnemonic"] + "\nextra words\n")
+    assert with_pass["address"] != first["address"]  # a passphrase makes another wallet
+
+
+def test_new_with_passphrase_reads_it_from_stdin_when_scripted(tmp_path: Path) -> None:
+    created = ok_json(tmp_path / "a", "wallet", "new", "dave", "--words", "12", "--passphrase", input="s3cret\n")
+    assert created["passphrase"] is True
+    again = ok_json(tmp_path / "b", "wallet", "recover", "dave", "--passphrase",
+                    input=created["mnemonic"] + "\ns3cret\n")
+    assert again["address"] == created["address"]
+    line = error_line(run(tmp_path / "c", "wallet", "new", "erin", "--passphrase", input=""))
+    assert "no such line" in line
+
+
+@pytest.mark.parametrize("name", ["ab\n", "-x", "_x"])
+def test_names_that_would_mislead_are_refused(tmp_path: Path, name: str) -> None:
+    line = error_line(run(tmp_path / "h", "wallet", "new", "--", name))
+    assert "invalid wallet name" in line
+    assert not (tmp_path / "h" / "wallets").exists() or not list((tmp_path / "h" / "wallets").iterdir())
+
+
+def test_names_differing_only_in_case_are_refused(tmp_path: Path) -> None:
+    ok(tmp_path / "h", "wallet", "new", "alice", "--words", "12")
+    line = error_line(run(tmp_path / "h", "wallet", "new", "Alice", "--words", "12"))
+    assert "only in case" in line
+
+
+def test_password_file_that_is_not_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSCTL_PASSWORD")
+    bad = tmp_path / "pw"
+    bad.write_bytes(b"\xff\xfe\x00")
+    line = error_line(run(tmp_path / "h", "--password-file", str(bad), "wallet", "new", "zed"))
+    assert "not UTF-8" in line
