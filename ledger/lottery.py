@@ -57,11 +57,12 @@ def cumulative_weights(weights: Mapping[str, int]) -> tuple[list[str], list[int]
     """
     if not weights:
         raise LotteryError("no participants: a lottery needs at least one positive weight")
+    values = weights.values()  # checked in the mapping's own order: memory-friendly
+    if set(map(type, values)) != {int} or min(values) <= 0:
+        bad = next(a for a, w in weights.items() if type(w) is not int or w <= 0)
+        raise LotteryError(f"weight of {bad} is {weights[bad]!r}: weights must be positive integers")
     addresses = sorted(weights)
     stakes = operator.itemgetter(*addresses)(weights) if len(addresses) > 1 else (weights[addresses[0]],)
-    if set(map(type, stakes)) != {int} or min(stakes) <= 0:
-        bad = next(a for a, w in zip(addresses, stakes) if type(w) is not int or w <= 0)
-        raise LotteryError(f"weight of {bad} is {weights[bad]!r}: weights must be positive integers")
     return addresses, list(itertools.accumulate(stakes))
 
 
