@@ -237,3 +237,17 @@ def test_different_paths_to_same_multiset_agree(
     assert shuffled.digest() == direct.digest()
     assert shuffled.to_bytes() == direct.to_bytes()
     assert MuHash3072.from_bytes(shuffled.to_bytes()).digest() == direct.digest()
+
+
+def test_fast_reduction_matches_plain_modulo() -> None:
+    """_mulmod folds with p = 2^3072 - c; it must equal Python's % for any residues."""
+    import random
+
+    from ledger import muhash as module
+
+    rng = random.Random(7)
+    edge = [0, 1, module.MODULUS - 1, module.MODULUS - 2, 2**3072 - module.MODULUS]
+    for a, b in [(x, y) for x in edge for y in edge] + [
+        (rng.randrange(module.MODULUS), rng.randrange(module.MODULUS)) for _ in range(500)
+    ]:
+        assert module._mulmod(a, b) == (a * b) % module.MODULUS
