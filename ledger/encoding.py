@@ -108,6 +108,27 @@ def decode(data: bytes) -> Any:
     return obj
 
 
+def decode_stored(data: bytes) -> Any:
+    """Parse an entry this ledger wrote itself (state, tip): strict JSON, integers only,
+    without :func:`decode`'s re-encoding check.
+
+    That check exists so that no object can have two ids; stored state entries have no id,
+    the state root hashes their exact bytes, and ``verify`` compares those bytes with a
+    replay, so an edited entry is still caught — while every block reads hundreds of them.
+    """
+    try:
+        return json.loads(
+            bytes(data).decode("ascii"),
+            object_pairs_hook=reject_duplicate_keys,
+            parse_float=_reject_float,
+            parse_constant=_reject_constant,
+        )
+    except EncodingError:
+        raise
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise EncodingError(f"stored entry is not valid JSON: {exc}") from None
+
+
 def sha256(data: bytes) -> Hash32:
     return hashlib.sha256(data).digest()
 

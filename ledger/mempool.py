@@ -12,7 +12,6 @@ order with one iterator; each sender's txs arrive in nonce order because gaps ar
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
@@ -55,7 +54,7 @@ class SenderPending:
             self.proposals += 1
 
     def copy(self) -> "SenderPending":
-        return dataclasses.replace(self)
+        return SenderPending(self.count, self.liquid_spend, self.stake, self.unstake, self.proposals)
 
 
 @dataclass(frozen=True)

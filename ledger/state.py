@@ -149,7 +149,7 @@ class WorkingState:
         if cached is not None:
             return cached
         raw = self._get(schema.make_account_state_key(address))
-        account = Account() if raw is None else Account.from_dict(encoding.decode(raw))
+        account = Account() if raw is None else Account.from_dict(encoding.decode_stored(raw))
         self._accounts[address] = account
         return account
 
@@ -160,7 +160,7 @@ class WorkingState:
                 self._totals = Totals()
             else:
                 data = encoding.require_fields(
-                    encoding.decode(raw), {"liquid", "bonded", "unbonding", "issued"}, "totals"
+                    encoding.decode_stored(raw), {"liquid", "bonded", "unbonding", "issued"}, "totals"
                 )
                 self._totals = Totals(**{k: encoding.require_int(v, k) for k, v in data.items()})
         return self._totals
@@ -170,14 +170,14 @@ class WorkingState:
             raw = self._get(schema.PARAMS_STATE_KEY)
             if raw is None:
                 raise InvalidBlock("state holds no chain parameters: not a posctl chain")
-            self._params = Params.from_dict(encoding.decode(raw))
+            self._params = Params.from_dict(encoding.decode_stored(raw))
         return self._params
 
     def releases(self, height: int) -> list[Address]:
         cached = self._releases.get(height)
         if cached is None:
             raw = self._get(schema.make_release_state_key(height))
-            cached = [] if raw is None else list(encoding.decode(raw))
+            cached = [] if raw is None else list(encoding.decode_stored(raw))
             self._releases[height] = cached
         return cached
 
