@@ -102,3 +102,30 @@ def test_decoding_rejects_booleans_floats_and_duplicates():
         Transaction.decode(raw.replace(b'"amount":5', b'"amount":5,"amount":5'))
     with pytest.raises(EncodingError, match="far above"):
         Transaction.decode(b" " * 70000)
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+@given(
+    kind=st.sampled_from(["transfer", "stake", "unstake", "bpm"]),
+    nonce=st.integers(0, 2**63 - 1),
+    amount=st.integers(1, 2**63 - 1),
+    bpm=st.integers(-5, 300),
+    chain_id=st.text(alphabet='abc-"\\,:é', min_size=1, max_size=12),
+)
+def test_decoded_txs_sign_the_same_bytes_as_freshly_built_ones(kind, nonce, amount, bpm, chain_id):
+    """Decoding takes the signed body from the received bytes; it must equal encoding it anew,
+    whatever the strings hold (quotes, commas, escapes)."""
+    fields = {"transfer": {"to": BOB.address, "amount": amount}, "stake": {"amount": amount},
+              "unstake": {"amount": amount}, "bpm": {"bpm": bpm}}[kind]
+    built = Transaction(chain_id=chain_id, kind=kind, public_key=ALICE.public, nonce=nonce,
+                        signature=bytes(range(64)), **fields)
+    decoded = Transaction.decode(built.encode())
+    rebuilt = Transaction(
+        chain_id=decoded.chain_id, kind=decoded.kind, public_key=decoded.public_key, nonce=decoded.nonce,
+        to=decoded.to, amount=decoded.amount, bpm=decoded.bpm, signature=decoded.signature,
+    )
+    assert "_signing_message" in decoded.__dict__  # the shortcut was taken
+    assert decoded.signing_message() == rebuilt.signing_message()
+    assert decoded.tx_id == built.tx_id
