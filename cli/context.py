@@ -112,6 +112,18 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def check_home_usable(home: Path) -> None:
+    """Fail now if ``home`` could not be created or written — without creating anything, so a
+    command refused later (no password, Ctrl-C) leaves no empty directory behind."""
+    probe = home
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise fail(f"cannot use {home} as the posctl home: {probe} is not a directory; choose another with --home")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise fail(f"cannot use {home} as the posctl home: {probe} is not writable; choose another with --home")
+
+
 def read_password(
     app: AppContext, *, confirm: bool = False, prompt: str = "Wallet password", why: str = ""
 ) -> str:

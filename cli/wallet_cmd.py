@@ -24,7 +24,16 @@ from typing import Any, Callable, TypeVar
 
 import click
 
-from cli.context import AppContext, emit, fail, handles_errors, json_option, pass_app, read_password
+from cli.context import (
+    AppContext,
+    check_home_usable,
+    emit,
+    fail,
+    handles_errors,
+    json_option,
+    pass_app,
+    read_password,
+)
 from cli.render import render_account
 from ledger import crypto
 from ledger.chain import ensure_home
@@ -229,7 +238,7 @@ def new(app: AppContext, name: str, words: str, ask_passphrase: bool) -> None:
     """
     store = keystore(app)
     refuse_existing(store, name)
-    ensure_home(app.home)  # an unusable home fails before any prompt
+    check_home_usable(app.home)  # an unusable home fails before any prompt, creating nothing
     kdf = kdf_params()
     passphrase = ""
     if ask_passphrase and sys.stdin.isatty():
@@ -240,6 +249,7 @@ def new(app: AppContext, name: str, words: str, ask_passphrase: bool) -> None:
     elif ask_passphrase:  # scripted: the passphrase is the first line of stdin
         passphrase = _stdin_line("--passphrase reads the BIP-39 passphrase from the first line of stdin")
     password = read_password(app, confirm=True)
+    ensure_home(app.home)
     created, phrase = store.create(name, password, words=int(words), passphrase=passphrase, kdf=kdf)
     data = {
         "name": name,
@@ -289,11 +299,12 @@ def recover(app: AppContext, name: str, ask_passphrase: bool) -> None:
     """
     store = keystore(app)
     refuse_existing(store, name)
-    ensure_home(app.home)  # an unusable home fails before any prompt
+    check_home_usable(app.home)  # an unusable home fails before any prompt, creating nothing
     kdf = kdf_params()
     phrase, passphrase = read_recovery_phrase(ask_passphrase)
     phrase = bip39.validate_mnemonic(phrase)  # before the password: a typo costs no prompt
     password = read_password(app, confirm=True)
+    ensure_home(app.home)
     recovered = store.recover(name, phrase, password, passphrase=passphrase, kdf=kdf)
     data = {
         "name": name,

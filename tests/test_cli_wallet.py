@@ -657,3 +657,10 @@ def test_password_file_that_is_not_text(tmp_path: Path, monkeypatch: pytest.Monk
     bad.write_bytes(b"\xff\xfe\x00")
     line = error_line(run(tmp_path / "h", "--password-file", str(bad), "wallet", "new", "zed"))
     assert "not UTF-8" in line
+
+
+def test_a_refused_new_wallet_leaves_no_empty_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("POSCTL_PASSWORD")
+    line = error_line(run(tmp_path / "fresh", "wallet", "new", "zed"))
+    assert "a password is needed" in line
+    assert not (tmp_path / "fresh").exists()
