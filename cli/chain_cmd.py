@@ -176,7 +176,8 @@ def _merge_genesis(app: AppContext, base: dict[str, Any], chain_id: str | None, 
                 raise fail(f"genesis {key} of {who}: {amount!r} is not a whole number of tokens")
             address = resolve_who(app, who)
             if address in resolved:  # most likely a typo: say so rather than add them up
-                raise fail(f"{key}: {who} is given twice (also as {named[address]}): give each account once")
+                also = "" if named[address] == who else f" (also as {named[address]})"
+                raise fail(f"{key}: {who} is given twice{also}: give each account once")
             resolved[address], named[address] = amount, who
         merged[key] = resolved
     merged.setdefault("timestamp", int(time.time()))

@@ -60,7 +60,9 @@ class GenesisConfig:
                 f"genesis needs at least one validator bonded with min_stake ({self.params.min_stake}) "
                 "or no block could ever be forged: add a bond"
             )
-        if type(self.timestamp) is not int or not 0 <= self.timestamp <= MAX_TIMESTAMP:
+        if type(self.timestamp) is not int:
+            raise InvalidGenesis(f"genesis timestamp {self.timestamp!r} must be a whole number of Unix seconds")
+        if not 0 <= self.timestamp <= MAX_TIMESTAMP:
             raise InvalidGenesis(
                 f"genesis timestamp {self.timestamp!r} is out of range: use Unix seconds, 0 to {MAX_TIMESTAMP} (year 9999)"
             )
