@@ -27,6 +27,8 @@ class AppContext:
     home: Path
     password_file: Path | None = None
     json_output: bool = False
+    sign_only: Path | None = None
+    """``--out FILE`` on a submitting command: write the signed tx there instead of submitting."""
     _backend: Any = field(default=None, repr=False)
 
     @property

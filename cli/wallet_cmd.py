@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import click
@@ -40,10 +41,17 @@ from ledger.chain import ensure_home
 from ledger.errors import ChainNotInitialized, InvalidTransaction
 from ledger.params import Params
 from ledger.transactions import Transaction, check_amount, check_bpm
+from ledger.views import tx_view
 from wallet import bip39, signing
 from wallet.errors import WalletError, WalletExists
 from wallet.hd import HARDENED
-from wallet.keystore import WALLET_NAME_PATTERN, Keystore, ScryptParams, UnlockedWallet, WalletFile
+from wallet.keystore import (
+    WALLET_NAME_PATTERN,
+    Keystore,
+    ScryptParams,
+    UnlockedWallet,
+    WalletFile,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -100,7 +108,18 @@ KEY_NUMBER = click.IntRange(0, HARDENED - 1)
 
 
 def account_options(func: F) -> F:
-    """``--account N --index I``: which key of the wallet (path m/44'/1'/N'/0/I)."""
+    """``--account N --index I``: which key of the wallet (path m/44'/1'/N'/0/I); and
+    ``--out FILE``, which signs without submitting (for ``curl`` or another machine)."""
+
+    def remember_out(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+        if value is not None:
+            ctx.find_object(AppContext).sign_only = value  # type: ignore[union-attr]
+        return value
+
+    func = click.option(
+        "--out", type=click.Path(dir_okay=False, path_type=Path), expose_value=False, callback=remember_out,
+        help="Write the signed tx (its canonical JSON, as POST /txs takes it) to FILE instead of submitting.",
+    )(func)
     func = click.option(
         "--index", type=KEY_NUMBER, default=0, show_default=True,
         help="Address index inside the account (m/44'/1'/ACCOUNT'/0/INDEX).",
@@ -445,6 +464,9 @@ class Submission:
         self.before_signing(unlocked)
         nonce = self.backend.account(self.address)["next_nonce"]
         tx = build(unlocked.private_key(self.account, self.index), self.chain_id, nonce)
+        if self.app.sign_only is not None:
+            self.write_signed(tx, what)
+            return
         result = self.backend.submit(tx)
 
         def text(view: dict[str, Any]) -> str:
@@ -455,6 +477,27 @@ class Submission:
             ])
 
         emit(self.app, result, text)
+
+    def write_signed(self, tx: Transaction, what: str) -> None:
+        """``--out FILE``: the signed tx, not submitted; never overwrites a file."""
+        path = self.app.sign_only
+        if path is None:  # pragma: no cover - only called with --out
+            return
+        try:
+            with open(path, "xb") as handle:
+                handle.write(tx.encode())
+        except FileExistsError:
+            raise fail(f"{path} already exists: choose another --out file (posctl never overwrites one)") from None
+        view = {"tx_id": tx.id_hex, "tx": tx_view(tx), "file": str(path), "submitted": False}
+
+        def text(v: dict[str, Any]) -> str:
+            return "\n".join([
+                f"Signed {what} from {self.name} ({self.address}), nonce {tx.nonce}: NOT submitted.",
+                f"tx {v['tx_id']} written to {path}",
+                f"Submit it to a running node: curl -s -X POST --data-binary @{path} localhost:9000/txs",
+            ])
+
+        emit(self.app, view, text)
 
     def before_signing(self, unlocked: UnlockedWallet) -> None:
         """A last check that needs the address; ``propose`` checks eligibility here."""

@@ -664,3 +664,19 @@ def test_a_refused_new_wallet_leaves_no_empty_home(tmp_path: Path, monkeypatch: 
     line = error_line(run(tmp_path / "fresh", "wallet", "new", "zed"))
     assert "a password is needed" in line
     assert not (tmp_path / "fresh").exists()
+
+
+def test_out_signs_without_submitting_and_the_file_is_what_post_txs_takes(chain_home: Path, tmp_path: Path) -> None:
+    from ledger.mempool import decode_submission
+
+    out = tmp_path / "tx.json"
+    data = ok_json(chain_home, "wallet", "send", "alice", "bob", "25", "--out", str(out))
+    assert data["submitted"] is False and data["file"] == str(out)
+    with Chain.open(chain_home) as chain:
+        assert chain.mempool.count == 0  # nothing was submitted
+        tx = decode_submission(out.read_bytes())  # canonical bytes, exactly what POST /txs takes
+        assert tx.id_hex == data["tx_id"] and tx.amount == 25
+        chain.submit(tx)
+        assert chain.tx(tx.tx_id)["status"] == "pending"
+    line = error_line(run(chain_home, "wallet", "stake", "alice", "5", "--out", str(out)))
+    assert "already exists" in line
