@@ -180,16 +180,23 @@ def test_opening_does_not_replay_the_chain(tmp_path):
             chain.verify()
 
 
+def hold_database(home: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process that opens the chain, says so, holds it for ``seconds``, then closes it."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from ledger.chain import Chain;"
+         " c = Chain.open(Path(sys.argv[1])); print('held', flush=True); time.sleep(float(sys.argv[2])); c.close()",
+         str(home), str(seconds)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder
+
+
 def test_database_in_use_by_another_process(tmp_path):
     home = tmp_path / "home"
     make_chain(home, {A.address: 1}, {V.address: 500}).close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from ledger.chain import Chain;"
-         " c = Chain.open(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)", str(home)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
-    )
+    holder = hold_database(home, seconds=60)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         with pytest.raises(DatabaseLocked, match="in use by another process"):
             Chain.open(home)
     finally:
@@ -241,13 +248,8 @@ def test_a_short_hold_by_another_process_is_waited_for(tmp_path):
     """Two posctl commands started together: the second waits for the first instead of failing."""
     home = tmp_path / "home"
     make_chain(home, {A.address: 1}, {V.address: 500}).close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from ledger.chain import Chain;"
-         " c = Chain.open(Path(sys.argv[1])); print('held', flush=True); time.sleep(0.7); c.close()", str(home)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
-    )
+    holder = hold_database(home, seconds=0.7)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         started = time.monotonic()
         with Chain.open(home) as chain:
             assert chain.height == 0
