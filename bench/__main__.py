@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import fixtures, measures
-from ledger.mempool import decode_submission
+from ledger.chain.mempool import decode_submission
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from bench.fixtures import make_world
-from ledger.mempool import decode_submission
+from ledger.chain.mempool import decode_submission
 
 
 def _maxrss_mb() -> float:

@@ -18,11 +18,12 @@ from typing import Sequence
 
 from Crypto.PublicKey import ECC
 
-from ledger import crypto
-from ledger.chain import Chain
-from ledger.genesis import GenesisConfig
+from ledger.crypto.address import address_from_public_key
+from ledger.crypto import secp256k1
+from ledger.chain.facade import Chain
+from ledger.consensus.genesis import GenesisConfig
 from ledger.params import Params
-from ledger.transactions import BPM, TRANSFER, Transaction
+from ledger.consensus.transactions import BPM, TRANSFER, Transaction
 
 CHAIN_ID = "posctl-bench"
 """Every bench chain shares this id, so one signed stream is valid on any of them."""
@@ -44,8 +45,8 @@ class Key:
 def make_key(label: str) -> Key:
     """A deterministic key per label, so every run signs the same txs."""
     private = hashlib.sha256(b"posctl-bench-key:" + label.encode()).digest()
-    public = crypto.public_key_from_private(private)
-    return Key(private, public, crypto.address_from_public_key(public))
+    public = secp256k1.public_key_from_private(private)
+    return Key(private, public, address_from_public_key(public))
 
 
 def make_keys(prefix: str, count: int) -> list[Key]:
@@ -75,10 +76,10 @@ def _sign_fast(private: bytes, tx: Transaction) -> Transaction:
     """
     message = tx.signing_message()
     if _CURVE is None:  # pragma: no cover - other pycryptodome layouts
-        from ledger.transactions import sign_transaction
+        from ledger.consensus.transactions import sign_transaction
 
         return sign_transaction(tx, private)
-    n = crypto.SECP256K1_ORDER
+    n = secp256k1.SECP256K1_ORDER
     digest = hashlib.sha256(message).digest()
     z = int.from_bytes(digest, "big")
     d = int.from_bytes(private, "big")
@@ -95,7 +96,7 @@ def _sign_fast(private: bytes, tx: Transaction) -> Transaction:
         if s == 0:
             continue
         break
-    if s > crypto.HALF_ORDER:
+    if s > secp256k1.HALF_ORDER:
         s = n - s
     return dataclasses.replace(tx, signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 

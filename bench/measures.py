@@ -20,10 +20,11 @@ from Crypto.PublicKey import ECC
 from Crypto.Signature import DSS
 
 from bench.fixtures import GENESIS_TIMESTAMP, World
-from ledger import lottery, views
-from ledger.chain import Chain
-from ledger.mempool import decode_submission
-from ledger.transactions import Transaction
+from ledger.consensus import lottery
+from ledger.chain import views
+from ledger.chain.facade import Chain
+from ledger.chain.mempool import decode_submission
+from ledger.consensus.transactions import Transaction
 
 
 def median_ms(fn: Callable[[], object], repeat: int) -> float:

@@ -2,7 +2,7 @@
 
 LevelDB admits one process. While ``posctl node run`` holds the database, every other command
 must go through its HTTP API; otherwise commands open the database themselves. Both backends
-return the same JSON-ready views (``ledger.views``), so output is identical either way.
+return the same JSON-ready views (``ledger.chain.views``), so output is identical either way.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from ledger import views
-from ledger.chain import Chain
-from ledger.transactions import Transaction
+from ledger.chain import views
+from ledger.chain.facade import Chain
+from ledger.consensus.transactions import Transaction
 
 
 class Backend(Protocol):
@@ -84,7 +84,7 @@ def open_backend(home: Path) -> Backend:
     A node is running when ``$home/node.json`` names a live pid that answers ``GET /node``.
     A record left by a killed node is ignored (and removed when its pid is dead).
     """
-    from ledger.noderecord import find_running_node
+    from ledger.node.record import find_running_node
 
     record = find_running_node(home)
     if record is not None:
@@ -100,7 +100,7 @@ def require_no_node(home: Path, purpose: str = "use the chain database directly"
     ``purpose`` completes "stop it first (Ctrl-C) to …", e.g. "verify the chain".
     """
     from ledger.errors import NodeRunning
-    from ledger.noderecord import find_running_node
+    from ledger.node.record import find_running_node
 
     record = find_running_node(home)
     if record is not None:

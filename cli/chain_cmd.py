@@ -44,7 +44,7 @@ def _split_pair(value: str, param_hint: str, shape: str) -> tuple[str, str]:
 def _parse_amounts(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, int]]:
     """``WHO=AMOUNT`` pairs; the amount must be a whole number of tokens in [1, 2^63)."""
     from ledger.errors import LedgerError
-    from ledger.transactions import check_amount
+    from ledger.consensus.transactions import check_amount
 
     hint = param.opts[0] if param.opts else f"--{param.name}"
     parsed = []
@@ -84,7 +84,7 @@ def _parse_params(ctx: click.Context, param: click.Parameter, values: tuple[str,
 
 def resolve_who(app: AppContext, who: str) -> str:
     """A wallet name (its first address; no password needed) or a ``pos1…`` address."""
-    from ledger import crypto
+    from ledger.crypto.address import parse_address
     from wallet.errors import InvalidWalletName
     from wallet.keystore import Keystore
 
@@ -96,7 +96,7 @@ def resolve_who(app: AppContext, who: str) -> str:
     if is_wallet:
         return keystore.load(who).address(0, 0)
     if who.lower().startswith(ADDRESS_PREFIX):
-        return crypto.parse_address(who)
+        return parse_address(who)
     try:
         keystore.path(who)
     except InvalidWalletName:
@@ -209,8 +209,8 @@ def init(app: AppContext, chain_id: str | None, allocs: list[tuple[str, int]], b
          params: dict[str, Any], genesis_file: Path | None) -> None:
     """Create a new chain in the home directory (refuses to overwrite one)."""
     from cli.backend import require_no_node
-    from ledger.chain import Chain
-    from ledger.genesis import GenesisConfig
+    from ledger.chain.facade import Chain
+    from ledger.consensus.genesis import GenesisConfig
 
     require_no_node(app.home, "create a chain")
     base = _read_genesis_file(genesis_file) if genesis_file is not None else {}
@@ -305,7 +305,7 @@ def forge(app: AppContext) -> None:
 def verify(app: AppContext) -> None:
     """Replay the whole chain from genesis and check every block; exit 1 at the first bad height."""
     from cli.backend import require_no_node
-    from ledger.chain import Chain
+    from ledger.chain.facade import Chain
     from ledger.errors import VerificationError
 
     require_no_node(app.home, "verify the chain (verify replays the database itself)")

@@ -121,7 +121,7 @@ class Story:
 
     def unbonding_of(self, name: str) -> list[dict[str, int]]:
         """Read one account directly (no command is running, so the database is free)."""
-        from ledger.chain import Chain
+        from ledger.chain.facade import Chain
         from wallet.keystore import Keystore
 
         address = Keystore(self.home / "wallets").load(name).address(0, 0)
@@ -237,7 +237,7 @@ def demo(app: AppContext, demo_home: Path | None) -> None:
     Without --home the demo makes a fresh directory under the posctl home (~/.posctl/demos/…),
     never touching your own chain or wallets, and keeps it so you can explore it afterwards.
     """
-    from ledger.chain import Chain
+    from ledger.chain.facade import Chain
 
     if demo_home is None:
         stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")

@@ -1,6 +1,6 @@
 """The chain backend that talks to a running node's HTTP API.
 
-It returns exactly what :class:`cli.backend.DirectBackend` returns (the same ``ledger.views``
+It returns exactly what :class:`cli.backend.DirectBackend` returns (the same ``ledger.chain.views``
 dicts, after a JSON round trip that preserves them), and turns an API error
 ``{"error": message, "type": ErrorClassName}`` back into that ledger error class, so a command
 prints the same line whether it opened the database itself or asked the node.
@@ -16,21 +16,18 @@ import urllib.request
 from typing import Any
 from urllib.parse import quote
 
-from ledger import crypto
+from ledger.crypto.address import parse_address
 from ledger.errors import LedgerError, NotFound
-from ledger.api import MAX_BLOCKS_PER_REQUEST
+from ledger.node.api import MAX_BLOCKS_PER_REQUEST
 from ledger.errors import NodeError, NodeUnavailable
-from ledger.transactions import Transaction
+from ledger.consensus.transactions import Transaction
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds to wait for an answer; forging a full block can take a while."""
 
 
 def _error_classes() -> dict[str, type[LedgerError]]:
-    """Every LedgerError subclass by name (errors, node, params, genesis, crypto…)."""
-    import ledger.genesis  # noqa: F401 - registers InvalidGenesis
-    import ledger.params  # noqa: F401 - registers InvalidParams
-
+    """Every LedgerError subclass by name: the whole tree lives in :mod:`ledger.errors`."""
     found: dict[str, type[LedgerError]] = {}
     stack: list[type[LedgerError]] = [LedgerError]
     while stack:
@@ -127,7 +124,7 @@ class NodeBackend:
         return self._get("/txs/" + parse_tx_id(tx_id).hex())
 
     def account(self, address: str) -> dict[str, Any]:
-        canonical = crypto.parse_address(address)  # the same refusal Chain.account gives
+        canonical = parse_address(address)  # the same refusal Chain.account gives
         return self._get("/accounts/" + quote(canonical, safe=""))
 
     def validators(self) -> list[dict[str, Any]]:

@@ -46,7 +46,7 @@ def node() -> None:
 
 
 def _parse_listen(ctx: click.Context, param: click.Parameter, value: str) -> tuple[str, int]:
-    from ledger.api import parse_listen
+    from ledger.node.api import parse_listen
 
     try:
         return parse_listen(value)
@@ -80,9 +80,9 @@ def run(app: AppContext, listen: tuple[str, int], interval: float | None, dev: b
     Quiet when there is nothing to forge; one line per block and per evicted tx otherwise.
     Stop it with Ctrl-C (or SIGTERM): the commit in progress finishes, then it exits 0.
     """
-    from ledger.api import format_address, is_loopback_host
-    from ledger.node import Node
-    from ledger.noderecord import check_no_running_node, open_node_chain
+    from ledger.node.api import format_address, is_loopback_host
+    from ledger.node.service import Node
+    from ledger.node.record import check_no_running_node, open_node_chain
 
     host, port = listen
     if not is_loopback_host(host):
@@ -147,9 +147,9 @@ def _dev_password(app: AppContext) -> tuple[str, str]:
 
 def _prepare_dev(app: AppContext) -> tuple[Any, Any, list[str]]:
     """Create the dev chain on an empty home, or resume it; unlock the dev wallet."""
-    from ledger.chain import Chain, ensure_home
-    from ledger.genesis import GenesisConfig
-    from ledger.noderecord import open_node_chain
+    from ledger.chain.facade import Chain, ensure_home
+    from ledger.consensus.genesis import GenesisConfig
+    from ledger.node.record import open_node_chain
     from ledger.params import Params
     from wallet.keystore import Keystore, ScryptParams
 

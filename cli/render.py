@@ -1,4 +1,4 @@
-"""Text renderers: the views of :mod:`ledger.views` (and the backend) turned into pages a
+"""Text renderers: the views of :mod:`ledger.chain.views` (and the backend) turned into pages a
 student can read.
 
 Every function takes the same JSON-ready dict that ``--json`` prints, so text and JSON can
@@ -75,7 +75,7 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int
 
 
 def render_account(view: dict[str, Any], name: str | None = None) -> str:
-    """An account view (``ledger.views.account_view``, optionally with ``public_key``, ``xpub``,
+    """An account view (``ledger.chain.views.account_view``, optionally with ``public_key``, ``xpub``,
     ``account``, ``height``) as a short page: what is spendable, what is locked and until when."""
     title = f"Wallet {name}" if name else "Account"
     if name and "account" in view:
@@ -131,7 +131,7 @@ def _tx_detail(tx: dict[str, Any], names: Names | None = None) -> str:
 
 def _ticket(seed_hex: str | None, total: int) -> int | None:
     """Recompute the block's draw r in [0, total) with the ledger's own function (display only)."""
-    from ledger.lottery import uniform_below
+    from ledger.consensus.lottery import uniform_below
 
     try:
         return uniform_below(bytes.fromhex(seed_hex or ""), total)

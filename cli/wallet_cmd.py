@@ -36,12 +36,12 @@ from cli.context import (
     read_password,
 )
 from cli.render import render_account
-from ledger import crypto
-from ledger.chain import ensure_home
+from ledger.crypto.address import is_valid_address, parse_address
+from ledger.chain.facade import ensure_home
 from ledger.errors import ChainNotInitialized, InvalidTransaction
 from ledger.params import Params
-from ledger.transactions import Transaction, check_amount, check_bpm
-from ledger.views import tx_view
+from ledger.consensus.transactions import Transaction, check_amount, check_bpm
+from ledger.chain.views import tx_view
 from wallet import bip39, signing
 from wallet.errors import WalletError, WalletExists
 from wallet.hd import HARDENED
@@ -195,13 +195,13 @@ def resolve_recipient(app: AppContext, to: str) -> tuple[str, str | None]:
     A valid address wins; then a local wallet of that name (its account 0, index 0); a string
     that starts like an address but is not one reports the address error (typo, checksum).
     """
-    if crypto.is_valid_address(to):
-        return crypto.parse_address(to), None
+    if is_valid_address(to):
+        return parse_address(to), None
     store = keystore(app)
     if WALLET_NAME_PATTERN.fullmatch(to) and store.exists(to):
         return store.load(to).address(0, 0), to
     if to.lower().startswith(ADDRESS_PREFIX):
-        crypto.parse_address(to)  # raises InvalidAddress naming what is wrong
+        parse_address(to)  # raises InvalidAddress naming what is wrong
     raise fail(
         f"recipient {to!r} is neither a pos1… address nor a wallet in {app.wallets_dir}: "
         "check the spelling, or list wallets with `posctl wallet list`"

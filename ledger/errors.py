@@ -21,6 +21,10 @@ class InvalidSignature(LedgerError):
     """A signature that is malformed, high-S, out of range, or does not verify."""
 
 
+class InvalidKey(LedgerError):
+    """A private or public key that is not a valid secp256k1 key."""
+
+
 class InvalidTransaction(LedgerError):
     """A transaction that breaks a stateless or stateful rule."""
 
@@ -47,6 +51,14 @@ class MempoolFull(LedgerError):
 
 class InvalidBlock(LedgerError):
     """A block that breaks a rule of the state transition."""
+
+
+class InvalidParams(LedgerError):
+    """A chain parameter outside what the ledger can run with."""
+
+
+class InvalidGenesis(LedgerError):
+    """A genesis configuration the chain could not run with."""
 
 
 class LotteryError(LedgerError):

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ledger.errors import LedgerError
+from ledger.errors import InvalidParams
 
 MAX_AMOUNT = 2**63
 """Exclusive upper bound of every amount: an amount is an integer in [1, 2^63)."""
@@ -16,10 +16,6 @@ CHAIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 """Chain ids are short lowercase names such as ``posctl-local-1``: easy to type, hard to confuse."""
 
 DEFAULT_CHAIN_ID = "posctl-local-1"
-
-
-class InvalidParams(LedgerError):
-    """A chain parameter outside what the ledger can run with."""
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ledger import crypto
-from ledger.chain import Chain
-from ledger.genesis import GenesisConfig
+from ledger.crypto.address import address_from_public_key
+from ledger.crypto import secp256k1
+from ledger.chain.facade import Chain
+from ledger.consensus.genesis import GenesisConfig
 from ledger.params import Params
-from ledger.transactions import Transaction, sign_transaction
+from ledger.consensus.transactions import Transaction, sign_transaction
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,8 @@ class Key:
 def make_key(label: str) -> Key:
     """A deterministic key per label, so failures are reproducible."""
     private = hashlib.sha256(b"posctl-test-key:" + label.encode()).digest()
-    public = crypto.public_key_from_private(private)
-    return Key(private, public, crypto.address_from_public_key(public))
+    public = secp256k1.public_key_from_private(private)
+    return Key(private, public, address_from_public_key(public))
 
 
 def make_tx(key: Key, nonce: int, kind: str, chain_id: str = "posctl-test", **fields: object) -> Transaction:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger import bech32
-from ledger.bech32 import (
+from ledger.crypto import bech32
+from ledger.crypto.bech32 import (
     ADDRESS_HRP,
     CHARSET,
     bech32_decode,

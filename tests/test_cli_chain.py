@@ -1,7 +1,7 @@
 """``posctl chain``: every command and every user mistake, through CliRunner and real processes.
 
-Addresses come from random private keys (ledger.crypto) and transactions are signed with
-ledger.transactions.sign_transaction and submitted through the Chain facade between CLI calls,
+Addresses come from random private keys (ledger.crypto.secp256k1) and transactions are signed with
+ledger.consensus.transactions.sign_transaction and submitted through the Chain facade between CLI calls,
 so these tests do not depend on the wallet commands. Everything runs on real LevelDB.
 """
 
@@ -23,10 +23,12 @@ from click.testing import CliRunner, Result
 
 from cli.main import posctl
 from cli.render import render_account
-from ledger import crypto, schema
-from ledger.chain import Chain
-from ledger.store import LevelDBStore
-from ledger.transactions import Transaction, sign_transaction
+from ledger.crypto.address import address_from_public_key
+from ledger.crypto import secp256k1
+from ledger.storage import schema
+from ledger.chain.facade import Chain
+from ledger.storage.store import LevelDBStore
+from ledger.consensus.transactions import Transaction, sign_transaction
 
 CHAIN_ID = "posctl-clitest"
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,10 +45,10 @@ def new_key() -> Key:
     while True:
         private = os.urandom(32)
         try:
-            public = crypto.public_key_from_private(private)
+            public = secp256k1.public_key_from_private(private)
         except Exception:  # pragma: no cover - a random scalar outside [1, n) is astronomically rare
             continue
-        return Key(private, public, crypto.address_from_public_key(public))
+        return Key(private, public, address_from_public_key(public))
 
 
 def signed(key: Key, nonce: int, kind: str, **fields: Any) -> Transaction:

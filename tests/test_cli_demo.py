@@ -13,7 +13,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from cli.main import posctl
-from ledger.chain import Chain
+from ledger.chain.facade import Chain
 
 ROOT = Path(__file__).resolve().parent.parent
 

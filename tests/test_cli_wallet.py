@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cli.main import posctl
-from ledger.chain import Chain
-from ledger.genesis import GenesisConfig
+from ledger.chain.facade import Chain
+from ledger.consensus.genesis import GenesisConfig
 from ledger.params import Params
 from wallet import bip39
 from wallet.keystore import Keystore
@@ -667,7 +667,7 @@ def test_a_refused_new_wallet_leaves_no_empty_home(tmp_path: Path, monkeypatch: 
 
 
 def test_out_signs_without_submitting_and_the_file_is_what_post_txs_takes(chain_home: Path, tmp_path: Path) -> None:
-    from ledger.mempool import decode_submission
+    from ledger.chain.mempool import decode_submission
 
     out = tmp_path / "tx.json"
     data = ok_json(chain_home, "wallet", "send", "alice", "bob", "25", "--out", str(out))

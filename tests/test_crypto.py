@@ -2,10 +2,12 @@ import os
 
 import pytest
 
-from ledger import crypto
+from ledger.errors import InvalidKey
+from ledger.crypto.address import address_from_public_key, hash160, is_valid_address, parse_address
+from ledger.crypto import secp256k1
 from ledger.errors import InvalidAddress, InvalidSignature
 
-N = crypto.SECP256K1_ORDER
+N = secp256k1.SECP256K1_ORDER
 
 
 def flip_s(signature: bytes) -> bytes:
@@ -16,66 +18,66 @@ def flip_s(signature: bytes) -> bytes:
 def test_signatures_are_low_s_and_verify():
     for _ in range(40):  # pycryptodome emits high-S half the time; all must come out low
         private = os.urandom(32)
-        public = crypto.public_key_from_private(private)
+        public = secp256k1.public_key_from_private(private)
         message = os.urandom(40)
-        signature = crypto.sign(private, message)
-        assert int.from_bytes(signature[32:], "big") <= crypto.HALF_ORDER
-        crypto.verify(public, message, signature)
+        signature = secp256k1.sign(private, message)
+        assert int.from_bytes(signature[32:], "big") <= secp256k1.HALF_ORDER
+        secp256k1.verify(public, message, signature)
 
 
 def test_signing_is_deterministic_rfc6979():
     private = bytes(31) + b"\x01"
-    assert crypto.sign(private, b"abc") == crypto.sign(private, b"abc")
+    assert secp256k1.sign(private, b"abc") == secp256k1.sign(private, b"abc")
 
 
 def test_verify_rejects_high_s_wrong_key_wrong_message_and_ranges():
     private = os.urandom(32)
-    public = crypto.public_key_from_private(private)
-    signature = crypto.sign(private, b"msg")
+    public = secp256k1.public_key_from_private(private)
+    signature = secp256k1.sign(private, b"msg")
     with pytest.raises(InvalidSignature, match="low-S"):
-        crypto.verify(public, b"msg", flip_s(signature))
-    other = crypto.public_key_from_private(os.urandom(32))
+        secp256k1.verify(public, b"msg", flip_s(signature))
+    other = secp256k1.public_key_from_private(os.urandom(32))
     with pytest.raises(InvalidSignature, match="does not verify"):
-        crypto.verify(other, b"msg", signature)
+        secp256k1.verify(other, b"msg", signature)
     with pytest.raises(InvalidSignature, match="does not verify"):
-        crypto.verify(public, b"msG", signature)
+        secp256k1.verify(public, b"msG", signature)
     with pytest.raises(InvalidSignature, match="outside"):
-        crypto.verify(public, b"msg", bytes(32) + signature[32:])
+        secp256k1.verify(public, b"msg", bytes(32) + signature[32:])
     with pytest.raises(InvalidSignature, match="outside"):
-        crypto.verify(public, b"msg", signature[:32] + N.to_bytes(32, "big"))
+        secp256k1.verify(public, b"msg", signature[:32] + N.to_bytes(32, "big"))
     with pytest.raises(InvalidSignature, match="64 bytes"):
-        crypto.verify(public, b"msg", signature[:-1])
+        secp256k1.verify(public, b"msg", signature[:-1])
 
 
 def test_invalid_public_keys_are_refused():
     with pytest.raises(InvalidSignature):
-        crypto.verify(b"\x02" + bytes(32), b"m", b"\x01" * 64)
-    with pytest.raises(crypto.InvalidKey):
-        crypto.validate_public_key(b"\x04" + bytes(32))
-    with pytest.raises(crypto.InvalidKey):
-        crypto.public_key_from_private(bytes(32))
-    with pytest.raises(crypto.InvalidKey):
-        crypto.public_key_from_private(N.to_bytes(32, "big"))
+        secp256k1.verify(b"\x02" + bytes(32), b"m", b"\x01" * 64)
+    with pytest.raises(InvalidKey):
+        secp256k1.validate_public_key(b"\x04" + bytes(32))
+    with pytest.raises(InvalidKey):
+        secp256k1.public_key_from_private(bytes(32))
+    with pytest.raises(InvalidKey):
+        secp256k1.public_key_from_private(N.to_bytes(32, "big"))
 
 
 def test_address_known_answer():
     # Private key 1: its public key is the generator G; hash160(G) is well known from Bitcoin
     # (751e76e8199196d454941c45d1b3a323f1433bd6, the payload of bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4).
-    public = crypto.public_key_from_private((1).to_bytes(32, "big"))
-    assert crypto.hash160(public).hex() == "751e76e8199196d454941c45d1b3a323f1433bd6"
-    address = crypto.address_from_public_key(public)
+    public = secp256k1.public_key_from_private((1).to_bytes(32, "big"))
+    assert hash160(public).hex() == "751e76e8199196d454941c45d1b3a323f1433bd6"
+    address = address_from_public_key(public)
     assert address.startswith("pos1")
-    assert crypto.parse_address(address) == address
-    assert crypto.parse_address(address.upper()) == address
+    assert parse_address(address) == address
+    assert parse_address(address.upper()) == address
 
 
 def test_address_typos_and_other_prefixes_are_refused():
-    address = crypto.address_from_public_key(crypto.public_key_from_private(os.urandom(32)))
+    address = address_from_public_key(secp256k1.public_key_from_private(os.urandom(32)))
     typo = address[:-1] + ("q" if address[-1] != "q" else "p")
     with pytest.raises(InvalidAddress):
-        crypto.parse_address(typo)
+        parse_address(typo)
     with pytest.raises(InvalidAddress):
-        crypto.parse_address("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4")
+        parse_address("bc1qw508d6qejxtdg4y5r3zarvary0c5xw7kv8f3t4")
     with pytest.raises(InvalidAddress):
-        crypto.parse_address(address[:6].upper() + address[6:])
-    assert not crypto.is_valid_address("pos1")
+        parse_address(address[:6].upper() + address[6:])
+    assert not is_valid_address("pos1")

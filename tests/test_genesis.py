@@ -1,7 +1,8 @@
 import pytest
 
-from ledger.genesis import GenesisConfig, InvalidGenesis, build_genesis
-from ledger.params import InvalidParams, Params
+from ledger.consensus.genesis import GenesisConfig, build_genesis
+from ledger.errors import InvalidGenesis, InvalidParams
+from ledger.params import Params
 from tests.ledgerkit import make_key
 
 A, V = make_key("a"), make_key("v")

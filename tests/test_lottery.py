@@ -4,7 +4,7 @@ import math
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from ledger import lottery
+from ledger.consensus import lottery
 from ledger.errors import LotteryError
 
 

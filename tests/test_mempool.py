@@ -15,7 +15,7 @@ from ledger.errors import (
     NonceMismatch,
     WrongChain,
 )
-from ledger.mempool import decode_submission
+from ledger.chain.mempool import decode_submission
 from tests.ledgerkit import make_chain, make_key, make_tx
 
 A, B, V = make_key("a"), make_key("b"), make_key("v")
@@ -114,7 +114,7 @@ def test_submit_many_reports_each_tx_and_persists_the_good_ones(chain):
 
 
 def test_pending_survives_reopen_and_forger_orders_by_arrival(tmp_path):
-    from ledger.chain import Chain
+    from ledger.chain.facade import Chain
 
     home = tmp_path / "home"
     chain = make_chain(home, {A.address: 100}, {V.address: 500})
@@ -133,8 +133,8 @@ def test_pending_survives_reopen_and_forger_orders_by_arrival(tmp_path):
 
 def test_invalidated_pending_tx_is_evicted_with_reason(tmp_path):
     """A tx admitted, then made invalid behind the mempool's back, is evicted — never silently."""
-    from ledger import schema
-    from ledger.chain import Chain
+    from ledger.storage import schema
+    from ledger.chain.facade import Chain
 
     home = tmp_path / "home"
     chain = make_chain(home, {A.address: 100}, {V.address: 500})
@@ -142,7 +142,8 @@ def test_invalidated_pending_tx_is_evicted_with_reason(tmp_path):
     follower = chain.submit(make_tx(A, 1, "bpm", bpm=80))
     chain.submit(make_tx(V, 0, "bpm", bpm=70))
     # Simulate a state change the mempool did not see: A's balance drops to 10.
-    from ledger import encoding, state
+    from ledger import encoding
+    from ledger.consensus import state
     key = schema.make_state_key(schema.make_account_state_key(A.address))
     account = state.Account.from_dict(encoding.decode(chain.store.get(key)))
     chain.store.write({key: encoding.encode(dataclasses.replace(account, balance=10).to_dict())})

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import EncodingError
-from ledger.muhash import BYTE_SIZE, MODULUS, MuHash3072
+from ledger.crypto.muhash import BYTE_SIZE, MODULUS, MuHash3072
 
 VECTORS: dict[str, Any] = json.loads(
     (Path(__file__).parent / "vectors" / "muhash.json").read_text(encoding="utf-8")
@@ -243,7 +243,7 @@ def test_fast_reduction_matches_plain_modulo() -> None:
     """_mulmod folds with p = 2^3072 - c; it must equal Python's % for any residues."""
     import random
 
-    from ledger import muhash as module
+    from ledger.crypto import muhash as module
 
     rng = random.Random(7)
     edge = [0, 1, module.MODULUS - 1, module.MODULUS - 2, 2**3072 - module.MODULUS]

@@ -25,12 +25,13 @@ import pytest
 
 from cli.backend import DirectBackend, open_backend
 from cli.node_client import NodeBackend
-from ledger import crypto
-from ledger.chain import Chain
+from ledger.crypto.address import address_from_public_key
+from ledger.crypto import secp256k1
+from ledger.chain.facade import Chain
 from ledger.errors import LedgerError
-from ledger.genesis import GenesisConfig
-from ledger.api import _host_header_allowed, parse_listen
-from ledger.noderecord import (
+from ledger.consensus.genesis import GenesisConfig
+from ledger.node.api import _host_header_allowed, parse_listen
+from ledger.node.record import (
     NodeRecord,
     find_running_node,
     node_record_path,
@@ -38,7 +39,7 @@ from ledger.noderecord import (
     write_node_record,
 )
 from ledger.params import Params
-from ledger.transactions import Transaction, sign_transaction
+from ledger.consensus.transactions import Transaction, sign_transaction
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN_ID = "posctl-node-test"
@@ -57,8 +58,8 @@ class Key:
 
 def random_key() -> Key:
     private = secrets.token_bytes(32)
-    public = crypto.public_key_from_private(private)
-    return Key(private, public, crypto.address_from_public_key(public))
+    public = secp256k1.public_key_from_private(private)
+    return Key(private, public, address_from_public_key(public))
 
 
 def signed(key: Key, nonce: int, kind: str, **fields: Any) -> Transaction:

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from ledger import encoding, schema, state
-from ledger.chain import Chain
+from ledger import encoding
+from ledger.storage import schema
+from ledger.consensus import state
+from ledger.chain.facade import Chain
 from ledger.errors import ChainNotInitialized, DatabaseError, DatabaseLocked, VerificationError
-from ledger.store import LevelDBStore
+from ledger.storage.store import LevelDBStore
 from tests.ledgerkit import make_chain, make_key, make_tx
 
 REPO = Path(__file__).resolve().parent.parent
@@ -51,7 +53,7 @@ def test_reopen_in_a_new_process_sees_the_same_tip_state_and_mempool(tmp_path):
         """
         import json, sys
         from pathlib import Path
-        from ledger.chain import Chain
+        from ledger.chain.facade import Chain
         with Chain.open(Path(sys.argv[1])) as chain:
             print(json.dumps({"status": chain.status(), "a": chain.account(sys.argv[2]),
                               "b": chain.account(sys.argv[3])}))
@@ -66,7 +68,7 @@ def test_reopen_in_a_new_process_sees_the_same_tip_state_and_mempool(tmp_path):
 CRASH_WORKER = """
 import sys, time
 from pathlib import Path
-from ledger.chain import Chain
+from ledger.chain.facade import Chain
 from tests.ledgerkit import make_key, make_tx
 home, round_no = Path(sys.argv[1]), int(sys.argv[2])
 A, B, V = make_key("a"), make_key("b"), make_key("v")
@@ -183,7 +185,7 @@ def test_opening_does_not_replay_the_chain(tmp_path):
 def hold_database(home: Path, seconds: float) -> subprocess.Popen[str]:
     """Another process that opens the chain, says so, holds it for ``seconds``, then closes it."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path; from ledger.chain import Chain;"
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; from ledger.chain.facade import Chain;"
          " c = Chain.open(Path(sys.argv[1])); print('held', flush=True); time.sleep(float(sys.argv[2])); c.close()",
          str(home), str(seconds)],
         cwd=REPO, stdout=subprocess.PIPE, text=True,

@@ -7,12 +7,13 @@ import dataclasses
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from ledger import schema, state
-from ledger.chain import Chain
+from ledger.storage import schema
+from ledger.consensus import state
+from ledger.chain.facade import Chain
 from ledger.errors import InsufficientBalance, InvalidBlock, LedgerError, NonceMismatch
-from ledger.state import DictState, WorkingState
-from ledger.store import MemoryStore
-from ledger.transition import apply_block, apply_tx, state_transition
+from ledger.consensus.state import DictState, WorkingState
+from ledger.storage.store import MemoryStore
+from ledger.consensus.fork import apply_block, apply_tx, state_transition
 from tests.ledgerkit import make_config, make_key, make_tx
 
 KEYS = [make_key(f"user{i}") for i in range(4)]
@@ -176,7 +177,7 @@ def test_random_interleavings_keep_supply_and_nonces(actions):
 
 def test_block_encoding_is_the_canonical_encoding_of_its_dict():
     from ledger import encoding
-    from ledger.blocks import Block
+    from ledger.consensus.blocks import Block
 
     chain = memory_chain()
     chain.submit(make_tx(KEYS[1], 0, "transfer", to=KEYS[2].address, amount=5))

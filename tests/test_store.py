@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.store import LevelDBStore, MemoryStore
+from ledger.storage.store import LevelDBStore, MemoryStore
 
 
 @pytest.fixture(params=["memory", "leveldb"])

@@ -2,10 +2,11 @@ import dataclasses
 
 import pytest
 
-from ledger import crypto, encoding
+from ledger import encoding
+from ledger.crypto import secp256k1
 from ledger.errors import EncodingError, InvalidSignature, InvalidTransaction, WrongChain
 from ledger.params import Params
-from ledger.transactions import Transaction, check_stateless, validate_transaction, verify_signature
+from ledger.consensus.transactions import Transaction, check_stateless, validate_transaction, verify_signature
 from tests.ledgerkit import make_key, make_tx
 
 PARAMS = Params(chain_id="posctl-test")
@@ -37,7 +38,7 @@ def test_id_does_not_depend_on_signature_and_signature_covers_every_field():
 def test_high_s_variant_is_rejected():
     tx = make_tx(ALICE, 0, "stake", amount=10)
     s = int.from_bytes(tx.signature[32:], "big")
-    high = tx.signature[:32] + (crypto.SECP256K1_ORDER - s).to_bytes(32, "big")
+    high = tx.signature[:32] + (secp256k1.SECP256K1_ORDER - s).to_bytes(32, "big")
     with pytest.raises(InvalidSignature, match="low-S"):
         verify_signature(dataclasses.replace(tx, signature=high))
 

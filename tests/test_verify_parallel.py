@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from ledger import schema, sigcheck
-from ledger.chain import Chain
+from ledger.storage import schema
+from ledger.chain import sigcheck
+from ledger.chain.facade import Chain
 from ledger.errors import VerificationError
-from ledger.store import LevelDBStore
+from ledger.storage.store import LevelDBStore
 from tests.ledgerkit import make_chain, make_key, make_tx
 
 KEYS = [make_key(f"p{i}") for i in range(30)]

@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 import pytest
 
-from ledger.crypto import address_from_public_key, public_key_from_private
+from ledger.crypto.address import address_from_public_key
+from ledger.crypto.secp256k1 import public_key_from_private
 from wallet import bip39
 from wallet.errors import (
     InvalidMnemonic,

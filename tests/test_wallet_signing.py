@@ -9,10 +9,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.crypto import HALF_ORDER, SECP256K1_ORDER, address_from_public_key
+from ledger.crypto.address import address_from_public_key
+from ledger.crypto.secp256k1 import HALF_ORDER, SECP256K1_ORDER
 from ledger.errors import InvalidAddress, InvalidSignature, InvalidTransaction, LedgerError
 from ledger.params import Params
-from ledger.transactions import (
+from ledger.consensus.transactions import (
     Transaction,
     check_stateless,
     validate_transaction,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-from ledger.crypto import address_from_public_key
+from ledger.crypto.address import address_from_public_key
 
 from wallet.errors import DerivationError
 from wallet.hd import HARDENED, ExtendedKey

@@ -1,16 +1,17 @@
 """Builders that turn a private key and a request into a signed transaction the ledger accepts.
 
-The rules themselves live in :mod:`ledger.transactions`; the builders only check early what can
+The rules themselves live in :mod:`ledger.consensus.transactions`; the builders only check early what can
 be checked without the chain (amount range, address checksum, nonce sign) so that a mistake is
 reported before anything is signed, with the ledger's own error and message. Signing goes
-through :func:`ledger.transactions.sign_transaction`, which always produces a low-S signature.
+through :func:`ledger.consensus.transactions.sign_transaction`, which always produces a low-S signature.
 """
 
 from __future__ import annotations
 
-from ledger import crypto
+from ledger.crypto.address import parse_address
+from ledger.crypto import secp256k1
 from ledger.errors import InvalidTransaction
-from ledger.transactions import (
+from ledger.consensus.transactions import (
     BPM,
     STAKE,
     TRANSFER,
@@ -25,7 +26,7 @@ def build_transfer(
     private_key: bytes, chain_id: str, nonce: int, to: str, amount: int
 ) -> Transaction:
     """A signed transfer of ``amount`` liquid tokens to address ``to``."""
-    recipient = crypto.parse_address(to).lower()
+    recipient = parse_address(to).lower()
     return _signed(
         private_key, chain_id, nonce, TRANSFER, to=recipient, amount=check_amount(amount)
     )
@@ -66,7 +67,7 @@ def _signed(
     unsigned = Transaction(
         chain_id=chain_id,
         kind=kind,
-        public_key=crypto.public_key_from_private(private_key),
+        public_key=secp256k1.public_key_from_private(private_key),
         nonce=nonce,
         to=to,
         amount=amount,

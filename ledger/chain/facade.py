@@ -15,8 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ledger import crypto, encoding, schema, state, statehash
-from ledger.blocks import Block, BlockHeader
+from ledger import encoding
+from ledger.crypto.address import parse_address
+from ledger.storage import schema
+from ledger.consensus import state
+from ledger.consensus import statehash
+from ledger.consensus.blocks import Block, BlockHeader
 from ledger.errors import (
     ChainExists,
     DatabaseError,
@@ -26,17 +30,17 @@ from ledger.errors import (
     NotFound,
     VerificationError,
 )
-from ledger.forger import Candidate, build_block
-from ledger.genesis import GenesisConfig, build_genesis
-from ledger.mempool import Admission, Mempool
-from ledger.muhash import MuHash3072
-from ledger.sigcheck import SignatureChecker
+from ledger.chain.forger import Candidate, build_block
+from ledger.consensus.genesis import GenesisConfig, build_genesis
+from ledger.chain.mempool import Admission, Mempool
+from ledger.crypto.muhash import MuHash3072
+from ledger.chain.sigcheck import SignatureChecker
 from ledger.params import Params
-from ledger.state import DictState, WorkingState
-from ledger.store import KeyValueStore, LevelDBStore
-from ledger.transactions import Transaction, TxId
-from ledger.transition import state_transition
-from ledger import views
+from ledger.consensus.state import DictState, WorkingState
+from ledger.storage.store import KeyValueStore, LevelDBStore
+from ledger.consensus.transactions import Transaction, TxId
+from ledger.consensus.fork import state_transition
+from ledger.chain import views
 
 CHAIN_DIRNAME = "chain"
 """The LevelDB directory inside a posctl home."""
@@ -299,7 +303,7 @@ class Chain:
         raise NotFound(f"no transaction {tx_id.hex()}: not pending, not in any block")
 
     def account(self, address: str) -> dict[str, Any]:
-        address = crypto.parse_address(address)
+        address = parse_address(address)
         account = state.get_account(self._state_view(), address)
         pending = self.mempool.sender_pending(address).count
         return views.account_view(address, account, pending)

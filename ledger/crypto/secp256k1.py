@@ -1,4 +1,4 @@
-"""secp256k1 keys, low-S ECDSA signatures and ``pos1…`` addresses.
+"""secp256k1 keys and low-S ECDSA signatures.
 
 pycryptodome (>= 4.4, the first release with secp256k1) does the curve work. It emits high-S
 signatures about half the time and accepts them on verify, which would let anyone flip a valid
@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import functools
 
-from Crypto.Hash import RIPEMD160, SHA256
+from Crypto.Hash import SHA256
 from Crypto.PublicKey import ECC
 from Crypto.Signature import DSS
 
-from ledger import bech32
-from ledger.errors import InvalidAddress, InvalidSignature, LedgerError
+from ledger.errors import InvalidKey, InvalidSignature
 
 SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 """n, the order of the secp256k1 group."""
@@ -29,14 +28,6 @@ PUBLIC_KEY_SIZE = 33
 SIGNATURE_SIZE = 64
 """r ‖ s, 32 bytes each, big-endian."""
 
-ADDRESS_PAYLOAD_SIZE = 20
-
-Address = str
-"""A bech32 ``pos1…`` string."""
-
-
-class InvalidKey(LedgerError):
-    """A private or public key that is not a valid secp256k1 key."""
 
 
 def _private_key_object(private_key: bytes) -> ECC.EccKey:
@@ -99,35 +90,3 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
         DSS.new(key, "sec1").verify(SHA256.new(message), signature)
     except ValueError:
         raise InvalidSignature("signature does not verify for this public key and message") from None
-
-
-def hash160(data: bytes) -> bytes:
-    """RIPEMD160(SHA256(data)), as Bitcoin derives its key hashes."""
-    return RIPEMD160.new(SHA256.new(data).digest()).digest()
-
-
-@functools.lru_cache(maxsize=65536)
-def address_from_public_key(public_key: bytes) -> Address:
-    """bech32 ``pos1…`` over RIPEMD160(SHA256(compressed public key))."""
-    validate_public_key(public_key)
-    return bech32.encode(bech32.ADDRESS_HRP, hash160(public_key))
-
-
-def parse_address(address: str) -> Address:
-    """Return the canonical (lowercase) form of a valid address; a typo fails its checksum."""
-    if not isinstance(address, str):
-        raise InvalidAddress("an address must be a string like pos1…")
-    payload = bech32.decode(address, bech32.ADDRESS_HRP)
-    if len(payload) != ADDRESS_PAYLOAD_SIZE:
-        raise InvalidAddress(
-            f"address {address!r} carries {len(payload)} bytes, not {ADDRESS_PAYLOAD_SIZE}"
-        )
-    return address.lower()
-
-
-def is_valid_address(address: str) -> bool:
-    try:
-        parse_address(address)
-    except InvalidAddress:
-        return False
-    return True

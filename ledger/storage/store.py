@@ -19,7 +19,7 @@ try:
 except ImportError:  # Python 3.13+: plyvel 1.5 ships no wheels there; plyvel-next is its fork that does
     import plyvel_next as plyvel  # type: ignore[no-redef]
 
-from ledger import schema
+from ledger.storage import schema
 from ledger.errors import ChainNotInitialized, DatabaseError, DatabaseLocked
 
 LOCK_WAIT_SECONDS = 3.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
-from ledger.muhash import MuHash3072
+from ledger.crypto.muhash import MuHash3072
 
 
 def state_entry(key: bytes, value: bytes) -> bytes:

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from ledger import encoding
-from ledger.crypto import Address
+from ledger.crypto.address import Address
 from ledger.encoding import Hash32
 from ledger.errors import EncodingError
-from ledger.transactions import Transaction
+from ledger.consensus.transactions import Transaction
 
 BLOCK_TAG = "posctl/block"
 TX_ROOT_TAG = "posctl/tx-root"

@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
-from ledger import encoding, schema
-from ledger.crypto import Address
+from ledger import encoding
+from ledger.storage import schema
+from ledger.crypto.address import Address
 from ledger.errors import (
     DuplicateTransaction,
     EncodingError,
@@ -27,9 +28,9 @@ from ledger.errors import (
     NonceMismatch,
 )
 from ledger.params import Params
-from ledger.state import WorkingState, is_eligible_validator
-from ledger.store import KeyValueStore
-from ledger.transactions import BPM, STAKE, TRANSFER, UNSTAKE, Transaction, TxId, check_stateless, verify_signature
+from ledger.consensus.state import WorkingState, is_eligible_validator
+from ledger.storage.store import KeyValueStore
+from ledger.consensus.transactions import BPM, STAKE, TRANSFER, UNSTAKE, Transaction, TxId, check_stateless, verify_signature
 
 
 @dataclass

@@ -10,13 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ledger import crypto, encoding, state, statehash
-from ledger.blocks import ZERO_HASH, Block, BlockHeader, compute_tx_root
-from ledger.crypto import Address
-from ledger.errors import EncodingError, InvalidAddress, LedgerError
-from ledger.muhash import MuHash3072
+from ledger import encoding
+from ledger.crypto.address import parse_address
+from ledger.consensus import state
+from ledger.consensus import statehash
+from ledger.consensus.blocks import ZERO_HASH, Block, BlockHeader, compute_tx_root
+from ledger.crypto.address import Address
+from ledger.errors import EncodingError, InvalidAddress, InvalidGenesis, LedgerError
+from ledger.crypto.muhash import MuHash3072
 from ledger.params import MAX_AMOUNT, Params
-from ledger.state import DictState, WorkingState
+from ledger.consensus.state import DictState, WorkingState
 
 GENESIS_TAG = "posctl/genesis"
 
@@ -24,15 +27,11 @@ MAX_TIMESTAMP = 253_402_300_799
 """9999-12-31T23:59:59Z: the last second every tool can print as a date."""
 
 
-class InvalidGenesis(LedgerError):
-    """A genesis configuration the chain could not run with."""
-
-
 def _check_amounts(amounts: Mapping[str, int], what: str) -> dict[Address, int]:
     checked: dict[Address, int] = {}
     for address, amount in amounts.items():
         try:
-            canonical = crypto.parse_address(address)
+            canonical = parse_address(address)
         except InvalidAddress as exc:
             raise InvalidGenesis(f"{what}: {exc}") from None
         if type(amount) is not int or not 1 <= amount < MAX_AMOUNT:

@@ -1,6 +1,6 @@
 """The state transition function: ``apply_tx``, ``apply_block`` and ``state_transition``.
 
-Pure logic over a :class:`ledger.state.WorkingState` — no I/O, no clock, no randomness — so the
+Pure logic over a :class:`ledger.consensus.state.WorkingState` — no I/O, no clock, no randomness — so the
 forger, ``verify`` and any future consensus engine compute exactly the same thing. Each rule is
 a flat ``if …: raise`` that names the value and the rule it broke.
 
@@ -15,14 +15,16 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from ledger import lottery, state, statehash
-from ledger.blocks import Block, BlockHeader, Participants, compute_tx_root
-from ledger.crypto import Address
+from ledger.consensus import lottery
+from ledger.consensus import state
+from ledger.consensus import statehash
+from ledger.consensus.blocks import Block, BlockHeader, Participants, compute_tx_root
+from ledger.crypto.address import Address
 from ledger.errors import InvalidBlock, LedgerError, NonceMismatch
-from ledger.muhash import MuHash3072
+from ledger.crypto.muhash import MuHash3072
 from ledger.params import Params
-from ledger.state import WorkingState
-from ledger.transactions import BPM, STAKE, TRANSFER, UNSTAKE, Transaction, check_stateless, verify_signature
+from ledger.consensus.state import WorkingState
+from ledger.consensus.transactions import BPM, STAKE, TRANSFER, UNSTAKE, Transaction, check_stateless, verify_signature
 
 NO_PARTICIPANTS_REASON = "no bpm proposal from a validator with at least min_stake bonded"
 
@@ -31,7 +33,7 @@ def apply_tx(view: WorkingState, tx: Transaction, height: int, params: Params) -
     """Apply one transaction in block ``height``; on any error nothing has been written.
 
     Only the stateful rules live here; the caller has already run the stateless ones
-    (:func:`ledger.transactions.validate_transaction`), as admission and replay both do.
+    (:func:`ledger.consensus.transactions.validate_transaction`), as admission and replay both do.
     """
     sender = tx.sender
     account = state.get_account(view, sender)

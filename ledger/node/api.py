@@ -29,9 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from ledger import views
-from ledger.chain import Chain
-from ledger.crypto import InvalidKey
+from ledger.chain import views
+from ledger.chain.facade import Chain
+from ledger.errors import InvalidKey
 from ledger.errors import (
     DatabaseError,
     EncodingError,
@@ -43,7 +43,7 @@ from ledger.errors import (
     NodeUnavailable,
     NotFound,
 )
-from ledger.mempool import decode_submission
+from ledger.chain.mempool import decode_submission
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -65,7 +65,7 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 """Host names a browser can only mean this machine by (DNS rebinding guard)."""
 
 if TYPE_CHECKING:
-    from ledger.node import Node
+    from ledger.node.service import Node
 
 
 def is_loopback_host(host: str) -> bool:

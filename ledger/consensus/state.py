@@ -17,13 +17,34 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Protocol
 
-from ledger import encoding, schema
-from ledger.crypto import Address
+from ledger import encoding
+from ledger.crypto.address import Address
 from ledger.errors import EncodingError, InsufficientBalance, InvalidBlock
 from ledger.params import MAX_AMOUNT, Params
 
 Getter = Callable[[bytes], "bytes | None"]
 """Reads one committed state entry by its relative key."""
+
+
+# State keys: what the state transition reads and writes, and what the state root hashes.
+# The store places them under its own prefix (``ledger.storage.schema.make_state_key``).
+PARAMS_STATE_KEY = b"params"
+TOTALS_STATE_KEY = b"totals"
+ACCOUNT_STATE_PREFIX = b"account:"
+VALIDATOR_STATE_PREFIX = b"validator:"
+RELEASE_STATE_PREFIX = b"release:"
+
+
+def make_account_state_key(address: str) -> bytes:
+    return ACCOUNT_STATE_PREFIX + address.encode("ascii")
+
+
+def make_validator_state_key(address: str) -> bytes:
+    return VALIDATOR_STATE_PREFIX + address.encode("ascii")
+
+
+def make_release_state_key(height: int) -> bytes:
+    return RELEASE_STATE_PREFIX + height.to_bytes(8, "big")
 
 
 class KeyValueView(Protocol):
@@ -148,14 +169,14 @@ class WorkingState:
         cached = self._accounts.get(address)
         if cached is not None:
             return cached
-        raw = self._get(schema.make_account_state_key(address))
+        raw = self._get(make_account_state_key(address))
         account = Account() if raw is None else Account.from_dict(encoding.decode_stored(raw))
         self._accounts[address] = account
         return account
 
     def totals(self) -> Totals:
         if self._totals is None:
-            raw = self._get(schema.TOTALS_STATE_KEY)
+            raw = self._get(TOTALS_STATE_KEY)
             if raw is None:
                 self._totals = Totals()
             else:
@@ -167,7 +188,7 @@ class WorkingState:
 
     def params(self) -> Params:
         if self._params is None:
-            raw = self._get(schema.PARAMS_STATE_KEY)
+            raw = self._get(PARAMS_STATE_KEY)
             if raw is None:
                 raise InvalidBlock("state holds no chain parameters: not a posctl chain")
             self._params = Params.from_dict(encoding.decode_stored(raw))
@@ -176,7 +197,7 @@ class WorkingState:
     def releases(self, height: int) -> list[Address]:
         cached = self._releases.get(height)
         if cached is None:
-            raw = self._get(schema.make_release_state_key(height))
+            raw = self._get(make_release_state_key(height))
             cached = [] if raw is None else list(encoding.decode_stored(raw))
             self._releases[height] = cached
         return cached
@@ -189,7 +210,7 @@ class WorkingState:
 
     def set_totals(self, totals: Totals) -> None:
         self._totals = totals
-        self._raw_writes[schema.TOTALS_STATE_KEY] = b""  # marker: encoded in changes()
+        self._raw_writes[TOTALS_STATE_KEY] = b""  # marker: encoded in changes()
 
     def set_releases(self, height: int, addresses: list[Address]) -> None:
         self._releases[height] = addresses
@@ -197,7 +218,7 @@ class WorkingState:
 
     def set_params(self, params: Params) -> None:
         self._params = params
-        self._raw_writes[schema.PARAMS_STATE_KEY] = encoding.encode(params.to_dict())
+        self._raw_writes[PARAMS_STATE_KEY] = encoding.encode(params.to_dict())
 
     # -- the block's effect --------------------------------------------------------------------
 
@@ -206,19 +227,19 @@ class WorkingState:
         writes: dict[bytes, bytes | None] = {}
         for address in sorted(self._dirty_accounts):
             account = self._accounts[address]
-            key = schema.make_account_state_key(address)
+            key = make_account_state_key(address)
             writes[key] = None if account.is_empty() else encoding.encode(account.to_dict())
-            validator_key = schema.make_validator_state_key(address)
+            validator_key = make_validator_state_key(address)
             if account.bonded > 0:
                 writes[validator_key] = b""
             elif self._get(validator_key) is not None:
                 writes[validator_key] = None
         for height in sorted(self._dirty_releases):
             addresses = self._releases[height]
-            key = schema.make_release_state_key(height)
+            key = make_release_state_key(height)
             writes[key] = encoding.encode(sorted(addresses)) if addresses else None
         for key, value in self._raw_writes.items():
-            if key == schema.TOTALS_STATE_KEY:
+            if key == TOTALS_STATE_KEY:
                 writes[key] = encoding.encode(self.totals().to_dict())
             else:
                 writes[key] = value

@@ -12,14 +12,15 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator
 
-from ledger import lottery, statehash
-from ledger.blocks import Block, BlockHeader, compute_tx_root
+from ledger.consensus import lottery
+from ledger.consensus import statehash
+from ledger.consensus.blocks import Block, BlockHeader, compute_tx_root
 from ledger.errors import LedgerError
-from ledger.muhash import MuHash3072
+from ledger.crypto.muhash import MuHash3072
 from ledger.params import Params
-from ledger.state import WorkingState, is_eligible_validator
-from ledger.transactions import BPM, Transaction, TxId, validate_transaction
-from ledger.transition import NO_PARTICIPANTS_REASON, apply_tx, begin_block, compute_participants, finish_block
+from ledger.consensus.state import WorkingState, is_eligible_validator
+from ledger.consensus.transactions import BPM, Transaction, TxId, validate_transaction
+from ledger.consensus.fork import NO_PARTICIPANTS_REASON, apply_tx, begin_block, compute_participants, finish_block
 
 Pending = tuple[int, Transaction]
 """A mempool entry: arrival sequence number and tx."""

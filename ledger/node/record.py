@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ledger.chain import Chain
+from ledger.chain.facade import Chain
 from ledger.errors import (
     DatabaseLocked,
     NodeRunning,

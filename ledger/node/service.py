@@ -9,7 +9,7 @@ killed node names a dead pid (or nothing answers at its address) and is ignored.
 shared between threads, so **one lock serialises every chain call**: submissions, reads and
 forging alike. A submission is acknowledged only after ``Chain.submit`` has done its synced
 write, so ``kill -9`` at any moment loses nothing a client was told was accepted.
-The API itself is :mod:`ledger.api`; how commands find a running node is :mod:`ledger.noderecord`.
+The API itself is :mod:`ledger.node.api`; how commands find a running node is :mod:`ledger.node.record`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ledger.api import (
+from ledger.node.api import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     NodeApi,
@@ -31,9 +31,9 @@ from ledger.api import (
     format_address,
     is_loopback_host,
 )
-from ledger.chain import Chain, ForgeResult
+from ledger.chain.facade import Chain, ForgeResult
 from ledger.errors import LedgerError, NodeError, NodeUnavailable
-from ledger.noderecord import (
+from ledger.node.record import (
     NodeRecord,
     remove_node_record,
     write_node_record,

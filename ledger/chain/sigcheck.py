@@ -16,9 +16,9 @@ import os
 from collections import deque
 from typing import Sequence
 
-from ledger import crypto
+from ledger.crypto import secp256k1
 from ledger.errors import InvalidSignature, VerificationError
-from ledger.transactions import Transaction
+from ledger.consensus.transactions import Transaction
 
 PARALLEL_THRESHOLD = 2000
 """Signatures seen before the pool starts; below this, checking inline is faster."""
@@ -36,7 +36,7 @@ def first_invalid(items: Sequence[Item]) -> tuple[int, str] | None:
     """(index, reason) of the first signature that does not verify, or ``None``."""
     for index, (public_key, message, signature) in enumerate(items):
         try:
-            crypto.verify(public_key, message, signature)
+            secp256k1.verify(public_key, message, signature)
         except InvalidSignature as exc:
             return index, str(exc)
     return None

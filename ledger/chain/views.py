@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.blocks import Block
-from ledger.state import Account
-from ledger.transactions import KIND_FIELDS, Transaction
+from ledger.consensus.blocks import Block
+from ledger.consensus.state import Account
+from ledger.consensus.transactions import KIND_FIELDS, Transaction
 
 
 def tx_view(tx: Transaction) -> dict[str, Any]:

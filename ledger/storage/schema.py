@@ -7,6 +7,17 @@ numeric order. State keys are relative (``account:pos1…``); the state root has
 
 from __future__ import annotations
 
+from ledger.consensus.state import (  # noqa: F401  (re-exported: the state keys are part of the layout)
+    ACCOUNT_STATE_PREFIX,
+    PARAMS_STATE_KEY,
+    RELEASE_STATE_PREFIX,
+    TOTALS_STATE_KEY,
+    VALIDATOR_STATE_PREFIX,
+    make_account_state_key,
+    make_release_state_key,
+    make_validator_state_key,
+)
+
 SCHEMA_VERSION = 1
 """Bumped whenever a layout below changes; a database of another version is refused."""
 
@@ -28,14 +39,6 @@ MEMPOOL_ID_PREFIX = PREFIX + b"mempool-id:"
 MEMPOOL_SENDER_PREFIX = PREFIX + b"mempool-sender:"
 EVICTED_PREFIX = PREFIX + b"evicted:"
 BLOCKS_WON_PREFIX = PREFIX + b"won:"
-
-# Relative state keys: what the state transition reads and writes.
-PARAMS_STATE_KEY = b"params"
-TOTALS_STATE_KEY = b"totals"
-ACCOUNT_STATE_PREFIX = b"account:"
-VALIDATOR_STATE_PREFIX = b"validator:"
-RELEASE_STATE_PREFIX = b"release:"
-
 
 def encode_u64(value: int) -> bytes:
     return value.to_bytes(8, "big")
@@ -83,15 +86,3 @@ def make_evicted_key(tx_id: bytes) -> bytes:
 
 def make_blocks_won_key(address: str) -> bytes:
     return BLOCKS_WON_PREFIX + address.encode("ascii")
-
-
-def make_account_state_key(address: str) -> bytes:
-    return ACCOUNT_STATE_PREFIX + address.encode("ascii")
-
-
-def make_validator_state_key(address: str) -> bytes:
-    return VALIDATOR_STATE_PREFIX + address.encode("ascii")
-
-
-def make_release_state_key(height: int) -> bytes:
-    return RELEASE_STATE_PREFIX + encode_u64(height)

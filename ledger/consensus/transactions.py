@@ -15,8 +15,11 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from ledger import crypto, encoding
-from ledger.crypto import Address
+from ledger import encoding
+from ledger.errors import InvalidKey
+from ledger.crypto.address import address_from_public_key, parse_address
+from ledger.crypto import secp256k1
+from ledger.crypto.address import Address
 from ledger.errors import (
     EncodingError,
     InvalidAddress,
@@ -102,7 +105,7 @@ class Transaction:
 
     @functools.cached_property
     def sender(self) -> Address:
-        return crypto.address_from_public_key(self.public_key)
+        return address_from_public_key(self.public_key)
 
     @classmethod
     def from_dict(cls, obj: Any) -> "Transaction":
@@ -119,9 +122,9 @@ class Transaction:
         values: dict[str, Any] = {
             "chain_id": encoding.require_str(obj["chain_id"], "chain_id"),
             "kind": kind,
-            "public_key": encoding.hex_to_bytes(obj["public_key"], "public_key", crypto.PUBLIC_KEY_SIZE),
+            "public_key": encoding.hex_to_bytes(obj["public_key"], "public_key", secp256k1.PUBLIC_KEY_SIZE),
             "nonce": encoding.require_int(obj["nonce"], "nonce"),
-            "signature": encoding.hex_to_bytes(obj["signature"], "signature", crypto.SIGNATURE_SIZE),
+            "signature": encoding.hex_to_bytes(obj["signature"], "signature", secp256k1.SIGNATURE_SIZE),
         }
         if "to" in KIND_FIELDS[kind]:
             values["to"] = encoding.require_str(obj["to"], "to")
@@ -152,15 +155,15 @@ class Transaction:
 
 def sign_transaction(tx: Transaction, private_key: bytes) -> Transaction:
     """Return ``tx`` signed by ``private_key``, which must match ``tx.public_key``."""
-    if crypto.public_key_from_private(private_key) != tx.public_key:
+    if secp256k1.public_key_from_private(private_key) != tx.public_key:
         raise InvalidTransaction("the private key does not belong to the transaction's public key")
-    signature = crypto.sign(private_key, tx.signing_message())
+    signature = secp256k1.sign(private_key, tx.signing_message())
     return dataclasses.replace(tx, signature=signature)
 
 
 def verify_signature(tx: Transaction) -> None:
     """Raise :class:`InvalidSignature` unless the sender's key signed exactly this body."""
-    crypto.verify(tx.public_key, tx.signing_message(), tx.signature)
+    secp256k1.verify(tx.public_key, tx.signing_message(), tx.signature)
 
 
 def check_amount(amount: Any, what: str = "amount") -> int:
@@ -186,7 +189,7 @@ def check_bpm(bpm: Any, params: Params) -> int:
 def _check_recipient(to: object) -> None:
     """Cached: the same few recipients recur in every block, and bech32 is slow in Python."""
     try:
-        canonical = crypto.parse_address(to)  # type: ignore[arg-type]
+        canonical = parse_address(to)  # type: ignore[arg-type]
     except InvalidAddress as exc:
         raise InvalidTransaction(f"recipient: {exc}") from None
     if canonical != to:
@@ -204,8 +207,8 @@ def check_stateless(tx: Transaction, params: Params) -> None:
     if type(tx.nonce) is not int or not 0 <= tx.nonce < MAX_AMOUNT:
         raise InvalidTransaction(f"nonce {tx.nonce!r} must be an integer in [0, 2^63)")
     try:
-        crypto.validate_public_key(tx.public_key)
-    except crypto.InvalidKey as exc:
+        secp256k1.validate_public_key(tx.public_key)
+    except InvalidKey as exc:
         raise InvalidTransaction(str(exc)) from None
     for name in ("to", "amount", "bpm"):
         if name not in KIND_FIELDS[tx.kind] and getattr(tx, name) is not None:
