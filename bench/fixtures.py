@@ -18,12 +18,12 @@ from typing import Sequence
 
 from Crypto.PublicKey import ECC
 
-from ledger.crypto.address import address_from_public_key
 from ledger.crypto import secp256k1
+from tests.ledgerkit import Key, make_key
 from ledger.chain.facade import Chain
 from ledger.consensus.genesis import GenesisConfig
 from ledger.params import Params
-from ledger.consensus.transactions import BPM, TRANSFER, Transaction
+from ledger.consensus.transactions import BPM, TRANSFER, Transaction, make_transaction
 
 CHAIN_ID = "posctl-bench"
 """Every bench chain shares this id, so one signed stream is valid on any of them."""
@@ -33,20 +33,6 @@ ALLOCATION = 10**12
 """Liquid genesis balance of every sender: never the limit."""
 
 VALIDATOR_BOND = 10**9
-
-
-@dataclass(frozen=True)
-class Key:
-    private: bytes
-    public: bytes
-    address: str
-
-
-def make_key(label: str) -> Key:
-    """A deterministic key per label, so every run signs the same txs."""
-    private = hashlib.sha256(b"posctl-bench-key:" + label.encode()).digest()
-    public = secp256k1.public_key_from_private(private)
-    return Key(private, public, address_from_public_key(public))
 
 
 def make_keys(prefix: str, count: int) -> list[Key]:
@@ -107,7 +93,8 @@ TxSpec = tuple  # (private, public, nonce, kind, to|None, amount|None, bpm|None)
 def _sign_specs(specs: Sequence[TxSpec]) -> list[bytes]:
     out = []
     for private, public, nonce, kind, to, amount, bpm in specs:
-        tx = Transaction(chain_id=CHAIN_ID, kind=kind, public_key=public, nonce=nonce, to=to, amount=amount, bpm=bpm)
+        fields = {name: value for name, value in (('to', to), ('amount', amount), ('bpm', bpm)) if value is not None}
+        tx = make_transaction(kind, chain_id=CHAIN_ID, public_key=public, nonce=nonce, **fields)
         out.append(_sign_fast(private, tx).encode())
     return out
 

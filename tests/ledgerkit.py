@@ -11,7 +11,7 @@ from ledger.crypto import secp256k1
 from ledger.chain.facade import Chain
 from ledger.consensus.genesis import GenesisConfig
 from ledger.params import Params
-from ledger.consensus.transactions import Transaction, sign_transaction
+from ledger.consensus.transactions import Transaction, make_transaction, sign_transaction
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ def make_key(label: str) -> Key:
 
 
 def make_tx(key: Key, nonce: int, kind: str, chain_id: str = "posctl-test", **fields: object) -> Transaction:
-    tx = Transaction(chain_id=chain_id, kind=kind, public_key=key.public, nonce=nonce, **fields)  # type: ignore[arg-type]
+    tx = make_transaction(kind, chain_id=chain_id, public_key=key.public, nonce=nonce, **fields)
     return sign_transaction(tx, key.private)
 
 

@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,37 +22,19 @@ from click.testing import CliRunner, Result
 
 from cli.main import posctl
 from cli.render import render_account
-from ledger.crypto.address import address_from_public_key
-from ledger.crypto import secp256k1
 from ledger.storage import schema
 from ledger.chain.facade import Chain
 from ledger.storage.store import LevelDBStore
-from ledger.consensus.transactions import Transaction, sign_transaction
+from ledger.consensus.transactions import Transaction
+from tests import ledgerkit
+from tests.ledgerkit import Key, make_key
 
 CHAIN_ID = "posctl-clitest"
+
+
+def make_tx(key: ledgerkit.Key, nonce: int, kind: str, **fields: Any) -> Transaction:
+    return ledgerkit.make_tx(key, nonce, kind, chain_id=CHAIN_ID, **fields)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@dataclass(frozen=True)
-class Key:
-    private: bytes
-    public: bytes
-    address: str
-
-
-def new_key() -> Key:
-    while True:
-        private = os.urandom(32)
-        try:
-            public = secp256k1.public_key_from_private(private)
-        except Exception:  # pragma: no cover - a random scalar outside [1, n) is astronomically rare
-            continue
-        return Key(private, public, address_from_public_key(public))
-
-
-def signed(key: Key, nonce: int, kind: str, **fields: Any) -> Transaction:
-    tx = Transaction(chain_id=CHAIN_ID, kind=kind, public_key=key.public, nonce=nonce, **fields)
-    return sign_transaction(tx, key.private)
 
 
 def submit(home: Path, *txs: Transaction) -> list[str]:
@@ -91,7 +72,7 @@ def assert_error(result: Result, code: int, *fragments: str) -> None:
 
 @pytest.fixture
 def keys() -> list[Key]:
-    return [new_key() for _ in range(3)]
+    return [make_key(f"cli-chain-{i}") for i in range(3)]
 
 
 @pytest.fixture
@@ -112,7 +93,7 @@ def forge_round(home: Path, keys: list[Key], nonces: dict[str, int], bpm: int = 
     """Both validators propose; forge through the CLI; return the block's JSON."""
     txs = []
     for key in keys[:2]:
-        txs.append(signed(key, nonces.get(key.address, 0), "bpm", bpm=bpm))
+        txs.append(make_tx(key, nonces.get(key.address, 0), "bpm", bpm=bpm))
         nonces[key.address] = nonces.get(key.address, 0) + 1
     submit(home, *txs)
     return as_json(home, "chain", "forge")
@@ -332,7 +313,7 @@ def test_show_genesis_text(home: Path) -> None:
 
 def test_show_block_with_lottery_text_and_json(home: Path, keys: list[Key]) -> None:
     a, b, c = keys
-    transfer = signed(c, 0, "transfer", to=a.address, amount=25)
+    transfer = make_tx(c, 0, "transfer", to=a.address, amount=25)
     submit(home, transfer)
     block = forge_round(home, keys, {})
     assert block["forged"] is True and block["height"] == 1
@@ -394,7 +375,7 @@ def test_show_usage_errors(home: Path) -> None:
 
 def test_tx_pending_then_included(home: Path, keys: list[Key]) -> None:
     a, _, c = keys
-    (tx_id,) = submit(home, signed(c, 0, "transfer", to=a.address, amount=5))
+    (tx_id,) = submit(home, make_tx(c, 0, "transfer", to=a.address, amount=5))
     pending = as_json(home, "chain", "tx", tx_id)
     assert pending["status"] == "pending" and "height" not in pending
     assert pending["tx"]["id"] == tx_id and pending["tx"]["amount"] == 5
@@ -427,7 +408,7 @@ def test_status(home: Path, keys: list[Key]) -> None:
     assert view["chain_id"] == CHAIN_ID
     assert view["supply"] == 2900 and view["bonded"] == 400 and view["validators"] == 2
     assert view["supply"] == view["liquid"] + view["bonded"] + view["unbonding"]
-    submit(home, signed(keys[2], 0, "stake", amount=100))
+    submit(home, make_tx(keys[2], 0, "stake", amount=100))
     assert as_json(home, "chain", "status")["mempool"] == 1
     text = ok(home, "chain", "status").stdout
     assert f"Chain {CHAIN_ID} at height 0" in text
@@ -460,7 +441,7 @@ def test_forge_without_proposals_is_not_an_error(home: Path) -> None:
 
 
 def test_forge_text(home: Path, keys: list[Key]) -> None:
-    submit(home, signed(keys[0], 0, "bpm", bpm=80))
+    submit(home, make_tx(keys[0], 0, "bpm", bpm=80))
     text = ok(home, "chain", "forge").stdout
     assert text.startswith(f"Forged block 1: {keys[0].address} won the lottery")
     assert "300/300 = 100.0%" in text
@@ -469,7 +450,7 @@ def test_forge_text(home: Path, keys: list[Key]) -> None:
 def test_unstake_through_lockup_visible_in_status(home: Path, keys: list[Key]) -> None:
     a, b, _ = keys
     nonces = {a.address: 1}
-    submit(home, signed(a, 0, "unstake", amount=100))
+    submit(home, make_tx(a, 0, "unstake", amount=100))
     forge_round(home, keys, nonces)
     status = as_json(home, "chain", "status")
     assert status["unbonding"] == 100 and status["bonded"] == 300
@@ -554,7 +535,7 @@ def test_installed_posctl_resumes_after_restart(tmp_path: Path, keys: list[Key])
     done = process(home, "chain", "init", "--chain-id", CHAIN_ID, "--bond", f"{a.address}=300",
                    "--bond", f"{b.address}=100", "--alloc", f"{b.address}=10")
     assert done.returncode == 0, done.stderr
-    submit(home, signed(a, 0, "bpm", bpm=60), signed(b, 0, "transfer", to=a.address, amount=3))
+    submit(home, make_tx(a, 0, "bpm", bpm=60), make_tx(b, 0, "transfer", to=a.address, amount=3))
     forged = process(home, "chain", "forge", "--json")
     assert forged.returncode == 0, forged.stderr
     block = json.loads(forged.stdout)

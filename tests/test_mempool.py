@@ -144,7 +144,7 @@ def test_invalidated_pending_tx_is_evicted_with_reason(tmp_path):
     # Simulate a state change the mempool did not see: A's balance drops to 10.
     from ledger import encoding
     from ledger.consensus import state
-    key = schema.make_state_key(schema.make_account_state_key(A.address))
+    key = schema.make_state_key(state.make_account_state_key(A.address))
     account = state.Account.from_dict(encoding.decode(chain.store.get(key)))
     chain.store.write({key: encoding.encode(dataclasses.replace(account, balance=10).to_dict())})
     result = chain.forge()

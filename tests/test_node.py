@@ -39,7 +39,7 @@ from ledger.node.record import (
     write_node_record,
 )
 from ledger.params import Params
-from ledger.consensus.transactions import Transaction, sign_transaction
+from ledger.consensus.transactions import Bpm, Transaction, make_transaction, sign_transaction
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN_ID = "posctl-node-test"
@@ -63,7 +63,7 @@ def random_key() -> Key:
 
 
 def signed(key: Key, nonce: int, kind: str, **fields: Any) -> Transaction:
-    tx = Transaction(chain_id=CHAIN_ID, kind=kind, public_key=key.public, nonce=nonce, **fields)
+    tx = make_transaction(kind, chain_id=CHAIN_ID, public_key=key.public, nonce=nonce, **fields)
     return sign_transaction(tx, key.private)
 
 
@@ -340,8 +340,8 @@ def _calls(backend: Any, setup: Setup, tx_ids: list[str], block_hash: str) -> di
         "nonce_gap": lambda: backend.submit(signed(setup.users[0], 9, "transfer", to=setup.users[1].address, amount=1)),
         "too_much": lambda: backend.submit(signed(setup.users[1], 0, "stake", amount=10**12)),
         "bpm_range": lambda: backend.submit(signed(setup.users[1], 0, "bpm", bpm=999)),
-        "wrong_chain": lambda: backend.submit(sign_transaction(Transaction(
-            chain_id="other-chain", kind="bpm", public_key=setup.users[1].public, nonce=0, bpm=70), setup.users[1].private)),
+        "wrong_chain": lambda: backend.submit(sign_transaction(Bpm(
+            chain_id="other-chain", public_key=setup.users[1].public, nonce=0, bpm=70), setup.users[1].private)),
     }
     for name, call in calls.items():
         try:

@@ -138,7 +138,7 @@ def test_tampered_block_balance_and_bond_are_named_by_verify(tmp_path):
     error = tamper(edit_block)
     assert error.height == 2 and "height 2" in str(error)
 
-    key = schema.make_state_key(schema.make_account_state_key(B.address))
+    key = schema.make_state_key(state.make_account_state_key(B.address))
 
     def edit_balance(store: LevelDBStore) -> None:
         account = state.Account.from_dict(encoding.decode(store.get(key)))
@@ -147,7 +147,7 @@ def test_tampered_block_balance_and_bond_are_named_by_verify(tmp_path):
     error = tamper(edit_balance)
     assert f"account:{B.address}" in str(error)
 
-    vkey = schema.make_state_key(schema.make_account_state_key(V.address))
+    vkey = schema.make_state_key(state.make_account_state_key(V.address))
 
     def edit_bond(store: LevelDBStore) -> None:
         account = state.Account.from_dict(encoding.decode(store.get(vkey)))

@@ -6,7 +6,7 @@ from ledger import encoding
 from ledger.crypto import secp256k1
 from ledger.errors import EncodingError, InvalidSignature, InvalidTransaction, WrongChain
 from ledger.params import Params
-from ledger.consensus.transactions import Transaction, check_stateless, validate_transaction, verify_signature
+from ledger.consensus.transactions import Transaction, check_stateless, make_transaction, validate_transaction, verify_signature
 from tests.ledgerkit import make_key, make_tx
 
 PARAMS = Params(chain_id="posctl-test")
@@ -120,12 +120,13 @@ def test_decoded_txs_sign_the_same_bytes_as_freshly_built_ones(kind, nonce, amou
     whatever the strings hold (quotes, commas, escapes)."""
     fields = {"transfer": {"to": BOB.address, "amount": amount}, "stake": {"amount": amount},
               "unstake": {"amount": amount}, "bpm": {"bpm": bpm}}[kind]
-    built = Transaction(chain_id=chain_id, kind=kind, public_key=ALICE.public, nonce=nonce,
-                        signature=bytes(range(64)), **fields)
+    built = make_transaction(kind, chain_id=chain_id, public_key=ALICE.public, nonce=nonce,
+                             signature=bytes(range(64)), **fields)
     decoded = Transaction.decode(built.encode())
-    rebuilt = Transaction(
-        chain_id=decoded.chain_id, kind=decoded.kind, public_key=decoded.public_key, nonce=decoded.nonce,
-        to=decoded.to, amount=decoded.amount, bpm=decoded.bpm, signature=decoded.signature,
+    assert type(decoded) is type(built)
+    rebuilt = make_transaction(
+        decoded.kind, chain_id=decoded.chain_id, public_key=decoded.public_key, nonce=decoded.nonce,
+        signature=decoded.signature, **{name: getattr(decoded, name) for name in decoded.FIELDS},
     )
     assert "_signing_message" in decoded.__dict__  # the shortcut was taken
     assert decoded.signing_message() == rebuilt.signing_message()

@@ -12,11 +12,11 @@ from ledger.crypto.address import parse_address
 from ledger.crypto import secp256k1
 from ledger.errors import InvalidTransaction
 from ledger.consensus.transactions import (
-    BPM,
-    STAKE,
-    TRANSFER,
-    UNSTAKE,
+    Bpm,
+    Stake,
     Transaction,
+    Transfer,
+    Unstake,
     check_amount,
     sign_transaction,
 )
@@ -27,19 +27,20 @@ def build_transfer(
 ) -> Transaction:
     """A signed transfer of ``amount`` liquid tokens to address ``to``."""
     recipient = parse_address(to).lower()
-    return _signed(
-        private_key, chain_id, nonce, TRANSFER, to=recipient, amount=check_amount(amount)
-    )
+    common = _common(private_key, chain_id, nonce)
+    return sign_transaction(Transfer(**common, to=recipient, amount=check_amount(amount)), private_key)
 
 
 def build_stake(private_key: bytes, chain_id: str, nonce: int, amount: int) -> Transaction:
     """A signed stake: bond ``amount`` liquid tokens as validator collateral."""
-    return _signed(private_key, chain_id, nonce, STAKE, amount=check_amount(amount))
+    common = _common(private_key, chain_id, nonce)
+    return sign_transaction(Stake(**common, amount=check_amount(amount)), private_key)
 
 
 def build_unstake(private_key: bytes, chain_id: str, nonce: int, amount: int) -> Transaction:
     """A signed unstake: start unbonding ``amount`` bonded tokens."""
-    return _signed(private_key, chain_id, nonce, UNSTAKE, amount=check_amount(amount))
+    common = _common(private_key, chain_id, nonce)
+    return sign_transaction(Unstake(**common, amount=check_amount(amount)), private_key)
 
 
 def build_bpm(private_key: bytes, chain_id: str, nonce: int, bpm: int) -> Transaction:
@@ -49,28 +50,16 @@ def build_bpm(private_key: bytes, chain_id: str, nonce: int, bpm: int) -> Transa
     """
     if type(bpm) is not int:
         raise InvalidTransaction(f"bpm must be an integer, got {bpm!r}")
-    return _signed(private_key, chain_id, nonce, BPM, bpm=bpm)
+    common = _common(private_key, chain_id, nonce)
+    return sign_transaction(Bpm(**common, bpm=bpm), private_key)
 
 
-def _signed(
-    private_key: bytes,
-    chain_id: str,
-    nonce: int,
-    kind: str,
-    *,
-    to: str | None = None,
-    amount: int | None = None,
-    bpm: int | None = None,
-) -> Transaction:
+def _common(private_key: bytes, chain_id: str, nonce: int) -> dict[str, object]:
+    """The fields every kind shares, after the checks that need no chain."""
     if type(nonce) is not int or nonce < 0:
         raise InvalidTransaction(f"nonce must be a non-negative integer, got {nonce!r}")
-    unsigned = Transaction(
-        chain_id=chain_id,
-        kind=kind,
-        public_key=secp256k1.public_key_from_private(private_key),
-        nonce=nonce,
-        to=to,
-        amount=amount,
-        bpm=bpm,
-    )
-    return sign_transaction(unsigned, private_key)
+    return {
+        "chain_id": chain_id,
+        "public_key": secp256k1.public_key_from_private(private_key),
+        "nonce": nonce,
+    }

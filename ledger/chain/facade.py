@@ -317,7 +317,7 @@ class Chain:
 
     def validators(self) -> list[dict[str, Any]]:
         """Everyone with bonded stake: O(validators), never a scan of all accounts."""
-        prefix = schema.make_state_key(schema.VALIDATOR_STATE_PREFIX)
+        prefix = schema.make_state_key(state.VALIDATOR_STATE_PREFIX)
         view = self._state_view()
         rows = []
         for key, _ in self.store.iterate(prefix):

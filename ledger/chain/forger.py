@@ -1,7 +1,7 @@
 """The forger: pending transactions in, the next block (or the reason there is none) out.
 
-It uses the state transition's own steps (``begin_block``, ``apply_tx``,
-``compute_participants``, ``finish_block``) so a forged block is valid by construction, and
+It uses the state transition's own steps (``release_matured_unbonding``, ``apply_tx``,
+``compute_participants``, ``pay_block_reward``) so a forged block is valid by construction, and
 ``verify`` re-checks it with ``apply_block``. It does no I/O: reads go through ``base_get``
 and the caller commits what it returns in one atomic batch.
 """
@@ -19,8 +19,8 @@ from ledger.errors import LedgerError
 from ledger.crypto.muhash import MuHash3072
 from ledger.params import Params
 from ledger.consensus.state import WorkingState, is_eligible_validator
-from ledger.consensus.transactions import BPM, Transaction, TxId, validate_transaction
-from ledger.consensus.fork import NO_PARTICIPANTS_REASON, apply_tx, begin_block, compute_participants, finish_block
+from ledger.consensus.transactions import Bpm, Transaction, TxId, validate_transaction
+from ledger.consensus.fork import NO_PARTICIPANTS_REASON, apply_tx, release_matured_unbonding, compute_participants, pay_block_reward
 
 Pending = tuple[int, Transaction]
 """A mempool entry: arrival sequence number and tx."""
@@ -53,7 +53,7 @@ def _first_proposal(
         except LedgerError:
             continue  # undecodable key: the main pass evicts it
         seen[sender] = seen.get(sender, 0) + 1
-        if tx.kind != BPM or seen[sender] > params.max_block_txs:
+        if not isinstance(tx, Bpm) or seen[sender] > params.max_block_txs:
             continue
         if is_eligible_validator(parent_state.account(sender), params):
             return sender, seen[sender]
@@ -86,7 +86,7 @@ def build_block(
     height = parent.height + 1
     parent_state = WorkingState(base_get)
     working = WorkingState(base_get)
-    begin_block(working, height)
+    release_matured_unbonding(working, height)
     remaining = iter(pending)
     scanned: list[Pending] = []
     proposer, reserved = _first_proposal(remaining, scanned, parent_state, params)
@@ -118,7 +118,7 @@ def build_block(
         return Candidate(block=None, reason=NO_PARTICIPANTS_REASON, evicted=evicted)
     seed = lottery.compute_seed(parent.hash, height)
     winner = lottery.draw(seed, dict(participants))
-    finish_block(working, winner, params)
+    pay_block_reward(working, winner, params)
     originals, writes = working.changes()
     updated = statehash.apply_changes(muhash, originals, writes)
     header = BlockHeader(

@@ -30,7 +30,16 @@ from ledger.errors import (
 from ledger.params import Params
 from ledger.consensus.state import WorkingState, is_eligible_validator
 from ledger.storage.store import KeyValueStore
-from ledger.consensus.transactions import BPM, STAKE, TRANSFER, UNSTAKE, Transaction, TxId, check_stateless, verify_signature
+from ledger.consensus.transactions import (
+    Bpm,
+    Stake,
+    Transaction,
+    Transfer,
+    TxId,
+    Unstake,
+    check_stateless,
+    verify_signature,
+)
 
 
 @dataclass
@@ -45,14 +54,16 @@ class SenderPending:
 
     def add(self, tx: Transaction) -> None:
         self.count += 1
-        if tx.kind in (TRANSFER, STAKE):
-            self.liquid_spend += tx.amount or 0
-        if tx.kind == STAKE:
-            self.stake += tx.amount or 0
-        elif tx.kind == UNSTAKE:
-            self.unstake += tx.amount or 0
-        elif tx.kind == BPM:
-            self.proposals += 1
+        match tx:
+            case Transfer(amount=amount):
+                self.liquid_spend += amount
+            case Stake(amount=amount):
+                self.liquid_spend += amount
+                self.stake += amount
+            case Unstake(amount=amount):
+                self.unstake += amount
+            case Bpm():
+                self.proposals += 1
 
     def copy(self) -> "SenderPending":
         return SenderPending(self.count, self.liquid_spend, self.stake, self.unstake, self.proposals)
@@ -126,7 +137,7 @@ class Mempool:
         """
         size = self.count + queued
         full = size >= self._params.max_mempool_txs
-        if full and tx.kind != BPM:
+        if full and not isinstance(tx, Bpm):
             raise MempoolFull(f"the mempool holds {size} txs, its limit: forge a block and retry")
         check_stateless(tx, self._params)
         tx_id = tx.tx_id
@@ -149,21 +160,22 @@ class Mempool:
             raise NonceMismatch(f"nonce {tx.nonce} is already used by a pending tx of {sender}: next is {expected}")
         if tx.nonce > expected:
             raise NonceMismatch(f"nonce {tx.nonce} leaves a gap: the next nonce of {sender} is {expected}")
-        if tx.kind in (TRANSFER, STAKE):
-            spendable = account.balance - pending.liquid_spend
-            if tx.amount > spendable:  # type: ignore[operator]
-                raise InsufficientBalance(
-                    f"{tx.kind} of {tx.amount} is above the spendable balance of {sender}: "
-                    f"{spendable} ({account.balance} liquid, {pending.liquid_spend} in pending txs)"
-                )
-        elif tx.kind == UNSTAKE:
-            unstakeable = account.bonded + pending.stake - pending.unstake
-            if tx.amount > unstakeable:  # type: ignore[operator]
-                raise InsufficientBalance(
-                    f"unstake of {tx.amount} is above the bonded stake of {sender}: {unstakeable} "
-                    f"({account.bonded} bonded, {pending.stake} in pending stakes, "
-                    f"{pending.unstake} in pending unstakes)"
-                )
+        match tx:
+            case Transfer(amount=amount) | Stake(amount=amount):
+                spendable = account.balance - pending.liquid_spend
+                if amount > spendable:
+                    raise InsufficientBalance(
+                        f"{tx.kind} of {amount} is above the spendable balance of {sender}: "
+                        f"{spendable} ({account.balance} liquid, {pending.liquid_spend} in pending txs)"
+                    )
+            case Unstake(amount=amount):
+                unstakeable = account.bonded + pending.stake - pending.unstake
+                if amount > unstakeable:
+                    raise InsufficientBalance(
+                        f"unstake of {amount} is above the bonded stake of {sender}: {unstakeable} "
+                        f"({account.bonded} bonded, {pending.stake} in pending stakes, "
+                        f"{pending.unstake} in pending unstakes)"
+                    )
 
     def submit(self, tx: Transaction) -> TxId:
         """Admit one tx; returns only once it is durably stored."""

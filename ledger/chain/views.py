@@ -10,7 +10,7 @@ from typing import Any
 
 from ledger.consensus.blocks import Block
 from ledger.consensus.state import Account
-from ledger.consensus.transactions import KIND_FIELDS, Transaction
+from ledger.consensus.transactions import Transaction
 
 
 def tx_view(tx: Transaction) -> dict[str, Any]:
@@ -23,8 +23,9 @@ def tx_view(tx: Transaction) -> dict[str, Any]:
         "public_key": tx.public_key.hex(),
         "signature": tx.signature.hex(),
     }
-    for name in KIND_FIELDS[tx.kind]:
-        view[name] = getattr(tx, name)
+    for name in tx.FIELDS:
+        value = getattr(tx, name)
+        view[name] = value.hex() if isinstance(value, bytes) else value
     return view
 
 

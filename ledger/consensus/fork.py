@@ -24,7 +24,15 @@ from ledger.errors import InvalidBlock, LedgerError, NonceMismatch
 from ledger.crypto.muhash import MuHash3072
 from ledger.params import Params
 from ledger.consensus.state import WorkingState
-from ledger.consensus.transactions import BPM, STAKE, TRANSFER, UNSTAKE, Transaction, check_stateless, verify_signature
+from ledger.consensus.transactions import (
+    Bpm,
+    Stake,
+    Transaction,
+    Transfer,
+    Unstake,
+    check_stateless,
+    verify_signature,
+)
 
 NO_PARTICIPANTS_REASON = "no bpm proposal from a validator with at least min_stake bonded"
 
@@ -39,19 +47,20 @@ def apply_tx(view: WorkingState, tx: Transaction, height: int, params: Params) -
     account = state.get_account(view, sender)
     if tx.nonce != account.nonce:
         raise NonceMismatch(f"nonce {tx.nonce} from {sender} is not its next nonce {account.nonce}")
-    if tx.kind == TRANSFER:
-        state.transfer(view, sender, tx.to, tx.amount)  # type: ignore[arg-type]
-    elif tx.kind == STAKE:
-        state.bond(view, sender, tx.amount)  # type: ignore[arg-type]
-    elif tx.kind == UNSTAKE:
-        state.begin_unbonding(view, sender, tx.amount, height + params.unbonding_blocks)  # type: ignore[arg-type]
-    elif tx.kind == BPM:
-        pass  # a reading is data; its weight in the lottery comes from bonded stake
+    match tx:
+        case Transfer(to=to, amount=amount):
+            state.transfer(view, sender, to, amount)
+        case Stake(amount=amount):
+            state.bond(view, sender, amount)
+        case Unstake(amount=amount):
+            state.begin_unbonding(view, sender, amount, height + params.unbonding_blocks)
+        case Bpm():
+            pass  # a reading is data; its weight in the lottery comes from bonded stake
     state.increment_nonce(view, sender)
 
 
-def begin_block(view: WorkingState, height: int) -> None:
-    """What happens at the start of every block before its transactions."""
+def release_matured_unbonding(view: WorkingState, height: int) -> None:
+    """Start of every block: unbonding entries that reach ``height`` become liquid again."""
     state.release_matured(view, height)
 
 
@@ -59,7 +68,7 @@ def compute_participants(view: WorkingState, txs: Sequence[Transaction], params:
     """Distinct ``bpm`` senders bonded at least ``min_stake``, with that stake, by address."""
     seen: dict[Address, int] = {}
     for tx in txs:
-        if tx.kind != BPM or tx.sender in seen:
+        if not isinstance(tx, Bpm) or tx.sender in seen:
             continue
         account = state.get_account(view, tx.sender)
         if state.is_eligible_validator(account, params):
@@ -67,8 +76,8 @@ def compute_participants(view: WorkingState, txs: Sequence[Transaction], params:
     return tuple(sorted(seen.items()))
 
 
-def finish_block(view: WorkingState, validator: Address, params: Params) -> None:
-    """Pay the block reward: the only new supply after genesis."""
+def pay_block_reward(view: WorkingState, validator: Address, params: Params) -> None:
+    """End of every block: the block reward, the only new supply after genesis."""
     if params.block_reward:
         state.mint(view, validator, params.block_reward)
 
@@ -102,7 +111,7 @@ def apply_block(
         raise InvalidBlock(f"block {header.height} tx_root does not match its transactions")
     if len({tx.tx_id for tx in block.txs}) != len(block.txs):
         raise InvalidBlock(f"block {header.height} contains the same transaction twice")
-    begin_block(view, header.height)
+    release_matured_unbonding(view, header.height)
     participants = compute_participants(view, block.txs, params)
     if block.participants != participants:
         raise InvalidBlock(f"block {header.height} lists lottery participants that differ from its bpm txs")
@@ -119,7 +128,7 @@ def apply_block(
             apply_tx(view, tx, header.height, params)
         except LedgerError as exc:
             raise InvalidBlock(f"block {header.height} tx {index} ({tx.id_hex}): {exc}") from None
-    finish_block(view, winner, params)
+    pay_block_reward(view, winner, params)
 
 
 def state_transition(

@@ -16,7 +16,7 @@ from ledger.consensus import state
 from ledger.consensus import statehash
 from ledger.consensus.blocks import ZERO_HASH, Block, BlockHeader, compute_tx_root
 from ledger.crypto.address import Address
-from ledger.errors import EncodingError, InvalidAddress, InvalidGenesis, LedgerError
+from ledger.errors import EncodingError, InvalidAddress, InvalidGenesis
 from ledger.crypto.muhash import MuHash3072
 from ledger.params import MAX_AMOUNT, Params
 from ledger.consensus.state import DictState, WorkingState

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, ClassVar
 
 from ledger import encoding
 from ledger.errors import InvalidKey
@@ -33,15 +33,8 @@ TX_TAG = "posctl/tx"
 
 TRANSFER, STAKE, UNSTAKE, BPM = "transfer", "stake", "unstake", "bpm"
 
-KIND_FIELDS: dict[str, tuple[str, ...]] = {
-    TRANSFER: ("to", "amount"),
-    STAKE: ("amount",),
-    UNSTAKE: ("amount",),
-    BPM: ("bpm",),
-}
-"""The fields each kind carries besides the common ones."""
-
 COMMON_FIELDS = ("chain_id", "kind", "nonce", "public_key")
+"""Members every kind's body has (``signature`` is added to the signed form)."""
 
 DECODE_LIMIT = 65536
 """Bytes refused before parsing at all; the chain's own, smaller limit is ``max_tx_bytes``."""
@@ -49,29 +42,37 @@ DECODE_LIMIT = 65536
 TxId = bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Transaction:
-    """A transaction, signed or not (``signature == b""``)."""
+    """What every kind shares; a transaction is always one of the subclasses below.
+
+    Signed or not (``signature == b""``). A kind's own fields are its dataclass fields after the
+    common ones, and ``FIELDS`` lists them in body order, so no kind carries another's fields.
+    """
+
+    KIND: ClassVar[str] = ""
+    FIELDS: ClassVar[tuple[str, ...]] = ()
 
     chain_id: str
-    kind: str
     public_key: bytes
     nonce: int
-    to: Address | None = None
-    amount: int | None = None
-    bpm: int | None = None
     signature: bytes = b""
+
+    @property
+    def kind(self) -> str:
+        return self.KIND
 
     def body(self) -> dict[str, Any]:
         """The canonical unsigned body: what the id and the signature cover."""
         out: dict[str, Any] = {
             "chain_id": self.chain_id,
-            "kind": self.kind,
+            "kind": self.KIND,
             "nonce": self.nonce,
             "public_key": self.public_key.hex(),
         }
-        for name in KIND_FIELDS.get(self.kind, ()):
-            out[name] = getattr(self, name)
+        for name in self.FIELDS:
+            value = getattr(self, name)
+            out[name] = value.hex() if isinstance(value, bytes) else value
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -109,30 +110,24 @@ class Transaction:
 
     @classmethod
     def from_dict(cls, obj: Any) -> "Transaction":
-        """Build from a decoded object, naming the first field that is wrong."""
+        """Build the kind named by ``obj['kind']``, naming the first field that is wrong."""
         if not isinstance(obj, dict):
             raise EncodingError("a transaction must be a JSON object")
         kind = obj.get("kind")
-        if kind not in KIND_FIELDS:
-            raise EncodingError(
-                f"field 'kind' must be one of {', '.join(KIND_FIELDS)}, got {kind!r}"
-            )
-        fields = set(COMMON_FIELDS) | set(KIND_FIELDS[kind]) | {"signature"}
+        tx_class = TX_CLASSES.get(kind) if isinstance(kind, str) else None
+        if tx_class is None:
+            raise EncodingError(f"field 'kind' must be one of {', '.join(TX_CLASSES)}, got {kind!r}")
+        fields = set(COMMON_FIELDS) | set(tx_class.FIELDS) | {"signature"}
         encoding.require_fields(obj, fields, f"{kind} transaction")
         values: dict[str, Any] = {
             "chain_id": encoding.require_str(obj["chain_id"], "chain_id"),
-            "kind": kind,
             "public_key": encoding.hex_to_bytes(obj["public_key"], "public_key", secp256k1.PUBLIC_KEY_SIZE),
             "nonce": encoding.require_int(obj["nonce"], "nonce"),
             "signature": encoding.hex_to_bytes(obj["signature"], "signature", secp256k1.SIGNATURE_SIZE),
         }
-        if "to" in KIND_FIELDS[kind]:
-            values["to"] = encoding.require_str(obj["to"], "to")
-        if "amount" in KIND_FIELDS[kind]:
-            values["amount"] = encoding.require_int(obj["amount"], "amount")
-        if "bpm" in KIND_FIELDS[kind]:
-            values["bpm"] = encoding.require_int(obj["bpm"], "bpm")
-        return cls(**values)
+        for name in tx_class.FIELDS:
+            values[name] = _FIELD_DECODERS[name](obj[name], name)
+        return tx_class(**values)
 
     @classmethod
     def decode(cls, data: bytes) -> "Transaction":
@@ -151,6 +146,69 @@ class Transaction:
         if len(body) == len(raw) - len(member):
             tx.__dict__["_signing_message"] = encoding.tagged_preimage(TX_TAG, body)
         return tx
+
+
+@dataclass(frozen=True, kw_only=True)
+class Transfer(Transaction):
+    """Moves liquid tokens to another address."""
+
+    KIND: ClassVar[str] = TRANSFER
+    FIELDS: ClassVar[tuple[str, ...]] = ("to", "amount")
+
+    to: Address
+    amount: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Stake(Transaction):
+    """Bonds liquid tokens as collateral: only bonded stake counts in the lottery."""
+
+    KIND: ClassVar[str] = STAKE
+    FIELDS: ClassVar[tuple[str, ...]] = ("amount",)
+
+    amount: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unstake(Transaction):
+    """Starts unbonding: the tokens stay locked for ``unbonding_blocks`` before they are liquid."""
+
+    KIND: ClassVar[str] = UNSTAKE
+    FIELDS: ClassVar[tuple[str, ...]] = ("amount",)
+
+    amount: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bpm(Transaction):
+    """A validator's heart-rate reading: the tutorial's payload, and its entry into the lottery."""
+
+    KIND: ClassVar[str] = BPM
+    FIELDS: ClassVar[tuple[str, ...]] = ("bpm",)
+
+    bpm: int
+
+
+AnyTransaction = Transfer | Stake | Unstake | Bpm
+"""Every kind there is: what ``match`` statements over a transaction cover."""
+
+TX_CLASSES: dict[str, type[Transaction]] = {cls.KIND: cls for cls in (Transfer, Stake, Unstake, Bpm)}
+"""The class of each ``kind`` string, in the order error messages list them."""
+
+_FIELD_DECODERS: dict[str, Callable[[Any, str], Any]] = {
+    "to": encoding.require_str,
+    "amount": encoding.require_int,
+    "bpm": encoding.require_int,
+}
+"""How each kind-specific member is read from its decoded JSON."""
+
+
+def make_transaction(kind: str, **fields: Any) -> Transaction:
+    """An unsigned tx of the kind named by ``kind``: for callers that hold the kind as a string."""
+    tx_class = TX_CLASSES.get(kind)
+    if tx_class is None:
+        raise InvalidTransaction(f"unknown transaction kind {kind!r}: use one of {', '.join(TX_CLASSES)}")
+    return tx_class(**fields)
 
 
 def sign_transaction(tx: Transaction, private_key: bytes) -> Transaction:
@@ -186,10 +244,10 @@ def check_bpm(bpm: Any, params: Params) -> int:
 
 
 @functools.lru_cache(maxsize=65536)
-def _check_recipient(to: object) -> None:
+def _check_recipient(to: str) -> None:
     """Cached: the same few recipients recur in every block, and bech32 is slow in Python."""
     try:
-        canonical = parse_address(to)  # type: ignore[arg-type]
+        canonical = parse_address(to)
     except InvalidAddress as exc:
         raise InvalidTransaction(f"recipient: {exc}") from None
     if canonical != to:
@@ -202,23 +260,22 @@ def check_stateless(tx: Transaction, params: Params) -> None:
         raise WrongChain(
             f"transaction is for chain {tx.chain_id!r}, this chain is {params.chain_id!r}"
         )
-    if tx.kind not in KIND_FIELDS:
-        raise InvalidTransaction(f"unknown transaction kind {tx.kind!r}")
     if type(tx.nonce) is not int or not 0 <= tx.nonce < MAX_AMOUNT:
         raise InvalidTransaction(f"nonce {tx.nonce!r} must be an integer in [0, 2^63)")
     try:
         secp256k1.validate_public_key(tx.public_key)
     except InvalidKey as exc:
         raise InvalidTransaction(str(exc)) from None
-    for name in ("to", "amount", "bpm"):
-        if name not in KIND_FIELDS[tx.kind] and getattr(tx, name) is not None:
-            raise InvalidTransaction(f"a {tx.kind} transaction has no field {name!r}")
-    if tx.kind in (TRANSFER, STAKE, UNSTAKE):
-        check_amount(tx.amount)
-    if tx.kind == TRANSFER:
-        _check_recipient(tx.to)
-    if tx.kind == BPM:
-        check_bpm(tx.bpm, params)
+    match tx:
+        case Transfer(to=to, amount=amount):
+            check_amount(amount)
+            _check_recipient(to)
+        case Stake(amount=amount) | Unstake(amount=amount):
+            check_amount(amount)
+        case Bpm(bpm=bpm):
+            check_bpm(bpm, params)
+        case _:
+            raise InvalidTransaction(f"unknown transaction kind {tx.kind!r}")
     size = len(tx.encode())
     if size > params.max_tx_bytes:
         raise InvalidTransaction(f"transaction is {size} bytes, above the limit of {params.max_tx_bytes}")

@@ -2,21 +2,12 @@
 
 Heights and sequence numbers are 8-byte big-endian so that LevelDB's byte order is their
 numeric order. State keys are relative (``account:pos1…``); the state root hashes those, and
-:func:`make_state_key` places them in the database.
+:func:`make_state_key` places them in the database (the relative keys live with the rules, in
+:mod:`ledger.consensus.state`).
 """
 
 from __future__ import annotations
 
-from ledger.consensus.state import (  # noqa: F401  (re-exported: the state keys are part of the layout)
-    ACCOUNT_STATE_PREFIX,
-    PARAMS_STATE_KEY,
-    RELEASE_STATE_PREFIX,
-    TOTALS_STATE_KEY,
-    VALIDATOR_STATE_PREFIX,
-    make_account_state_key,
-    make_release_state_key,
-    make_validator_state_key,
-)
 
 SCHEMA_VERSION = 1
 """Bumped whenever a layout below changes; a database of another version is refused."""
