@@ -17,16 +17,16 @@ class InvalidAddress(LedgerError):
     """A string that is not a valid ``pos1…`` bech32 address."""
 
 
-class InvalidSignature(LedgerError):
-    """A signature that is malformed, high-S, out of range, or does not verify."""
-
-
 class InvalidKey(LedgerError):
     """A private or public key that is not a valid secp256k1 key."""
 
 
 class InvalidTransaction(LedgerError):
     """A transaction that breaks a stateless or stateful rule."""
+
+
+class InvalidSignature(InvalidTransaction):
+    """A signature that is malformed, high-S, out of range, or does not verify."""
 
 
 class WrongChain(InvalidTransaction):
@@ -41,6 +41,34 @@ class InsufficientBalance(InvalidTransaction):
     """An amount above what the sender can spend (liquid) or unstake (bonded)."""
 
 
+class InvalidProof(InvalidTransaction):
+    """A VRF proof that is malformed or does not verify."""
+
+
+class MalformedProof(InvalidProof):
+    """A VRF proof that cannot be decoded: wrong length, Gamma not a curve point, or s ≥ n."""
+
+
+class InvalidVrfKey(InvalidProof):
+    """A VRF public key that is not a valid compressed curve point."""
+
+
+class ProofMismatch(InvalidProof):
+    """A well-formed VRF proof whose challenge does not match this key and alpha."""
+
+
+class BalanceOverflow(InvalidTransaction):
+    """An amount that would take a balance or stake to 2^63 tokens or more."""
+
+
+class InvalidProposal(InvalidTransaction):
+    """A ``bpm`` proposal for a height other than the next block's, or from a validator that may not propose."""
+
+
+class Equivocation(InvalidTransaction):
+    """A second, different proposal from one validator for one height: recorded as evidence."""
+
+
 class DuplicateTransaction(InvalidTransaction):
     """A transaction already pending or already in a block."""
 
@@ -51,6 +79,26 @@ class MempoolFull(LedgerError):
 
 class InvalidBlock(LedgerError):
     """A block that breaks a rule of the state transition."""
+
+
+class InvalidEvidence(LedgerError):
+    """Evidence of equivocation that does not prove it (malformed, or a bad signature)."""
+
+
+class EvidenceMismatch(InvalidEvidence):
+    """Two proposals that are not from one validator for one height: no equivocation."""
+
+
+class EvidenceTooOld(InvalidEvidence):
+    """Evidence of an infraction older than ``unbonding_blocks``: that stake is out of reach."""
+
+
+class DuplicateEvidence(InvalidEvidence):
+    """Evidence already pending, already used in a block, or given twice in one block."""
+
+
+class ValidatorTombstoned(InvalidEvidence):
+    """Evidence against a validator already slashed and tombstoned: it can be punished once."""
 
 
 class InvalidParams(LedgerError):

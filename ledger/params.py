@@ -17,6 +17,9 @@ CHAIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 
 DEFAULT_CHAIN_ID = "posctl-local-1"
 
+BPS = 10_000
+"""Basis points in a whole: 500 bps = 5%."""
+
 
 @dataclass(frozen=True)
 class Params:
@@ -39,6 +42,12 @@ class Params:
     max_tx_bytes: int = 4096
     """A signed transaction's encoded size limit; a real tx is about 400 bytes."""
     max_mempool_txs: int = 100_000
+    slash_fraction_bps: int = 500
+    """Share of an equivocating validator's bonded and recently unbonding stake taken, in basis points."""
+    whistleblower_bps: int = 1000
+    """Share of the slashed tokens paid to the block's validator that included the evidence; the rest is burned."""
+    max_missed: int = 100
+    """Consecutive turns as first drawn without a proposal after which a validator is jailed."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.chain_id, str) or not CHAIN_ID_PATTERN.fullmatch(self.chain_id):
@@ -58,6 +67,11 @@ class Params:
         for name in ("min_stake", "unbonding_blocks", "max_block_txs", "bpm_min", "max_tx_bytes", "max_mempool_txs"):
             if getattr(self, name) < 1:
                 raise InvalidParams(f"parameter {name} must be at least 1")
+        for name in ("slash_fraction_bps", "whistleblower_bps"):
+            if getattr(self, name) > BPS:
+                raise InvalidParams(f"parameter {name}={getattr(self, name)} is above {BPS} (100%)")
+        if self.max_missed < 1:
+            raise InvalidParams("parameter max_missed must be at least 1")
         if self.bpm_min > self.bpm_max:
             raise InvalidParams(f"bpm_min ({self.bpm_min}) is above bpm_max ({self.bpm_max})")
 

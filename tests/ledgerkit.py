@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ledger.crypto.address import address_from_public_key
-from ledger.crypto import secp256k1
+from ledger.consensus.lottery import vrf_alpha
+from ledger.crypto import ecvrf, secp256k1
 from ledger.chain.facade import Chain
 from ledger.consensus.genesis import GenesisConfig
 from ledger.params import Params
@@ -31,6 +32,21 @@ def make_key(label: str) -> Key:
 def make_tx(key: Key, nonce: int, kind: str, chain_id: str = "posctl-test", **fields: object) -> Transaction:
     tx = make_transaction(kind, chain_id=chain_id, public_key=key.public, nonce=nonce, **fields)
     return sign_transaction(tx, key.private)
+
+
+def make_proposal(
+    key: Key, nonce: int, height: int, seed: bytes, bpm: int = 72, chain_id: str = "posctl-test"
+) -> Transaction:
+    """A signed bpm proposal for ``height`` with its VRF proof over that height's ``seed``."""
+    proof = ecvrf.prove(key.private, vrf_alpha(chain_id, height, seed))
+    return make_tx(key, nonce, "bpm", chain_id=chain_id, bpm=bpm, height=height, vrf_proof=proof)
+
+
+def propose(chain: Chain, key: Key, bpm: int = 72, nonce: int | None = None) -> Transaction:
+    """A proposal for ``chain``'s next block, at the key's next nonce unless one is given."""
+    if nonce is None:
+        nonce = chain.account(key.address)["next_nonce"]
+    return make_proposal(key, nonce, chain.height + 1, chain.next_seed, bpm, chain.params.chain_id)
 
 
 def make_config(

@@ -16,7 +16,7 @@ from ledger.errors import (
     WrongChain,
 )
 from ledger.chain.mempool import decode_submission
-from tests.ledgerkit import make_chain, make_key, make_tx
+from tests.ledgerkit import make_chain, make_key, make_tx, propose
 
 A, B, V = make_key("a"), make_key("b"), make_key("v")
 
@@ -45,15 +45,15 @@ def test_bad_signature(chain):
 
 
 def test_nonce_too_low_already_used_and_gap(chain):
-    chain.submit(make_tx(A, 0, "bpm", bpm=70))
+    chain.submit(propose(chain, A, 70, nonce=0))
     with pytest.raises(NonceMismatch, match="already used by a pending tx"):
-        chain.submit(make_tx(A, 0, "bpm", bpm=71))
+        chain.submit(propose(chain, A, 71, nonce=0))
     with pytest.raises(NonceMismatch, match="leaves a gap: the next nonce .* is 1"):
-        chain.submit(make_tx(A, 2, "bpm", bpm=70))
-    chain.submit(make_tx(V, 0, "bpm", bpm=70))
+        chain.submit(propose(chain, A, 70, nonce=2))
+    chain.submit(propose(chain, V, 70, nonce=0))
     chain.forge()
     with pytest.raises(NonceMismatch, match="too low"):
-        chain.submit(make_tx(A, 0, "bpm", bpm=99))
+        chain.submit(propose(chain, A, 99, nonce=0))
 
 
 def test_spendable_balance_counts_pending_txs(chain):
@@ -69,7 +69,7 @@ def test_spendable_balance_counts_pending_txs(chain):
 
 
 def test_duplicates_pending_and_included(chain):
-    tx = make_tx(V, 0, "bpm", bpm=70)
+    tx = propose(chain, V, 70, nonce=0)
     chain.submit(tx)
     with pytest.raises(DuplicateTransaction, match="already pending"):
         chain.submit(tx)
@@ -80,13 +80,13 @@ def test_duplicates_pending_and_included(chain):
 
 def test_mempool_full(chain):
     for nonce in range(5):
-        chain.submit(make_tx(A, nonce, "bpm", bpm=70))
+        chain.submit(propose(chain, A, 70, nonce=nonce))
     with pytest.raises(MempoolFull, match="limit"):
-        chain.submit(make_tx(B, 0, "bpm", bpm=70))
+        chain.submit(propose(chain, B, 70, nonce=0))
     # A full pool still takes one proposal per eligible validator, so a block can drain it.
-    chain.submit(make_tx(V, 0, "bpm", bpm=70))
+    chain.submit(propose(chain, V, 70, nonce=0))
     with pytest.raises(MempoolFull):
-        chain.submit(make_tx(V, 1, "bpm", bpm=71))
+        chain.submit(propose(chain, V, 71, nonce=1))
     with pytest.raises(MempoolFull):
         chain.submit(make_tx(V, 1, "unstake", amount=1))
     assert chain.forge().block is not None
@@ -102,8 +102,8 @@ def test_unstake_may_count_a_pending_stake(chain):
 
 def test_submit_many_reports_each_tx_and_persists_the_good_ones(chain):
     results = chain.submit_many([
-        make_tx(A, 0, "bpm", bpm=70),
-        make_tx(A, 0, "bpm", bpm=70),  # duplicate within the batch
+        propose(chain, A, 70, nonce=0),
+        propose(chain, A, 70, nonce=0),  # duplicate within the batch
         make_tx(A, 1, "stake", amount=1000),  # above balance
         make_tx(A, 1, "stake", amount=10),
     ])
@@ -119,8 +119,8 @@ def test_pending_survives_reopen_and_forger_orders_by_arrival(tmp_path):
     home = tmp_path / "home"
     chain = make_chain(home, {A.address: 100}, {V.address: 500})
     ids = [chain.submit(make_tx(A, 0, "transfer", to=B.address, amount=1)),
-           chain.submit(make_tx(V, 0, "bpm", bpm=70)),
-           chain.submit(make_tx(A, 1, "bpm", bpm=71))]
+           chain.submit(propose(chain, V, 70, nonce=0)),
+           chain.submit(propose(chain, A, 71, nonce=1))]
     chain.close()
     reopened = Chain.open(home)
     assert reopened.mempool.count == 3
@@ -139,8 +139,8 @@ def test_invalidated_pending_tx_is_evicted_with_reason(tmp_path):
     home = tmp_path / "home"
     chain = make_chain(home, {A.address: 100}, {V.address: 500})
     doomed = chain.submit(make_tx(A, 0, "transfer", to=B.address, amount=100))
-    follower = chain.submit(make_tx(A, 1, "bpm", bpm=80))
-    chain.submit(make_tx(V, 0, "bpm", bpm=70))
+    follower = chain.submit(propose(chain, A, 80, nonce=1))
+    chain.submit(propose(chain, V, 70, nonce=0))
     # Simulate a state change the mempool did not see: A's balance drops to 10.
     from ledger import encoding
     from ledger.consensus import state
@@ -165,12 +165,12 @@ def test_full_blocks_of_transfers_never_starve_the_proposals(tmp_path):
     chain = make_chain(tmp_path / "home", {A.address: 100, B.address: 100}, {V.address: 500}, max_block_txs=3)
     transfers = [chain.submit(make_tx(A, n, "transfer", to=B.address, amount=1)) for n in range(4)]
     late = chain.submit(make_tx(B, 0, "transfer", to=A.address, amount=1))
-    proposal = chain.submit(make_tx(V, 0, "bpm", bpm=70))
+    proposal = chain.submit(propose(chain, V, 70, nonce=0))
     result = chain.forge()
     assert result.block is not None and result.evicted == []
     assert [tx.tx_id for tx in result.block.txs] == [transfers[0], transfers[1], proposal]
     assert chain.tx(transfers[2])["status"] == "pending" and chain.tx(late)["status"] == "pending"
-    chain.submit(make_tx(V, 1, "bpm", bpm=71))
+    chain.submit(propose(chain, V, 71, nonce=1))
     second = chain.forge().block
     assert second is not None and [tx.tx_id for tx in second.txs][:2] == [transfers[2], transfers[3]]
     chain.verify()
@@ -183,9 +183,9 @@ def test_a_validators_own_earlier_tx_cannot_hide_its_proposal(tmp_path):
     from tests.ledgerkit import make_key as key
 
     chain = make_chain(tmp_path / "home", {A.address: 100, V.address: 100}, {V.address: 500}, max_block_txs=3)
-    junk = [chain.submit(make_tx(key(f"junk{i}"), 0, "bpm", bpm=60)) for i in range(4)]
+    junk = [chain.submit(propose(chain, key(f"junk{i}"), 60, nonce=0)) for i in range(4)]
     own_transfer = chain.submit(make_tx(V, 0, "transfer", to=A.address, amount=1))
-    proposal = chain.submit(make_tx(V, 1, "bpm", bpm=70))
+    proposal = chain.submit(propose(chain, V, 70, nonce=1))
     block = chain.forge().block
     assert block is not None
     assert [tx.tx_id for tx in block.txs] == [junk[0], own_transfer, proposal]

@@ -21,7 +21,7 @@ from ledger.consensus import state
 from ledger.chain.facade import Chain
 from ledger.errors import ChainNotInitialized, DatabaseError, DatabaseLocked, VerificationError
 from ledger.storage.store import LevelDBStore
-from tests.ledgerkit import make_chain, make_key, make_tx
+from tests.ledgerkit import make_chain, make_key, make_tx, propose
 
 REPO = Path(__file__).resolve().parent.parent
 A, B, V = make_key("a"), make_key("b"), make_key("v")
@@ -37,7 +37,7 @@ def run_python(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 def build_small_chain(home: Path, blocks: int = 3) -> Chain:
     chain = make_chain(home, {A.address: 1_000, B.address: 1_000}, {V.address: 500})
     for n in range(blocks):
-        chain.submit(make_tx(V, n, "bpm", bpm=60 + n))
+        chain.submit(propose(chain, V, 60 + n, nonce=n))
         chain.submit(make_tx(A, n, "transfer", to=B.address, amount=1 + n))
         chain.forge()
     chain.submit(make_tx(B, 0, "stake", amount=100))  # left pending
@@ -69,7 +69,7 @@ CRASH_WORKER = """
 import sys, time
 from pathlib import Path
 from ledger.chain.facade import Chain
-from tests.ledgerkit import make_key, make_tx
+from tests.ledgerkit import make_key, make_tx, propose
 home, round_no = Path(sys.argv[1]), int(sys.argv[2])
 A, B, V = make_key("a"), make_key("b"), make_key("v")
 chain = Chain.open(home)

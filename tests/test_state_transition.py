@@ -14,7 +14,7 @@ from ledger.errors import InsufficientBalance, InvalidBlock, LedgerError, NonceM
 from ledger.consensus.state import DictState, WorkingState
 from ledger.storage.store import MemoryStore
 from ledger.consensus.fork import apply_block, apply_tx, state_transition
-from tests.ledgerkit import make_config, make_key, make_tx
+from tests.ledgerkit import make_config, make_key, make_tx, propose
 
 KEYS = [make_key(f"user{i}") for i in range(4)]
 V = KEYS[0]
@@ -34,7 +34,7 @@ def test_apply_tx_rules_and_nothing_written_on_refusal():
     params = chain.params
     view = WorkingState(view_of(chain).get)
     with pytest.raises(NonceMismatch):
-        apply_tx(view, make_tx(KEYS[1], 1, "bpm", bpm=70), 1, params)
+        apply_tx(view, propose(chain, KEYS[1], 70, nonce=1), 1, params)
     with pytest.raises(InsufficientBalance, match="cannot send 1001"):
         apply_tx(view, make_tx(KEYS[1], 0, "transfer", to=KEYS[2].address, amount=1001), 1, params)
     with pytest.raises(InsufficientBalance, match="cannot stake 1001"):
@@ -50,7 +50,7 @@ def test_apply_tx_rules_and_nothing_written_on_refusal():
 def test_unbonding_is_locked_until_release_height_then_liquid():
     chain = memory_chain(unbonding_blocks=3)
     chain.submit(make_tx(V, 0, "unstake", amount=100))
-    chain.submit(make_tx(V, 1, "bpm", bpm=60))
+    chain.submit(propose(chain, V, 60, nonce=1))
     block = chain.forge().block
     assert block is not None and block.height == 1
     account = chain.account(V.address)
@@ -60,7 +60,7 @@ def test_unbonding_is_locked_until_release_height_then_liquid():
     with pytest.raises(InsufficientBalance):
         chain.submit(make_tx(V, 2, "transfer", to=KEYS[1].address, amount=1011))
     for nonce in (2, 3, 4):
-        chain.submit(make_tx(V, nonce, "bpm", bpm=60))
+        chain.submit(propose(chain, V, 60, nonce=nonce))
         chain.forge()
     account = chain.account(V.address)
     assert chain.height == 4 and account["unbonding"] == []
@@ -71,10 +71,10 @@ def test_unbonding_is_locked_until_release_height_then_liquid():
 def test_only_bonded_stake_counts_in_the_lottery():
     chain = memory_chain(min_stake=100)
     rich = KEYS[1]  # 1000 liquid, nothing bonded
-    chain.submit(make_tx(rich, 0, "bpm", bpm=80))
+    chain.submit(propose(chain, rich, 80, nonce=0))
     result = chain.forge()
     assert result.block is None and "min_stake" in (result.reason or "")
-    chain.submit(make_tx(V, 0, "bpm", bpm=80))
+    chain.submit(propose(chain, V, 80, nonce=0))
     block = chain.forge().block
     assert block is not None and block.participants == ((V.address, 500),)
     assert block.header.validator == V.address
@@ -85,13 +85,13 @@ def test_block_with_forged_winner_or_root_is_rejected():
     chain.submit(make_tx(KEYS[1], 0, "stake", amount=500))
     parent = chain.tip
     muhash = chain._muhash
-    chain.submit(make_tx(V, 0, "bpm", bpm=80))
+    chain.submit(propose(chain, V, 80, nonce=0))
     good = chain.forge().block
     assert good is not None
     # Rebuild the pre-block state and try tampered variants against it.
     fresh = memory_chain()
     fresh.submit(make_tx(KEYS[1], 0, "stake", amount=500))
-    fresh.submit(make_tx(V, 0, "bpm", bpm=80))
+    fresh.submit(propose(chain, V, 80, nonce=0))
     get = lambda key: fresh.store.get(schema.make_state_key(key))  # noqa: E731
     state_transition(get, muhash, good, parent, fresh.params)  # the honest block applies
     other = KEYS[1].address
@@ -112,9 +112,9 @@ def test_leveldb_and_memory_backends_reach_the_same_state_root(tmp_path):
     chains = [Chain.initialise(MemoryStore(), config), Chain.create(tmp_path / "home", config)]
     script = [
         make_tx(KEYS[1], 0, "stake", amount=200),
-        make_tx(V, 0, "bpm", bpm=70),
+        propose(chain, V, 70, nonce=0),
         make_tx(KEYS[2], 0, "transfer", to=KEYS[3].address, amount=50),
-        make_tx(KEYS[1], 1, "bpm", bpm=90),
+        propose(chain, KEYS[1], 90, nonce=1),
         make_tx(V, 1, "unstake", amount=5),
     ]
     for chain in chains:
@@ -154,9 +154,9 @@ def test_random_interleavings_keep_supply_and_nonces(actions):
             elif act[0] in ("stake", "unstake"):
                 tx = make_tx(key, nonce, act[0], amount=act[2])
             elif act[0] == "bpm":
-                tx = make_tx(key, nonce, "bpm", bpm=act[2])
+                tx = propose(chain, key, act[2], nonce=nonce)
             else:
-                tx = make_tx(key, nonce + 1, "bpm", bpm=70)
+                tx = propose(chain, key, 70, nonce=nonce + 1)
             before_state = view_of(chain).entries
             before_pool = chain.mempool.count
             try:
@@ -181,7 +181,7 @@ def test_block_encoding_is_the_canonical_encoding_of_its_dict():
 
     chain = memory_chain()
     chain.submit(make_tx(KEYS[1], 0, "transfer", to=KEYS[2].address, amount=5))
-    chain.submit(make_tx(V, 0, "bpm", bpm=70))
+    chain.submit(propose(chain, V, 70, nonce=0))
     block = chain.forge().block
     assert block is not None
     assert block.encode() == encoding.encode(block.to_dict())

@@ -9,7 +9,7 @@ from ledger.chain import sigcheck
 from ledger.chain.facade import Chain
 from ledger.errors import VerificationError
 from ledger.storage.store import LevelDBStore
-from tests.ledgerkit import make_chain, make_key, make_tx
+from tests.ledgerkit import make_chain, make_key, make_tx, propose
 
 KEYS = [make_key(f"p{i}") for i in range(30)]
 V = make_key("validator")
@@ -18,7 +18,7 @@ V = make_key("validator")
 def build(home, blocks: int) -> None:
     chain = make_chain(home, {k.address: 10_000 for k in KEYS}, {V.address: 500})
     for height in range(blocks):
-        txs = [make_tx(V, height, "bpm", bpm=70)]
+        txs = [propose(chain, V, 70, nonce=height)]
         txs += [make_tx(k, height, "transfer", to=V.address, amount=1) for k in KEYS]
         assert all(r.error is None for r in chain.submit_many(txs))
         assert chain.forge().block is not None
@@ -56,8 +56,8 @@ def test_parallel_verify_passes_and_catches_a_swapped_signature(tmp_path, small_
 
 
 def test_first_invalid_reports_the_index():
-    good = make_tx(KEYS[0], 0, "bpm", bpm=70)
-    bad = make_tx(KEYS[1], 0, "bpm", bpm=70)
+    good = propose(chain, KEYS[0], 70, nonce=0)
+    bad = propose(chain, KEYS[1], 70, nonce=0)
     items = [(good.public_key, good.signing_message(), good.signature),
              (bad.public_key, bad.signing_message(), good.signature)]
     assert sigcheck.first_invalid(items[:1]) is None

@@ -9,13 +9,15 @@ through :func:`ledger.consensus.transactions.sign_transaction`, which always pro
 from __future__ import annotations
 
 from ledger.crypto.address import parse_address
-from ledger.crypto import secp256k1
+from ledger.consensus.lottery import vrf_alpha
+from ledger.crypto import ecvrf, secp256k1
 from ledger.errors import InvalidTransaction
 from ledger.consensus.transactions import (
     Bpm,
     Stake,
     Transaction,
     Transfer,
+    Unjail,
     Unstake,
     check_amount,
     sign_transaction,
@@ -43,15 +45,25 @@ def build_unstake(private_key: bytes, chain_id: str, nonce: int, amount: int) ->
     return sign_transaction(Unstake(**common, amount=check_amount(amount)), private_key)
 
 
-def build_bpm(private_key: bytes, chain_id: str, nonce: int, bpm: int) -> Transaction:
-    """A signed heart-rate reading: the validator's entry into the next block's lottery.
+def build_bpm(private_key: bytes, chain_id: str, nonce: int, bpm: int, height: int, seed: bytes) -> Transaction:
+    """A signed heart-rate proposal for block ``height``: the validator's entry into its lottery.
 
-    The allowed BPM range is a chain parameter, so it is checked by the node, not here.
+    ``seed`` is that height's seed (``Chain.next_seed``, or ``next_seed`` in ``chain status``);
+    the proposal carries the VRF proof over it, whose output seeds the next block if this
+    validator wins. The allowed BPM range is a chain parameter, so it is checked by the node.
     """
     if type(bpm) is not int:
         raise InvalidTransaction(f"bpm must be an integer, got {bpm!r}")
+    if type(height) is not int or height < 1:
+        raise InvalidTransaction(f"height must be a positive integer, got {height!r}")
     common = _common(private_key, chain_id, nonce)
-    return sign_transaction(Bpm(**common, bpm=bpm), private_key)
+    proof = ecvrf.prove(private_key, vrf_alpha(chain_id, height, seed))
+    return sign_transaction(Bpm(**common, bpm=bpm, height=height, vrf_proof=proof), private_key)
+
+
+def build_unjail(private_key: bytes, chain_id: str, nonce: int) -> Transaction:
+    """A signed unjail: back into the draw after a jailing for missed turns."""
+    return sign_transaction(Unjail(**_common(private_key, chain_id, nonce)), private_key)
 
 
 def _common(private_key: bytes, chain_id: str, nonce: int) -> dict[str, object]:

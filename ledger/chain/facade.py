@@ -39,7 +39,8 @@ from ledger.params import Params
 from ledger.consensus.state import DictState, WorkingState
 from ledger.storage.store import KeyValueStore, LevelDBStore
 from ledger.consensus.transactions import Transaction, TxId
-from ledger.consensus.fork import state_transition
+from ledger.consensus.evidence import Evidence
+from ledger.consensus.fork import next_seed, state_transition
 from ledger.chain import views
 
 CHAIN_DIRNAME = "chain"
@@ -119,7 +120,7 @@ class Chain:
         except (EncodingError, InvalidBlock) as exc:
             store.close()
             raise DatabaseError(f"the chain database is damaged (tip record): {exc}") from None
-        self.mempool = Mempool(store, self.params)
+        self.mempool = Mempool(store, self.params, lambda: self.tip)
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -179,9 +180,18 @@ class Chain:
     def _state_get(self, key: bytes) -> bytes | None:
         return self.store.get(schema.make_state_key(key))
 
+    def _state_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        start = len(schema.STATE_PREFIX)
+        return ((key[start:], value) for key, value in self.store.iterate(schema.make_state_key(prefix)))
+
     def _state_view(self) -> WorkingState:
         """A fresh read view of the committed state (never written back)."""
-        return WorkingState(self._state_get)
+        return WorkingState(self._state_get, self._state_items)
+
+    @property
+    def next_seed(self) -> bytes:
+        """The seed of the next block: what a proposal for it proves its VRF over."""
+        return next_seed(self.tip)
 
     @property
     def height(self) -> int:
@@ -200,23 +210,31 @@ class Chain:
     def submit_many(self, txs: Sequence[Transaction]) -> list[Admission]:
         return self.mempool.submit_many(txs)
 
+    def submit_evidence(self, evidence: Evidence) -> bytes:
+        """Admit evidence of equivocation for the next block; returns its id once durable."""
+        return self.mempool.submit_evidence(evidence)
+
     # ---- forging ---------------------------------------------------------------------------
 
     def forge(self, timestamp: int | None = None) -> ForgeResult:
         """Forge and commit the next block from the mempool, or say why not."""
         now = int(time.time()) if timestamp is None else timestamp
         candidate = build_block(
-            self._state_get, self.tip, self._muhash, self.params,
-            self.mempool.pending(), now, self.mempool.verified,
+            self._state_get, self._state_items, self.tip, self._muhash, self.params,
+            self.mempool.pending(), now, self.mempool.verified, self.mempool.pending_evidence(),
         )
         self._commit(candidate)
         evicted = [(tx.id_hex, reason) for _, tx, reason in candidate.evicted]
+        evicted += [(item.id_hex, reason) for _, item, reason in candidate.evicted_evidence]
         return ForgeResult(block=candidate.block, reason=candidate.reason, evicted=evicted)
 
     def _commit(self, candidate: Candidate) -> None:
         """One synced batch: block, indexes, state, mempool removals, evictions and tip."""
         removed = [(seq, tx) for seq, tx, _ in candidate.evicted] + list(candidate.included)
-        if candidate.block is None and not removed:
+        evidence_keys = [key for key, _ in candidate.included_evidence] + [
+            key for key, _, _ in candidate.evicted_evidence
+        ]
+        if candidate.block is None and not removed and not evidence_keys:
             return
         changes: dict[bytes, bytes | None] = {}
         for _, tx, reason in candidate.evicted:
@@ -224,6 +242,7 @@ class Chain:
                 {"reason": reason, "height": self.tip.height + 1, "tx": tx.to_dict()}
             )
         changes.update(self.mempool.removal_changes(removed))
+        changes.update(dict.fromkeys(evidence_keys))
         block = candidate.block
         if block is not None and candidate.writes is not None and candidate.muhash is not None:
             height = block.height
@@ -306,7 +325,7 @@ class Chain:
         address = parse_address(address)
         account = state.get_account(self._state_view(), address)
         pending = self.mempool.sender_pending(address).count
-        return views.account_view(address, account, pending)
+        return views.account_view(address, account, pending, self.params)
 
     def totals(self) -> state.Totals:
         return state.get_totals(self._state_view())
@@ -317,27 +336,28 @@ class Chain:
 
     def validators(self) -> list[dict[str, Any]]:
         """Everyone with bonded stake: O(validators), never a scan of all accounts."""
-        prefix = schema.make_state_key(state.VALIDATOR_STATE_PREFIX)
         view = self._state_view()
         rows = []
-        for key, _ in self.store.iterate(prefix):
-            address = key[len(prefix):].decode("ascii")
+        for address in view.parent_validators():
             account = state.get_account(view, address)
-            rows.append((address, account.bonded, state.is_eligible_validator(account, self.params)))
-        total = sum(bonded for _, bonded, _ in rows)
-        eligible_total = sum(bonded for _, bonded, ok in rows if ok)
+            rows.append((address, account, state.is_eligible_validator(account, self.params)))
+        total = sum(account.bonded for _, account, _ in rows)
+        eligible_total = sum(account.bonded for _, account, ok in rows if ok)
         blocks = self.tip.height
         return [
             {
                 "address": address,
-                "bonded": bonded,
+                "bonded": account.bonded,
                 "eligible": eligible,
-                "share": bonded / total if total else 0.0,
-                "expected_share": bonded / eligible_total if eligible and eligible_total else 0.0,
+                "status": state.get_validator_status(account, self.params),
+                "missed": account.missed,
+                "slashed": account.slashed,
+                "share": account.bonded / total if total else 0.0,
+                "expected_share": account.bonded / eligible_total if eligible and eligible_total else 0.0,
                 "blocks_won": (won := self.blocks_won(address)),
                 "actual_share": won / blocks if blocks else 0.0,
             }
-            for address, bonded, eligible in sorted(rows, key=lambda r: (-r[1], r[0]))
+            for address, account, eligible in sorted(rows, key=lambda r: (-r[1].bonded, r[0]))
         ]
 
     def status(self) -> dict[str, Any]:
@@ -357,6 +377,10 @@ class Chain:
             "bonded": totals.bonded,
             "unbonding": totals.unbonding,
             "issued": totals.issued,
+            "rewards": totals.rewards,
+            "burned": totals.burned,
+            "evidence_pending": self.mempool.evidence_count(),
+            "next_seed": self.next_seed.hex(),
             "params": self.params.to_dict(),
         }
 
@@ -372,6 +396,7 @@ class Chain:
         except LedgerError as exc:
             raise VerificationError(f"genesis configuration is damaged: {exc}", 0) from None
         block0, replayed, muhash = build_genesis(config)
+        replayed = DictState(replayed.entries)  # with its validator index
         stored0 = self._stored_block(0)
         if stored0.hash != block0.hash:
             raise VerificationError("height 0: stored genesis block does not match the genesis configuration", 0)
@@ -385,7 +410,7 @@ class Chain:
                 signatures.check(height, block.txs)
                 try:
                     writes, muhash = state_transition(
-                        replayed.get, muhash, block, parent, params, verify_signatures=False
+                        replayed.get, replayed.items, muhash, block, parent, params, verify_signatures=False
                     )
                 except LedgerError as exc:
                     signatures.finish()  # a bad signature at or below this height comes first
@@ -459,9 +484,10 @@ class Chain:
                 f"state entry {missing[0].decode('ascii', 'replace')} is missing from the database", self.tip.height
             )
         totals = WorkingState(replayed.get).totals()
-        if totals.supply != totals.issued:
+        if totals.supply != totals.issued - totals.burned:
             raise VerificationError(
-                f"supply {totals.supply} differs from issued {totals.issued}", self.tip.height
+                f"supply {totals.supply} differs from issued {totals.issued} minus burned {totals.burned}",
+                self.tip.height,
             )
         if statehash.hash_of_entries(replayed.entries.items()).digest() != self.tip.state_root:
             raise VerificationError("the tip's state root does not commit to the stored state", self.tip.height)

@@ -4,7 +4,9 @@ A tx the user was told was accepted must survive ``kill -9``: :meth:`Mempool.sub
 only after a synced LevelDB write. Admission rejects, each with its own error: undecodable
 bytes, a wrong chain id, a bad signature, a nonce that is too low, already used by a pending
 tx, or leaves a gap, an amount above what the sender can spend counting its pending txs, a
-duplicate (pending or in a block), a full mempool.
+duplicate (pending or in a block), a full mempool; for a proposal, a height other than the next
+block's, a VRF proof that does not verify, or a second, different proposal for the same height
+(equivocation: refused, and recorded as evidence). Evidence waits here too, until a block uses it.
 
 Arrival order is a sequence number in the key, so the forger reads pending txs in arrival
 order with one iterator; each sender's txs arrive in nonce order because gaps are refused.
@@ -12,14 +14,17 @@ order with one iterator; each sender's txs arrive in nonce order because gaps ar
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
 
 from ledger import encoding
 from ledger.storage import schema
 from ledger.crypto.address import Address
 from ledger.errors import (
+    DuplicateEvidence,
     DuplicateTransaction,
+    Equivocation,
+    InvalidProposal,
     EncodingError,
     InsufficientBalance,
     InvalidTransaction,
@@ -30,6 +35,9 @@ from ledger.errors import (
 from ledger.params import Params
 from ledger.consensus.state import WorkingState, is_eligible_validator
 from ledger.storage.store import KeyValueStore
+from ledger.consensus.blocks import BlockHeader
+from ledger.consensus.evidence import Evidence, check_evidence, check_evidence_form, make_evidence
+from ledger.consensus.fork import check_proposal, next_seed
 from ledger.consensus.transactions import (
     Bpm,
     Stake,
@@ -51,6 +59,8 @@ class SenderPending:
     stake: int = 0
     unstake: int = 0
     proposals: int = 0
+    proposal_ids: dict[int, TxId] = field(default_factory=dict)
+    """Pending proposals by height: a second, different one for a height is equivocation."""
 
     def add(self, tx: Transaction) -> None:
         self.count += 1
@@ -62,11 +72,13 @@ class SenderPending:
                 self.stake += amount
             case Unstake(amount=amount):
                 self.unstake += amount
-            case Bpm():
+            case Bpm(height=height):
                 self.proposals += 1
+                self.proposal_ids.setdefault(height, tx.tx_id)
 
     def copy(self) -> "SenderPending":
-        return SenderPending(self.count, self.liquid_spend, self.stake, self.unstake, self.proposals)
+        return SenderPending(self.count, self.liquid_spend, self.stake, self.unstake, self.proposals,
+                             dict(self.proposal_ids))
 
 
 @dataclass(frozen=True)
@@ -80,9 +92,11 @@ class Admission:
 class Mempool:
     """The persisted pool of pending txs, with small in-memory caches rebuilt lazily."""
 
-    def __init__(self, store: KeyValueStore, params: Params) -> None:
+    def __init__(self, store: KeyValueStore, params: Params, tip: Callable[[], BlockHeader]) -> None:
         self._store = store
         self._params = params
+        self._tip = tip
+        """The chain's current tip: proposals are admitted for the height after it only."""
         meta = store.get(schema.MEMPOOL_META_KEY)
         data = encoding.decode(meta) if meta else {"count": 0, "next_seq": 0}
         self.count: int = data["count"]
@@ -95,6 +109,14 @@ class Mempool:
 
     def _state_get(self, key: bytes) -> bytes | None:
         return self._store.get(schema.make_state_key(key))
+
+    def _state_items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        start = len(schema.STATE_PREFIX)
+        return ((key[start:], value) for key, value in self._store.iterate(schema.make_state_key(prefix)))
+
+    def state_view(self) -> WorkingState:
+        """A read view of the committed state (never written back)."""
+        return WorkingState(self._state_get, self._state_items)
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -147,8 +169,10 @@ class Mempool:
             raise DuplicateTransaction(f"tx {tx_id.hex()} is already in a block")
         verify_signature(tx)
         sender = tx.sender
-        account = WorkingState(self._state_get).account(sender)
+        account = self.state_view().account(sender)
         pending = extra or self.sender_pending(sender)
+        if isinstance(tx, Bpm):
+            self._check_proposal(tx, pending)
         if full and (pending.proposals or not is_eligible_validator(account, self._params)):
             raise MempoolFull(f"the mempool holds {size} txs, its limit: forge a block and retry")
         expected = account.nonce + pending.count
@@ -176,6 +200,51 @@ class Mempool:
                         f"({account.bonded} bonded, {pending.stake} in pending stakes, "
                         f"{pending.unstake} in pending unstakes)"
                     )
+
+    def _check_proposal(self, tx: Bpm, pending: SenderPending) -> None:
+        """A proposal is for the next block only, with a VRF proof over that height's seed; a
+        second, different proposal for a height already proposed is equivocation, recorded as
+        evidence before it is refused."""
+        tip = self._tip()
+        height = tip.height + 1
+        if tx.height != height:
+            raise InvalidProposal(
+                f"the proposal is for height {tx.height}, but the next block is {height}: "
+                "propose again for the next height"
+            )
+        check_proposal(tx, height, next_seed(tip), self._params)
+        earlier_id = pending.proposal_ids.get(tx.height)
+        earlier = None if earlier_id is None else self.get(earlier_id)
+        if earlier is not None and earlier.tx_id != tx.tx_id:
+            evidence = make_evidence(earlier, tx)
+            try:
+                self.submit_evidence(evidence)
+            except DuplicateEvidence:
+                pass  # already recorded: still refuse the proposal
+            raise Equivocation(
+                f"{tx.sender} already has a different proposal pending for height {tx.height}: "
+                f"that is equivocation, recorded as evidence {evidence.id_hex}"
+            )
+
+    # ---- evidence --------------------------------------------------------------------------
+
+    def submit_evidence(self, evidence: Evidence) -> bytes:
+        """Admit evidence for the next block (synced write); returns its id."""
+        key = schema.make_mempool_evidence_key(evidence.evidence_id)
+        if self._store.get(key) is not None:
+            raise DuplicateEvidence(f"evidence {evidence.id_hex} is already pending")
+        check_evidence_form(evidence, self._params)
+        check_evidence(self.state_view(), evidence, self._tip().height + 1, self._params)
+        self._store.write({key: evidence.encode()})
+        return evidence.evidence_id
+
+    def pending_evidence(self) -> Iterator[tuple[bytes, Evidence]]:
+        """(key, evidence) in id order."""
+        for key, value in self._store.iterate(schema.MEMPOOL_EVIDENCE_PREFIX):
+            yield key, Evidence.decode(value)
+
+    def evidence_count(self) -> int:
+        return sum(1 for _ in self._store.iterate(schema.MEMPOOL_EVIDENCE_PREFIX))
 
     def submit(self, tx: Transaction) -> TxId:
         """Admit one tx; returns only once it is durably stored."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from ledger.consensus.blocks import Block
-from ledger.consensus.state import Account
+from ledger.consensus.evidence import Evidence
+from ledger.consensus.state import Account, get_validator_status
+from ledger.params import Params
 from ledger.consensus.transactions import Transaction
 
 
@@ -30,15 +32,35 @@ def tx_view(tx: Transaction) -> dict[str, Any]:
 
 
 def lottery_view(block: Block) -> dict[str, Any]:
-    total = sum(stake for _, stake in block.participants)
+    """The draw step by step: each validator drawn, r, its range among the stake not yet drawn,
+    whether it had proposed; the first that had is the winner."""
     return {
         "seed": block.header.seed.hex(),
-        "participants": [
-            {"address": address, "bonded": stake, "odds": stake / total if total else 0.0}
-            for address, stake in block.participants
+        "eligible_total": block.trace[0].remaining if block.trace else 0,
+        "trace": [
+            {
+                "position": entry.position,
+                "address": entry.address,
+                "bonded": entry.bonded,
+                "r": entry.r,
+                "range": [entry.lo, entry.hi],
+                "remaining": entry.remaining,
+                "odds": entry.bonded / entry.remaining,
+                "proposed": entry.proposed,
+            }
+            for entry in block.trace
         ],
-        "total_bonded": total,
         "winner": block.header.validator or None,
+    }
+
+
+def evidence_view(evidence: Evidence) -> dict[str, Any]:
+    return {
+        "id": evidence.id_hex,
+        "validator": evidence.validator,
+        "height": evidence.height,
+        "first": tx_view(evidence.first),
+        "second": tx_view(evidence.second),
     }
 
 
@@ -50,14 +72,18 @@ def block_view(block: Block) -> dict[str, Any]:
         "prev_hash": header.prev_hash.hex(),
         "timestamp": header.timestamp,
         "validator": header.validator or None,
+        "seed": header.seed.hex(),
+        "vrf_output": header.vrf_output.hex(),
         "tx_root": header.tx_root.hex(),
+        "evidence_root": header.evidence_root.hex(),
         "state_root": header.state_root.hex(),
         "txs": [tx_view(tx) for tx in block.txs],
+        "evidence": [evidence_view(item) for item in block.evidence],
         "lottery": lottery_view(block),
     }
 
 
-def account_view(address: str, account: Account, pending: int) -> dict[str, Any]:
+def account_view(address: str, account: Account, pending: int, params: Params) -> dict[str, Any]:
     return {
         "address": address,
         "balance": account.balance,
@@ -68,4 +94,7 @@ def account_view(address: str, account: Account, pending: int) -> dict[str, Any]
         "nonce": account.nonce,
         "pending": pending,
         "next_nonce": account.nonce + pending,
+        "status": get_validator_status(account, params),
+        "missed": account.missed,
+        "slashed": account.slashed,
     }

@@ -14,7 +14,7 @@ from ledger import encoding
 from ledger.crypto.address import parse_address
 from ledger.consensus import state
 from ledger.consensus import statehash
-from ledger.consensus.blocks import ZERO_HASH, Block, BlockHeader, compute_tx_root
+from ledger.consensus.blocks import ZERO_HASH, Block, BlockHeader, compute_evidence_root, compute_tx_root
 from ledger.crypto.address import Address
 from ledger.errors import EncodingError, InvalidAddress, InvalidGenesis
 from ledger.crypto.muhash import MuHash3072
@@ -123,7 +123,9 @@ def build_genesis(config: GenesisConfig) -> tuple[Block, DictState, MuHash3072]:
         timestamp=config.timestamp,
         validator="",
         seed=encoding.tagged_hash(GENESIS_TAG, config.encode()),
+        vrf_output=ZERO_HASH,
         tx_root=compute_tx_root([]),
+        evidence_root=compute_evidence_root([]),
         state_root=muhash.digest(),
     )
     return Block(header=header), genesis_state, muhash

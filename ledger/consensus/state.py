@@ -1,10 +1,13 @@
 """The ledger state: typed readers and mutators over a working set of decoded entries.
 
 Per address: liquid ``balance``, ``nonce``, ``bonded`` stake and ``unbonding`` entries
-(amount, release height). Bonded and unbonding tokens cannot be spent; an unbonding entry
-becomes liquid again in the block at its release height. Three index entries make the common
-questions O(1) or O(validators) instead of O(accounts): ``totals`` (supply by kind),
-``validator:<addr>`` (who has bonded stake) and ``release:<height>`` (who unbonds when).
+(amount, release height), and the validator's record: ``jailed`` (missed too many turns),
+``tombstoned`` (slashed for equivocation, never eligible again), consecutive ``missed`` turns and
+the total ``slashed``. Bonded and unbonding tokens cannot be spent; an unbonding entry becomes
+liquid again in the block at its release height. Index entries make the common questions O(1)
+or O(validators) instead of O(accounts): ``totals`` (supply by kind), ``validator:<addr>``
+(who is or was a validator), ``release:<height>`` (who unbonds when) and ``evidence:<id>``
+(evidence already used).
 
 Nothing here does I/O. :class:`WorkingState` reads committed entries through a getter
 (LevelDB when forging, a dict when replaying), keeps what it decoded, and at the end of a block
@@ -15,15 +18,27 @@ an account 1,000 times yet decode and encode it once.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Mapping, Protocol
+from typing import Callable, Iterable, Mapping, Protocol
 
 from ledger import encoding
 from ledger.crypto.address import Address
-from ledger.errors import EncodingError, InsufficientBalance, InvalidBlock
-from ledger.params import MAX_AMOUNT, Params
+from ledger.errors import (
+    BalanceOverflow,
+    EncodingError,
+    InsufficientBalance,
+    InvalidBlock,
+    InvalidTransaction,
+)
+from ledger.params import BPS, MAX_AMOUNT, Params
 
 Getter = Callable[[bytes], "bytes | None"]
 """Reads one committed state entry by its relative key."""
+
+PrefixReader = Callable[[bytes], Iterable[tuple[bytes, bytes]]]
+"""Lists committed state entries under a relative key prefix, in key order."""
+
+ACTIVE, JAILED, TOMBSTONED, BELOW_MIN_STAKE = "active", "jailed", "tombstoned", "below_min_stake"
+"""A validator's status, as ``chain validators`` shows it."""
 
 
 # State keys: what the state transition reads and writes, and what the state root hashes.
@@ -33,6 +48,7 @@ TOTALS_STATE_KEY = b"totals"
 ACCOUNT_STATE_PREFIX = b"account:"
 VALIDATOR_STATE_PREFIX = b"validator:"
 RELEASE_STATE_PREFIX = b"release:"
+EVIDENCE_STATE_PREFIX = b"evidence:"
 
 
 def make_account_state_key(address: str) -> bytes:
@@ -45,6 +61,10 @@ def make_validator_state_key(address: str) -> bytes:
 
 def make_release_state_key(height: int) -> bytes:
     return RELEASE_STATE_PREFIX + height.to_bytes(8, "big")
+
+
+def make_evidence_state_key(evidence_id: bytes) -> bytes:
+    return EVIDENCE_STATE_PREFIX + evidence_id
 
 
 class KeyValueView(Protocol):
@@ -62,22 +82,32 @@ class DictState:
 
     def __init__(self, entries: Mapping[bytes, bytes] | None = None) -> None:
         self.entries: dict[bytes, bytes] = dict(entries or {})
+        self._validators = {key for key in self.entries if key.startswith(VALIDATOR_STATE_PREFIX)}
 
     def get(self, key: bytes) -> bytes | None:
         return self.entries.get(key)
 
+    def items(self, prefix: bytes) -> Iterable[tuple[bytes, bytes]]:
+        """Entries under ``prefix`` in key order; the validator index is kept apart, so listing
+        validators costs O(validators), not O(state)."""
+        keys = self._validators if prefix.startswith(VALIDATOR_STATE_PREFIX) else self.entries
+        return [(key, self.entries[key]) for key in sorted(k for k in keys if k.startswith(prefix))]
+
     def put(self, key: bytes, value: bytes) -> None:
         self.entries[key] = value
+        if key.startswith(VALIDATOR_STATE_PREFIX):
+            self._validators.add(key)
 
     def delete(self, key: bytes) -> None:
         self.entries.pop(key, None)
+        self._validators.discard(key)
 
     def apply(self, writes: Mapping[bytes, bytes | None]) -> None:
         for key, value in writes.items():
             if value is None:
-                self.entries.pop(key, None)
+                self.delete(key)
             else:
-                self.entries[key] = value
+                self.put(key, value)
 
 
 @dataclass(frozen=True)
@@ -92,6 +122,14 @@ class Account:
     nonce: int = 0
     bonded: int = 0
     unbonding: tuple[Unbonding, ...] = ()
+    jailed: bool = False
+    """Missed ``max_missed`` turns in a row: out of the draw until an ``unjail`` tx."""
+    tombstoned: bool = False
+    """Slashed for equivocation: out of the draw for good."""
+    missed: int = 0
+    """Consecutive turns as first drawn with no proposal in the block."""
+    slashed: int = 0
+    """Tokens taken by slashing, in total."""
 
     @property
     def unbonding_total(self) -> int:
@@ -100,17 +138,27 @@ class Account:
     def is_empty(self) -> bool:
         return self == Account()
 
+    def is_validator_record(self) -> bool:
+        """Bonded, or with a validator history worth listing (jailed, tombstoned, slashed, missed)."""
+        return self.bonded > 0 or self.jailed or self.tombstoned or self.slashed > 0 or self.missed > 0
+
     def to_dict(self) -> dict[str, object]:
         return {
             "balance": self.balance,
             "nonce": self.nonce,
             "bonded": self.bonded,
             "unbonding": [[e.amount, e.release_height] for e in self.unbonding],
+            "jailed": int(self.jailed),
+            "tombstoned": int(self.tombstoned),
+            "missed": self.missed,
+            "slashed": self.slashed,
         }
 
     @classmethod
     def from_dict(cls, obj: object) -> "Account":
-        data = encoding.require_fields(obj, {"balance", "nonce", "bonded", "unbonding"}, "account")
+        data = encoding.require_fields(
+            obj, {"balance", "nonce", "bonded", "unbonding", "jailed", "tombstoned", "missed", "slashed"}, "account"
+        )
         entries = data["unbonding"]
         if not isinstance(entries, list):
             raise EncodingError("account field 'unbonding' must be a list")
@@ -121,29 +169,40 @@ class Account:
             unbonding.append(
                 Unbonding(encoding.require_int(item[0], "amount"), encoding.require_int(item[1], "release_height"))
             )
+        flags = {name: encoding.require_int(data[name], name) for name in ("jailed", "tombstoned")}
+        if any(value not in (0, 1) for value in flags.values()):
+            raise EncodingError("account fields 'jailed' and 'tombstoned' are 0 or 1")
         return cls(
             balance=encoding.require_int(data["balance"], "balance"),
             nonce=encoding.require_int(data["nonce"], "nonce"),
             bonded=encoding.require_int(data["bonded"], "bonded"),
             unbonding=tuple(unbonding),
+            jailed=bool(flags["jailed"]),
+            tombstoned=bool(flags["tombstoned"]),
+            missed=encoding.require_int(data["missed"], "missed"),
+            slashed=encoding.require_int(data["slashed"], "slashed"),
         )
 
 
 @dataclass(frozen=True)
 class Totals:
-    """Supply by kind. ``issued`` = genesis allocations + genesis bonds + rewards, always."""
+    """Supply by kind. ``issued`` = genesis allocations + genesis bonds + ``rewards``, and
+    supply = ``issued`` − ``burned``, always (the invariant ``verify`` checks)."""
 
     liquid: int = 0
     bonded: int = 0
     unbonding: int = 0
     issued: int = 0
+    rewards: int = 0
+    burned: int = 0
 
     @property
     def supply(self) -> int:
         return self.liquid + self.bonded + self.unbonding
 
     def to_dict(self) -> dict[str, int]:
-        return {"liquid": self.liquid, "bonded": self.bonded, "unbonding": self.unbonding, "issued": self.issued}
+        return {"liquid": self.liquid, "bonded": self.bonded, "unbonding": self.unbonding, "issued": self.issued,
+                "rewards": self.rewards, "burned": self.burned}
 
 
 class WorkingState:
@@ -153,8 +212,9 @@ class WorkingState:
     The getter is never written through, so a refused block leaves storage untouched.
     """
 
-    def __init__(self, base_get: Getter) -> None:
+    def __init__(self, base_get: Getter, base_items: PrefixReader | None = None) -> None:
         self._get = base_get
+        self._items = base_items
         self._accounts: dict[Address, Account] = {}
         self._dirty_accounts: set[Address] = set()
         self._releases: dict[int, list[Address]] = {}
@@ -181,7 +241,8 @@ class WorkingState:
                 self._totals = Totals()
             else:
                 data = encoding.require_fields(
-                    encoding.decode_stored(raw), {"liquid", "bonded", "unbonding", "issued"}, "totals"
+                    encoding.decode_stored(raw),
+                    {"liquid", "bonded", "unbonding", "issued", "rewards", "burned"}, "totals",
                 )
                 self._totals = Totals(**{k: encoding.require_int(v, k) for k, v in data.items()})
         return self._totals
@@ -202,7 +263,24 @@ class WorkingState:
             self._releases[height] = cached
         return cached
 
+    def parent_validators(self) -> list[Address]:
+        """Everyone in the committed validator index, in address order (not this block's changes)."""
+        if self._items is None:
+            raise InvalidBlock("this state view cannot list validators: it was built without a prefix reader")
+        return [key[len(VALIDATOR_STATE_PREFIX):].decode("ascii") for key, _ in self._items(VALIDATOR_STATE_PREFIX)]
+
+    def evidence_height(self, evidence_id: bytes) -> int | None:
+        """The height whose block used this evidence, if any block did."""
+        key = make_evidence_state_key(evidence_id)
+        if key in self._raw_writes:
+            return encoding.decode_stored(self._raw_writes[key])
+        raw = self._get(key)
+        return None if raw is None else encoding.decode_stored(raw)
+
     # -- writes --------------------------------------------------------------------------------
+
+    def set_evidence_used(self, evidence_id: bytes, height: int) -> None:
+        self._raw_writes[make_evidence_state_key(evidence_id)] = encoding.encode(height)
 
     def set_account(self, address: Address, account: Account) -> None:
         self._accounts[address] = account
@@ -230,7 +308,7 @@ class WorkingState:
             key = make_account_state_key(address)
             writes[key] = None if account.is_empty() else encoding.encode(account.to_dict())
             validator_key = make_validator_state_key(address)
-            if account.bonded > 0:
+            if account.is_validator_record():
                 writes[validator_key] = b""
             elif self._get(validator_key) is not None:
                 writes[validator_key] = None
@@ -266,8 +344,28 @@ def get_params(view: WorkingState) -> Params:
 
 
 def is_eligible_validator(account: Account, params: Params) -> bool:
-    """Bonded at least ``min_stake``: only then does a BPM proposal enter the lottery."""
-    return account.bonded >= params.min_stake
+    """Bonded at least ``min_stake``, not jailed, not tombstoned: only then is it in the draw."""
+    return account.bonded >= params.min_stake and not account.jailed and not account.tombstoned
+
+
+def get_validator_status(account: Account, params: Params) -> str:
+    if account.tombstoned:
+        return TOMBSTONED
+    if account.jailed:
+        return JAILED
+    if account.bonded < params.min_stake:
+        return BELOW_MIN_STAKE
+    return ACTIVE
+
+
+def get_eligible_weights(view: WorkingState, params: Params) -> dict[Address, int]:
+    """Every eligible validator of the committed (parent) state, weighted by bonded stake."""
+    weights: dict[Address, int] = {}
+    for address in view.parent_validators():
+        account = view.account(address)
+        if is_eligible_validator(account, params):
+            weights[address] = account.bonded
+    return weights
 
 
 # ---- mutators ------------------------------------------------------------------------------
@@ -281,15 +379,21 @@ def _adjust_totals(view: WorkingState, **deltas: int) -> None:
 
 def _check_cap(value: int, what: str) -> None:
     if value >= MAX_AMOUNT:
-        raise InsufficientBalance(f"{what} would reach 2^63 tokens, the most an account can hold")
+        raise BalanceOverflow(f"{what} would reach 2^63 tokens, the most an account can hold")
 
 
 def mint(view: WorkingState, address: Address, amount: int) -> None:
-    """Create new liquid tokens (genesis allocation or block reward)."""
+    """Create new liquid tokens: a genesis allocation."""
     account = view.account(address)
     _check_cap(account.balance + amount, "balance")
-    view.set_account(address, Account(account.balance + amount, account.nonce, account.bonded, account.unbonding))
+    view.set_account(address, replace(account, balance=account.balance + amount))
     _adjust_totals(view, liquid=amount, issued=amount)
+
+
+def pay_reward(view: WorkingState, address: Address, amount: int) -> None:
+    """Create the block reward: the only new supply after genesis."""
+    mint(view, address, amount)
+    _adjust_totals(view, rewards=amount)
 
 
 def mint_bonded(view: WorkingState, address: Address, amount: int) -> None:
@@ -309,8 +413,10 @@ def transfer(view: WorkingState, sender: Address, recipient: Address, amount: in
     target = view.account(recipient)
     _check_cap(target.balance + amount, "recipient balance")
     # Account(...) rather than dataclasses.replace: this is the hottest line of forging.
-    view.set_account(sender, Account(source.balance - amount, source.nonce, source.bonded, source.unbonding))
-    view.set_account(recipient, Account(target.balance + amount, target.nonce, target.bonded, target.unbonding))
+    view.set_account(sender, Account(source.balance - amount, source.nonce, source.bonded, source.unbonding,
+                                     source.jailed, source.tombstoned, source.missed, source.slashed))
+    view.set_account(recipient, Account(target.balance + amount, target.nonce, target.bonded, target.unbonding,
+                                        target.jailed, target.tombstoned, target.missed, target.slashed))
 
 
 def bond(view: WorkingState, address: Address, amount: int) -> None:
@@ -359,7 +465,89 @@ def release_matured(view: WorkingState, height: int) -> int:
 
 def increment_nonce(view: WorkingState, address: Address) -> None:
     account = view.account(address)
-    view.set_account(address, Account(account.balance, account.nonce + 1, account.bonded, account.unbonding))
+    view.set_account(address, Account(account.balance, account.nonce + 1, account.bonded, account.unbonding,
+                                      account.jailed, account.tombstoned, account.missed, account.slashed))
+
+
+@dataclass(frozen=True)
+class Slashing:
+    """What one piece of evidence cost its validator, and where the tokens went."""
+
+    validator: Address
+    from_bonded: int
+    from_unbonding: int
+    reward: int
+    burned: int
+
+    @property
+    def total(self) -> int:
+        return self.from_bonded + self.from_unbonding
+
+
+def slash_validator(
+    view: WorkingState, address: Address, infraction_height: int, height: int, reporter: Address, params: Params
+) -> Slashing:
+    """Take ``slash_fraction_bps`` of the bonded stake and of every unbonding entry begun at or
+    after the infraction; pay ``whistleblower_bps`` of it to ``reporter`` (the block's validator)
+    and burn the rest; tombstone the validator and start unbonding what remains of its bond.
+
+    Entries begun before the infraction are not touched: that stake was already leaving when the
+    validator misbehaved. Stake whose unbonding has finished is out of reach, which is why
+    evidence older than ``unbonding_blocks`` is refused and why the lock-up exists at all.
+    """
+    account = view.account(address)
+    fraction = params.slash_fraction_bps
+    from_bonded = account.bonded * fraction // BPS
+    from_unbonding = 0
+    entries: list[Unbonding] = []
+    for entry in account.unbonding:
+        begun = entry.release_height - params.unbonding_blocks
+        cut = entry.amount * fraction // BPS if begun >= infraction_height else 0
+        from_unbonding += cut
+        if entry.amount - cut > 0:
+            entries.append(Unbonding(entry.amount - cut, entry.release_height))
+    total = from_bonded + from_unbonding
+    reward = total * params.whistleblower_bps // BPS
+    view.set_account(address, replace(
+        account, bonded=account.bonded - from_bonded, unbonding=tuple(entries),
+        tombstoned=True, jailed=False, missed=0, slashed=account.slashed + total,
+    ))
+    _adjust_totals(view, bonded=-from_bonded, unbonding=-from_unbonding, burned=total - reward)
+    if reward:
+        receiver = view.account(reporter)
+        _check_cap(receiver.balance + reward, "whistleblower balance")
+        view.set_account(reporter, replace(receiver, balance=receiver.balance + reward))
+        _adjust_totals(view, liquid=reward)
+    remaining = view.account(address).bonded
+    if remaining:
+        begin_unbonding(view, address, remaining, height + params.unbonding_blocks)
+    return Slashing(address, from_bonded, from_unbonding, reward, total - reward)
+
+
+def record_missed_turn(view: WorkingState, address: Address, params: Params) -> bool:
+    """Count a turn missed by the first-drawn validator; jail it at ``max_missed``. True if jailed now."""
+    account = view.account(address)
+    missed = account.missed + 1
+    jailed = missed >= params.max_missed
+    view.set_account(address, replace(account, missed=missed, jailed=account.jailed or jailed))
+    return jailed and not account.jailed
+
+
+def record_proposal(view: WorkingState, address: Address) -> None:
+    """A validator whose proposal is in a block is live: its count of missed turns starts again."""
+    account = view.account(address)
+    if account.missed:
+        view.set_account(address, replace(account, missed=0))
+
+
+def unjail(view: WorkingState, address: Address) -> None:
+    """Back into the draw after a jailing for missed turns (never after a tombstoning)."""
+    account = view.account(address)
+    if account.tombstoned:
+        raise InvalidTransaction(f"{address} is tombstoned for equivocation and can never be unjailed")
+    if not account.jailed:
+        raise InvalidTransaction(f"{address} is not jailed: there is nothing to unjail")
+    view.set_account(address, replace(account, jailed=False, missed=0))
 
 
 def build_genesis_state(

@@ -1,8 +1,9 @@
 """Transactions: what a sender signs, its id, and the checks that need no state.
 
-Four kinds, as in the tutorial's story made real: ``transfer`` moves liquid tokens, ``stake``
-bonds them as collateral, ``unstake`` starts their unbonding lock-up, and ``bpm`` is a
-validator's heart-rate reading, which is also its entry into the block's lottery.
+Five kinds, as in the tutorial's story made real: ``transfer`` moves liquid tokens, ``stake``
+bonds them as collateral, ``unstake`` starts their unbonding lock-up, ``bpm`` is a validator's
+heart-rate reading for one height with its VRF proof, which is also its entry into that block's
+lottery, and ``unjail`` brings a validator jailed for missed turns back into the draw.
 
 The id is a tagged SHA-256 over the canonical *unsigned* body, so no one can change an id by
 re-encoding the signature; the signature is over the same bytes.
@@ -31,7 +32,10 @@ from ledger.params import MAX_AMOUNT, Params
 TX_TAG = "posctl/tx"
 """Domain tag of tx ids and tx signatures."""
 
-TRANSFER, STAKE, UNSTAKE, BPM = "transfer", "stake", "unstake", "bpm"
+TRANSFER, STAKE, UNSTAKE, BPM, UNJAIL = "transfer", "stake", "unstake", "bpm", "unjail"
+
+VRF_PROOF_SIZE = 81
+"""An ECVRF proof: Gamma (33), c (16), s (32)."""
 
 COMMON_FIELDS = ("chain_id", "kind", "nonce", "public_key")
 """Members every kind's body has (``signature`` is added to the signed form)."""
@@ -181,24 +185,38 @@ class Unstake(Transaction):
 
 @dataclass(frozen=True, kw_only=True)
 class Bpm(Transaction):
-    """A validator's heart-rate reading: the tutorial's payload, and its entry into the lottery."""
+    """A validator's heart-rate reading for block ``height``: the tutorial's payload, and its
+    entry into that block's lottery. ``vrf_proof`` proves the VRF over the height's seed, so the
+    proposal carries the output that will seed the next block if this validator wins."""
 
     KIND: ClassVar[str] = BPM
-    FIELDS: ClassVar[tuple[str, ...]] = ("bpm",)
+    FIELDS: ClassVar[tuple[str, ...]] = ("bpm", "height", "vrf_proof")
 
     bpm: int
+    height: int
+    vrf_proof: bytes
 
 
-AnyTransaction = Transfer | Stake | Unstake | Bpm
+@dataclass(frozen=True, kw_only=True)
+class Unjail(Transaction):
+    """Ends a jailing for missed turns; a tombstoned validator can never unjail."""
+
+    KIND: ClassVar[str] = UNJAIL
+    FIELDS: ClassVar[tuple[str, ...]] = ()
+
+
+AnyTransaction = Transfer | Stake | Unstake | Bpm | Unjail
 """Every kind there is: what ``match`` statements over a transaction cover."""
 
-TX_CLASSES: dict[str, type[Transaction]] = {cls.KIND: cls for cls in (Transfer, Stake, Unstake, Bpm)}
+TX_CLASSES: dict[str, type[Transaction]] = {cls.KIND: cls for cls in (Transfer, Stake, Unstake, Bpm, Unjail)}
 """The class of each ``kind`` string, in the order error messages list them."""
 
 _FIELD_DECODERS: dict[str, Callable[[Any, str], Any]] = {
     "to": encoding.require_str,
     "amount": encoding.require_int,
     "bpm": encoding.require_int,
+    "height": encoding.require_int,
+    "vrf_proof": lambda value, name: encoding.hex_to_bytes(value, name, VRF_PROOF_SIZE),
 }
 """How each kind-specific member is read from its decoded JSON."""
 
@@ -272,8 +290,12 @@ def check_stateless(tx: Transaction, params: Params) -> None:
             _check_recipient(to)
         case Stake(amount=amount) | Unstake(amount=amount):
             check_amount(amount)
-        case Bpm(bpm=bpm):
+        case Bpm(bpm=bpm, height=height):
             check_bpm(bpm, params)
+            if type(height) is not int or not 1 <= height < MAX_AMOUNT:
+                raise InvalidTransaction(f"proposal height {height!r} must be an integer in [1, 2^63)")
+        case Unjail():
+            pass
         case _:
             raise InvalidTransaction(f"unknown transaction kind {tx.kind!r}")
     size = len(tx.encode())

@@ -210,7 +210,7 @@ class Node:
         if block is not None:
             self.log(
                 f"block {block.height} validator {block.header.validator} "
-                f"participants {len(block.participants)} txs {len(block.txs)} hash {block.hash.hex()[:16]}"
+                f"drawn {len(block.trace)} txs {len(block.txs)} evidence {len(block.evidence)} hash {block.hash.hex()[:16]}"
             )
 
     def log(self, message: str) -> None:

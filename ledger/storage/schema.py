@@ -9,13 +9,14 @@ numeric order. State keys are relative (``account:pos1…``); the state root has
 from __future__ import annotations
 
 
-SCHEMA_VERSION = 1
-"""Bumped whenever a layout below changes; a database of another version is refused."""
+SCHEMA_VERSION = 2
+"""Bumped whenever a layout or a stored format changes; a database of another version is refused.
+2: consensus v2 (VRF proposals, seed chain, draw traces, evidence, validator records)."""
 
 SCHEMA_VERSION_KEY = b"posctl:schema-version"
 """Outside the versioned prefix, so any version of posctl can read it."""
 
-PREFIX = b"v1:"
+PREFIX = b"v2:"
 
 TIP_KEY = PREFIX + b"tip"
 GENESIS_KEY = PREFIX + b"genesis"
@@ -28,6 +29,7 @@ STATE_PREFIX = PREFIX + b"state:"
 MEMPOOL_PREFIX = PREFIX + b"mempool:"
 MEMPOOL_ID_PREFIX = PREFIX + b"mempool-id:"
 MEMPOOL_SENDER_PREFIX = PREFIX + b"mempool-sender:"
+MEMPOOL_EVIDENCE_PREFIX = PREFIX + b"mempool-evidence:"
 EVICTED_PREFIX = PREFIX + b"evicted:"
 BLOCKS_WON_PREFIX = PREFIX + b"won:"
 
@@ -77,3 +79,7 @@ def make_evicted_key(tx_id: bytes) -> bytes:
 
 def make_blocks_won_key(address: str) -> bytes:
     return BLOCKS_WON_PREFIX + address.encode("ascii")
+
+
+def make_mempool_evidence_key(evidence_id: bytes) -> bytes:
+    return MEMPOOL_EVIDENCE_PREFIX + evidence_id

@@ -189,6 +189,12 @@ class LevelDBStore(KeyValueStore):
                     "run `posctl chain init` again"
                 )
             raise DatabaseError(f"{self.path} is not a posctl chain database (no schema version)")
+        if raw == b"1":
+            raise DatabaseError(
+                f"the chain at {self.path} was made by posctl v1 (format 1: no VRF proposals, no "
+                f"slashing); this posctl runs format {schema.SCHEMA_VERSION}: start a new chain with "
+                "`posctl chain init` in another --home (or move this one aside)"
+            )
         if raw != expected:
             raise DatabaseError(
                 f"the chain database at {self.path} has schema version {raw.decode(errors='replace')}, "
