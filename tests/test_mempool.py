@@ -16,7 +16,7 @@ from ledger.errors import (
     WrongChain,
 )
 from ledger.chain.mempool import decode_submission
-from tests.ledgerkit import make_chain, make_key, make_tx, propose
+from tests.ledgerkit import make_chain, make_key, make_proposal, make_tx, propose
 
 A, B, V = make_key("a"), make_key("b"), make_key("v")
 
@@ -35,7 +35,7 @@ def test_undecodable_submission(chain):
 
 def test_wrong_chain_id(chain):
     with pytest.raises(WrongChain):
-        chain.submit(make_tx(A, 0, "bpm", bpm=70, chain_id="other-chain"))
+        chain.submit(make_proposal(A, 0, 1, chain.next_seed, 70, chain_id="other-chain"))
 
 
 def test_bad_signature(chain):
@@ -47,9 +47,9 @@ def test_bad_signature(chain):
 def test_nonce_too_low_already_used_and_gap(chain):
     chain.submit(propose(chain, A, 70, nonce=0))
     with pytest.raises(NonceMismatch, match="already used by a pending tx"):
-        chain.submit(propose(chain, A, 71, nonce=0))
+        chain.submit(make_tx(A, 0, "stake", amount=1))
     with pytest.raises(NonceMismatch, match="leaves a gap: the next nonce .* is 1"):
-        chain.submit(propose(chain, A, 70, nonce=2))
+        chain.submit(make_tx(A, 2, "stake", amount=1))
     chain.submit(propose(chain, V, 70, nonce=0))
     chain.forge()
     with pytest.raises(NonceMismatch, match="too low"):
@@ -80,7 +80,7 @@ def test_duplicates_pending_and_included(chain):
 
 def test_mempool_full(chain):
     for nonce in range(5):
-        chain.submit(propose(chain, A, 70, nonce=nonce))
+        chain.submit(make_tx(A, nonce, "stake", amount=1))
     with pytest.raises(MempoolFull, match="limit"):
         chain.submit(propose(chain, B, 70, nonce=0))
     # A full pool still takes one proposal per eligible validator, so a block can drain it.

@@ -76,9 +76,11 @@ chain = Chain.open(home)
 print("ready", flush=True)
 i = 0
 while True:
-    for key, kind, extra in ((V, "bpm", {"bpm": 70}), (A, "transfer", {"to": B.address, "amount": 1})):
-        nonce = chain.account(key.address)["next_nonce"]
-        tx_id = chain.submit(make_tx(key, nonce, kind, **extra))
+    txs = [make_tx(A, chain.account(A.address)["next_nonce"], "transfer", to=B.address, amount=1)]
+    if chain.mempool.sender_pending(V.address).proposals == 0:
+        txs.append(propose(chain, V, 70))
+    for tx in txs:
+        tx_id = chain.submit(tx)
         print(tx_id.hex(), flush=True)  # acknowledged: submit returned
     i += 1
     if i % 3 == 0:

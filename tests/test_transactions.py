@@ -7,7 +7,10 @@ from ledger.crypto import secp256k1
 from ledger.errors import EncodingError, InvalidSignature, InvalidTransaction, WrongChain
 from ledger.params import Params
 from ledger.consensus.transactions import Transaction, check_stateless, make_transaction, validate_transaction, verify_signature
-from tests.ledgerkit import make_key, make_tx
+from tests.ledgerkit import make_key, make_proposal, make_tx
+
+SEED = bytes(range(32))
+"""A fixed seed for proposals checked without a chain."""
 
 PARAMS = Params(chain_id="posctl-test")
 ALICE = make_key("alice")
@@ -19,7 +22,8 @@ def test_round_trip_of_every_kind():
         make_tx(ALICE, 0, "transfer", to=BOB.address, amount=5),
         make_tx(ALICE, 1, "stake", amount=100),
         make_tx(ALICE, 2, "unstake", amount=1),
-        make_tx(ALICE, 3, "bpm", bpm=72),
+        make_proposal(ALICE, 3, 1, SEED, 72),
+        make_tx(ALICE, 4, "unjail"),
     ]:
         data = tx.encode()
         again = Transaction.decode(data)
@@ -53,12 +57,12 @@ def test_amount_out_of_range(amount):
 @pytest.mark.parametrize("bpm", [19, 251, -5])
 def test_bpm_out_of_range(bpm):
     with pytest.raises(InvalidTransaction, match="bpm .* out of range: this chain accepts 20 to 250"):
-        check_stateless(make_tx(ALICE, 0, "bpm", bpm=bpm), PARAMS)
+        check_stateless(make_proposal(ALICE, 0, 1, SEED, bpm), PARAMS)
 
 
 def test_wrong_chain_and_bad_recipient():
     with pytest.raises(WrongChain, match="'elsewhere'"):
-        check_stateless(make_tx(ALICE, 0, "bpm", bpm=70, chain_id="elsewhere"), PARAMS)
+        check_stateless(make_proposal(ALICE, 0, 1, SEED, 70, chain_id="elsewhere"), PARAMS)
     with pytest.raises(InvalidTransaction, match="recipient"):
         check_stateless(make_tx(ALICE, 0, "transfer", to=BOB.address[:-1] + "x", amount=1), PARAMS)
     with pytest.raises(InvalidTransaction, match="lowercase"):
@@ -68,7 +72,7 @@ def test_wrong_chain_and_bad_recipient():
 def test_oversized_tx_is_refused():
     small = Params(chain_id="posctl-test", max_tx_bytes=200)
     with pytest.raises(InvalidTransaction, match="above the limit of 200"):
-        check_stateless(make_tx(ALICE, 0, "bpm", bpm=70), small)
+        check_stateless(make_proposal(ALICE, 0, 1, SEED, 70), small)
 
 
 def obj_of(tx: Transaction) -> dict:
@@ -109,7 +113,7 @@ from hypothesis import given, strategies as st  # noqa: E402
 
 
 @given(
-    kind=st.sampled_from(["transfer", "stake", "unstake", "bpm"]),
+    kind=st.sampled_from(["transfer", "stake", "unstake", "bpm", "unjail"]),
     nonce=st.integers(0, 2**63 - 1),
     amount=st.integers(1, 2**63 - 1),
     bpm=st.integers(-5, 300),
@@ -119,7 +123,8 @@ def test_decoded_txs_sign_the_same_bytes_as_freshly_built_ones(kind, nonce, amou
     """Decoding takes the signed body from the received bytes; it must equal encoding it anew,
     whatever the strings hold (quotes, commas, escapes)."""
     fields = {"transfer": {"to": BOB.address, "amount": amount}, "stake": {"amount": amount},
-              "unstake": {"amount": amount}, "bpm": {"bpm": bpm}}[kind]
+              "unstake": {"amount": amount}, "bpm": {"bpm": bpm, "height": nonce + 1, "vrf_proof": bytes(81)},
+              "unjail": {}}[kind]
     built = make_transaction(kind, chain_id=chain_id, public_key=ALICE.public, nonce=nonce,
                              signature=bytes(range(64)), **fields)
     decoded = Transaction.decode(built.encode())

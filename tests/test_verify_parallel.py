@@ -9,7 +9,7 @@ from ledger.chain import sigcheck
 from ledger.chain.facade import Chain
 from ledger.errors import VerificationError
 from ledger.storage.store import LevelDBStore
-from tests.ledgerkit import make_chain, make_key, make_tx, propose
+from tests.ledgerkit import make_chain, make_key, make_proposal, make_tx, propose
 
 KEYS = [make_key(f"p{i}") for i in range(30)]
 V = make_key("validator")
@@ -56,8 +56,8 @@ def test_parallel_verify_passes_and_catches_a_swapped_signature(tmp_path, small_
 
 
 def test_first_invalid_reports_the_index():
-    good = propose(chain, KEYS[0], 70, nonce=0)
-    bad = propose(chain, KEYS[1], 70, nonce=0)
+    good = make_proposal(KEYS[0], 0, 1, bytes(32))
+    bad = make_proposal(KEYS[1], 0, 1, bytes(32))
     items = [(good.public_key, good.signing_message(), good.signature),
              (bad.public_key, bad.signing_message(), good.signature)]
     assert sigcheck.first_invalid(items[:1]) is None

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from ledger.crypto.address import address_from_public_key
 from ledger.crypto.secp256k1 import HALF_ORDER, SECP256K1_ORDER
-from ledger.errors import InvalidAddress, InvalidSignature, InvalidTransaction, LedgerError
+from ledger.errors import InvalidAddress, InvalidSignature, InvalidTransaction, WrongChain
 from ledger.params import Params
 from ledger.consensus.transactions import (
     Transaction,
@@ -21,7 +21,7 @@ from ledger.consensus.transactions import (
 )
 from wallet import bip39
 from wallet.hd import ExtendedKey
-from wallet.signing import build_bpm, build_stake, build_transfer, build_unstake
+from wallet.signing import build_bpm, build_stake, build_transfer, build_unjail, build_unstake
 
 PARAMS = Params()
 MASTER = ExtendedKey.from_seed(
@@ -45,8 +45,12 @@ BUILDERS: dict[str, Callable[[bytes, int], Transaction]] = {
     "transfer": lambda key, nonce: build_transfer(key, PARAMS.chain_id, nonce, _address(9), 25),
     "stake": lambda key, nonce: build_stake(key, PARAMS.chain_id, nonce, 100),
     "unstake": lambda key, nonce: build_unstake(key, PARAMS.chain_id, nonce, 40),
-    "bpm": lambda key, nonce: build_bpm(key, PARAMS.chain_id, nonce, PARAMS.bpm_min),
+    "bpm": lambda key, nonce: build_bpm(key, PARAMS.chain_id, nonce, PARAMS.bpm_min, 1, SEED),
+    "unjail": lambda key, nonce: build_unjail(key, PARAMS.chain_id, nonce),
 }
+
+SEED = bytes(32)
+"""The seed a proposal for height 1 proves over in these chain-less tests."""
 
 
 def _high_s_twin(tx: Transaction) -> Transaction:
@@ -118,6 +122,6 @@ def test_bad_nonce_is_refused(nonce: object) -> None:
 
 
 def test_wrong_chain_is_refused_by_the_ledger() -> None:
-    tx = build_bpm(_private_key(0), "another-chain", 0, PARAMS.bpm_min)
-    with pytest.raises(LedgerError):
+    tx = build_bpm(_private_key(0), "another-chain", 0, PARAMS.bpm_min, 1, SEED)
+    with pytest.raises(WrongChain):
         check_stateless(tx, PARAMS)

@@ -171,10 +171,10 @@ class Mempool:
         sender = tx.sender
         account = self.state_view().account(sender)
         pending = extra or self.sender_pending(sender)
-        if isinstance(tx, Bpm):
-            self._check_proposal(tx, pending)
         if full and (pending.proposals or not is_eligible_validator(account, self._params)):
             raise MempoolFull(f"the mempool holds {size} txs, its limit: forge a block and retry")
+        if isinstance(tx, Bpm):
+            self._check_proposal(tx, pending)
         expected = account.nonce + pending.count
         if tx.nonce < account.nonce:
             raise NonceMismatch(

@@ -90,8 +90,11 @@ ODD_Y = 0x03
 MAX_ENCODE_TRIES = 256
 """The counter is one byte; each try fails with probability ~1/2, so 256 failures never happen."""
 
+PUBLIC_KEY_CACHE_SIZE = 4096
+"""Decoded VRF public keys kept: more than any validator set posctl expects, a few MB at most."""
+
 MAX_NONCE_TRIES = 64
-"""RFC 6979 retries only when a candidate k falls outside [1, n): about 2^-128 per try on these curves."""
+"""RFC 6979 retries only for a candidate k outside [1, n): about 2^-128 per try on these curves."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Suite:
 
     def __post_init__(self) -> None:
         if self.p % 4 != 3:
-            raise ValueError(f"suite {self.name}: p is not 3 mod 4, square roots need another method")
+            raise ValueError(f"suite {self.name}: p is not 3 mod 4, square roots need another way")
 
     @property
     def suite_string(self) -> bytes:
@@ -231,7 +234,7 @@ def _lift_x(suite: Suite, x: int, odd: bool) -> EccPoint | None:
     if y * y % suite.p != rhs:
         return None
     if (y & 1) != odd:
-        y = suite.p - y  # never 0 here: y = 0 would need x³ + ax + b = 0, absent on these curves
+        y = suite.p - y  # y = 0 would be a point of order 2, which a prime-order curve lacks
     return EccPoint(x, y, suite.curve_name)
 
 
@@ -261,17 +264,17 @@ def point_to_string(point: EccPoint, *, suite: Suite = SECP256K1) -> bytes:
     return bytes([ODD_Y if y & 1 else EVEN_Y]) + x.to_bytes(suite.field_size, "big")
 
 
-@functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=PUBLIC_KEY_CACHE_SIZE)
 def _decode_public_key(suite: Suite, public_key: bytes) -> EccPoint:
     """Y from its encoding, cached: the same validators prove block after block, and decoding
-    (a square root and an on-curve check) costs a third of a verification.
+    (a square root and an on-curve check) is about a tenth of a verification.
 
     Callers must not mutate the cached point (pycryptodome's ``*=``/``+=`` work in place).
     """
     try:
         return string_to_point(public_key, suite=suite)
     except ValueError as exc:
-        raise InvalidVrfKey(f"VRF public key is not a valid {suite.curve_name} point: {exc}") from None
+        raise InvalidVrfKey(f"VRF public key is not a {suite.curve_name} point: {exc}") from None
 
 
 def _secret_scalar(suite: Suite, secret_key: bytes) -> int:
@@ -294,6 +297,7 @@ def derive_public_key(secret_key: bytes, *, suite: Suite = SECP256K1) -> bytes:
 
 
 def _hash(data: bytes) -> bytes:
+    """The suite's Hash (SHA-256)."""
     return hashlib.new(HASH_NAME, data).digest()
 
 
@@ -309,10 +313,12 @@ def _encode_to_curve(suite: Suite, salt: bytes, alpha: bytes) -> tuple[EccPoint,
         point = _lift_x(suite, int.from_bytes(digest, "big"), odd=False)
         if point is not None:
             return point, bytes([EVEN_Y]) + digest, ctr
-    raise InvalidProof(f"no counter below {MAX_ENCODE_TRIES} maps alpha {alpha.hex()} to a curve point")
+    raise InvalidProof(f"no counter below {MAX_ENCODE_TRIES} maps alpha {alpha.hex()} to a point")
 
 
-def encode_to_curve(public_key: bytes, alpha: bytes, *, suite: Suite = SECP256K1) -> tuple[bytes, int]:
+def encode_to_curve(
+    public_key: bytes, alpha: bytes, *, suite: Suite = SECP256K1
+) -> tuple[bytes, int]:
     """H for this key and α, encoded, with the counter that found it (h and h_ctr in vectors)."""
     _, h_string, ctr = _encode_to_curve(suite, bytes(public_key), bytes(alpha))
     return h_string, ctr
@@ -362,7 +368,9 @@ def nonce(secret_key: bytes, h_string: bytes, *, suite: Suite = SECP256K1) -> in
     return _nonce(suite, _secret_scalar(suite, bytes(secret_key)), bytes(h_string))
 
 
-def challenge(y: bytes, h: bytes, gamma: bytes, u: bytes, v: bytes, *, suite: Suite = SECP256K1) -> int:
+def challenge(
+    y: bytes, h: bytes, gamma: bytes, u: bytes, v: bytes, *, suite: Suite = SECP256K1
+) -> int:
     """c from the five encoded points (RFC 9381 section 5.4.3): the Fiat–Shamir hash that binds
     the proof to the key, to α (through H) and to both commitments U and V."""
     digest = _hash(suite.suite_string + CHALLENGE_FRONT + y + h + gamma + u + v + CHALLENGE_BACK)
@@ -387,7 +395,9 @@ def decode_proof(proof: bytes, *, suite: Suite = SECP256K1) -> tuple[EccPoint, i
     try:
         gamma = string_to_point(proof[:gamma_end], suite=suite)
     except ValueError as exc:
-        raise MalformedProof(f"VRF proof's Gamma is not a valid {suite.curve_name} point: {exc}") from None
+        raise MalformedProof(
+            f"VRF proof's Gamma is not a {suite.curve_name} point: {exc}"
+        ) from None
     c = int.from_bytes(proof[gamma_end:c_end], "big")
     s = int.from_bytes(proof[c_end:], "big")
     if s >= suite.n:
@@ -428,13 +438,13 @@ def prove_with_trace(secret_key: bytes, alpha: bytes, *, suite: Suite = SECP256K
 
 
 def prove(secret_key: bytes, alpha: bytes, *, suite: Suite = SECP256K1) -> bytes:
-    """The proof π (81 bytes for secp256k1) that β = proof_to_hash(π) is this key's output for α."""
+    """π (81 bytes for secp256k1): proves that β = proof_to_hash(π) is this key's output for α."""
     return prove_with_trace(secret_key, alpha, suite=suite).proof
 
 
 def proof_to_hash(proof: bytes, *, suite: Suite = SECP256K1) -> bytes:
     """β from π without checking it against a key (RFC 9381 section 5.2): only for a proof
-    already verified, or one's own. Raises :class:`MalformedProof` for a proof that cannot decode."""
+    already verified, or one's own. Raises :class:`MalformedProof` if π cannot be decoded."""
     decode_proof(proof, suite=suite)
     return _output(suite, bytes(proof[: suite.point_size]))
 
@@ -451,7 +461,7 @@ def verify(public_key: bytes, alpha: bytes, proof: bytes, *, suite: Suite = SECP
     gamma, c, s = decode_proof(proof, suite=suite)
     h, h_string, _ = _encode_to_curve(suite, public_key, alpha)
     c_public = Integer(c, public=True)
-    # U = s·B − c·Y and V = s·H − c·Γ. s·B takes the generator's table (fastest as a plain int).
+    # U = s·B − c·Y and V = s·H − c·Γ; s·B uses the generator's table (fastest as a plain int).
     u = _generator(suite) * s + -(y * c_public)
     v = h * Integer(s, public=True) + -(gamma * c_public)
     if u.is_point_at_infinity() or v.is_point_at_infinity():
@@ -468,7 +478,7 @@ def verify(public_key: bytes, alpha: bytes, proof: bytes, *, suite: Suite = SECP
     )
     if expected != c:
         raise ProofMismatch(
-            f"VRF proof does not verify for public key {public_key.hex()} and alpha {alpha.hex() or '(empty)'}: "
-            "challenge c does not match"
+            f"VRF proof does not verify for public key {public_key.hex()} and alpha "
+            f"{alpha.hex() or '(empty)'}: challenge c does not match"
         )
     return _output(suite, gamma_string)
