@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from ledger.chain import views
 from ledger.chain.facade import Chain
+from ledger.consensus.evidence import Evidence
 from ledger.consensus.transactions import Transaction
 
 
@@ -25,6 +26,7 @@ class Backend(Protocol):
     def account(self, address: str) -> dict[str, Any]: ...
     def validators(self) -> list[dict[str, Any]]: ...
     def submit(self, tx: Transaction) -> dict[str, Any]: ...
+    def submit_evidence(self, evidence: Evidence) -> dict[str, Any]: ...
     def forge(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
@@ -70,6 +72,10 @@ class DirectBackend:
     def submit(self, tx: Transaction) -> dict[str, Any]:
         tx_id = self.chain.submit(tx)
         return {"tx_id": tx_id.hex(), "tx": views.tx_view(tx)}
+
+    def submit_evidence(self, evidence: Evidence) -> dict[str, Any]:
+        evidence_id = self.chain.submit_evidence(evidence)
+        return {"evidence_id": evidence_id.hex(), "evidence": views.evidence_view(evidence)}
 
     def forge(self) -> dict[str, Any]:
         return self.chain.forge().to_view()

@@ -298,6 +298,41 @@ def forge(app: AppContext) -> None:
     emit(app, app.backend().forge(), lambda v: render.render_forge(v, wallet_names(app)))
 
 
+@chain.command("evidence")
+@click.argument("file_a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("file_b", type=click.Path(dir_okay=False, path_type=Path))
+@json_option
+@pass_app
+@handles_errors
+def evidence(app: AppContext, file_a: Path, file_b: Path) -> None:
+    """Report equivocation: two signed proposals of one validator for one height, as
+    `posctl wallet propose --out FILE` writes them. The next block slashes and tombstones it."""
+    from ledger.consensus.evidence import make_evidence
+    from ledger.consensus.transactions import Transaction
+    from ledger.errors import LedgerError
+
+    proposals = []
+    for path in (file_a, file_b):
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise fail(f"cannot read {path}: {exc.strerror}") from None
+        try:
+            proposals.append(Transaction.decode(raw.strip()))
+        except LedgerError as exc:
+            raise fail(f"{path} is not a signed transaction file: {exc}") from None
+    view = app.backend().submit_evidence(make_evidence(*proposals))
+
+    def text(v: dict[str, Any]) -> str:
+        ev = v["evidence"]
+        return "\n".join([
+            f"Evidence {v['evidence_id']} accepted: {ev['validator']} signed two proposals for height {ev['height']}.",
+            "The next block slashes it and tombstones it (see `posctl chain validators`).",
+        ])
+
+    emit(app, view, text)
+
+
 @chain.command("verify")
 @json_option
 @pass_app

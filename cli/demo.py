@@ -43,7 +43,11 @@ BPM_ROUNDS = (
 """Heart rates per round, as in the tutorial where every validator sends its BPM."""
 
 TRANSFER = ("alice", "carol", 50)
-UNSTAKE = ("bob", 100)
+UNSTAKE = ("carol", 50)
+MISSED_TURN_ATTEMPTS = 8
+"""Rounds with carol alone: each has a 5-in-6 chance that someone else is drawn first."""
+SLASH_PERCENT = "5%"
+"""The default slash_fraction_bps (500)."""
 
 ENV_OVERRIDES = {"POSCTL_PASSWORD": DEMO_PASSWORD, "POSCTL_KDF": "light"}
 ENV_REMOVED = ("POSCTL_PASSWORD_FILE", "POSCTL_HOME")
@@ -119,6 +123,23 @@ class Story:
                 click.echo(stream.rstrip("\n"))
         click.echo()
 
+    def expect_refusal(self, *args: str) -> None:
+        """Print and run a command that must be refused, showing its one-line error."""
+        try:
+            self.run(*args)
+        except DemoFailed as exc:
+            click.secho(f"error (as expected): {str(exc).split(': ', 1)[-1]}", fg="yellow")
+            click.echo()
+            return
+        raise DemoFailed(f"{shlex.join(args)}`: it should have been refused")
+
+    def last_trace_passed_over(self) -> bool:
+        """Whether the newest block's draw passed over a validator that did not propose."""
+        from ledger.chain.facade import Chain
+
+        with Chain.open(self.home) as chain:
+            return any(not entry.proposed for entry in chain.block(chain.height).trace)
+
     def unbonding_of(self, name: str) -> list[dict[str, int]]:
         """Read one account directly (no command is running, so the database is free)."""
         from ledger.chain.facade import Chain
@@ -165,9 +186,11 @@ class Story:
 
         self.section(
             "4. Lottery rounds: every validator sends its heart rate",
-            "Each round all three propose a BPM; the forger draws one winner, weighted by bonded",
-            "stake only (never the liquid balance). The seed is SHA-256 of the previous block hash",
-            "and the height, so anyone can recompute every draw. The winner earns the block reward.",
+            "Each round all three propose a BPM for the next height, with a VRF proof over that",
+            "height's seed. The seed fixes an order over every eligible validator, weighted by bonded",
+            "stake only (never the liquid balance): the first in that order who proposed wins, and its",
+            "VRF output seeds the next block. Nothing the forger picks (time, txs, their order) enters",
+            "the seed, so nobody can re-roll it; `chain show` explains each draw step by step.",
         )
         for number, round_bpms in enumerate(BPM_ROUNDS, start=1):
             self.note(f"round {number}")
@@ -178,23 +201,54 @@ class Story:
         self.run("chain", "forge")
         self.note("few blocks, so the actual shares can stray far from the odds; over many they converge:")
         self.run("chain", "validators")
+        self.run("chain", "show")
+
+        self.section(
+            "5. A missed turn",
+            "Only carol proposes now. When the seed's order puts someone else first, that validator",
+            "misses a turn (after max_missed in a row it is jailed) and the block goes down the fixed",
+            "order to carol: leaving a proposal out can only hand the block on, never re-draw it.",
+        )
+        for attempt in range(MISSED_TURN_ATTEMPTS):
+            self.run("wallet", "propose", "carol", "--bpm", str(62 + attempt))
+            self.run("chain", "forge")
+            if self.last_trace_passed_over():
+                break
+        self.run("chain", "validators")
+
+        self.section(
+            "6. Equivocation, caught and slashed",
+            "bob signs two different proposals for the same height. His wallet's slashing protection",
+            "refuses the second; forcing it (--allow-equivocation) produces evidence anyone can report.",
+            f"The next block takes {SLASH_PERCENT} of bob's bonded stake, pays part of it to the block's",
+            "validator, burns the rest, tombstones bob for good and starts unbonding what remains.",
+        )
+        first, second = self.home / "bob-a.json", self.home / "bob-b.json"
+        self.run("wallet", "propose", "bob", "--bpm", "80", "--out", str(first))
+        self.expect_refusal("wallet", "propose", "bob", "--bpm", "81", "--out", str(second))
+        self.run("wallet", "propose", "bob", "--bpm", "81", "--out", str(second), "--allow-equivocation")
+        self.run("chain", "evidence", str(first), str(second))
+        self.run("wallet", "propose", "alice", "--bpm", "71")
+        self.run("chain", "forge")
+        self.run("chain", "validators")
+        self.run("wallet", "show", "bob")
 
         sender, recipient, amount = TRANSFER
         self.section(
-            "5. A transfer",
-            f"{sender} sends {amount} liquid tokens to {recipient}. Bob proposes so that a block is forged.",
+            "7. A transfer",
+            f"{sender} sends {amount} liquid tokens to {recipient}. Alice proposes so that a block is forged.",
         )
         self.run("wallet", "send", sender, recipient, str(amount))
-        self.run("wallet", "propose", "bob", "--bpm", "81")
+        self.run("wallet", "propose", "alice", "--bpm", "81")
         self.run("chain", "forge")
         self.run("wallet", "show", recipient)
 
         who, amount = UNSTAKE
         self.section(
-            "6. Unstake, and the lock-up",
+            "8. Unstake, and the lock-up",
             f"{who} unstakes {amount}. The tokens leave the bonded stake at once (no more lottery",
             f"weight) but stay locked, unbonding, for {UNBONDING_BLOCKS} blocks before they are",
-            "liquid again: a validator cannot misbehave and walk away with its stake the same moment.",
+            "liquid again: a validator caught misbehaving during that time is still slashed.",
         )
         self.run("wallet", "unstake", who, str(amount))
         self.run("wallet", "propose", "alice", "--bpm", "74")
@@ -203,8 +257,8 @@ class Story:
         for wait in range(UNBONDING_BLOCKS + 1):
             if not self.unbonding_of(who):
                 break
-            self.note(f"another block while {who}'s {amount} is locked (carol proposes)")
-            self.run("wallet", "propose", "carol", "--bpm", str(66 + wait))
+            self.note(f"another block while {who}'s {amount} is locked (alice proposes)")
+            self.run("wallet", "propose", "alice", "--bpm", str(66 + wait))
             self.run("chain", "forge")
         if self.unbonding_of(who):
             raise DemoFailed(f"wallet show {who}  ({who}'s unbonding was not released in time)")
@@ -212,10 +266,10 @@ class Story:
         self.run("wallet", "show", who)
 
         self.section(
-            "7. Restart",
+            "9. Restart",
             "Every command above opened the database, did its work in one atomic batch and closed it.",
             "A brand-new process finds the chain where it was, and replays it from genesis: every",
-            "block hash, signature, lottery draw and state root must come out the same.",
+            "block hash, signature, VRF proof, seed, draw, slashing and state root must come out the same.",
         )
         self.run_process("chain", "status")
         self.run_process("chain", "verify")
@@ -231,8 +285,9 @@ class Story:
 @pass_app
 @handles_errors
 def demo(app: AppContext, demo_home: Path | None) -> None:
-    """Run the whole proof-of-stake story end to end: wallets, genesis, stakes, lottery rounds,
-    a transfer, an unstake through its lock-up, a restart and a full verify.
+    """Run the whole proof-of-stake story end to end: wallets, genesis, stakes, lottery rounds
+    with VRF proofs and draw traces, a missed turn, an equivocation caught and slashed, a
+    transfer, an unstake through its lock-up, a restart and a full verify.
 
     Without --home the demo makes a fresh directory under the posctl home (~/.posctl/demos/…),
     never touching your own chain or wallets, and keeps it so you can explore it afterwards.

@@ -20,6 +20,7 @@ from ledger.crypto.address import parse_address
 from ledger.errors import LedgerError, NotFound
 from ledger.node.api import MAX_BLOCKS_PER_REQUEST
 from ledger.errors import NodeError, NodeUnavailable
+from ledger.consensus.evidence import Evidence
 from ledger.consensus.transactions import Transaction
 
 DEFAULT_TIMEOUT = 60.0
@@ -133,6 +134,9 @@ class NodeBackend:
     def submit(self, tx: Transaction) -> dict[str, Any]:
         what = f" while submitting tx {tx.id_hex}: check later with `posctl chain tx {tx.id_hex}`"
         return self._request("POST", "/txs", tx.encode(), what=what)
+
+    def submit_evidence(self, evidence: Evidence) -> dict[str, Any]:
+        return self._request("POST", "/evidence", evidence.encode(), what=f" while submitting evidence {evidence.id_hex}")
 
     def forge(self) -> dict[str, Any]:
         return self._request("POST", "/forge", b"")

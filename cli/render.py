@@ -106,6 +106,14 @@ def render_account(view: dict[str, Any], name: str | None = None) -> str:
         if isinstance(height, int) and entry["release_height"] > height:
             when += f" (in {entry['release_height'] - height} blocks)"
         lines.append(f"  {'':<{LABEL_WIDTH}}  {entry['amount']:>8}  {when}")
+    status = view.get("status")
+    if status and (status != "below_min_stake" or bonded):
+        text = {"active": "active validator (in the draw)", "jailed": "jailed: missed too many turns; "
+                "`posctl wallet unjail` brings it back", "tombstoned": "tombstoned: slashed for equivocation, "
+                "never in the draw again", "below_min_stake": "bonded below min_stake: not in the draw"}[status]
+        lines += _rows([("validator", text)])
+    if view.get("slashed"):
+        lines += _rows([("slashed", f"{view['slashed']} taken for equivocation")])
     nonce = view.get("nonce", 0)
     pending = view.get("pending", 0)
     nonce_text = f"{nonce} txs included"
@@ -125,65 +133,67 @@ def _tx_detail(tx: dict[str, Any], names: Names | None = None) -> str:
     if kind in ("stake", "unstake"):
         return f"{tx['amount']}"
     if kind == "bpm":
-        return f"bpm {tx['bpm']}"
+        return f"bpm {tx['bpm']} for height {tx['height']}"
     return ""
 
 
-def _ticket(seed_hex: str | None, total: int) -> int | None:
-    """Recompute the block's draw r in [0, total) with the ledger's own function (display only)."""
-    from ledger.consensus.lottery import uniform_below
-
-    try:
-        return uniform_below(bytes.fromhex(seed_hex or ""), total)
-    except Exception:  # a display must never fail because of a strange view
-        return None
-
-
-def render_lottery(lottery: dict[str, Any], names: Names | None = None) -> list[str]:
-    """The draw with its arithmetic: odds = bonded / total; each participant holds the tickets
-    [cumulative before, cumulative after) in address order, and r picks the winner."""
-    participants = lottery.get("participants") or []
-    if not participants:
+def render_lottery(view: dict[str, Any], names: Names | None = None) -> list[str]:
+    """The draw step by step: the seed's fixed order over the eligible validators, each draw's r
+    and the range it fell in, who was passed over for not proposing, and the winner."""
+    lottery = view.get("lottery") or {}
+    trace = lottery.get("trace") or []
+    if not trace:
         return ["  Lottery     none (genesis has no draw)"]
-    total = lottery.get("total_bonded") or sum(p["bonded"] for p in participants)
-    winner = lottery.get("winner")
-    ticket = _ticket(lottery.get("seed"), total)
+    total = lottery.get("eligible_total", trace[0]["remaining"])
     lines = [
-        f"  Lottery     {len(participants)} participant(s), {total} bonded in the draw, "
-        f"seed {short_hash(lottery.get('seed'))}"
+        f"  Lottery     seed {short_hash(lottery.get('seed'))}, {total} bonded among the eligible validators;",
+        "              the seed fixes an order (r uniform in [0, stake not yet drawn), the validator",
+        "              whose range holds r comes next); the first in that order who proposed wins",
     ]
     rows = []
-    start = 0
-    for p in sorted(participants, key=lambda p: p["address"]):
-        end = start + p["bonded"]
-        odds = f"{p['bonded']}/{total} = {format_percent(p['odds'])}"
-        mark = ""
-        if p["address"] == winner:
-            mark = f"◀ r = {ticket}" if ticket is not None and start <= ticket < end else "◀ winner"
-        rows.append([label(p["address"], names), str(p["bonded"]), odds, f"[{start}, {end})", mark])
-        start = end
-    lines += _table(["participant", "bonded", "odds", "tickets", ""], rows, right={1}, indent="    ")
-    if ticket is not None:
+    previous = 0
+    for entry in trace:
+        if entry["position"] != previous + 1:
+            rows.append(["…", f"{entry['position'] - previous - 1} more drawn, none proposed", "", "", "", ""])
+        previous = entry["position"]
+        lo, hi = entry["range"]
+        odds = f"{entry['bonded']}/{entry['remaining']} = {format_percent(entry['odds'])}"
+        outcome = "◀ proposed: winner" if entry["proposed"] else "passed over: no proposal"
+        rows.append([
+            f"d{entry['position']}", label(entry["address"], names), odds, str(entry["r"]), f"[{lo}, {hi})", outcome,
+        ])
+    lines += _table(["draw", "validator", "odds", "r", "range", ""], rows, right={3}, indent="    ")
+    lines.append(f"    winner: {label(lottery.get('winner'), names)}")
+    return lines
+
+
+def render_evidence(items: Sequence[dict[str, Any]], names: Names | None = None) -> list[str]:
+    if not items:
+        return []
+    lines = [f"  Evidence    {len(items)} equivocation(s) slashed in this block"]
+    for item in items:
         lines.append(
-            f"    r = SHA-256(seed ‖ counter) drawn uniformly in [0, {total}) = {ticket} "
-            f"→ winner {label(winner, names)}"
+            f"    {short_hash(item['id'])}  {label(item['validator'], names)} signed two proposals for "
+            f"height {item['height']}: {short_hash(item['first']['id'])} and {short_hash(item['second']['id'])}"
         )
-    else:
-        lines.append(f"    winner: {label(winner, names)}")
     return lines
 
 
 def render_block(view: dict[str, Any], names: Names | None = None) -> str:
-    """A block: header, lottery (with odds), transactions."""
+    """A block: header, the draw explained, transactions, evidence."""
     lines = [f"Block {view['height']}"]
     lines += _rows([
         ("hash", view["hash"]),
         ("prev hash", short_hash(view["prev_hash"])),
         ("time", format_time(view["timestamp"])),
         ("validator", label(view.get("validator"), names) if view.get("validator") else "none (genesis)"),
+        ("seed", f"{short_hash(view.get('seed'))}  (from the parent's seed and VRF output)"
+         if view.get("validator") else short_hash(view.get("seed"))),
+        ("vrf output", f"{short_hash(view.get('vrf_output'))}  (the winner's; it seeds the next block)"
+         if view.get("validator") else "none"),
         ("state root", short_hash(view["state_root"])),
     ])
-    lines += render_lottery(view.get("lottery") or {}, names)
+    lines += render_lottery(view, names)
     txs = view.get("txs") or []
     if not txs:
         lines.append("  Txs         none")
@@ -194,6 +204,7 @@ def render_block(view: dict[str, Any], names: Names | None = None) -> str:
             for tx in txs
         ]
         lines += _table(["id", "kind", "sender", "nonce", "detail"], rows, right={3}, indent="    ")
+    lines += render_evidence(view.get("evidence") or [], names)
     return "\n".join(lines)
 
 
@@ -242,6 +253,10 @@ def render_tx(view: dict[str, Any], names: Names | None = None) -> str:
         pairs.append(("amount", tx["amount"]))
     if "bpm" in tx:
         pairs.append(("bpm", tx["bpm"]))
+    if "height" in tx:
+        pairs.append(("for height", tx["height"]))
+    if "vrf_proof" in tx:
+        pairs.append(("vrf proof", short_hash(tx["vrf_proof"])))
     pairs += [("chain id", tx.get("chain_id", "-")), ("signature", short_hash(tx.get("signature")))]
     lines += _rows(pairs)
     return "\n".join(lines)
@@ -277,7 +292,11 @@ def render_status(view: dict[str, Any]) -> str:
         pairs.append(("supply", view["supply"]))
     pairs.append(("bonded", view["bonded"]))
     if "issued" in view:
-        pairs.append(("issued", f"{view['issued']} (genesis + block rewards; must equal supply)"))
+        pairs.append(("issued", f"{view['issued']} (genesis + {view.get('rewards', 0)} in block rewards)"))
+    if "burned" in view:
+        pairs.append(("burned", f"{view['burned']} (slashed and destroyed; supply = issued - burned)"))
+    if view.get("evidence_pending"):
+        pairs.append(("evidence", f"{view['evidence_pending']} pending (slashed in the next block)"))
     if params:
         pairs.append(("params", render_params(params)))
     lines += _rows(pairs)
@@ -294,13 +313,17 @@ def render_validators(rows: Sequence[dict[str, Any]], names: Names | None = None
         table.append([
             label(row["address"], names),
             str(row["bonded"]),
+            row.get("status", "active"),
             format_percent(row["share"]),
             str(row["blocks_won"]),
             format_percent(row.get("expected_share", row["share"])) if eligible else "not eligible",
             format_percent(row["actual_share"]) if "actual_share" in row else "-",
+            str(row.get("missed", 0)),
+            str(row.get("slashed", 0)),
         ])
     lines = _table(
-        ["validator", "bonded", "share", "blocks won", "expected", "actual"], table, right={1, 2, 3, 4, 5}, indent=""
+        ["validator", "bonded", "status", "share", "blocks won", "expected", "actual", "missed", "slashed"],
+        table, right={1, 3, 4, 5, 6, 7, 8}, indent="",
     )
     total = sum(row["bonded"] for row in rows)
     blocks = f"{height} blocks forged" if height is not None else "blocks forged"
@@ -308,6 +331,8 @@ def render_validators(rows: Sequence[dict[str, Any]], names: Names | None = None
     lines.append(f"share    = bonded / {total} (all bonded stake)")
     lines.append("expected = bonded / eligible bonded: the lottery odds when every eligible validator proposes")
     lines.append(f"actual   = blocks won / {blocks} since genesis")
+    lines.append("missed   = turns in a row drawn first without a proposal (jailed at max_missed);")
+    lines.append("slashed  = tokens taken for equivocation (the validator is tombstoned)")
     return "\n".join(lines)
 
 

@@ -38,13 +38,15 @@ from cli.context import (
 from cli.render import render_account
 from ledger.crypto.address import is_valid_address, parse_address
 from ledger.chain.facade import ensure_home
-from ledger.errors import ChainNotInitialized, InvalidTransaction
+from ledger.consensus.state import check_can_propose
+from ledger.errors import ChainNotInitialized, InvalidProposal, InvalidTransaction
 from ledger.params import Params
-from ledger.consensus.transactions import Transaction, check_amount, check_bpm
+from ledger.consensus.transactions import Bpm, Transaction, check_amount, check_bpm
 from ledger.chain.views import tx_view
 from wallet import bip39, signing
 from wallet.errors import WalletError, WalletExists
 from wallet.hd import HARDENED
+from wallet.protection import SlashingProtection
 from wallet.keystore import (
     WALLET_NAME_PATTERN,
     Keystore,
@@ -454,9 +456,9 @@ class Submission:
         self.wallet = keystore(app).load(name)  # unknown or damaged wallet: fail first
         self.address = public_address(self.wallet, account, index)
         self.backend = app.backend()  # no chain: fail before the password
-        status = self.backend.status()
-        self.chain_id: str = status["chain_id"]
-        self.params = Params.from_dict(status["params"])
+        self.status = self.backend.status()
+        self.chain_id: str = self.status["chain_id"]
+        self.params = Params.from_dict(self.status["params"])
 
     def sign_and_submit(self, build: Callable[[bytes, str, int], Transaction], what: str) -> None:
         unlocked = unlock(self.app, self.name)
@@ -464,6 +466,7 @@ class Submission:
         self.before_signing(unlocked)
         nonce = self.backend.account(self.address)["next_nonce"]
         tx = build(unlocked.private_key(self.account, self.index), self.chain_id, nonce)
+        self.before_release(tx)
         if self.app.sign_only is not None:
             self.write_signed(tx, what)
             return
@@ -502,21 +505,18 @@ class Submission:
     def before_signing(self, unlocked: UnlockedWallet) -> None:
         """A last check that needs the address; ``propose`` checks eligibility here."""
 
+    def before_release(self, tx: Transaction) -> None:
+        """Last look at the signed tx before it is written or submitted (slashing protection)."""
 
-def require_eligible(submission: Submission, address: str) -> None:
-    """``propose`` only makes sense for a validator the lottery would count (the ledger's
-    ``is_eligible_validator``, as reported by ``validators()``)."""
-    bonded = submission.backend.account(address)["bonded"]
-    eligible = any(
-        row["address"] == address and row.get("eligible", False)
-        for row in submission.backend.validators()
-    )
-    if not eligible:
-        raise fail(
-            f"wallet '{submission.name}' ({address}) has {bonded} bonded, below min_stake "
-            f"{submission.params.min_stake}: its BPM would not enter the lottery; stake first with "
-            f"`posctl wallet stake {submission.name} AMOUNT` and wait for a block"
-        )
+
+def require_eligible(submission: Submission, address: str, height: int) -> None:
+    """``propose`` only makes sense for the next height and for a validator the draw counts: the
+    ledger's own rule (``check_can_propose``) decides, from the account's status."""
+    view = submission.backend.account(address)
+    try:
+        check_can_propose(view["status"], view["bonded"], submission.params, height, submission.status["height"] + 1)
+    except InvalidProposal as exc:
+        raise fail(f"wallet '{submission.name}' ({address}): {exc}".replace("NAME", submission.name)) from None
 
 
 @wallet.command("send")
@@ -571,30 +571,64 @@ def unstake(app: AppContext, name: str, amount: int, account: int, index: int) -
 
 
 class Proposal(Submission):
-    """Checks eligibility before the password when the address is public, else after unlocking."""
+    """Checks eligibility before the password when the address is public, else after unlocking;
+    consults the wallet's slashing protection before a signed proposal leaves the process."""
+
+    def __init__(self, app: AppContext, name: str, account: int, index: int, height: int | None,
+                 allow_equivocation: bool) -> None:
+        super().__init__(app, name, account, index)
+        self.height = self.status["height"] + 1 if height is None else height
+        self.allow_equivocation = allow_equivocation
 
     def check_eligible_early(self) -> None:
         if self.address is not None:
-            require_eligible(self, self.address)
+            require_eligible(self, self.address, self.height)
 
     def before_signing(self, unlocked: UnlockedWallet) -> None:
         if public_address(self.wallet, self.account, self.index) is None:
-            require_eligible(self, unlocked.address(self.account, self.index))
+            require_eligible(self, unlocked.address(self.account, self.index), self.height)
+
+    def before_release(self, tx: Transaction) -> None:
+        if isinstance(tx, Bpm):
+            guard = SlashingProtection(self.app.wallets_dir, self.name)
+            guard.guard(tx, allow_equivocation=self.allow_equivocation)
 
 
 @wallet.command("propose")
 @click.argument("name")
 @click.option("--bpm", "bpm", type=BPM_VALUE, required=True, help="Heart rate to propose (the chain's bpm_min..bpm_max).")
+@click.option("--height", "height", type=click.IntRange(min=1), default=None,
+              help="Block height to propose for (default: the next block; no other is accepted).")
+@click.option("--allow-equivocation", is_flag=True,
+              help="Sign even a second, different proposal for a height (it will be slashed: for the attack lab).")
 @account_options
 @json_option
 @pass_app
 @handles_errors
-def propose(app: AppContext, name: str, bpm: int, account: int, index: int) -> None:
-    """Propose a BPM reading from validator wallet NAME: its entry into the next block's lottery."""
-    proposal = Proposal(app, name, account, index)
+def propose(app: AppContext, name: str, bpm: int, height: int | None, allow_equivocation: bool,
+            account: int, index: int) -> None:
+    """Propose a BPM reading from validator wallet NAME for the next block, with its VRF proof:
+    its entry into that block's lottery."""
+    proposal = Proposal(app, name, account, index, height, allow_equivocation)
     check_bpm(bpm, proposal.params)
     proposal.check_eligible_early()
+    seed = bytes.fromhex(proposal.status["next_seed"])
     proposal.sign_and_submit(
-        lambda key, chain_id, nonce: signing.build_bpm(key, chain_id, nonce, bpm),
-        f"BPM {bpm}",
+        lambda key, chain_id, nonce: signing.build_bpm(key, chain_id, nonce, bpm, proposal.height, seed),
+        f"BPM {bpm} for height {proposal.height}",
+    )
+
+
+@wallet.command("unjail")
+@click.argument("name")
+@account_options
+@json_option
+@pass_app
+@handles_errors
+def unjail(app: AppContext, name: str, account: int, index: int) -> None:
+    """Bring validator wallet NAME back into the draw after a jailing for missed turns."""
+    submission = Submission(app, name, account, index)
+    submission.sign_and_submit(
+        lambda key, chain_id, nonce: signing.build_unjail(key, chain_id, nonce),
+        "unjail",
     )

@@ -27,6 +27,7 @@ from ledger.errors import (
     EncodingError,
     InsufficientBalance,
     InvalidBlock,
+    InvalidProposal,
     InvalidTransaction,
 )
 from ledger.params import BPS, MAX_AMOUNT, Params
@@ -356,6 +357,29 @@ def get_validator_status(account: Account, params: Params) -> str:
     if account.bonded < params.min_stake:
         return BELOW_MIN_STAKE
     return ACTIVE
+
+
+def check_can_propose(status: str, bonded: int, params: Params, height: int, next_height: int) -> None:
+    """Why a proposal would be wasted or refused, before anything is signed: a height other than
+    the next block's (a proposal is valid only in the block at its height), or a validator the
+    draw does not count (jailed, tombstoned, or bonded below ``min_stake``)."""
+    if height != next_height:
+        raise InvalidProposal(
+            f"height {height} is not the next block ({next_height}): a proposal is valid only in the "
+            "block at its height"
+        )
+    if status == TOMBSTONED:
+        raise InvalidProposal("this validator is tombstoned for equivocation: it can never propose again")
+    if status == JAILED:
+        raise InvalidProposal(
+            f"this validator is jailed after missing {params.max_missed} turns in a row: "
+            "send an unjail transaction (`posctl wallet unjail NAME`) first"
+        )
+    if status == BELOW_MIN_STAKE:
+        raise InvalidProposal(
+            f"this validator has {bonded} bonded, below min_stake {params.min_stake}: its proposal would "
+            "not enter the draw; stake first (`posctl wallet stake NAME AMOUNT`) and wait for a block"
+        )
 
 
 def get_eligible_weights(view: WorkingState, params: Params) -> dict[Address, int]:

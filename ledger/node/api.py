@@ -13,6 +13,7 @@ Routes (all JSON; errors are ``{"error": message, "type": ErrorClassName}``)::
     GET  /blocks?last=N           the newest N blocks (at most 100), newest first
     GET  /txs/<id>                where a tx is: pending, included or evicted
     POST /txs                     submit a signed tx (body: its canonical JSON) → {"tx_id", "tx"}
+    POST /evidence                two signed proposals {"first", "second"} → {"evidence_id", "evidence"}
     GET  /accounts/<address>      an account
     GET  /validators              everyone with bonded stake
     POST /forge                   forge now → the block, or {"forged": false, "reason": …}
@@ -36,6 +37,7 @@ from ledger.errors import (
     DatabaseError,
     EncodingError,
     InvalidAddress,
+    InvalidEvidence,
     InvalidSignature,
     InvalidTransaction,
     LedgerError,
@@ -44,6 +46,7 @@ from ledger.errors import (
     NotFound,
 )
 from ledger.chain.mempool import decode_submission
+from ledger.consensus.evidence import Evidence
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -170,6 +173,7 @@ ROUTES: tuple[Route, ...] = tuple(
         ("GET", r"/blocks/([^/]+)", "get_block"),
         ("GET", r"/txs/([^/]+)", "get_tx"),
         ("POST", r"/txs", "post_tx"),
+        ("POST", r"/evidence", "post_evidence"),
         ("GET", r"/accounts/([^/]+)", "get_account"),
         ("GET", r"/validators", "get_validators"),
         ("POST", r"/forge", "post_forge"),
@@ -266,6 +270,18 @@ class NodeApi:
         except (InvalidTransaction, InvalidSignature, InvalidAddress, InvalidKey, EncodingError) as exc:
             raise ApiError(422, str(exc), type(exc).__name__) from None
         return {"tx_id": tx_id.hex(), "tx": views.tx_view(tx)}
+
+    def post_evidence(self, query: dict[str, list[str]], body: bytes) -> Any:
+        """Evidence of equivocation: ``{"first": tx, "second": tx}`` (two signed proposals)."""
+        try:
+            evidence = Evidence.decode(body)
+        except LedgerError as exc:
+            raise ApiError(400, f"undecodable evidence: {exc}", type(exc).__name__) from None
+        try:
+            evidence_id = self._call(lambda chain: chain.submit_evidence(evidence))
+        except (InvalidEvidence, InvalidTransaction) as exc:
+            raise ApiError(422, str(exc), type(exc).__name__) from None
+        return {"evidence_id": evidence_id.hex(), "evidence": views.evidence_view(evidence)}
 
     def post_forge(self, query: dict[str, list[str]], body: bytes) -> Any:
         return self.node.forge_once().to_view()
