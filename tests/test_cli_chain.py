@@ -27,7 +27,7 @@ from ledger.chain.facade import Chain
 from ledger.storage.store import LevelDBStore
 from ledger.consensus.transactions import Transaction
 from tests import ledgerkit
-from tests.ledgerkit import Key, make_key
+from tests.ledgerkit import Key, make_key, make_proposal
 
 CHAIN_ID = "posctl-clitest"
 
@@ -89,11 +89,20 @@ def home(tmp_path: Path, keys: list[Key]) -> Path:
     return home
 
 
+def proposal(home: Path, key: Key, nonce: int, bpm: int) -> Transaction:
+    """A proposal for the chain's next block (reads the seed with the database closed after)."""
+    with Chain.open(home) as chain:
+        height, seed = chain.height + 1, chain.next_seed
+    return make_proposal(key, nonce, height, seed, bpm, chain_id=CHAIN_ID)
+
+
 def forge_round(home: Path, keys: list[Key], nonces: dict[str, int], bpm: int = 70) -> dict[str, Any]:
     """Both validators propose; forge through the CLI; return the block's JSON."""
+    with Chain.open(home) as chain:
+        height, seed = chain.height + 1, chain.next_seed
     txs = []
     for key in keys[:2]:
-        txs.append(make_tx(key, nonces.get(key.address, 0), "bpm", bpm=bpm))
+        txs.append(make_proposal(key, nonces.get(key.address, 0), height, seed, bpm, chain_id=CHAIN_ID))
         nonces[key.address] = nonces.get(key.address, 0) + 1
     submit(home, *txs)
     return as_json(home, "chain", "forge")
@@ -324,9 +333,14 @@ def test_show_block_with_lottery_text_and_json(home: Path, keys: list[Key]) -> N
     assert view["height"] == 1
     assert view["lottery"]["winner"] == view["validator"]
     assert len(view["lottery"]["seed"]) == 64
-    participants = {p["address"]: p for p in view["lottery"]["participants"]}
-    assert {address: p["bonded"] for address, p in participants.items()} == {a.address: 300, b.address: 100}
-    assert participants[a.address]["odds"] == pytest.approx(0.75)
+    trace = view["lottery"]["trace"]
+    assert view["lottery"]["eligible_total"] == 400 and trace[0]["remaining"] == 400
+    first = trace[0]  # both proposed, so the first drawn wins
+    assert first["proposed"] is True and first["address"] == view["validator"] and len(trace) == 1
+    assert first["bonded"] == {a.address: 300, b.address: 100}[first["address"]]
+    assert first["range"][1] - first["range"][0] == first["bonded"]
+    assert first["range"][0] <= first["r"] < first["range"][1]
+    assert len(view["seed"]) == 64 and len(view["vrf_output"]) == 64 and view["evidence"] == []
     kinds = {tx["kind"]: tx for tx in view["txs"]}
     assert kinds["transfer"]["to"] == a.address and kinds["transfer"]["amount"] == 25
     assert kinds["bpm"]["bpm"] == 70
@@ -336,8 +350,9 @@ def test_show_block_with_lottery_text_and_json(home: Path, keys: list[Key]) -> N
     text = ok(home, "chain", "show").stdout
     assert text.startswith("Block 1\n")
     assert f"hash        {view['hash']}" in text
-    assert "300/400 = 75.0%" in text and "100/400 = 25.0%" in text
-    assert "◀ r = " in text and "drawn uniformly in [0, 400)" in text
+    odds = "300/400 = 75.0%" if first["bonded"] == 300 else "100/400 = 25.0%"
+    assert odds in text and "◀ proposed: winner" in text and f"[{first['range'][0]}, {first['range'][1]})" in text
+    assert "seed" in text and "vrf output" in text
     assert "transfer" in text and f"25 → {a.address}" in text
     assert "Z\n" in text  # UTC ISO time
 
@@ -441,10 +456,11 @@ def test_forge_without_proposals_is_not_an_error(home: Path) -> None:
 
 
 def test_forge_text(home: Path, keys: list[Key]) -> None:
-    submit(home, make_tx(keys[0], 0, "bpm", bpm=80))
+    submit(home, proposal(home, keys[0], 0, 80))
     text = ok(home, "chain", "forge").stdout
     assert text.startswith(f"Forged block 1: {keys[0].address} won the lottery")
-    assert "300/300 = 100.0%" in text
+    # keys[0] holds 300 of the 400 eligible: drawn first (75%), or second after keys[1] was passed over
+    assert "300/400 = 75.0%" in text or ("passed over: no proposal" in text and "300/300 = 100.0%" in text)
 
 
 def test_unstake_through_lockup_visible_in_status(home: Path, keys: list[Key]) -> None:
@@ -535,7 +551,7 @@ def test_installed_posctl_resumes_after_restart(tmp_path: Path, keys: list[Key])
     done = process(home, "chain", "init", "--chain-id", CHAIN_ID, "--bond", f"{a.address}=300",
                    "--bond", f"{b.address}=100", "--alloc", f"{b.address}=10")
     assert done.returncode == 0, done.stderr
-    submit(home, make_tx(a, 0, "bpm", bpm=60), make_tx(b, 0, "transfer", to=a.address, amount=3))
+    submit(home, proposal(home, a, 0, 60), make_tx(b, 0, "transfer", to=a.address, amount=3))
     forged = process(home, "chain", "forge", "--json")
     assert forged.returncode == 0, forged.stderr
     block = json.loads(forged.stdout)

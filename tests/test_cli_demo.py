@@ -34,20 +34,27 @@ def test_demo_tells_the_whole_story_in_a_fresh_home_under_the_posctl_home(tmp_pa
         "$ posctl chain forge",
         "$ posctl chain validators",
         "$ posctl wallet send alice carol 50",
-        "$ posctl wallet unstake bob 100",
+        "$ posctl wallet unstake carol 50",
         "$ posctl wallet show bob",
+        "--allow-equivocation",
+        "$ posctl chain evidence ",
         "$ posctl chain status      # a new process",
         "$ posctl chain verify      # a new process",
     ):
         assert command in out, command
-    # several lottery rounds with several validators, odds and winners visible
-    assert out.count("3 participant(s)") >= 4
-    assert "300/600 = 50.0%" in out and "200/600 = 33.3%" in out and "100/600 = 16.7%" in out
+    # several lottery rounds with several validators, each draw explained, winners visible
+    assert out.count("600 bonded among the eligible validators") >= 4
+    assert "◀ proposed: winner" in out and "passed over: no proposal" in out
     assert len(re.findall(r"Forged block \d+: pos1\S+ \((alice|bob|carol)\) won the lottery", out)) >= 8
     assert "no block: " in out
+    # the equivocation: refused by the wallet, forced, reported, slashed and tombstoned
+    assert "this would be equivocation and would be slashed" in out
+    assert "Evidence    1 equivocation(s) slashed in this block" in out
+    assert re.search(r"\(bob\)\s+0\s+tombstoned", out)
+    assert "slashed     10 taken for equivocation" in out and "unbonding   190 locked until released" in out
     # the unstake goes through its lock-up and is released
-    assert "unbonding   100 locked until released" in out
-    assert out.rindex("unbonding   none") > out.index("unbonding   100 locked")
+    assert "unbonding   50 locked until released" in out
+    assert out.rindex("unbonding   none") > out.index("unbonding   50 locked")
     # restart and verify
     assert "Chain posctl-demo-1 at height" in out
     assert "chain verified: heights 0.." in out

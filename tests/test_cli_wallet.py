@@ -556,7 +556,10 @@ def test_propose_enters_the_lottery_and_wins_the_reward(chain_home: Path) -> Non
     block = forge(chain_home)
     val = address_of(chain_home, "val")
     assert block["validator"] == val
-    assert block["lottery"]["participants"] == [{"address": val, "bonded": VAL_BOND, "odds": 1.0}]
+    trace = block["lottery"]["trace"]
+    assert [(e["address"], e["bonded"], e["proposed"], e["odds"]) for e in trace] == [(val, VAL_BOND, True, 1.0)]
+    assert trace[0]["range"] == [0, VAL_BOND] and 0 <= trace[0]["r"] < VAL_BOND
+    assert len(block["vrf_output"]) == 64 and block["vrf_output"] != "0" * 64
     shown = ok_json(chain_home, "wallet", "show", "val")
     assert shown["balance"] == PARAMS.block_reward and shown["bonded"] == VAL_BOND
 
