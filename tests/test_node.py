@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import http.client
+import itertools
 import json
 import os
 import random
@@ -25,8 +26,6 @@ import pytest
 
 from cli.backend import DirectBackend, open_backend
 from cli.node_client import NodeBackend
-from ledger.crypto.address import address_from_public_key
-from ledger.crypto import secp256k1
 from ledger.chain.facade import Chain
 from ledger.errors import LedgerError
 from ledger.consensus.genesis import GenesisConfig
@@ -39,7 +38,8 @@ from ledger.node.record import (
     write_node_record,
 )
 from ledger.params import Params
-from ledger.consensus.transactions import Bpm, Transaction, make_transaction, sign_transaction
+from ledger.consensus.transactions import Transaction, make_transaction, sign_transaction
+from tests.ledgerkit import Key, make_key, make_proposal
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN_ID = "posctl-node-test"
@@ -49,22 +49,25 @@ START_TIMEOUT = 20.0
 # ---- keys, txs, chains -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Key:
-    private: bytes
-    public: bytes
-    address: str
+_KEY_LABELS = itertools.count()
 
 
 def random_key() -> Key:
-    private = secrets.token_bytes(32)
-    public = secp256k1.public_key_from_private(private)
-    return Key(private, public, address_from_public_key(public))
+    """A fresh key for this test run, derived from a fixed label so every run uses the same keys."""
+    return make_key(f"node-test-{next(_KEY_LABELS)}")
 
 
 def signed(key: Key, nonce: int, kind: str, **fields: Any) -> Transaction:
     tx = make_transaction(kind, chain_id=CHAIN_ID, public_key=key.public, nonce=nonce, **fields)
     return sign_transaction(tx, key.private)
+
+
+def proposal(port: int, key: Key, nonce: int, bpm: int = 72) -> Transaction:
+    """A proposal for the running node's next block: height and seed from ``GET /status``."""
+    status, view = request(port, "GET", "/status", timeout=5)
+    if status != 200:
+        raise OSError(f"GET /status answered {status}")
+    return make_proposal(key, nonce, view["height"] + 1, bytes.fromhex(view["next_seed"]), bpm, CHAIN_ID)
 
 
 @dataclass
@@ -242,7 +245,7 @@ def test_every_route(tmp_path: Path, nodes) -> None:
     status, view = request(port, "GET", "/status")
     assert status == 200 and view["height"] == 0 and view["chain_id"] == CHAIN_ID and view["mempool"] == 0
 
-    bpm = signed(setup.validator, 0, "bpm", bpm=72)
+    bpm = proposal(port, setup.validator, 0, 72)
     transfer = signed(alice, 0, "transfer", to=bob.address, amount=250)
     for tx in (bpm, transfer):
         status, accepted = submit(port, tx)
@@ -285,7 +288,7 @@ def test_every_route(tmp_path: Path, nodes) -> None:
     assert validators[0]["blocks_won"] == 1
 
     status, nothing = request(port, "POST", "/forge")
-    assert status == 200 and nothing["forged"] is False and "no bpm proposal" in nothing["reason"]
+    assert status == 200 and nothing["forged"] is False and "no proposal for this height" in nothing["reason"]
 
     assert node.stop() == 0
     assert "block 1 validator " + setup.validator.address in node.output()
@@ -296,7 +299,7 @@ def test_range_requests_are_capped(tmp_path: Path, nodes) -> None:
     node = nodes(setup.home, interval=3600)
     backend = NodeBackend(node.url)
     for nonce in range(105):
-        backend.submit(signed(setup.validator, nonce, "bpm", bpm=60 + nonce % 40))
+        backend.submit(proposal(node.port, setup.validator, nonce, 60 + nonce % 40))
         assert backend.forge()["forged"] is True
     status, blocks = request(node.port, "GET", "/blocks?from=0&to=105")
     assert status == 200 and len(blocks) == 100 and blocks[0]["height"] == 0 and blocks[-1]["height"] == 99
@@ -339,9 +342,8 @@ def _calls(backend: Any, setup: Setup, tx_ids: list[str], block_hash: str) -> di
         "nonce_low": lambda: backend.submit(signed(setup.users[0], 0, "transfer", to=setup.users[1].address, amount=1)),
         "nonce_gap": lambda: backend.submit(signed(setup.users[0], 9, "transfer", to=setup.users[1].address, amount=1)),
         "too_much": lambda: backend.submit(signed(setup.users[1], 0, "stake", amount=10**12)),
-        "bpm_range": lambda: backend.submit(signed(setup.users[1], 0, "bpm", bpm=999)),
-        "wrong_chain": lambda: backend.submit(sign_transaction(Bpm(
-            chain_id="other-chain", public_key=setup.users[1].public, nonce=0, bpm=70), setup.users[1].private)),
+        "bpm_range": lambda: backend.submit(make_proposal(setup.users[1], 0, 2, bytes(32), 999, CHAIN_ID)),
+        "wrong_chain": lambda: backend.submit(make_proposal(setup.users[1], 0, 2, bytes(32), 70, "other-chain")),
     }
     for name, call in calls.items():
         try:
@@ -357,7 +359,7 @@ def test_node_backend_matches_direct_backend(tmp_path: Path, nodes) -> None:
     assert isinstance(open_backend(setup.home), NodeBackend)
     backend = NodeBackend(node.url)
     alice, bob = setup.users[0], setup.users[1]
-    ids = [backend.submit(signed(setup.validator, 0, "bpm", bpm=80))["tx_id"],
+    ids = [backend.submit(proposal(node.port, setup.validator, 0, 80))["tx_id"],
            backend.submit(signed(alice, 0, "transfer", to=bob.address, amount=5))["tx_id"]]
     forged = backend.forge()
     assert forged["forged"] is True
@@ -386,7 +388,7 @@ def test_cli_prints_the_same_through_the_node(tmp_path: Path, nodes) -> None:
     setup = make_home(tmp_path)
     node = nodes(setup.home, interval=3600)
     backend = NodeBackend(node.url)
-    tx_id = backend.submit(signed(setup.validator, 0, "bpm", bpm=75))["tx_id"]
+    tx_id = backend.submit(proposal(node.port, setup.validator, 0, 75))["tx_id"]
     backend.forge()
     commands = [
         ("chain", "status", "--json"), ("chain", "status"), ("chain", "show", "1"),
@@ -405,7 +407,7 @@ def test_cli_forge_through_the_node(tmp_path: Path, nodes) -> None:
     pytest.importorskip("cli.chain_cmd")
     setup = make_home(tmp_path)
     node = nodes(setup.home, interval=3600)
-    submit(node.port, signed(setup.validator, 0, "bpm", bpm=75))
+    submit(node.port, proposal(node.port, setup.validator, 0, 75))
     result = posctl(setup.home, "chain", "forge", "--json")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["height"] == 1
@@ -585,9 +587,12 @@ def test_signal_exits_zero_and_removes_record(tmp_path: Path, nodes, sig: int) -
     setup = make_home(tmp_path)
     node = nodes(setup.home)
     ids = []
-    for nonce in range(3):
-        status, body = submit(node.port, signed(setup.validator, nonce, "bpm", bpm=70))
-        assert status == 200
+    alice, bob = setup.users[0], setup.users[1]
+    for tx in (proposal(node.port, setup.validator, 0, 70),
+               signed(alice, 0, "transfer", to=bob.address, amount=3),
+               signed(alice, 1, "transfer", to=bob.address, amount=4)):
+        status, body = submit(node.port, tx)
+        assert status == 200, body
         ids.append(body["tx_id"])
     assert node.stop(sig) == 0
     assert not node_record_path(setup.home).exists()
@@ -621,7 +626,7 @@ def _client(port: int, key: Key, kind: str, stop: threading.Event, acked: list[s
         nonce = account["next_nonce"]
         while not stop.is_set():
             if kind == "bpm":
-                tx = signed(key, nonce, "bpm", bpm=random.randint(40, 200))
+                tx = proposal(port, key, nonce, random.randint(40, 200))
             else:
                 tx = signed(key, nonce, "transfer", to=peer, amount=random.randint(1, 50))
             status, body = submit(port, tx)
@@ -638,7 +643,9 @@ def _client(port: int, key: Key, kind: str, stop: threading.Event, acked: list[s
 
 def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path, nodes) -> None:
     setup = make_home(tmp_path, users=4)
-    rng = random.Random(secrets.randbits(32))
+    seed = secrets.randbits(32)
+    print(f"random seed {seed}")  # printed so a failure can be replayed
+    rng = random.Random(seed)
     acked: list[str] = []
     for _round in range(5):
         node = nodes(setup.home, interval=0.2)
