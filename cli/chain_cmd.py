@@ -12,23 +12,15 @@ exits 1 with one ``error: …`` line.
 
 from __future__ import annotations
 
-import json
-import re
-import secrets
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from cli import render
-from cli.context import AppContext, emit, fail, handles_errors, json_option, pass_app
+from cli.context import INTEGER_TEXT, AppContext, emit, fail, handles_errors, json_option, pass_app, resolve_account
 
-ADDRESS_PREFIX = "pos1"
-
-_INTEGER = re.compile(r"^[+-]?[0-9]{1,40}$")
-"""A whole number as people type it (no '_', no decimals); 40 digits is far above 2^63."""
 
 
 # ---- parsing ---------------------------------------------------------------------------------
@@ -50,7 +42,7 @@ def _parse_amounts(ctx: click.Context, param: click.Parameter, values: tuple[str
     parsed = []
     for value in values:
         who, text = _split_pair(value, hint, "WHO=AMOUNT (a wallet name or pos1 address, '=', a whole number)")
-        if not _INTEGER.fullmatch(text):
+        if not INTEGER_TEXT.fullmatch(text):
             raise click.BadParameter(f"{value!r}: amount {text!r} is not a whole number of tokens", param_hint=hint)
         amount = int(text, 10)
         try:
@@ -76,32 +68,10 @@ def _parse_params(ctx: click.Context, param: click.Parameter, values: tuple[str,
         if key == "chain_id":
             parsed[key] = text
             continue
-        if not _INTEGER.fullmatch(text):
+        if not INTEGER_TEXT.fullmatch(text):
             raise click.BadParameter(f"{key}={text!r}: the value must be a whole number", param_hint="--param")
         parsed[key] = int(text, 10)
     return parsed
-
-
-def resolve_who(app: AppContext, who: str) -> str:
-    """A wallet name (its first address; no password needed) or a ``pos1…`` address."""
-    from ledger.crypto.address import parse_address
-    from wallet.errors import InvalidWalletName
-    from wallet.keystore import Keystore
-
-    keystore = Keystore(app.wallets_dir)
-    try:
-        is_wallet = keystore.exists(who)
-    except InvalidWalletName:
-        is_wallet = False
-    if is_wallet:
-        return keystore.load(who).address(0, 0)
-    if who.lower().startswith(ADDRESS_PREFIX):
-        return parse_address(who)
-    try:
-        keystore.path(who)
-    except InvalidWalletName:
-        raise fail(f"{who!r} is neither a wallet name nor a pos1… address") from None
-    return keystore.load(who).address(0, 0)  # raises WalletNotFound with the wallets directory
 
 
 def wallet_names(app: AppContext) -> dict[str, str]:
@@ -121,67 +91,6 @@ def wallet_names(app: AppContext) -> dict[str, str]:
         except (WalletError, OSError):
             continue
     return names
-
-
-def _read_genesis_file(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise fail(f"cannot read genesis file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise fail(f"genesis file {path} is not UTF-8 text: write it as JSON") from None
-    from ledger.encoding import reject_duplicate_keys
-    from ledger.errors import EncodingError
-
-    try:
-        obj = json.loads(text, object_pairs_hook=reject_duplicate_keys)
-    except EncodingError as exc:
-        raise fail(f"genesis file {path} is ambiguous: {exc}") from None
-    except ValueError as exc:
-        raise fail(f"genesis file {path} is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise fail(f"genesis file {path} must hold a JSON object with params, allocations and bonds")
-    return obj
-
-
-def _merge_genesis(app: AppContext, base: dict[str, Any], chain_id: str | None, params: dict[str, Any],
-                   allocs: list[tuple[str, int]], bonds: list[tuple[str, int]]) -> dict[str, Any]:
-    """The genesis file (if any) plus the options, wallet names resolved to addresses; the
-    ledger's ``GenesisConfig.from_dict`` then decides what is valid."""
-    if chain_id is not None and params.get("chain_id", chain_id) != chain_id:
-        raise click.UsageError("--chain-id and --param chain_id disagree: give one")
-    merged = dict(base)
-    file_params = merged.get("params", {})
-    if not isinstance(file_params, dict):
-        raise fail("genesis field 'params' must be an object of chain parameters")
-    merged_params = dict(file_params)
-    if "chain_id" in merged:
-        merged_params["chain_id"] = merged.pop("chain_id")
-    merged_params.update(params)
-    if chain_id is not None:
-        merged_params["chain_id"] = chain_id
-    if "chain_id" not in merged_params:
-        # Signatures name the chain id: a fresh one per chain keeps txs signed for one
-        # local chain from being replayed on another.
-        merged_params["chain_id"] = f"posctl-{secrets.token_hex(3)}"
-    merged["params"] = merged_params
-    for key, extra in (("allocations", allocs), ("bonds", bonds)):
-        listed = merged.get(key, {})
-        if not isinstance(listed, dict):
-            raise fail(f"genesis field {key!r} must map addresses (or wallet names) to amounts")
-        resolved: dict[str, int] = {}
-        named: dict[str, str] = {}
-        for who, amount in [*listed.items(), *extra]:
-            if type(amount) is not int:
-                raise fail(f"genesis {key} of {who}: {amount!r} is not a whole number of tokens")
-            address = resolve_who(app, who)
-            if address in resolved:  # most likely a typo: say so rather than add them up
-                also = "" if named[address] == who else f" (also as {named[address]})"
-                raise fail(f"{key}: {who} is given twice{also}: give each account once")
-            resolved[address], named[address] = amount, who
-        merged[key] = resolved
-    merged.setdefault("timestamp", int(time.time()))
-    return merged
 
 
 # ---- the group -------------------------------------------------------------------------------
@@ -210,11 +119,16 @@ def init(app: AppContext, chain_id: str | None, allocs: list[tuple[str, int]], b
     """Create a new chain in the home directory (refuses to overwrite one)."""
     from cli.backend import require_no_node
     from ledger.chain.facade import Chain
-    from ledger.consensus.genesis import GenesisConfig
+    from ledger.chain.genesis_input import merge_genesis, read_genesis_file
 
     require_no_node(app.home, "create a chain")
-    base = _read_genesis_file(genesis_file) if genesis_file is not None else {}
-    config = GenesisConfig.from_dict(_merge_genesis(app, base, chain_id, params, allocs, bonds))
+    if chain_id is not None and params.get("chain_id", chain_id) != chain_id:
+        raise click.UsageError("--chain-id and --param chain_id disagree: give one")
+    base = read_genesis_file(genesis_file) if genesis_file is not None else {}
+    config = merge_genesis(
+        base, resolve=lambda who: resolve_account(app, who, "genesis account")[0], chain_id=chain_id, params=params,
+        allocations=allocs, bonds=bonds,
+    )
 
     with Chain.create(app.home, config) as created:
         genesis = created.block(0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,10 @@ from typing import Any, Callable, TypeVar
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+INTEGER_TEXT = re.compile(r"^[+-]?[0-9]{1,40}$")
+"""A whole number as people type it (no '_', no decimals); 40 digits is far above 2^63 and far
+below int()'s limits."""
 
 
 @dataclass
@@ -148,3 +153,26 @@ def read_password(
     if not password:
         raise fail("the password is empty: choose a non-empty password")
     return password
+
+
+def resolve_account(app: AppContext, who: str, role: str = "account") -> tuple[str, str | None]:
+    """(address, wallet name or None) for an account given as a ``pos1…`` address or a wallet name.
+
+    A valid address wins; then a local wallet of that name (its account 0, index 0; no password
+    needed); text that starts like an address but is not one reports the address error (typo,
+    checksum), so a mistyped address is never taken for a missing wallet.
+    """
+    from ledger.crypto.address import ADDRESS_PREFIX, is_valid_address, parse_address
+    from wallet.keystore import WALLET_NAME_PATTERN, Keystore
+
+    if is_valid_address(who):
+        return parse_address(who), None
+    store = Keystore(app.wallets_dir)
+    if WALLET_NAME_PATTERN.fullmatch(who) and store.exists(who):
+        return store.load(who).address(0, 0), who
+    if who.lower().startswith(ADDRESS_PREFIX):
+        parse_address(who)  # raises InvalidAddress naming what is wrong
+    raise fail(
+        f"{role} {who!r} is neither a pos1… address nor a wallet in {app.wallets_dir}: "
+        "check the spelling, or list wallets with `posctl wallet list`"
+    )

@@ -18,7 +18,6 @@ has been checked, so a mistake never costs a password prompt (or a scrypt run).
 from __future__ import annotations
 
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -26,6 +25,8 @@ from typing import Any, Callable, TypeVar
 import click
 
 from cli.context import (
+    INTEGER_TEXT,
+    resolve_account,
     AppContext,
     check_home_usable,
     emit,
@@ -36,7 +37,6 @@ from cli.context import (
     read_password,
 )
 from cli.render import render_account
-from ledger.crypto.address import is_valid_address, parse_address
 from ledger.chain.facade import ensure_home
 from ledger.consensus.state import check_can_propose
 from ledger.errors import ChainNotInitialized, InvalidProposal, InvalidTransaction
@@ -45,10 +45,10 @@ from ledger.consensus.transactions import Bpm, Transaction, check_amount, check_
 from ledger.chain.views import tx_view
 from wallet import bip39, signing
 from wallet.errors import WalletError, WalletExists
+from wallet.accounts import ADDRESS_PATH
 from wallet.hd import HARDENED
 from wallet.protection import SlashingProtection
 from wallet.keystore import (
-    WALLET_NAME_PATTERN,
     Keystore,
     ScryptParams,
     UnlockedWallet,
@@ -60,11 +60,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 KDF_ENV = "POSCTL_KDF"
 """``light`` selects cheap scrypt parameters: for tests and demos only, never for real funds."""
 
-ADDRESS_PREFIX = "pos1"
-"""What every address starts with; a recipient that starts so is read as an address."""
-
-_INTEGER = re.compile(r"^[+-]?[0-9]{1,40}$")
-"""An integer as people type it; 40 digits is far above 2^63, and far below int()'s limits."""
 
 
 # ---- parameter types: what can be checked from the command line alone -----------------------
@@ -80,7 +75,7 @@ class AmountType(click.ParamType):
             text = str(value)
         else:
             text = str(value).strip()
-        if not _INTEGER.fullmatch(text):
+        if not INTEGER_TEXT.fullmatch(text):
             self.fail(
                 f"{value!r} is not a whole number of tokens: "
                 "use an integer from 1 to 2^63-1 (no decimals, no exponents, no units)",
@@ -99,7 +94,7 @@ class BpmType(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         text = str(value).strip()
-        if not _INTEGER.fullmatch(text):
+        if not INTEGER_TEXT.fullmatch(text):
             self.fail(f"{value!r} is not an integer: a BPM is a whole number of beats per minute", param, ctx)
         return int(text)
 
@@ -159,7 +154,7 @@ def keystore(app: AppContext) -> Keystore:
 
 
 def key_path(account: int, index: int) -> str:
-    return f"m/44'/1'/{account}'/0/{index}"
+    return ADDRESS_PATH.format(account=account, index=index)
 
 
 def public_address(wallet: WalletFile, account: int, index: int) -> str | None:
@@ -189,25 +184,6 @@ def open_chain(app: AppContext) -> Any | None:
         return app.backend()
     except ChainNotInitialized:
         return None
-
-
-def resolve_recipient(app: AppContext, to: str) -> tuple[str, str | None]:
-    """(address, wallet name or None) for a recipient given as an address or a wallet name.
-
-    A valid address wins; then a local wallet of that name (its account 0, index 0); a string
-    that starts like an address but is not one reports the address error (typo, checksum).
-    """
-    if is_valid_address(to):
-        return parse_address(to), None
-    store = keystore(app)
-    if WALLET_NAME_PATTERN.fullmatch(to) and store.exists(to):
-        return store.load(to).address(0, 0), to
-    if to.lower().startswith(ADDRESS_PREFIX):
-        parse_address(to)  # raises InvalidAddress naming what is wrong
-    raise fail(
-        f"recipient {to!r} is neither a pos1… address nor a wallet in {app.wallets_dir}: "
-        "check the spelling, or list wallets with `posctl wallet list`"
-    )
 
 
 def format_phrase(phrase: str, columns: int = 4) -> str:
@@ -530,7 +506,7 @@ def require_eligible(submission: Submission, address: str, height: int) -> None:
 def send(app: AppContext, name: str, to: str, amount: int, account: int, index: int) -> None:
     """Transfer AMOUNT liquid tokens from wallet NAME to TO (an address or a wallet name)."""
     submission = Submission(app, name, account, index)
-    recipient, recipient_name = resolve_recipient(app, to)
+    recipient, recipient_name = resolve_account(app, to, "recipient")
     shown = f"{recipient} ({recipient_name})" if recipient_name else recipient
     submission.sign_and_submit(
         lambda key, chain_id, nonce: signing.build_transfer(key, chain_id, nonce, recipient, amount),

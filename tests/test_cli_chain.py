@@ -219,10 +219,10 @@ def _bad_checksum(address: str) -> str:
 @pytest.mark.parametrize(
     "args, fragment",
     [
-        (["--alloc", "ghost=100"], "no wallet named 'ghost'"),
+        (["--alloc", "ghost=100"], "genesis account 'ghost' is neither a pos1… address nor a wallet"),
         (["--alloc", "pos1notanaddress=100"], ""),
         (["--alloc", "BAD_CHECKSUM=100"], "checksum"),
-        (["--alloc", "bad.name=100"], "neither a wallet name nor"),
+        (["--alloc", "bad.name=100"], "is neither a pos1… address nor a wallet"),
         (["--param", "min_stake=0"], "min_stake"),
         (["--param", "bpm_min=300"], "bpm_min"),
         (["--param", "chain_id=Not Valid"], "chain id"),

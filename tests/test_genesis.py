@@ -57,3 +57,54 @@ def test_malformed_genesis_documents_raise_ledger_errors(document):
 
     with pytest.raises(LedgerError):
         GenesisConfig.from_dict(document)
+
+
+# ---- genesis as people give it: file + options, merged by the ledger ---------------------------
+
+from ledger.chain.genesis_input import merge_genesis, read_genesis_file  # noqa: E402
+
+
+def _by_name(who: str) -> str:
+    return {"alice": A.address, "val": V.address}.get(who, who)
+
+
+def test_options_win_over_the_file_and_names_resolve():
+    base = {"params": {"min_stake": 5, "chain_id": "from-file"}, "allocations": {"alice": 10}, "timestamp": 7}
+    config = merge_genesis(
+        base, resolve=_by_name, chain_id="posctl-opt", params={"min_stake": 9}, bonds=[("val", 20)]
+    )
+    assert config.params.chain_id == "posctl-opt" and config.params.min_stake == 9
+    assert dict(config.allocations) == {A.address: 10} and dict(config.bonds) == {V.address: 20}
+    assert config.timestamp == 7
+
+
+def test_a_new_chain_gets_a_fresh_chain_id_and_the_time_given():
+    first = merge_genesis({}, resolve=_by_name, bonds=[("val", 100)], now=1_700_000_000)
+    second = merge_genesis({}, resolve=_by_name, bonds=[("val", 100)], now=1_700_000_000)
+    assert first.params.chain_id.startswith("posctl-") and first.params.chain_id != second.params.chain_id
+    assert first.timestamp == 1_700_000_000
+
+
+def test_one_account_under_two_names_is_refused():
+    with pytest.raises(InvalidGenesis, match="val is given twice .also as " + V.address):
+        merge_genesis({"bonds": {V.address: 100}}, resolve=_by_name, bonds=[("val", 100)])
+
+
+@pytest.mark.parametrize("base, fragment", [
+    ({"params": []}, "'params' must be an object"),
+    ({"allocations": [1]}, "'allocations' must map"),
+    ({"bonds": {"val": "100"}}, "not a whole number"),
+])
+def test_malformed_genesis_input_is_invalid_genesis(base, fragment):
+    with pytest.raises(InvalidGenesis, match=fragment):
+        merge_genesis(base, resolve=_by_name, bonds=[])
+
+
+def test_genesis_file_with_a_duplicate_key_is_refused(tmp_path):
+    path = tmp_path / "genesis.json"
+    path.write_text('{"bonds": {"a": 1, "a": 2}}')
+    with pytest.raises(InvalidGenesis, match="ambiguous"):
+        read_genesis_file(path)
+    path.write_text("[]")
+    with pytest.raises(InvalidGenesis, match="must hold a JSON object"):
+        read_genesis_file(path)

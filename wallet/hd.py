@@ -19,15 +19,16 @@ import hashlib
 import hmac
 import re
 
-from Crypto.Hash import RIPEMD160
+from ledger.crypto.address import hash160
+from ledger.crypto.secp256k1 import SECP256K1_ORDER
 from Crypto.PublicKey import ECC
 from Crypto.PublicKey.ECC import EccPoint
 
 from wallet.errors import DerivationError, InvalidExtendedKey
 
 CURVE_NAME = "secp256k1"
-CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
-"""n, the order of the secp256k1 group."""
+CURVE_ORDER = SECP256K1_ORDER
+"""n, the order of the secp256k1 group (the ledger's own constant)."""
 FIELD_PRIME = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F
 """p, the prime of the field the curve is defined over (y^2 = x^3 + 7)."""
 CURVE_B = 7
@@ -113,10 +114,6 @@ def base58check_decode(text: str) -> bytes:
 
 def _hmac_sha512(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha512).digest()
-
-
-def _hash160(data: bytes) -> bytes:
-    return RIPEMD160.new(hashlib.sha256(data).digest()).digest()
 
 
 def _compress(point: EccPoint) -> bytes:
@@ -310,7 +307,7 @@ class ExtendedKey:
     @property
     def identifier(self) -> bytes:
         """Hash160 of the public key: what BIP-32 calls the key identifier."""
-        return _hash160(self.public_key)
+        return hash160(self.public_key)
 
     @property
     def fingerprint(self) -> bytes:

@@ -13,6 +13,9 @@ from ledger.crypto import bech32
 from ledger.crypto.secp256k1 import validate_public_key
 from ledger.errors import InvalidAddress
 
+ADDRESS_PREFIX = bech32.ADDRESS_HRP + "1"
+"""What every address starts with (``pos1``): text that starts so is read as an address."""
+
 ADDRESS_PAYLOAD_SIZE = 20
 """Bytes of key hash an address carries."""
 

@@ -1,0 +1,101 @@
+"""Genesis as people give it: a JSON file, command-line options on top, wallet names for addresses.
+
+The ledger, not the CLI, decides how these merge and which chain id a new chain gets, so every
+front end (CLI, tests, a future API) builds the same genesis from the same input. The result is a
+:class:`GenesisConfig`, whose own checks then decide what is valid.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ledger.consensus.genesis import GenesisConfig
+from ledger.encoding import reject_duplicate_keys
+from ledger.errors import EncodingError, InvalidGenesis
+
+Resolver = Callable[[str], str]
+"""Turns what the user wrote for an account (a wallet name or a ``pos1…`` address) into an address."""
+
+
+def default_chain_id() -> str:
+    """A fresh chain id per chain: signatures name it, so txs signed for one local chain cannot
+    be replayed on another."""
+    return f"posctl-{secrets.token_hex(3)}"
+
+
+def read_genesis_file(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``, refusing duplicate keys (a typo would otherwise win silently)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InvalidGenesis(f"cannot read genesis file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidGenesis(f"genesis file {path} is not UTF-8 text: write it as JSON") from None
+    try:
+        obj = json.loads(text, object_pairs_hook=reject_duplicate_keys)
+    except EncodingError as exc:
+        raise InvalidGenesis(f"genesis file {path} is ambiguous: {exc}") from None
+    except ValueError as exc:
+        raise InvalidGenesis(f"genesis file {path} is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise InvalidGenesis(f"genesis file {path} must hold a JSON object with params, allocations and bonds")
+    return obj
+
+
+def merge_genesis(
+    base: Mapping[str, Any],
+    *,
+    resolve: Resolver,
+    chain_id: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    allocations: Sequence[tuple[str, int]] = (),
+    bonds: Sequence[tuple[str, int]] = (),
+    now: int | None = None,
+) -> GenesisConfig:
+    """``base`` (a genesis file's object, or ``{}``) with the options applied on top.
+
+    Options win over the file; ``chain_id`` wins over ``params['chain_id']`` (the caller refuses
+    the two when they disagree); a missing chain id gets :func:`default_chain_id`, a missing
+    timestamp ``now``. Each account may appear once per list, whatever name it is given under.
+    """
+    merged = dict(base)
+    file_params = merged.get("params", {})
+    if not isinstance(file_params, dict):
+        raise InvalidGenesis("genesis field 'params' must be an object of chain parameters")
+    merged_params = dict(file_params)
+    if "chain_id" in merged:
+        merged_params["chain_id"] = merged.pop("chain_id")
+    merged_params.update(params or {})
+    if chain_id is not None:
+        merged_params["chain_id"] = chain_id
+    merged_params.setdefault("chain_id", default_chain_id())
+    merged["params"] = merged_params
+    for key, extra in (("allocations", allocations), ("bonds", bonds)):
+        merged[key] = _resolve_amounts(key, merged.get(key, {}), extra, resolve)
+    merged.setdefault("timestamp", int(time.time()) if now is None else now)
+    return GenesisConfig.from_dict(merged)
+
+
+def _resolve_amounts(
+    key: str, listed: Any, extra: Sequence[tuple[str, int]], resolve: Resolver
+) -> dict[str, int]:
+    if not isinstance(listed, dict):
+        raise InvalidGenesis(f"genesis field {key!r} must map addresses (or wallet names) to amounts")
+    resolved: dict[str, int] = {}
+    named: dict[str, str] = {}
+    for who, amount in [*listed.items(), *extra]:
+        if type(amount) is not int:
+            raise InvalidGenesis(f"genesis {key} of {who}: {amount!r} is not a whole number of tokens")
+        address = resolve(who)
+        if address in resolved:  # most likely a typo: say so rather than add them up
+            also = "" if named[address] == who else f" (also as {named[address]})"
+            raise InvalidGenesis(f"{key}: {who} is given twice{also}: give each account once")
+        resolved[address], named[address] = amount, who
+    return resolved
+
+
+__all__ = ["default_chain_id", "merge_genesis", "read_genesis_file"]
