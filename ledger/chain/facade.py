@@ -13,40 +13,34 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
-from ledger import encoding
 from ledger.crypto.address import parse_address
-from ledger.storage import schema
+from ledger.storage import chaindb, schema
 from ledger.consensus import state
-from ledger.consensus import statehash
-from ledger.consensus.blocks import Block, BlockHeader
+from ledger.consensus.blocks import Block
 from ledger.errors import (
     ChainExists,
     DatabaseError,
     EncodingError,
     InvalidBlock,
-    LedgerError,
     NotFound,
-    VerificationError,
 )
 from ledger.chain.forger import Candidate, build_block
 from ledger.consensus.genesis import GenesisConfig, build_genesis
 from ledger.chain.mempool import Admission, Mempool
-from ledger.crypto.muhash import MuHash3072
-from ledger.chain.sigcheck import SignatureChecker
 from ledger.params import Params
-from ledger.consensus.state import DictState, WorkingState
+from ledger.consensus.state import WorkingState
 from ledger.storage.store import KeyValueStore, LevelDBStore
 from ledger.consensus.transactions import Transaction, TxId
 from ledger.consensus.evidence import Evidence
-from ledger.consensus.fork import next_seed, state_transition
+from ledger.consensus.fork import next_seed
+from ledger.chain.verify import ProgressCallback, VerifyReport, verify_chain
 from ledger.chain import views
 
 CHAIN_DIRNAME = "chain"
 """The LevelDB directory inside a posctl home."""
 
-ProgressCallback = Callable[[int, int], None]
 
 _HEIGHT = re.compile(r"[0-9]{1,19}")
 """A height as typed: ASCII digits only (``str.isdigit`` also accepts '²' and '١')."""
@@ -72,14 +66,6 @@ class ForgeResult:
         return [{"id": tx_id, "reason": reason} for tx_id, reason in self.evicted]
 
 
-@dataclass
-class VerifyReport:
-    height: int
-    blocks: int
-    txs: int
-    seconds: float
-
-
 def ensure_home(home: Path) -> None:
     """Create the home directory 0700, turning OS errors into one actionable message."""
     try:
@@ -90,17 +76,6 @@ def ensure_home(home: Path) -> None:
         ) from None
     if not os.access(home, os.W_OK | os.X_OK):
         raise DatabaseError(f"home directory {home} is not writable: choose another with --home")
-
-
-def _parse_tip(raw: bytes) -> tuple[BlockHeader, MuHash3072]:
-    data = encoding.require_fields(encoding.decode(raw), {"header", "muhash"}, "tip record")
-    header = BlockHeader.from_dict(data["header"])
-    muhash = MuHash3072.from_bytes(encoding.hex_to_bytes(data["muhash"], "muhash"))
-    return header, muhash
-
-
-def _tip_record(header: BlockHeader, muhash: MuHash3072) -> bytes:
-    return encoding.encode({"header": header.to_dict(), "muhash": muhash.to_bytes().hex()})
 
 
 class Chain:
@@ -115,7 +90,7 @@ class Chain:
             store.close()
             raise DatabaseError("the chain database has no tip: it was never initialised completely")
         try:
-            self.tip, self._muhash = _parse_tip(raw_tip)
+            self.tip, self._muhash = chaindb.decode_tip(raw_tip)
             self.params = state.get_params(self._state_view())
         except (EncodingError, InvalidBlock) as exc:
             store.close()
@@ -155,15 +130,7 @@ class Chain:
         if store.get(schema.TIP_KEY) is not None:
             raise ChainExists("this database already holds a chain")
         block, genesis_state, muhash = build_genesis(config)
-        changes: dict[bytes, bytes | None] = {
-            schema.make_state_key(key): value for key, value in genesis_state.entries.items()
-        }
-        changes[schema.SCHEMA_VERSION_KEY] = str(schema.SCHEMA_VERSION).encode("ascii")
-        changes[schema.GENESIS_KEY] = config.encode()
-        changes[schema.make_block_key(0)] = block.encode()
-        changes[schema.make_block_hash_key(block.hash)] = schema.encode_u64(0)
-        changes[schema.TIP_KEY] = _tip_record(block.header, muhash)
-        store.write(changes)
+        store.write(chaindb.genesis_changes(config.encode(), block, genesis_state.entries, muhash))
         return cls(store, home)
 
     def close(self) -> None:
@@ -236,26 +203,15 @@ class Chain:
         ]
         if candidate.block is None and not removed and not evidence_keys:
             return
-        changes: dict[bytes, bytes | None] = {}
-        for _, tx, reason in candidate.evicted:
-            changes[schema.make_evicted_key(tx.tx_id)] = encoding.encode(
-                {"reason": reason, "height": self.tip.height + 1, "tx": tx.to_dict()}
-            )
+        changes = chaindb.eviction_changes(
+            chaindb.EvictedRecord(reason, self.tip.height + 1, tx) for _, tx, reason in candidate.evicted
+        )
         changes.update(self.mempool.removal_changes(removed))
         changes.update(dict.fromkeys(evidence_keys))
         block = candidate.block
         if block is not None and candidate.writes is not None and candidate.muhash is not None:
-            height = block.height
-            changes[schema.make_block_key(height)] = block.encode()
-            changes[schema.make_block_hash_key(block.hash)] = schema.encode_u64(height)
-            for index, tx in enumerate(block.txs):
-                changes[schema.make_tx_location_key(tx.tx_id)] = schema.encode_u64(height) + index.to_bytes(4, "big")
-            for key, value in candidate.writes.items():
-                changes[schema.make_state_key(key)] = value
-            won_key = schema.make_blocks_won_key(block.header.validator)
-            won = self.store.get(won_key)
-            changes[won_key] = schema.encode_u64((schema.decode_u64(won) if won else 0) + 1)
-            changes[schema.TIP_KEY] = _tip_record(block.header, candidate.muhash)
+            won = self.blocks_won(block.header.validator)
+            changes.update(chaindb.block_changes(block, candidate.writes, candidate.muhash, won))
         self.store.write(changes)
         self.mempool.after_commit(removed)
         if block is not None and candidate.muhash is not None:
@@ -304,20 +260,20 @@ class Chain:
         pending = self.mempool.get(tx_id)
         if pending is not None:
             return {"status": "pending", "tx": views.tx_view(pending)}
-        location = self.store.get(schema.make_tx_location_key(tx_id))
-        if location is not None:
-            height, index = schema.decode_u64(location[:8]), int.from_bytes(location[8:], "big")
-            block = self.block(height)
+        raw_location = self.store.get(schema.make_tx_location_key(tx_id))
+        if raw_location is not None:
+            location = chaindb.decode_tx_location(raw_location)
+            block = self.block(location.height)
             return {
-                "status": "included", "height": height, "index": index,
-                "block_hash": block.hash.hex(), "tx": views.tx_view(block.txs[index]),
+                "status": "included", "height": location.height, "index": location.index,
+                "block_hash": block.hash.hex(), "tx": views.tx_view(block.txs[location.index]),
             }
-        evicted = self.store.get(schema.make_evicted_key(tx_id))
-        if evicted is not None:
-            record = encoding.decode(evicted)
+        raw_evicted = self.store.get(schema.make_evicted_key(tx_id))
+        if raw_evicted is not None:
+            record = chaindb.decode_evicted(raw_evicted)
             return {
-                "status": "evicted", "reason": record["reason"], "height": record["height"],
-                "tx": views.tx_view(Transaction.from_dict(record["tx"])),
+                "status": "evicted", "reason": record.reason, "height": record.height,
+                "tx": views.tx_view(record.tx),
             }
         raise NotFound(f"no transaction {tx_id.hex()}: not pending, not in any block")
 
@@ -331,8 +287,7 @@ class Chain:
         return state.get_totals(self._state_view())
 
     def blocks_won(self, address: str) -> int:
-        raw = self.store.get(schema.make_blocks_won_key(address))
-        return schema.decode_u64(raw) if raw else 0
+        return chaindb.decode_count(self.store.get(schema.make_blocks_won_key(address)))
 
     def validators(self) -> list[dict[str, Any]]:
         """Everyone with bonded stake: O(validators), never a scan of all accounts."""
@@ -387,110 +342,8 @@ class Chain:
     # ---- verification ----------------------------------------------------------------------
 
     def verify(self, progress: ProgressCallback | None = None) -> VerifyReport:
-        """Replay from genesis: hashes, signatures, every draw and state root, then compare
-        the replayed state with the stored one. Raises :class:`VerificationError` naming the
-        first bad height or entry."""
-        started = time.perf_counter()
-        try:
-            config = self.genesis
-        except LedgerError as exc:
-            raise VerificationError(f"genesis configuration is damaged: {exc}", 0) from None
-        block0, replayed, muhash = build_genesis(config)
-        replayed = DictState(replayed.entries)  # with its validator index
-        stored0 = self._stored_block(0)
-        if stored0.hash != block0.hash:
-            raise VerificationError("height 0: stored genesis block does not match the genesis configuration", 0)
-        parent = block0.header
-        params = config.params
-        tx_count = 0
-        won: dict[str, int] = {}
-        with SignatureChecker() as signatures:
-            for height in range(1, self.tip.height + 1):
-                block = self._stored_block(height)
-                signatures.check(height, block.txs)
-                try:
-                    writes, muhash = state_transition(
-                        replayed.get, replayed.items, muhash, block, parent, params, verify_signatures=False
-                    )
-                except LedgerError as exc:
-                    signatures.finish()  # a bad signature at or below this height comes first
-                    raise VerificationError(f"height {height}: {exc}", height) from None
-                replayed.apply(writes)
-                self._check_indexes(block)
-                won[block.header.validator] = won.get(block.header.validator, 0) + 1
-                tx_count += len(block.txs)
-                parent = block.header
-                if progress is not None:
-                    progress(height, self.tip.height)
-            signatures.finish()
-        if parent.hash != self.tip.hash:
-            raise VerificationError(f"height {parent.height}: the tip record does not name the last block", parent.height)
-        if muhash.digest() != self._muhash.digest():
-            raise VerificationError("the stored state accumulator differs from the replayed one", parent.height)
-        self._compare_state(replayed)
-        self._compare_blocks_won(won)
-        return VerifyReport(self.tip.height, self.tip.height + 1, tx_count, time.perf_counter() - started)
-
-    def _stored_block(self, height: int) -> Block:
-        raw = self.store.get(schema.make_block_key(height))
-        if raw is None:
-            raise VerificationError(f"height {height}: block is missing", height)
-        try:
-            block = Block.decode(raw)
-        except LedgerError as exc:
-            raise VerificationError(f"height {height}: stored block is damaged: {exc}", height) from None
-        if block.height != height:
-            raise VerificationError(f"height {height}: stored block claims height {block.height}", height)
-        indexed = self.store.get(schema.make_block_hash_key(block.hash))
-        if indexed is None or schema.decode_u64(indexed) != height:
-            raise VerificationError(f"height {height}: block hash index does not point at this block", height)
-        return block
-
-    def _check_indexes(self, block: Block) -> None:
-        for index, tx in enumerate(block.txs):
-            location = self.store.get(schema.make_tx_location_key(tx.tx_id))
-            if location != schema.encode_u64(block.height) + index.to_bytes(4, "big"):
-                raise VerificationError(f"height {block.height}: tx index entry of {tx.id_hex} is wrong", block.height)
-
-    def _compare_blocks_won(self, replayed: dict[str, int]) -> None:
-        """The blocks-won index behind ``validators`` must count exactly the replayed winners."""
-        stored = {
-            key[len(schema.BLOCKS_WON_PREFIX):].decode("ascii", "replace"): schema.decode_u64(value)
-            for key, value in self.store.iterate(schema.BLOCKS_WON_PREFIX)
-        }
-        for address in sorted(set(stored) | set(replayed)):
-            if stored.get(address, 0) != replayed.get(address, 0):
-                raise VerificationError(
-                    f"blocks-won index of {address} says {stored.get(address, 0)}, "
-                    f"the chain says {replayed.get(address, 0)}", self.tip.height
-                )
-
-    def _compare_state(self, replayed: DictState) -> None:
-        prefix = schema.STATE_PREFIX
-        seen = 0
-        for db_key, value in self.store.iterate(prefix):
-            key = db_key[len(prefix):]
-            expected = replayed.entries.get(key)
-            if expected != value:
-                what = "is not in the replayed state" if expected is None else "differs from the replayed value"
-                raise VerificationError(
-                    f"state entry {key.decode('ascii', 'replace')} {what}", self.tip.height
-                )
-            seen += 1
-        if seen != len(replayed.entries):
-            stored = {k[len(prefix):] for k, _ in self.store.iterate(prefix)}
-            missing = sorted(set(replayed.entries) - stored)
-            raise VerificationError(
-                f"state entry {missing[0].decode('ascii', 'replace')} is missing from the database", self.tip.height
-            )
-        totals = WorkingState(replayed.get).totals()
-        if totals.supply != totals.issued - totals.burned:
-            raise VerificationError(
-                f"supply {totals.supply} differs from issued {totals.issued} minus burned {totals.burned}",
-                self.tip.height,
-            )
-        if statehash.hash_of_entries(replayed.entries.items()).digest() != self.tip.state_root:
-            raise VerificationError("the tip's state root does not commit to the stored state", self.tip.height)
+        """Replay from genesis and compare with what is stored (:mod:`ledger.chain.verify`)."""
+        return verify_chain(self.store, self.tip, self._muhash, progress)
 
 
 __all__ = ["Chain", "ForgeResult", "VerifyReport", "ensure_home", "Params"]
