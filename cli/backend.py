@@ -51,7 +51,7 @@ class DirectBackend:
         self.chain = Chain.open(home)
 
     def status(self) -> dict[str, Any]:
-        return self.chain.status()
+        return views.status_view(self.chain.status())
 
     def block(self, ref: str | None) -> dict[str, Any]:
         block = self.chain.block(self.chain.height) if ref is None else self.chain.block_by_ref(ref)
@@ -61,13 +61,13 @@ class DirectBackend:
         return [views.block_view(block) for block in self.chain.last_blocks(count)]
 
     def tx(self, tx_id: str) -> dict[str, Any]:
-        return self.chain.tx(parse_tx_id(tx_id))
+        return views.tx_status_view(self.chain.tx(parse_tx_id(tx_id)))
 
     def account(self, address: str) -> dict[str, Any]:
-        return self.chain.account(address)
+        return views.account_view(self.chain.account(address))
 
     def validators(self) -> list[dict[str, Any]]:
-        return self.chain.validators()
+        return [views.validator_view(row) for row in self.chain.validators()]
 
     def submit(self, tx: Transaction) -> dict[str, Any]:
         tx_id = self.chain.submit(tx)

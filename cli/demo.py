@@ -147,7 +147,7 @@ class Story:
 
         address = Keystore(self.home / "wallets").load(name).address(0, 0)
         with Chain.open(self.home) as chain:
-            return list(chain.account(address)["unbonding"])
+            return [{"amount": e.amount, "release_height": e.release_height} for e in chain.account(address).unbonding]
 
     # ---- the story -------------------------------------------------------------------------
 

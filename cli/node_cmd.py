@@ -213,7 +213,7 @@ class DevProposer:
 
         if self.last is not None:
             try:
-                if chain.tx(self.last)["status"] == "pending":
+                if chain.tx(self.last).status == "pending":
                     return
             except NotFound:
                 pass
@@ -221,7 +221,7 @@ class DevProposer:
         low = min(max(DEV_BPM_RANGE[0], params.bpm_min), params.bpm_max)
         high = max(min(DEV_BPM_RANGE[1], params.bpm_max), low)
         account = chain.account(self.address)
-        tx = build_bpm(self.private_key, params.chain_id, account["next_nonce"], self.rng.randint(low, high),
+        tx = build_bpm(self.private_key, params.chain_id, account.next_nonce, self.rng.randint(low, high),
                        chain.height + 1, chain.next_seed)
         self.last = chain.submit(tx)
 

@@ -45,7 +45,7 @@ def make_proposal(
 def propose(chain: Chain, key: Key, bpm: int = 72, nonce: int | None = None) -> Transaction:
     """A proposal for ``chain``'s next block, at the key's next nonce unless one is given."""
     if nonce is None:
-        nonce = chain.account(key.address)["next_nonce"]
+        nonce = chain.account(key.address).next_nonce
     return make_proposal(key, nonce, chain.height + 1, chain.next_seed, bpm, chain.params.chain_id)
 
 

@@ -121,9 +121,9 @@ def test_init_creates_the_chain_and_reports_it(tmp_path: Path, keys: list[Key]) 
     with Chain.open(home) as chain:
         assert chain.height == 0
         assert chain.params.block_reward == 7
-        assert chain.account(a.address)["balance"] == 1000
-        assert chain.account(a.address)["bonded"] == 200
-        assert chain.account(b.address)["bonded"] == 150
+        assert chain.account(a.address).balance == 1000
+        assert chain.account(a.address).bonded == 200
+        assert chain.account(b.address).bonded == 150
 
 
 def test_init_json(tmp_path: Path, keys: list[Key]) -> None:

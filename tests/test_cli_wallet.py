@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 
 from cli.main import posctl
 from ledger.chain.facade import Chain
+from ledger.chain.results import AccountInfo
 from ledger.consensus.genesis import GenesisConfig
 from ledger.params import Params
 from wallet import bip39
@@ -81,7 +82,7 @@ def forge(home: Path) -> dict[str, Any]:
         return chain.forge().to_view()
 
 
-def chain_snapshot(home: Path) -> tuple[int, int, list[dict[str, Any]]]:
+def chain_snapshot(home: Path) -> tuple[int, int, list[AccountInfo]]:
     """Height, mempool size and every test wallet's account: what a refused command must not change."""
     with Chain.open(home) as chain:
         accounts = [chain.account(address_of(home, name)) for name in ("alice", "bob", "val")]
@@ -371,7 +372,7 @@ def test_send_to_a_wallet_name_and_to_an_address(chain_home: Path) -> None:
     text = ok(chain_home, "wallet", "send", "alice", bob.upper(), "50").stdout
     assert "tx " in text and bob in text
     with Chain.open(chain_home) as chain:
-        assert chain.tx(bytes.fromhex(first["tx_id"]))["status"] == "pending"
+        assert chain.tx(bytes.fromhex(first["tx_id"])).status == "pending"
         assert chain.mempool.count == 2
     ok(chain_home, "wallet", "propose", "val", "--bpm", "60")
     forge(chain_home)
@@ -680,6 +681,6 @@ def test_out_signs_without_submitting_and_the_file_is_what_post_txs_takes(chain_
         tx = decode_submission(out.read_bytes())  # canonical bytes, exactly what POST /txs takes
         assert tx.id_hex == data["tx_id"] and tx.amount == 25
         chain.submit(tx)
-        assert chain.tx(tx.tx_id)["status"] == "pending"
+        assert chain.tx(tx.tx_id).status == "pending"
     line = error_line(run(chain_home, "wallet", "stake", "alice", "5", "--out", str(out)))
     assert "already exists" in line

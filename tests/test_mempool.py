@@ -124,10 +124,10 @@ def test_pending_survives_reopen_and_forger_orders_by_arrival(tmp_path):
     chain.close()
     reopened = Chain.open(home)
     assert reopened.mempool.count == 3
-    assert [reopened.tx(i)["status"] for i in ids] == ["pending"] * 3
+    assert [reopened.tx(i).status for i in ids] == ["pending"] * 3
     block = reopened.forge().block
     assert block is not None and [tx.tx_id for tx in block.txs] == ids
-    assert reopened.tx(ids[2])["status"] == "included" and reopened.tx(ids[2])["height"] == 1
+    assert reopened.tx(ids[2]).status == "included" and reopened.tx(ids[2]).height == 1
     reopened.close()
 
 
@@ -153,7 +153,7 @@ def test_invalidated_pending_tx_is_evicted_with_reason(tmp_path):
     assert "cannot send 100" in reasons[doomed.hex()]
     assert "not its next nonce" in reasons[follower.hex()]
     record = chain.tx(doomed)
-    assert record["status"] == "evicted" and "cannot send 100" in record["reason"]
+    assert record.status == "evicted" and "cannot send 100" in (record.reason or "")
     assert chain.mempool.count == 0
     chain.close()
     assert Chain.open(home).mempool.count == 0
@@ -169,7 +169,7 @@ def test_full_blocks_of_transfers_never_starve_the_proposals(tmp_path):
     result = chain.forge()
     assert result.block is not None and result.evicted == []
     assert [tx.tx_id for tx in result.block.txs] == [transfers[0], transfers[1], proposal]
-    assert chain.tx(transfers[2])["status"] == "pending" and chain.tx(late)["status"] == "pending"
+    assert chain.tx(transfers[2]).status == "pending" and chain.tx(late).status == "pending"
     chain.submit(propose(chain, V, 71, nonce=1))
     second = chain.forge().block
     assert second is not None and [tx.tx_id for tx in second.txs][:2] == [transfers[2], transfers[3]]
@@ -189,5 +189,5 @@ def test_a_validators_own_earlier_tx_cannot_hide_its_proposal(tmp_path):
     block = chain.forge().block
     assert block is not None
     assert [tx.tx_id for tx in block.txs] == [junk[0], own_transfer, proposal]
-    assert all(chain.tx(j)["status"] == "pending" for j in junk[1:])
+    assert all(chain.tx(j).status == "pending" for j in junk[1:])
     chain.close()

@@ -599,7 +599,7 @@ def test_signal_exits_zero_and_removes_record(tmp_path: Path, nodes, sig: int) -
     assert "node stopped" in node.output() and "Traceback" not in node.output()
     with Chain.open(setup.home) as chain:
         for tx_id in ids:
-            assert chain.tx(bytes.fromhex(tx_id))["status"] in ("pending", "included")
+            assert chain.tx(bytes.fromhex(tx_id)).status in ("pending", "included")
         chain.verify()
 
 
@@ -665,7 +665,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path: Path, no
         assert find_running_node(setup.home) is None  # the killed node's record is recognised as stale
         with Chain.open(setup.home) as chain:
             for tx_id in acked:
-                assert chain.tx(bytes.fromhex(tx_id))["status"] in ("pending", "included"), tx_id
+                assert chain.tx(bytes.fromhex(tx_id)).status in ("pending", "included"), tx_id
             chain.verify()
     assert len(acked) > 20
     with Chain.open(setup.home) as chain:

@@ -18,6 +18,7 @@ import pytest
 from ledger import encoding
 from ledger.storage import schema
 from ledger.consensus import state
+from ledger.chain import views
 from ledger.chain.facade import Chain
 from ledger.errors import ChainNotInitialized, DatabaseError, DatabaseLocked, VerificationError
 from ledger.storage.store import LevelDBStore
@@ -47,16 +48,19 @@ def build_small_chain(home: Path, blocks: int = 3) -> Chain:
 def test_reopen_in_a_new_process_sees_the_same_tip_state_and_mempool(tmp_path):
     home = tmp_path / "home"
     chain = build_small_chain(home)
-    expected = {"status": chain.status(), "a": chain.account(A.address), "b": chain.account(B.address)}
+    expected = {"status": views.status_view(chain.status()), "a": views.account_view(chain.account(A.address)),
+                "b": views.account_view(chain.account(B.address))}
     chain.close()
     result = run_python(
         """
         import json, sys
         from pathlib import Path
+        from ledger.chain import views
         from ledger.chain.facade import Chain
         with Chain.open(Path(sys.argv[1])) as chain:
-            print(json.dumps({"status": chain.status(), "a": chain.account(sys.argv[2]),
-                              "b": chain.account(sys.argv[3])}))
+            print(json.dumps({"status": views.status_view(chain.status()),
+                              "a": views.account_view(chain.account(sys.argv[2])),
+                              "b": views.account_view(chain.account(sys.argv[3]))}))
         """,
         str(home), A.address, B.address,
     )
@@ -68,6 +72,7 @@ def test_reopen_in_a_new_process_sees_the_same_tip_state_and_mempool(tmp_path):
 CRASH_WORKER = """
 import sys, time
 from pathlib import Path
+from ledger.chain import views
 from ledger.chain.facade import Chain
 from tests.ledgerkit import make_key, make_tx, propose
 home, round_no = Path(sys.argv[1]), int(sys.argv[2])
@@ -76,7 +81,7 @@ chain = Chain.open(home)
 print("ready", flush=True)
 i = 0
 while True:
-    txs = [make_tx(A, chain.account(A.address)["next_nonce"], "transfer", to=B.address, amount=1)]
+    txs = [make_tx(A, chain.account(A.address).next_nonce, "transfer", to=B.address, amount=1)]
     if chain.mempool.sender_pending(V.address).proposals == 0:
         txs.append(propose(chain, V, 70))
     for tx in txs:
@@ -108,7 +113,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(tmp_path):
         with Chain.open(home) as chain:
             chain.verify()
             for tx_id in acknowledged:
-                assert chain.tx(bytes.fromhex(tx_id))["status"] in ("pending", "included")
+                assert chain.tx(bytes.fromhex(tx_id)).status in ("pending", "included")
     assert len(acknowledged) > 20
 
 
@@ -179,7 +184,7 @@ def test_opening_does_not_replay_the_chain(tmp_path):
     store.write({schema.make_block_key(1): None})
     store.close()
     with Chain.open(home) as chain:
-        assert chain.status()["height"] == 3
+        assert chain.status().height == 3
         with pytest.raises(VerificationError, match="height 1: block is missing"):
             chain.verify()
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ledger.storage import schema
 from ledger.consensus import state
 from ledger.chain.facade import Chain
+from ledger.consensus.state import Unbonding
 from ledger.errors import InsufficientBalance, InvalidBlock, LedgerError, NonceMismatch
 from ledger.consensus.state import DictState, WorkingState
 from ledger.storage.store import MemoryStore
@@ -54,8 +55,8 @@ def test_unbonding_is_locked_until_release_height_then_liquid():
     block = chain.forge().block
     assert block is not None and block.height == 1
     account = chain.account(V.address)
-    assert account["bonded"] == 400
-    assert account["unbonding"] == [{"amount": 100, "release_height": 4}]
+    assert account.bonded == 400
+    assert account.unbonding == (Unbonding(100, 4),)
     # Unbonding tokens cannot be spent: liquid is 1000 + reward 10.
     with pytest.raises(InsufficientBalance):
         chain.submit(make_tx(V, 2, "transfer", to=KEYS[1].address, amount=1011))
@@ -63,8 +64,8 @@ def test_unbonding_is_locked_until_release_height_then_liquid():
         chain.submit(propose(chain, V, 60, nonce=nonce))
         chain.forge()
     account = chain.account(V.address)
-    assert chain.height == 4 and account["unbonding"] == []
-    assert account["balance"] == 1000 + 4 * 10 + 100
+    assert chain.height == 4 and account.unbonding == ()
+    assert account.balance == 1000 + 4 * 10 + 100
     chain.verify()
 
 
@@ -148,7 +149,7 @@ def test_random_interleavings_keep_supply_and_nonces(actions):
             chain.forge()
         else:
             key = KEYS[act[1]]
-            nonce = chain.account(key.address)["next_nonce"]
+            nonce = chain.account(key.address).next_nonce
             if act[0] == "transfer":
                 tx = make_tx(key, nonce, "transfer", to=KEYS[act[2]].address, amount=act[3])
             elif act[0] in ("stake", "unstake"):
@@ -171,9 +172,9 @@ def test_random_interleavings_keep_supply_and_nonces(actions):
         assert totals.supply == totals.issued - totals.burned and totals.burned >= 0
         for key in KEYS:
             account = chain.account(key.address)
-            assert min(account["balance"], account["bonded"]) >= 0
-            assert account["nonce"] >= nonce_seen[key.address]
-            nonce_seen[key.address] = account["nonce"]
+            assert min(account.balance, account.bonded) >= 0
+            assert account.nonce >= nonce_seen[key.address]
+            nonce_seen[key.address] = account.nonce
     chain.verify()
 
 

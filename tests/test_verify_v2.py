@@ -32,13 +32,13 @@ def build(home: Path) -> None:
     assert chain.forge().block is not None
     chain.submit(propose(chain, C))
     assert chain.forge().block is not None
-    nonce = chain.account(B.address)["next_nonce"]
+    nonce = chain.account(B.address).next_nonce
     first = make_proposal(B, nonce, 3, chain.next_seed, 70)
     second = make_proposal(B, nonce, 3, chain.next_seed, 71)
     chain.submit_evidence(make_evidence(first, second))
-    chain.submit(make_tx(A, chain.account(A.address)["next_nonce"], "transfer", to=C.address, amount=1))
+    chain.submit(make_tx(A, chain.account(A.address).next_nonce, "transfer", to=C.address, amount=1))
     for key in (A, C):
-        if chain.account(key.address)["status"] == "active":
+        if chain.account(key.address).status == "active":
             chain.submit(propose(chain, key))
     block = chain.forge().block
     assert block is not None and len(block.evidence) == 1

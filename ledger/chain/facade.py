@@ -37,6 +37,7 @@ from ledger.consensus.evidence import Evidence
 from ledger.consensus.fork import next_seed
 from ledger.chain.verify import ProgressCallback, VerifyReport, verify_chain
 from ledger.chain import views
+from ledger.chain.results import AccountInfo, ChainStatus, TxStatus, ValidatorRow
 
 CHAIN_DIRNAME = "chain"
 """The LevelDB directory inside a posctl home."""
@@ -255,33 +256,31 @@ class Chain:
         for height in range(max(start, 0), min(end, self.tip.height) + 1):
             yield self.block(height)
 
-    def tx(self, tx_id: TxId) -> dict[str, Any]:
+    def tx(self, tx_id: TxId) -> TxStatus:
         """Where a tx is: pending, included (with height), or evicted (with the reason)."""
         pending = self.mempool.get(tx_id)
         if pending is not None:
-            return {"status": "pending", "tx": views.tx_view(pending)}
+            return TxStatus("pending", pending)
         raw_location = self.store.get(schema.make_tx_location_key(tx_id))
         if raw_location is not None:
             location = chaindb.decode_tx_location(raw_location)
             block = self.block(location.height)
-            return {
-                "status": "included", "height": location.height, "index": location.index,
-                "block_hash": block.hash.hex(), "tx": views.tx_view(block.txs[location.index]),
-            }
+            return TxStatus("included", block.txs[location.index], location.height, location.index, block.hash)
         raw_evicted = self.store.get(schema.make_evicted_key(tx_id))
         if raw_evicted is not None:
             record = chaindb.decode_evicted(raw_evicted)
-            return {
-                "status": "evicted", "reason": record.reason, "height": record.height,
-                "tx": views.tx_view(record.tx),
-            }
+            return TxStatus("evicted", record.tx, height=record.height, reason=record.reason)
         raise NotFound(f"no transaction {tx_id.hex()}: not pending, not in any block")
 
-    def account(self, address: str) -> dict[str, Any]:
+    def account(self, address: str) -> AccountInfo:
         address = parse_address(address)
         account = state.get_account(self._state_view(), address)
-        pending = self.mempool.sender_pending(address).count
-        return views.account_view(address, account, pending, self.params)
+        return AccountInfo(
+            address=address, balance=account.balance, bonded=account.bonded, unbonding=account.unbonding,
+            nonce=account.nonce, pending=self.mempool.sender_pending(address).count,
+            status=state.get_validator_status(account, self.params), missed=account.missed,
+            slashed=account.slashed,
+        )
 
     def totals(self) -> state.Totals:
         return state.get_totals(self._state_view())
@@ -289,7 +288,7 @@ class Chain:
     def blocks_won(self, address: str) -> int:
         return chaindb.decode_count(self.store.get(schema.make_blocks_won_key(address)))
 
-    def validators(self) -> list[dict[str, Any]]:
+    def validators(self) -> list[ValidatorRow]:
         """Everyone with bonded stake: O(validators), never a scan of all accounts."""
         view = self._state_view()
         rows = []
@@ -300,44 +299,37 @@ class Chain:
         eligible_total = sum(account.bonded for _, account, ok in rows if ok)
         blocks = self.tip.height
         return [
-            {
-                "address": address,
-                "bonded": account.bonded,
-                "eligible": eligible,
-                "status": state.get_validator_status(account, self.params),
-                "missed": account.missed,
-                "slashed": account.slashed,
-                "share": account.bonded / total if total else 0.0,
-                "expected_share": account.bonded / eligible_total if eligible and eligible_total else 0.0,
-                "blocks_won": (won := self.blocks_won(address)),
-                "actual_share": won / blocks if blocks else 0.0,
-            }
+            ValidatorRow(
+                address=address,
+                bonded=account.bonded,
+                eligible=eligible,
+                status=state.get_validator_status(account, self.params),
+                missed=account.missed,
+                slashed=account.slashed,
+                share=account.bonded / total if total else 0.0,
+                expected_share=account.bonded / eligible_total if eligible and eligible_total else 0.0,
+                blocks_won=(won := self.blocks_won(address)),
+                actual_share=won / blocks if blocks else 0.0,
+            )
             for address, account, eligible in sorted(rows, key=lambda r: (-r[1].bonded, r[0]))
         ]
 
-    def status(self) -> dict[str, Any]:
-        totals = self.totals()
+    def status(self) -> ChainStatus:
         validators = self.validators()
-        return {
-            "chain_id": self.params.chain_id,
-            "height": self.tip.height,
-            "tip": self.tip.hash.hex(),
-            "timestamp": self.tip.timestamp,
-            "state_root": self.tip.state_root.hex(),
-            "mempool": self.mempool.count,
-            "validators": len(validators),
-            "eligible_validators": sum(1 for v in validators if v["eligible"]),
-            "supply": totals.supply,
-            "liquid": totals.liquid,
-            "bonded": totals.bonded,
-            "unbonding": totals.unbonding,
-            "issued": totals.issued,
-            "rewards": totals.rewards,
-            "burned": totals.burned,
-            "evidence_pending": self.mempool.evidence_count(),
-            "next_seed": self.next_seed.hex(),
-            "params": self.params.to_dict(),
-        }
+        return ChainStatus(
+            chain_id=self.params.chain_id,
+            height=self.tip.height,
+            tip=self.tip.hash,
+            timestamp=self.tip.timestamp,
+            state_root=self.tip.state_root,
+            mempool=self.mempool.count,
+            validators=len(validators),
+            eligible_validators=sum(1 for v in validators if v.eligible),
+            totals=self.totals(),
+            evidence_pending=self.mempool.evidence_count(),
+            next_seed=self.next_seed,
+            params=self.params,
+        )
 
     # ---- verification ----------------------------------------------------------------------
 

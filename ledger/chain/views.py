@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ledger.chain.results import AccountInfo, ChainStatus, TxStatus, ValidatorRow
 from ledger.consensus.blocks import Block
 from ledger.consensus.evidence import Evidence
-from ledger.consensus.state import Account, get_validator_status
-from ledger.params import Params
 from ledger.consensus.transactions import Transaction
 
 
@@ -83,18 +82,65 @@ def block_view(block: Block) -> dict[str, Any]:
     }
 
 
-def account_view(address: str, account: Account, pending: int, params: Params) -> dict[str, Any]:
+def account_view(info: AccountInfo) -> dict[str, Any]:
     return {
-        "address": address,
-        "balance": account.balance,
-        "bonded": account.bonded,
-        "unbonding": [
-            {"amount": e.amount, "release_height": e.release_height} for e in account.unbonding
-        ],
-        "nonce": account.nonce,
-        "pending": pending,
-        "next_nonce": account.nonce + pending,
-        "status": get_validator_status(account, params),
-        "missed": account.missed,
-        "slashed": account.slashed,
+        "address": info.address,
+        "balance": info.balance,
+        "bonded": info.bonded,
+        "unbonding": [{"amount": e.amount, "release_height": e.release_height} for e in info.unbonding],
+        "nonce": info.nonce,
+        "pending": info.pending,
+        "next_nonce": info.next_nonce,
+        "status": info.status,
+        "missed": info.missed,
+        "slashed": info.slashed,
     }
+
+
+def validator_view(row: ValidatorRow) -> dict[str, Any]:
+    return {
+        "address": row.address,
+        "bonded": row.bonded,
+        "eligible": row.eligible,
+        "status": row.status,
+        "missed": row.missed,
+        "slashed": row.slashed,
+        "share": row.share,
+        "expected_share": row.expected_share,
+        "blocks_won": row.blocks_won,
+        "actual_share": row.actual_share,
+    }
+
+
+def status_view(status: ChainStatus) -> dict[str, Any]:
+    totals = status.totals
+    return {
+        "chain_id": status.chain_id,
+        "height": status.height,
+        "tip": status.tip.hex(),
+        "timestamp": status.timestamp,
+        "state_root": status.state_root.hex(),
+        "mempool": status.mempool,
+        "validators": status.validators,
+        "eligible_validators": status.eligible_validators,
+        "supply": totals.supply,
+        "liquid": totals.liquid,
+        "bonded": totals.bonded,
+        "unbonding": totals.unbonding,
+        "issued": totals.issued,
+        "rewards": totals.rewards,
+        "burned": totals.burned,
+        "evidence_pending": status.evidence_pending,
+        "next_seed": status.next_seed.hex(),
+        "params": status.params.to_dict(),
+    }
+
+
+def tx_status_view(where: TxStatus) -> dict[str, Any]:
+    """Pending: the tx; included: its height, index and block hash; evicted: the height and why."""
+    if where.status == "included" and where.block_hash is not None:
+        return {"status": "included", "height": where.height, "index": where.index,
+                "block_hash": where.block_hash.hex(), "tx": tx_view(where.tx)}
+    if where.status == "evicted":
+        return {"status": "evicted", "reason": where.reason, "height": where.height, "tx": tx_view(where.tx)}
+    return {"status": where.status, "tx": tx_view(where.tx)}

@@ -213,7 +213,7 @@ class NodeApi:
         return {"routes": [f"{r.method} {r.pattern.pattern}" for r in ROUTES if r.pattern.pattern != "/"]}
 
     def get_status(self, query: dict[str, list[str]], body: bytes) -> Any:
-        return self._call(lambda chain: chain.status())
+        return views.status_view(self._call(lambda chain: chain.status()))
 
     def get_node(self, query: dict[str, list[str]], body: bytes) -> Any:
         return self.node.info()
@@ -248,13 +248,13 @@ class NodeApi:
     def get_tx(self, query: dict[str, list[str]], body: bytes, text: str) -> Any:
         if not _HEX64.fullmatch(text):
             raise ApiError(400, f"{text!r} is not a transaction id: expected 64 hex digits")
-        return self._call(lambda chain: chain.tx(bytes.fromhex(text)))
+        return views.tx_status_view(self._call(lambda chain: chain.tx(bytes.fromhex(text))))
 
     def get_account(self, query: dict[str, list[str]], body: bytes, address: str) -> Any:
-        return self._call(lambda chain: chain.account(address))
+        return views.account_view(self._call(lambda chain: chain.account(address)))
 
     def get_validators(self, query: dict[str, list[str]], body: bytes) -> Any:
-        return self._call(lambda chain: chain.validators())
+        return [views.validator_view(row) for row in self._call(lambda chain: chain.validators())]
 
     # ---- writes ----------------------------------------------------------------------------
 

@@ -42,7 +42,7 @@ def tx_id_record() -> dict[str, str]:
 
 
 def _propose(chain: Chain, key: Key, bpm: int) -> None:
-    nonce = chain.account(key.address)["next_nonce"]
+    nonce = chain.account(key.address).next_nonce
     chain.submit(make_proposal(key, nonce, chain.height + 1, chain.next_seed, bpm, chain_id=CHAIN_ID))
 
 
@@ -62,13 +62,13 @@ def scripted_chain_record() -> dict[str, Any]:
         _propose(chain, key, bpm)
     blocks.append(_forge(chain, 1))
     # Block 2: two propose; dave starts unbonding part of its stake.
-    chain.submit(make_tx(DAVE, chain.account(DAVE.address)["next_nonce"], "unstake", chain_id=CHAIN_ID, amount=50))
+    chain.submit(make_tx(DAVE, chain.account(DAVE.address).next_nonce, "unstake", chain_id=CHAIN_ID, amount=50))
     for key, bpm in ((CAROL, 70), (DAVE, 90)):
         _propose(chain, key, bpm)
     blocks.append(_forge(chain, 2))
     # Block 3: carol signs two different proposals for height 3; the mempool refuses the second
     # and records the pair as evidence, which the block uses: carol is slashed and tombstoned.
-    nonce = chain.account(CAROL.address)["next_nonce"]
+    nonce = chain.account(CAROL.address).next_nonce
     first = make_proposal(CAROL, nonce, 3, chain.next_seed, 70, chain_id=CHAIN_ID)
     second = make_proposal(CAROL, nonce, 3, chain.next_seed, 71, chain_id=CHAIN_ID)
     chain.submit(first)
