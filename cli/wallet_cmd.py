@@ -127,6 +127,12 @@ def account_options(func: F) -> F:
     )(func)  # type: ignore[return-value]
 
 
+def submitting(func: F) -> F:
+    """The options and plumbing every signing command shares: which key (``--account``,
+    ``--index``), ``--out FILE``, ``--json``, the app context and one-line errors."""
+    return account_options(json_option(pass_app(handles_errors(func))))
+
+
 # ---- small helpers ---------------------------------------------------------------------------
 
 
@@ -368,10 +374,7 @@ def list_wallets(app: AppContext) -> None:
 
 @wallet.command("show")
 @click.argument("name")
-@account_options
-@json_option
-@pass_app
-@handles_errors
+@submitting
 def show(app: AppContext, name: str, account: int, index: int) -> None:
     """Keys and balances of wallet NAME: liquid, bonded, unbonding, nonce, pending txs.
 
@@ -499,10 +502,7 @@ def require_eligible(submission: Submission, address: str, height: int) -> None:
 @click.argument("name")
 @click.argument("to")
 @click.argument("amount", type=AMOUNT)
-@account_options
-@json_option
-@pass_app
-@handles_errors
+@submitting
 def send(app: AppContext, name: str, to: str, amount: int, account: int, index: int) -> None:
     """Transfer AMOUNT liquid tokens from wallet NAME to TO (an address or a wallet name)."""
     submission = Submission(app, name, account, index)
@@ -517,10 +517,7 @@ def send(app: AppContext, name: str, to: str, amount: int, account: int, index: 
 @wallet.command("stake")
 @click.argument("name")
 @click.argument("amount", type=AMOUNT)
-@account_options
-@json_option
-@pass_app
-@handles_errors
+@submitting
 def stake(app: AppContext, name: str, amount: int, account: int, index: int) -> None:
     """Bond AMOUNT liquid tokens of wallet NAME as validator stake."""
     submission = Submission(app, name, account, index)
@@ -533,10 +530,7 @@ def stake(app: AppContext, name: str, amount: int, account: int, index: int) -> 
 @wallet.command("unstake")
 @click.argument("name")
 @click.argument("amount", type=AMOUNT)
-@account_options
-@json_option
-@pass_app
-@handles_errors
+@submitting
 def unstake(app: AppContext, name: str, amount: int, account: int, index: int) -> None:
     """Start unbonding AMOUNT of wallet NAME's bonded stake (liquid again after the lock-up)."""
     submission = Submission(app, name, account, index)
@@ -577,10 +571,7 @@ class Proposal(Submission):
               help="Block height to propose for (default: the next block; no other is accepted).")
 @click.option("--allow-equivocation", is_flag=True,
               help="Sign even a second, different proposal for a height (it will be slashed: for the attack lab).")
-@account_options
-@json_option
-@pass_app
-@handles_errors
+@submitting
 def propose(app: AppContext, name: str, bpm: int, height: int | None, allow_equivocation: bool,
             account: int, index: int) -> None:
     """Propose a BPM reading from validator wallet NAME for the next block, with its VRF proof:
@@ -597,10 +588,7 @@ def propose(app: AppContext, name: str, bpm: int, height: int | None, allow_equi
 
 @wallet.command("unjail")
 @click.argument("name")
-@account_options
-@json_option
-@pass_app
-@handles_errors
+@submitting
 def unjail(app: AppContext, name: str, account: int, index: int) -> None:
     """Bring validator wallet NAME back into the draw after a jailing for missed turns."""
     submission = Submission(app, name, account, index)
