@@ -147,8 +147,10 @@ def test_committed_alternatives_on_separate_chains_agree_on_next_seed(tmp_path):
         assert a.next_seed == b.next_seed
         proposals = proposals_for_tip(a)
         transfers = transfers_for_tip(a)
-        a.submit_many(list(proposals.values()))
-        b.submit_many(transfers[::-1][:3] + list(reversed(proposals.values())) + transfers[:2])
+        admitted = a.submit_many(list(proposals.values())) + b.submit_many(
+            transfers[2:4] + list(reversed(proposals.values())) + transfers[:1]
+        )
+        assert [r.error for r in admitted if r.error is not None] == []
         block_a = a.forge(1_700_000_100).block
         block_b = b.forge(1_700_000_999).block
         assert block_a is not None and block_b is not None
