@@ -1,7 +1,7 @@
 """``python -m bench [--json FILE] [--quick]``: what posctl costs, on real LevelDB in a temp dir.
 
 Prints a table (name, value, unit, target, met?) and optionally writes the figures as JSON.
-The default run is the full one (under three minutes on a quiet 2-core machine); ``--quick`` is
+The default run is the full one (about four minutes on a quiet 2-core machine); ``--quick`` is
 a smaller smoke run whose figures are indicative only.
 """
 
@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench import fixtures, measures
-from ledger.chain.mempool import decode_submission
 
 
 @dataclass(frozen=True)
 class Sizes:
     senders: int = 200
     main_blocks: int = 20
-    """Blocks of 1,000 txs admitted, forged and verified."""
-    extra_blocks: int = 10
-    """More 1,000-tx groups, signed only for the peak-memory child."""
-    long_blocks: int = 20_000
+    """Blocks of 1,000 txs (999 transfers and a proposal) admitted, forged and verified."""
+    child_txs: int = 50_000
+    """Transfers the peak-memory child admits (the first ones are the main blocks' too)."""
+    long_blocks: int = 10_000
+    """Each block of the long chain needs its own ECVRF proof, made once its parent exists."""
     small_blocks: int = 100
     ceiling_verifies: int = 3000
     single_submits: int = 500
@@ -39,11 +39,15 @@ class Sizes:
     shows: int = 40
     """Block fetch+render samples per chain per round (cycling over its top 20 heights)."""
     cli_repeat: int = 5
+    validators: int = 100
+    """Proposals per block for the many-proposals forge figure."""
+    proposal_blocks: int = 5
+    vrf_repeat: int = 100
 
 
 FULL = Sizes()
-QUICK = Sizes(main_blocks=4, extra_blocks=0, long_blocks=1000, ceiling_verifies=1000, single_submits=100,
-              opens=7, shows=20, cli_repeat=3)
+QUICK = Sizes(main_blocks=4, child_txs=5000, long_blocks=1000, ceiling_verifies=1000, single_submits=100,
+              opens=7, shows=20, cli_repeat=3, proposal_blocks=2, vrf_repeat=30)
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,10 @@ ROWS = [
     Row("draw_ms_10", "ms"),
     Row("draw_ms_1k", "ms"),
     Row("draw_ms_100k", "ms", "< 100", lambda f: f["draw_ms_100k"] < 100),
+    Row("draw_ms_100k_worst", "ms", "(winner drawn last)"),
+    Row("vrf_prove_ms", "ms", "(per proposal)"),
+    Row("vrf_verify_ms", "ms", "(per proposal)"),
+    Row("forge_ms_100_proposals", "ms", "(synced commit)"),
     Row("verify_txs_per_s", "txs/s", ">= 80% of ceiling",
         lambda f: f["verify_txs_per_s"] >= 0.8 * f["verify_ceiling_per_s"]),
     Row("cli_help_s", "s", "< 0.3", lambda f: f["cli_help_s"] < 0.3),
@@ -78,9 +86,10 @@ ROWS = [
 INFO_ROWS = [
     ("verify_ceiling_min_per_s", "verif/s", "lowest of the 3 ceiling samples (the median is above)"),
     ("verify_ceiling_max_per_s", "verif/s", "highest of the 3 ceiling samples"),
-    ("sign_s", "s", "pre-signing every tx (not a target)"),
-    ("forge_ms_synced_1tx", "ms", "median synced forge of a 1-bpm block (100-block chain)"),
-    ("long_build_s", "s", "building the long chain (forge loop, unsynced batches)"),
+    ("sign_s", "s", "pre-signing every transfer (not a target)"),
+    ("admit_ms_100_proposals", "ms", "admitting 100 proposals (VRF proofs checked; group commit)"),
+    ("forge_ms_synced_1tx", "ms", "median synced forge of a 1-proposal block (100-block chain)"),
+    ("long_build_s", "s", "building the long chain (prove, admit, forge per block; unsynced)"),
     ("long_build_ms_per_block", "ms", "per block of the long chain build"),
     ("long_height", "", "height of the long chain"),
     ("open_ms_first_small", "ms", "first open of the small chain after building it (log recovery)"),
@@ -101,15 +110,14 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, float]:
     figures: dict[str, float] = {}
     world = fixtures.make_world(sizes.senders)
 
-    # ---- pre-sign everything (not timed as a figure) ----
+    # ---- pre-sign every transfer (not timed as a figure). Proposals are made when their
+    # block is next: each proves over the seed its parent fixes ----
     started = time.perf_counter()
-    stream_specs = fixtures.block_stream_specs(world, sizes.main_blocks + sizes.extra_blocks)
-    bpm_specs = fixtures.bpm_specs(world, sizes.long_blocks)
-    signed = fixtures.sign_all(stream_specs + bpm_specs)
-    stream, bpms = signed[:len(stream_specs)], signed[len(stream_specs):]
-    main = stream[:sizes.main_blocks * 1000]
+    main_count = sizes.main_blocks * 999
+    transfers = fixtures.sign_all(fixtures.transfer_specs(world, max(main_count, sizes.child_txs)))
+    main = transfers[:main_count]
     figures["sign_s"] = time.perf_counter() - started
-    _log(f"signed {len(signed)} txs in {figures['sign_s']:.1f}s")
+    _log(f"signed {len(transfers)} transfers in {figures['sign_s']:.1f}s")
 
     # ---- 1. verify ceiling: sampled next to admission and next to verify(), so the ratio
     # targets compare figures taken under the same machine load; the median is reported ----
@@ -126,7 +134,7 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, float]:
     _log(f"single admission {figures['admission_single_per_s']:.0f}/s")
 
     # ---- 3. apply: forge the admitted txs in blocks of 1,000 ----
-    figures["apply_per_s"], _ = measures.forge_blocks(chain, sizes.main_blocks, 1000)
+    figures["apply_per_s"], _ = measures.forge_blocks(chain, sizes.main_blocks, 1000, world.validator)
     chain.close()
     _log(f"apply {figures['apply_per_s']:.0f}/s")
 
@@ -144,14 +152,22 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, float]:
     figures["draw_ms_10"] = measures.draw_ms(10, 200)
     figures["draw_ms_1k"] = measures.draw_ms(1000, 50)
     figures["draw_ms_100k"] = measures.draw_ms(100_000, 5)
-    _log(f"draw 100k {figures['draw_ms_100k']:.1f} ms")
+    figures["draw_ms_100k_worst"] = measures.draw_ms(100_000, 3, worst=True)
+    _log(f"draw 100k {figures['draw_ms_100k']:.1f} ms, winner last {figures['draw_ms_100k_worst']:.0f} ms")
+
+    # ---- 10. ECVRF per proposal, and a block of 100 proposals ----
+    figures.update(measures.vrf_ms(sizes.vrf_repeat))
+    _log(f"ECVRF prove {figures['vrf_prove_ms']:.2f} ms, verify {figures['vrf_verify_ms']:.2f} ms")
+    figures.update(measures.forge_with_proposals(workdir / "proposals", fixtures.validator_set(sizes.validators),
+                                                 sizes.proposal_blocks))
+    _log(f"forge with {sizes.validators} proposals {figures['forge_ms_100_proposals']:.1f} ms")
 
     # ---- 4/5 small: a 100-block chain forged with synced commits ----
     small_home = workdir / "small"
     with world.create_chain(small_home, max_block_txs=1) as small:
-        small.submit_many([decode_submission(raw) for raw in bpms[:sizes.small_blocks]])
         samples = []
         for _ in range(sizes.small_blocks):
+            measures._check_admitted(small.submit_many([fixtures.propose_next(small, world.chain_validator)]), "small")
             t0 = time.perf_counter()
             if small.forge(fixtures.GENESIS_TIMESTAMP + small.height + 1).block is None:
                 raise RuntimeError("small chain: forge produced no block")
@@ -162,22 +178,20 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, float]:
 
     # ---- 9. peak memory child, run while the long chain is built ----
     tx_file = workdir / "admit50k.txs"
-    measures.write_tx_file(tx_file, stream + bpms)
+    measures.write_tx_file(tx_file, transfers[:sizes.child_txs])
     child = measures.start_admission_child(tx_file, workdir / "rss", sizes.senders, sizes.batch)
 
-    # ---- 4/5 large: the long chain, one bpm tx per block ----
+    # ---- 4/5 large: the long chain, one proposal per block, each proved over its parent's seed ----
     long_home = workdir / "long"
     started = time.perf_counter()
     with world.create_chain(long_home, max_block_txs=1) as long_chain:
         fixtures.unsynced_writes(long_chain)
-        chunk = 1000
-        for i in range(0, len(bpms), chunk):
-            part = bpms[i:i + chunk]
-            measures._check_admitted(long_chain.submit_many([decode_submission(raw) for raw in part]), "long chain")
-            for _ in range(len(part)):
-                if long_chain.forge(fixtures.GENESIS_TIMESTAMP + long_chain.height + 1).block is None:
-                    raise RuntimeError("long chain: forge produced no block")
-            if (i // chunk) % 5 == 4:
+        for _ in range(sizes.long_blocks):
+            proposal = fixtures.propose_next(long_chain, world.chain_validator, 60 + long_chain.height % 100)
+            measures._check_admitted(long_chain.submit_many([proposal]), "long chain")
+            if long_chain.forge(fixtures.GENESIS_TIMESTAMP + long_chain.height + 1).block is None:
+                raise RuntimeError("long chain: forge produced no block")
+            if long_chain.height % 2000 == 0:
                 _log(f"long chain at {long_chain.height}")
         long_height = long_chain.height
     figures["long_build_s"] = time.perf_counter() - started

@@ -3,6 +3,9 @@
 Signing is not what is measured, so it is done up front, on both cores, with key objects
 parsed once per key. Workers return each tx's canonical bytes: the benchmarks that measure
 admission decode them again, as a node decodes what a client sends.
+
+Proposals are the exception: a v2 proposal carries an ECVRF proof over its height's seed, and
+that seed is fixed only when the parent block is, so each is made just before its block.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Sequence
 
 from Crypto.PublicKey import ECC
 
-from ledger.crypto import secp256k1
+from ledger.consensus.lottery import vrf_alpha
+from ledger.crypto import ecvrf, secp256k1
 from tests.ledgerkit import Key, make_key
 from ledger.chain.facade import Chain
 from ledger.consensus.genesis import GenesisConfig
@@ -87,13 +91,13 @@ def _sign_fast(private: bytes, tx: Transaction) -> Transaction:
     return dataclasses.replace(tx, signature=r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
 
-TxSpec = tuple  # (private, public, nonce, kind, to|None, amount|None, bpm|None)
+TxSpec = tuple  # (private, public, nonce, kind, to, amount): transfers and stakes
 
 
 def _sign_specs(specs: Sequence[TxSpec]) -> list[bytes]:
     out = []
-    for private, public, nonce, kind, to, amount, bpm in specs:
-        fields = {name: value for name, value in (('to', to), ('amount', amount), ('bpm', bpm)) if value is not None}
+    for private, public, nonce, kind, to, amount in specs:
+        fields = {name: value for name, value in (("to", to), ("amount", amount)) if value is not None}
         tx = make_transaction(kind, chain_id=CHAIN_ID, public_key=public, nonce=nonce, **fields)
         out.append(_sign_fast(private, tx).encode())
     return out
@@ -112,6 +116,24 @@ def sign_all(specs: Sequence[TxSpec], workers: int | None = None) -> list[bytes]
     return [raw for part in parts for raw in part]
 
 
+def proposal(key: Key, nonce: int, height: int, seed: bytes, bpm: int = 72) -> Transaction:
+    """A v2 proposal for ``height`` with the real ECVRF proof over that height's seed.
+
+    It cannot be signed ahead like a transfer: the proof is over the seed of its height, which
+    the previous block's winner fixes. Only the ECDSA signature uses the fast signer.
+    """
+    proof = ecvrf.prove(key.private, vrf_alpha(CHAIN_ID, height, seed))
+    tx = make_transaction(BPM, chain_id=CHAIN_ID, public_key=key.public, nonce=nonce, bpm=bpm, height=height,
+                          vrf_proof=proof)
+    return _sign_fast(key.private, tx)
+
+
+def propose_next(chain: Chain, key: Key, bpm: int = 72) -> Transaction:
+    """``key``'s proposal for ``chain``'s next block, at its next nonce."""
+    nonce = chain.account(key.address)["next_nonce"]
+    return proposal(key, nonce, chain.height + 1, chain.next_seed, bpm)
+
+
 # ---- streams -------------------------------------------------------------------------------
 
 
@@ -120,9 +142,10 @@ class World:
     """The keys every bench chain is created with."""
 
     validator: Key
-    """Bonded; proposes the bpm of every 1,000-tx block."""
+    """Bonded; proposes in every 1,000-tx block."""
     chain_validator: Key
-    """Bonded; proposes the bpm of every one-tx block of the long chain."""
+    """Bonded; proposes in every block of the 100-block and long chains (the other validator
+    then misses its turns when drawn first, and is jailed after ``max_missed``: a live chain)."""
     senders: list[Key]
 
     def genesis(self, **params: int) -> GenesisConfig:
@@ -144,31 +167,37 @@ def make_world(senders: int) -> World:
     )
 
 
-def block_stream_specs(world: World, blocks: int, block_txs: int = 1000) -> list[TxSpec]:
-    """``blocks`` groups of ``block_txs`` txs in arrival order: each group opens with one bpm
-    from the bonded validator, then transfers round-robin over the senders, so forging with
-    ``max_block_txs == block_txs`` takes exactly one group per block."""
+def transfer_specs(world: World, count: int) -> list[TxSpec]:
+    """``count`` transfers round-robin over the senders, in arrival order (nonces follow).
+
+    No proposals among them: a v2 proposal names its height and proves over that height's
+    seed, so it is built when its block is next (:func:`propose_next`), not signed ahead.
+    Forging with ``max_block_txs == 1000`` takes 999 of these plus the one proposal the forger
+    keeps room for.
+    """
     specs: list[TxSpec] = []
-    nonces = [0] * len(world.senders)
-    v = world.validator
     n_senders = len(world.senders)
-    turn = 0
-    for b in range(blocks):
-        specs.append((v.private, v.public, b, BPM, None, None, 60 + b % 100))
-        for _ in range(block_txs - 1):
-            i = turn % n_senders
-            key = world.senders[i]
-            to = world.senders[(i + 1) % n_senders].address
-            specs.append((key.private, key.public, nonces[i], TRANSFER, to, 1 + turn % 7, None))
-            nonces[i] += 1
-            turn += 1
+    for turn in range(count):
+        i = turn % n_senders
+        key = world.senders[i]
+        to = world.senders[(i + 1) % n_senders].address
+        specs.append((key.private, key.public, turn // n_senders, TRANSFER, to, 1 + turn % 7))
     return specs
 
 
-def bpm_specs(world: World, count: int, start_nonce: int = 0) -> list[TxSpec]:
-    """``count`` bpm txs of the chain validator: one per block of the long chain."""
-    v = world.chain_validator
-    return [(v.private, v.public, start_nonce + n, BPM, None, None, 60 + n % 100) for n in range(count)]
+def validator_set(count: int) -> list[Key]:
+    """``count`` bonded validators for the many-proposals figures."""
+    return make_keys("proposer", count)
+
+
+def validators_genesis(validators: Sequence[Key]) -> GenesisConfig:
+    """A chain whose only accounts are ``validators``, each bonded alike."""
+    return GenesisConfig(
+        params=Params(chain_id=CHAIN_ID, max_block_txs=max(1000, len(validators))),
+        allocations={k.address: ALLOCATION for k in validators},
+        bonds={k.address: VALIDATOR_BOND for k in validators},
+        timestamp=GENESIS_TIMESTAMP,
+    )
 
 
 def unsynced_writes(chain: Chain) -> None:

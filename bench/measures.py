@@ -19,7 +19,9 @@ from Crypto.Hash import SHA256
 from Crypto.PublicKey import ECC
 from Crypto.Signature import DSS
 
-from bench.fixtures import GENESIS_TIMESTAMP, World
+from bench.fixtures import CHAIN_ID, GENESIS_TIMESTAMP, World, propose_next, validators_genesis
+from ledger.crypto import ecvrf
+from tests.ledgerkit import Key, make_key
 from ledger.consensus import lottery
 from ledger.chain import views
 from ledger.chain.facade import Chain
@@ -84,11 +86,16 @@ def admit_single(chain: Chain, raw_txs: Sequence[bytes]) -> float:
 # ---- 3. apply ------------------------------------------------------------------------------
 
 
-def forge_blocks(chain: Chain, blocks: int, expect_txs: int) -> tuple[float, int]:
-    """Forge ``blocks`` blocks of already admitted txs; returns (txs/s, txs applied)."""
+def forge_blocks(chain: Chain, blocks: int, expect_txs: int, proposer: Key) -> tuple[float, int]:
+    """Forge ``blocks`` blocks of already admitted txs; returns (txs/s, txs applied).
+
+    Before each block ``proposer`` submits its proposal for it (not timed: a v2 proposal can
+    only be made once the previous block has fixed the seed); the forger keeps room for it.
+    """
     applied = 0
     elapsed = 0.0
     for _ in range(blocks):
+        _check_admitted(chain.submit_many([propose_next(chain, proposer)]), "proposal")
         started = time.perf_counter()
         result = chain.forge(GENESIS_TIMESTAMP + chain.height + 1)
         elapsed += time.perf_counter() - started
@@ -98,6 +105,29 @@ def forge_blocks(chain: Chain, blocks: int, expect_txs: int) -> tuple[float, int
             raise RuntimeError(f"block {result.block.height} has {len(result.block.txs)} txs, expected {expect_txs}")
         applied += len(result.block.txs)
     return applied / elapsed, applied
+
+
+def forge_with_proposals(home: Path, validators: Sequence[Key], blocks: int) -> dict[str, float]:
+    """Median ms to forge (synced commit) a block holding one proposal from each of
+    ``validators``, and median ms to admit those proposals (VRF proofs checked) beforehand.
+
+    Proving is not timed here: each validator proves on its own machine.
+    """
+    forge_ms: list[float] = []
+    admit_ms: list[float] = []
+    with Chain.create(home, validators_genesis(validators)) as chain:
+        for _ in range(blocks):
+            txs = [propose_next(chain, key) for key in validators]
+            started = time.perf_counter()
+            _check_admitted(chain.submit_many(txs), "proposals")
+            admit_ms.append((time.perf_counter() - started) * 1e3)
+            started = time.perf_counter()
+            result = chain.forge(GENESIS_TIMESTAMP + chain.height + 1)
+            forge_ms.append((time.perf_counter() - started) * 1e3)
+            if result.block is None or len(result.block.txs) != len(validators) or result.evicted:
+                raise RuntimeError(f"forge with {len(validators)} proposals failed: {result.reason} {result.evicted[:1]}")
+    return {"forge_ms_100_proposals": statistics.median(forge_ms),
+            "admit_ms_100_proposals": statistics.median(admit_ms)}
 
 
 # ---- 4/5. open and show --------------------------------------------------------------------
@@ -165,18 +195,53 @@ def fake_addresses(count: int) -> list[str]:
     return out
 
 
-def draw_ms(participants: int, repeat: int, total_stake: int = 10**15) -> float:
-    """Median ms of one ``lottery.draw`` among ``participants`` weighing ~``total_stake``."""
-    addresses = fake_addresses(participants)
-    base = total_stake // participants
-    weights = {address: base + (i % 97) for i, address in enumerate(addresses)}
-    seeds = [lottery.compute_seed(hashlib.sha256(bytes([r])).digest(), r + 1) for r in range(repeat)]
+def draw_weights(participants: int, total_stake: int = 10**15) -> dict[str, int]:
+    """``participants`` address-shaped validators weighing about ``total_stake`` together."""
+    base = max(total_stake // participants, 1)
+    return {address: base + (i % 97) for i, address in enumerate(fake_addresses(participants))}
+
+
+def draw_ms(participants: int, repeat: int, worst: bool = False) -> float:
+    """Median ms of one block's draw (``lottery.pick_validator``) among ``participants``.
+
+    Typical: every validator proposes, so the first drawn wins. ``worst``: only the validator
+    drawn last proposes (everyone else censored or offline), so the whole order is drawn.
+    The order is found before the clock starts; the proposer set is built outside it too.
+    """
+    weights = draw_weights(participants)
+    seeds = [hashlib.sha256(b"bench-draw:%d" % r).digest() for r in range(repeat)]
+    everyone = frozenset(weights)
     samples = []
     for seed in seeds:
+        if worst:
+            *_, last = lottery.draw_order(seed, weights)
+            proposers: frozenset[str] = frozenset([last])
+        else:
+            proposers = everyone
         started = time.perf_counter()
-        lottery.draw(seed, weights)
+        winner, _ = lottery.pick_validator(seed, weights, proposers)
         samples.append((time.perf_counter() - started) * 1e3)
+        if worst and winner != last:
+            raise RuntimeError("worst-case draw: the only proposer did not win")
     return statistics.median(samples)
+
+
+def vrf_ms(repeat: int) -> dict[str, float]:
+    """Median ms of one ECVRF prove and one verify of a proposal's proof (``ledger.crypto.ecvrf``),
+    over distinct heights so no input repeats."""
+    key = make_key("bench-vrf")
+    seed = hashlib.sha256(b"bench-vrf-seed").digest()
+    alphas = [lottery.vrf_alpha(CHAIN_ID, height, seed) for height in range(1, repeat + 1)]
+    prove, verify, proofs = [], [], []
+    for alpha in alphas:
+        started = time.perf_counter()
+        proofs.append(ecvrf.prove(key.private, alpha))
+        prove.append((time.perf_counter() - started) * 1e3)
+    for alpha, proof in zip(alphas, proofs):
+        started = time.perf_counter()
+        ecvrf.verify(key.public, alpha, proof)
+        verify.append((time.perf_counter() - started) * 1e3)
+    return {"vrf_prove_ms": statistics.median(prove), "vrf_verify_ms": statistics.median(verify)}
 
 
 # ---- 7. verify -----------------------------------------------------------------------------
@@ -239,6 +304,7 @@ def write_tx_file(path: Path, raw_txs: Sequence[bytes]) -> None:
 
 
 __all__ = [
-    "World", "admit_batched", "admit_single", "cli_seconds", "draw_ms", "forge_blocks",
+    "World", "admit_batched", "admit_single", "cli_seconds", "draw_ms", "forge_blocks", "forge_with_proposals",
+    "vrf_ms",
     "compare_small_large", "open_status_once_ms", "show_samples_ms", "verify_ceiling", "verify_rate",
 ]
