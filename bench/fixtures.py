@@ -130,7 +130,7 @@ def proposal(key: Key, nonce: int, height: int, seed: bytes, bpm: int = 72) -> T
 
 def propose_next(chain: Chain, key: Key, bpm: int = 72) -> Transaction:
     """``key``'s proposal for ``chain``'s next block, at its next nonce."""
-    nonce = chain.account(key.address)["next_nonce"]
+    nonce = chain.account(key.address).next_nonce
     return proposal(key, nonce, chain.height + 1, chain.next_seed, bpm)
 
 

@@ -90,7 +90,7 @@ def transfers_for_tip(chain: Chain) -> list[Transaction]:
     """Two transfers from each sender, nonces in order."""
     txs = []
     for i, key in enumerate(SENDERS):
-        nonce = chain.account(key.address)["next_nonce"]
+        nonce = chain.account(key.address).next_nonce
         to = SENDERS[(i + 1) % len(SENDERS)].address
         txs += [make_tx(key, nonce, "transfer", to=to, amount=3 + i), make_tx(key, nonce + 1, "transfer", to=to, amount=5)]
     return txs
