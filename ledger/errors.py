@@ -90,7 +90,7 @@ class EvidenceMismatch(InvalidEvidence):
 
 
 class EvidenceTooOld(InvalidEvidence):
-    """Evidence of an infraction older than ``unbonding_blocks``: that stake is out of reach."""
+    """Evidence of an infraction ``unbonding_blocks`` or more blocks old: stake unbonded since then is out of reach."""
 
 
 class DuplicateEvidence(InvalidEvidence):

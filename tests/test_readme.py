@@ -21,5 +21,7 @@ def test_quick_start_commands_are_the_ones_ci_runs():
     text = README.read_text()
     ci = (README.parent / ".ci" / "run").read_text()
     assert "pip install '.[test]' && pytest" in text
+    assert "python -m coverage run -m pytest && python .ci/raise_coverage.py" in text
+    assert "python -m coverage run -m pytest\npython .ci/raise_coverage.py" in ci
     assert "pip install . && posctl demo" in text
-    assert "pip install --quiet '.[test]'" in ci and "python -m pytest" in ci
+    assert "pip install --quiet '.[test]'" in ci and "python -m coverage run -m pytest" in ci

@@ -188,6 +188,7 @@ class SlashingProtection:
                 return  # below the floor every height already counts as signed: nothing to add
             history.signed[height] = tx_id
             _prune(history)
+            self._remove_stale_temp_files()
             self._save(record)
 
     def guard(self, proposal: Bpm, allow_equivocation: bool = False) -> None:
@@ -268,6 +269,23 @@ class SlashingProtection:
                 f"cannot write slashing-protection record {self.path}: {exc.strerror or exc}; "
                 "the proposal was not recorded, so do not release it"
             ) from None
+
+    def _remove_stale_temp_files(self) -> None:
+        """Delete temp files left by a writer killed mid-write; call only under the lock.
+
+        Only a writer holding the lock creates them (``.NAME.protection.<random>.tmp``, from the
+        keystore's atomic writer), so while we hold it any that exist are dead. Without this
+        every crash mid-write would leave up to a whole record on disk, for good.
+        """
+        prefix, suffix = f".{self.path.stem}.", ".tmp"
+        try:
+            entries = list(self.directory.iterdir())
+        except OSError:
+            return  # the write that follows reports the directory's problem
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.name.endswith(suffix):
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
 
     def _damaged(self, problem: str) -> ProtectionRecordDamaged:
         return ProtectionRecordDamaged(self.path, self.wallet_name, problem)

@@ -113,10 +113,13 @@ def check_evidence(view: WorkingState, evidence: Evidence, height: int, params: 
     used = view.evidence_height(evidence.evidence_id)
     if used is not None:
         raise DuplicateEvidence(f"evidence {evidence.id_hex} was already used in block {used}")
-    if height - evidence.height > params.unbonding_blocks:
+    # Stake unbonded in the infraction's block h is released at the start of block
+    # h + unbonding_blocks, before evidence applies: from then on it is out of reach.
+    if height - evidence.height >= params.unbonding_blocks:
         raise EvidenceTooOld(
-            f"the equivocation at height {evidence.height} is older than unbonding_blocks "
-            f"({params.unbonding_blocks}) at height {height}: that stake may have left already"
+            f"the equivocation at height {evidence.height} is {height - evidence.height} blocks old at height "
+            f"{height}: evidence must come within unbonding_blocks ({params.unbonding_blocks}), while the stake "
+            "unbonded since the infraction is still locked"
         )
     if view.account(evidence.validator).tombstoned:
         raise ValidatorTombstoned(f"{evidence.validator} is already tombstoned: a validator is slashed once")

@@ -517,7 +517,7 @@ def slash_validator(
 
     Entries begun before the infraction are not touched: that stake was already leaving when the
     validator misbehaved. Stake whose unbonding has finished is out of reach, which is why
-    evidence older than ``unbonding_blocks`` is refused and why the lock-up exists at all.
+    evidence ``unbonding_blocks`` or more blocks old is refused and why the lock-up exists at all.
     """
     account = view.account(address)
     fraction = params.slash_fraction_bps
