@@ -145,7 +145,7 @@ def step(chain: Chain, *txs: Transaction, evidence: Iterable[Evidence] = (), pro
 
 
 def nonce_of(chain: Chain, key: Key) -> int:
-    return chain.account(key.address)["next_nonce"]
+    return chain.account(key.address).next_nonce
 
 
 def equivocation(chain: Chain, key: Key = V) -> Evidence:

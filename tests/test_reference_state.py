@@ -190,7 +190,7 @@ def submit(chain: Chain, step: tuple) -> None:
     """Submit one random action; the mempool or the forger may refuse it, as they would a user's."""
     kind, index = step[0], step[1]
     key = KEYS[index]
-    nonce = chain.account(key.address)["next_nonce"]
+    nonce = chain.account(key.address).next_nonce
     try:
         if kind == "transfer":
             chain.submit(make_tx(key, nonce, "transfer", to=KEYS[step[2]].address, amount=step[3]))
