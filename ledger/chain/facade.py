@@ -23,6 +23,7 @@ from ledger.consensus import statehash
 from ledger.consensus.blocks import Block, BlockHeader
 from ledger.errors import (
     ChainExists,
+    DatabaseCorrupted,
     DatabaseError,
     EncodingError,
     InvalidBlock,
@@ -37,7 +38,7 @@ from ledger.crypto.muhash import MuHash3072
 from ledger.chain.sigcheck import SignatureChecker
 from ledger.params import Params
 from ledger.consensus.state import DictState, WorkingState
-from ledger.storage.store import KeyValueStore, LevelDBStore
+from ledger.storage.store import KeyValueStore, LevelDBStore, holds_leveldb_files
 from ledger.consensus.transactions import Transaction, TxId
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.fork import next_seed, state_transition
@@ -140,7 +141,15 @@ class Chain:
         leaves an empty database, which the next ``create`` simply fills.
         """
         ensure_home(home)
-        store = LevelDBStore.open(home / CHAIN_DIRNAME, create=True)
+        path = home / CHAIN_DIRNAME
+        if path.is_dir() and not (path / "CURRENT").exists() and not holds_leveldb_files(path):
+            leftovers = sorted(entry.name for entry in path.iterdir() if entry.name not in ("LOCK", "LOG", "LOG.old"))
+            if leftovers:
+                raise ChainExists(
+                    f"{path} is not empty (it holds {leftovers[0]}) and is not a chain: move its files "
+                    "aside, or use another --home"
+                )
+        store = LevelDBStore.open(path, create=True)
         try:
             if store.get(schema.TIP_KEY) is not None:
                 raise ChainExists(f"a chain already exists in {home}: use another --home, or remove it first")
@@ -245,21 +254,70 @@ class Chain:
         changes.update(dict.fromkeys(evidence_keys))
         block = candidate.block
         if block is not None and candidate.writes is not None and candidate.muhash is not None:
-            height = block.height
-            changes[schema.make_block_key(height)] = block.encode()
-            changes[schema.make_block_hash_key(block.hash)] = schema.encode_u64(height)
-            for index, tx in enumerate(block.txs):
-                changes[schema.make_tx_location_key(tx.tx_id)] = schema.encode_u64(height) + index.to_bytes(4, "big")
-            for key, value in candidate.writes.items():
-                changes[schema.make_state_key(key)] = value
-            won_key = schema.make_blocks_won_key(block.header.validator)
-            won = self.store.get(won_key)
-            changes[won_key] = schema.encode_u64((schema.decode_u64(won) if won else 0) + 1)
-            changes[schema.TIP_KEY] = _tip_record(block.header, candidate.muhash)
+            changes.update(self._block_changes(block, candidate.writes, candidate.muhash))
         self.store.write(changes)
         self.mempool.after_commit(removed)
         if block is not None and candidate.muhash is not None:
             self.tip, self._muhash = block.header, candidate.muhash
+
+    def _block_changes(self, block: Block, writes: dict[bytes, bytes | None], muhash: MuHash3072) -> dict[bytes, bytes | None]:
+        """A block, its indexes, its state writes and the new tip: for one atomic batch."""
+        height = block.height
+        changes: dict[bytes, bytes | None] = {
+            schema.make_block_key(height): block.encode(),
+            schema.make_block_hash_key(block.hash): schema.encode_u64(height),
+        }
+        for index, tx in enumerate(block.txs):
+            changes[schema.make_tx_location_key(tx.tx_id)] = schema.encode_u64(height) + index.to_bytes(4, "big")
+        for key, value in writes.items():
+            changes[schema.make_state_key(key)] = value
+        won_key = schema.make_blocks_won_key(block.header.validator)
+        won = self.store.get(won_key)
+        changes[won_key] = schema.encode_u64((schema.decode_u64(won) if won else 0) + 1)
+        changes[schema.TIP_KEY] = _tip_record(block.header, muhash)
+        return changes
+
+    def import_block(self, block: Block) -> None:
+        """Append a block made elsewhere (``chain import``), checked as ``verify`` checks it:
+        signatures, VRF proofs, the draw and the state root; committed as one synced batch."""
+        expected = self.tip.height + 1
+        if block.height != expected:
+            raise InvalidBlock(f"block {block.height} is out of order: the next block is {expected}")
+        writes, muhash = state_transition(
+            self._state_get, self._state_items, self._muhash, block, self.tip, self.params, verify_signatures=True
+        )
+        self.store.write(self._block_changes(block, writes, muhash))
+        self.tip, self._muhash = block.header, muhash
+
+    def committed_height(self) -> int:
+        """The height the database holds now, read from disk: after an interrupt, this says
+        whether the block being forged was committed (the in-memory tip may lag it)."""
+        raw = self.store.get(schema.TIP_KEY)
+        return self.tip.height if raw is None else _parse_tip(raw)[0].height
+
+    def check_recent_blocks(self, count: int = 6) -> None:
+        """Re-read the newest ``count`` blocks with checksums, as Bitcoin Core's ``-checkblocks``
+        does at start-up: each decodes, is indexed by its hash, links to its parent, and the tip
+        record names the newest. Damage is reported before anything is built on top of it."""
+        child: Block | None = None
+        try:
+            for height in range(self.tip.height, max(self.tip.height - count, -1), -1):
+                block = self._stored_block(height)
+                if child is None and block.hash != self.tip.hash:
+                    raise VerificationError(f"height {height}: the tip record does not name this block", height)
+                if child is not None and child.header.prev_hash != block.hash:
+                    raise VerificationError(f"height {child.height}: its parent hash does not match block {height}", height)
+                self._check_indexes(block)
+                child = block
+        except VerificationError as exc:
+            raise DatabaseCorrupted(
+                f"the chain database at {self.store_path()} is damaged: {exc}: run `posctl chain repair` "
+                "(it copies the chain directory aside first)"
+            ) from None
+
+    def store_path(self) -> str:
+        path = getattr(self.store, "path", None)
+        return str(path) if path is not None else "(memory)"
 
     # ---- reading ---------------------------------------------------------------------------
 
