@@ -86,14 +86,19 @@ def _read_before(path: Path) -> tuple[int | None, int | None]:
 
 def _recount_mempool(chain: Chain) -> str | None:
     """Make the mempool's count match its entries (a repair may keep one and not the other)."""
-    seqs = [schema.decode_u64(key[len(schema.MEMPOOL_PREFIX):])
-            for key, _ in chain.store.iterate(schema.MEMPOOL_PREFIX)]
+    seqs, size = [], 0
+    for key, value in chain.store.iterate(schema.MEMPOOL_PREFIX):
+        seqs.append(schema.decode_u64(key[len(schema.MEMPOOL_PREFIX):]))
+        size += len(value)
     raw = chain.store.get(schema.MEMPOOL_META_KEY)
     meta = encoding.decode(raw) if raw else {"count": 0, "next_seq": 0}
-    if meta.get("count") == len(seqs) and (not seqs or meta.get("next_seq", 0) > max(seqs)):
+    if meta.get("count") == len(seqs) and meta.get("bytes") == size and (not seqs or meta.get("next_seq", 0) > max(seqs)):
         return None
     next_seq = max([meta.get("next_seq", 0), *(seq + 1 for seq in seqs)])
-    chain.store.write({schema.MEMPOOL_META_KEY: encoding.encode({"count": len(seqs), "next_seq": next_seq})})
+    chain.store.write({schema.MEMPOOL_META_KEY: encoding.encode({"count": len(seqs), "next_seq": next_seq, "bytes": size})})
+    chain.mempool.count, chain.mempool.bytes = len(seqs), size
+    if meta.get("count") == len(seqs):
+        return None  # only the byte count was missing or off
     return f"mempool count corrected from {meta.get('count')} to {len(seqs)}"
 
 
