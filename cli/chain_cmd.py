@@ -94,14 +94,14 @@ def resolve_who(app: AppContext, who: str) -> str:
     except InvalidWalletName:
         is_wallet = False
     if is_wallet:
-        return keystore.load(who).address(0, 0)
+        return keystore.load_verified(who).address(0, 0)
     if who.lower().startswith(ADDRESS_PREFIX):
         return parse_address(who)
     try:
         keystore.path(who)
     except InvalidWalletName:
         raise fail(f"{who!r} is neither a wallet name nor a pos1… address") from None
-    return keystore.load(who).address(0, 0)  # raises WalletNotFound with the wallets directory
+    return keystore.load_verified(who).address(0, 0)  # raises WalletNotFound with the wallets directory
 
 
 def wallet_names(app: AppContext) -> dict[str, str]:
@@ -117,7 +117,7 @@ def wallet_names(app: AppContext) -> dict[str, str]:
         return names
     for name in wallet_list:
         try:
-            names[keystore.load(name).address(0, 0)] = name
+            names[keystore.load_verified(name).address(0, 0)] = name
         except (WalletError, OSError):
             continue
     return names
