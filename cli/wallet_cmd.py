@@ -186,8 +186,10 @@ def unlock(app: AppContext, name: str, why: str = "") -> UnlockedWallet:
 
 
 def warn_light_wallet(wallet_file: WalletFile) -> None:
-    """Every unlock of a light-KDF wallet says so: a warning shown once at creation is forgotten."""
-    if wallet_file.light_kdf:
+    """Every unlock of a light-KDF wallet says so: a warning shown once at creation is forgotten.
+    Not repeated while ``POSCTL_KDF=light`` is set: that session chose light wallets knowingly
+    (tests, demos) and already got the warning when each was made."""
+    if wallet_file.light_kdf and os.environ.get(KDF_ENV, "").strip().lower() != "light":
         click.echo(
             f"warning: wallet '{wallet_file.name}' uses light scrypt (made with {KDF_ENV}=light): its password "
             "is cheap to guess; use it for tests and demos only",

@@ -44,6 +44,9 @@ RoundHook = Callable[[Chain], None]
 
 LogFunction = Callable[[str], None]
 
+FAILURE_GRACE_SECONDS = 0.5
+"""After a storage failure, how long the node keeps answering 503 before it exits."""
+
 
 def _timestamp() -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S")
@@ -162,6 +165,8 @@ class Node:
                 except Exception as exc:  # a bug or an I/O error: say so, keep the node up
                     self.log(f"forging failed: {type(exc).__name__}: {exc}")
         finally:
+            if self.failure is not None:
+                time.sleep(FAILURE_GRACE_SECONDS)  # let the 503s in flight reach their clients
             self.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
