@@ -28,6 +28,7 @@ class Backend(Protocol):
     def submit(self, tx: Transaction) -> dict[str, Any]: ...
     def submit_evidence(self, evidence: Evidence) -> dict[str, Any]: ...
     def forge(self) -> dict[str, Any]: ...
+    def backup(self, directory: str) -> dict[str, Any]: ...
     def close(self) -> None: ...
 
 
@@ -79,6 +80,11 @@ class DirectBackend:
 
     def forge(self) -> dict[str, Any]:
         return self.chain.forge().to_view()
+
+    def backup(self, directory: str) -> dict[str, Any]:
+        from ledger.chain.archive import backup_chain
+
+        return backup_chain(self.chain, Path(directory))
 
     def close(self) -> None:
         self.chain.close()

@@ -87,7 +87,7 @@ def wallet_names(app: AppContext) -> dict[str, str]:
         return names
     for name in wallet_list:
         try:
-            names[keystore.load(name).address(0, 0)] = name
+            names[keystore.load_verified(name).address(0, 0)] = name
         except (WalletError, OSError):
             continue
     return names
@@ -209,7 +209,11 @@ def validators(app: AppContext) -> None:
 @handles_errors
 def forge(app: AppContext) -> None:
     """Forge one block now from the pending txs, or say why there is none (exit 0 either way)."""
-    emit(app, app.backend().forge(), lambda v: render.render_forge(v, wallet_names(app)))
+    from cli.backend import DirectBackend
+
+    backend = app.backend()
+    view = _forge_direct(backend) if isinstance(backend, DirectBackend) else backend.forge()
+    emit(app, view, lambda v: render.render_forge(v, wallet_names(app)))
 
 
 @chain.command("evidence")
@@ -284,3 +288,170 @@ def _verification_message(exc: "Exception") -> str:
     if message.startswith(prefix):
         message = message[len(prefix):]
     return f"chain verification failed at height {height}: {message}"
+
+
+# ---- faults: repair, export, import, backup ----------------------------------------------------
+
+
+class _Interrupted(BaseException):
+    """SIGINT or SIGTERM during a direct forge; caught to say whether the block was committed."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _forge_direct(backend: Any) -> dict[str, Any]:
+    """Forge in this process, and if interrupted say truthfully whether the block committed.
+
+    The commit is one LevelDB write in C: a signal arriving during it is handled when it
+    returns, so the height on disk afterwards is the whole truth."""
+    import signal
+
+    chain_ = backend.chain
+    before = chain_.tip.height
+
+    def handler(signum: int, _frame: Any) -> None:
+        raise _Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return chain_.forge().to_view()
+    except _Interrupted as exc:
+        for signum in previous:
+            signal.signal(signum, signal.SIG_IGN)  # the report below must not be cut short too
+        name = signal.Signals(exc.signum).name
+        height = chain_.committed_height()
+        if height > before:
+            message = (f"interrupted by {name} after block {height} was committed: the chain is at height "
+                       f"{height} (see `posctl chain show {height}`)")
+        else:
+            message = f"interrupted by {name} before a block was committed: nothing was changed, pending txs are still pending"
+        error = fail(message)
+        error.exit_code = 128 + exc.signum
+        raise error from None
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+@chain.command("repair")
+@json_option
+@pass_app
+@handles_errors
+def repair(app: AppContext) -> None:
+    """Repair a damaged chain database: copy it aside, run LevelDB's repair, then verify it all.
+
+    Exits 0 only when the repaired chain replays from genesis; says what was recovered
+    (height, txs) and what was lost (pending txs)."""
+    from cli.backend import require_no_node
+    from ledger.chain.repair import repair_chain
+
+    require_no_node(app.home, "repair the chain")
+    if sys.stderr.isatty() and not app.json_output:
+        click.echo("copying the chain aside, then repairing and verifying it...", err=True)
+    report = repair_chain(app.home)
+    view = report.to_view()
+    if app.json_output:
+        emit(app, view)
+    if not report.ok:
+        raise fail(f"{report.error}; the original is kept at {report.backup}: restore the chain from a "
+                   "backup (`posctl chain import FILE` into a new --home)")
+    if not app.json_output:
+        lost = view["pending_lost"]
+        lost_text = "unknown" if lost is None else str(lost)
+        click.echo(
+            f"repaired and verified: heights 0..{report.height} ({report.blocks} blocks, {report.txs} txs), "
+            f"{report.pending} pending txs kept, {lost_text} pending txs lost; the original is kept at {report.backup}"
+        )
+        for note in report.notes:
+            click.echo(f"  {note}")
+
+
+def _progress(length: int, label: str) -> Any:
+    """A progress bar on a terminal's stderr; nothing when stderr is a file or a pipe."""
+    import contextlib
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    return click.progressbar(length=max(length, 1), label=label, file=sys.stderr, show_pos=True)
+
+
+@chain.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@json_option
+@pass_app
+@handles_errors
+def export(app: AppContext, file: Path) -> None:
+    """Write genesis and every block, canonical and streamed, to FILE ('-' for stdout)."""
+    import os
+
+    from cli.backend import require_no_node
+    from ledger.chain.archive import export_chain
+    from ledger.chain.facade import Chain
+
+    require_no_node(app.home, "export the chain (or use `posctl chain backup DIR`, which works while it runs)")
+    with Chain.open(app.home) as opened:
+        with _progress(opened.height + 1, f"exporting blocks 0..{opened.height}") as bar:
+            step = None if bar is None else (lambda _h, _t: bar.update(1))
+            if str(file) == "-":
+                report = export_chain(opened, sys.stdout.buffer, step)
+                sys.stdout.buffer.flush()
+                return
+            partial = file.with_name(file.name + ".partial")
+            try:
+                with open(partial, "wb") as out:
+                    report = export_chain(opened, out, step)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(partial, file)
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+    view = {"file": str(file), "height": report.height, "blocks": report.blocks, "txs": report.txs,
+            "bytes": report.bytes}
+    emit(app, view, lambda v: f"exported heights 0..{v['height']} ({v['blocks']} blocks, {v['txs']} txs, "
+                              f"{v['bytes']} bytes) to {v['file']}")
+
+
+@chain.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path))
+@json_option
+@pass_app
+@handles_errors
+def import_(app: AppContext, file: Path) -> None:
+    """Replay an export FILE into a home with no chain, verifying every block (all or nothing)."""
+    from cli.backend import require_no_node
+    from ledger.chain.archive import import_chain, read_header
+    from ledger.chain.facade import ensure_home
+
+    require_no_node(app.home, "import a chain")
+    ensure_home(app.home)
+    handle = sys.stdin.buffer if str(file) == "-" else open(file, "rb")
+    try:
+        height = None
+        if handle.seekable():
+            height = read_header(handle)["height"]
+            handle.seek(0)
+        with _progress(height + 1 if height is not None else 0, f"importing blocks 0..{height}") as bar:
+            step = None if bar is None else (lambda _h, _t: bar.update(1))
+            report = import_chain(app.home, handle, step)
+    finally:
+        if handle is not sys.stdin.buffer:
+            handle.close()
+    view = {"home": str(app.home), "height": report.height, "blocks": report.blocks, "txs": report.txs}
+    emit(app, view, lambda v: f"imported and verified heights 0..{v['height']} ({v['blocks']} blocks, "
+                              f"{v['txs']} txs) into {v['home']}")
+
+
+@chain.command("backup")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@json_option
+@pass_app
+@handles_errors
+def backup(app: AppContext, directory: Path) -> None:
+    """Copy a consistent snapshot of the chain into DIRECTORY, a new home (through the node
+    while one runs). Wallets are not copied: back up the wallets directory separately."""
+    view = app.backend().backup(str(directory.expanduser().resolve()))
+    emit(app, view, lambda v: f"backed up heights 0..{v['height']} (tip {v['tip'][:16]}, {v['keys']} keys) to "
+                              f"{v['backup']}: check it with `posctl --home {v['backup']} chain verify`")

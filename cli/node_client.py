@@ -141,6 +141,10 @@ class NodeBackend:
     def forge(self) -> dict[str, Any]:
         return self._request("POST", "/forge", b"")
 
+    def backup(self, directory: str) -> dict[str, Any]:
+        """The node copies a snapshot of its own database (it holds LevelDB's lock)."""
+        return self._request("POST", "/backup", json.dumps({"dir": directory}).encode(), what=" while backing up")
+
     def close(self) -> None:
         pass
 

@@ -119,6 +119,8 @@ def run(app: AppContext, listen: tuple[str, int], interval: float | None, dev: b
     for line in banner:
         node_.log(line)
     node_.run()
+    if node_.failure is not None:
+        raise fail(f"the node stopped after a storage failure: {node_.failure}")
     _log_line(f"{time.strftime('%Y-%m-%d %H:%M:%S')} node stopped")
 
 

@@ -88,6 +88,8 @@ def render_account(view: dict[str, Any], name: str | None = None) -> str:
         pairs.append(("public key", view["public_key"]))
     if view.get("xpub"):
         pairs.append(("xpub", view["xpub"]))
+    if view.get("kdf"):
+        pairs.append(("kdf", view["kdf"]))
     balance, bonded = view.get("balance", 0), view.get("bonded", 0)
     unbonding = view.get("unbonding") or []
     locked = sum(entry["amount"] for entry in unbonding)

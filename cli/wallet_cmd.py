@@ -44,7 +44,7 @@ from ledger.params import Params
 from ledger.consensus.transactions import Bpm, Transaction, check_amount, check_bpm
 from ledger.chain.views import tx_view
 from wallet import bip39, signing
-from wallet.errors import WalletError, WalletExists
+from wallet.errors import WalletError, WalletExists, WalletTampered
 from wallet.accounts import ADDRESS_PATH
 from wallet.hd import HARDENED
 from wallet.protection import SlashingProtection
@@ -181,7 +181,21 @@ def refuse_existing(store: Keystore, name: str) -> None:
 
 def unlock(app: AppContext, name: str, why: str = "") -> UnlockedWallet:
     password = read_password(app, prompt=f"Password for wallet '{name}'", why=why)
-    return keystore(app).unlock(name, password)
+    unlocked = keystore(app).unlock(name, password)
+    warn_light_wallet(unlocked.file)
+    return unlocked
+
+
+def warn_light_wallet(wallet_file: WalletFile) -> None:
+    """Every unlock of a light-KDF wallet says so: a warning shown once at creation is forgotten.
+    Not repeated while ``POSCTL_KDF=light`` is set: that session chose light wallets knowingly
+    (tests, demos) and already got the warning when each was made."""
+    if wallet_file.light_kdf and os.environ.get(KDF_ENV, "").strip().lower() != "light":
+        click.echo(
+            f"warning: wallet '{wallet_file.name}' uses light scrypt (made with {KDF_ENV}=light): its password "
+            "is cheap to guess; use it for tests and demos only",
+            err=True,
+        )
 
 
 def open_chain(app: AppContext) -> Any | None:
@@ -357,19 +371,56 @@ def list_wallets(app: AppContext) -> None:
     rows: list[dict[str, Any]] = []
     for name in store.names():
         try:
-            rows.append({"name": name, "address": store.load(name).address(0, 0)})
+            loaded = store.load(name)
+            row: dict[str, Any] = {"name": name, "address": loaded.address(0, 0), "light_kdf": loaded.light_kdf,
+                                   "kdf": loaded.kdf_label, "integrity": "ok"}
+            try:
+                store.load_verified(name)
+            except WalletTampered as exc:
+                row["integrity"] = "untagged" if loaded.public_mac is None else "mismatch"
+                row["integrity_error"] = str(exc)
+            rows.append(row)
         except WalletError as exc:  # one damaged file must not hide the others
             rows.append({"name": name, "address": None, "error": str(exc)})
+
+    def marks(row: dict[str, Any]) -> str:
+        out = []
+        if row.get("light_kdf"):
+            out.append("[LIGHT KDF: tests and demos only]")
+        if row.get("integrity") == "untagged":
+            out.append(f"[untagged: run `posctl wallet verify {row['name']}`]")
+        elif row.get("integrity") == "mismatch":
+            out.append("[TAMPERED: public keys do not match the tag]")
+        return ("  " + " ".join(out)) if out else ""
 
     def text(view: list[dict[str, Any]]) -> str:
         if not view:
             return f"No wallets in {app.wallets_dir}: create one with `posctl wallet new NAME`."
         width = max(len(row["name"]) for row in view)
         return "\n".join(
-            f"{row['name']:<{width}}  {row['address'] or 'unreadable: ' + row['error']}" for row in view
+            f"{row['name']:<{width}}  {row['address'] or 'unreadable: ' + row['error']}{marks(row)}" for row in view
         )
 
     emit(app, rows, text)
+
+
+@wallet.command("verify")
+@click.argument("name")
+@json_option
+@pass_app
+@handles_errors
+def verify_wallet(app: AppContext, name: str) -> None:
+    """Check wallet NAME's public keys against its secret (asks for the password) and tag the
+    file, so it can be used as a recipient by name without the password.
+
+    Wallets made before the tag existed need this once; any unlock (a send from it) also tags it."""
+    unlocked = unlock(app, name, why=f"verifying wallet '{name}' needs its secret")
+    store = keystore(app)
+    checked = store.load_verified(name)
+    view = {"name": name, "address": unlocked.address(0, 0), "integrity": "ok", "file": str(checked.path),
+            "light_kdf": checked.light_kdf}
+    emit(app, view, lambda v: f"wallet {name}: public keys match the secret; {v['file']} is tagged "
+                              f"(address {v['address']})")
 
 
 @wallet.command("show")
@@ -394,6 +445,8 @@ def show(app: AppContext, name: str, account: int, index: int) -> None:
         "address": address,
         "public_key": keys.public_key(account, index).hex(),
         "xpub": keys.account_xpub(account),
+        "light_kdf": stored.light_kdf,
+        "kdf": stored.kdf_label,
     }
     backend = open_chain(app)
     if backend is None:
@@ -416,6 +469,7 @@ def render_keys_only(view: dict[str, Any], app: AppContext) -> str:
         f"  {'address':<12}{view['address']}",
         f"  {'public key':<12}{view['public_key']}",
         f"  {'xpub':<12}{view['xpub']}",
+        f"  {'kdf':<12}{view['kdf']}",
         f"  {'chain':<12}not initialised in {app.home}: no balances yet "
         "(create one with `posctl chain init`)",
     ])

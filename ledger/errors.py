@@ -133,6 +133,34 @@ class DatabaseError(LedgerError):
     """A database that cannot be opened or read: unknown schema version, corruption, permissions."""
 
 
+class DatabaseCorrupted(DatabaseError):
+    """A chain database whose files are damaged (checksum mismatch, bad magic, missing files).
+
+    Its message always points to ``posctl chain repair``."""
+
+
+class DatabaseUnwritable(DatabaseError):
+    """A chain database on a read-only file system, or without write permission: not a lock."""
+
+
+class StorageFailure(DatabaseError):
+    """A database write that failed. The store refuses every later write (fail-stop, as Bitcoin
+    Core's AbortNode): LevelDB then drops the torn tail at the next open and nothing
+    acknowledged is lost."""
+
+
+class DiskFull(StorageFailure):
+    """No space left, or less free space than the configured floor (``POSCTL_MIN_FREE_MB``)."""
+
+
+class WriteFailed(StorageFailure):
+    """A write that failed for another reason (I/O error, read-only remount, permission)."""
+
+
+class InvalidExport(LedgerError):
+    """A chain export file that is malformed, truncated, or whose blocks do not verify."""
+
+
 class VerificationError(LedgerError):
     """A stored chain that does not replay to itself; names the first bad height or entry."""
 

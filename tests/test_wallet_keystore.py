@@ -367,7 +367,7 @@ def test_no_overwrite_without_force(keystore: Keystore) -> None:
     second, _ = _create(keystore, force=True)
     assert second.address() != first.address()
     assert keystore.unlock("alice", PASSWORD).address() == second.address()
-    assert [p.name for p in keystore.directory.iterdir()] == ["alice.json"]
+    assert [p.name for p in keystore.directory.iterdir() if p.name != ".keystore-key"] == ["alice.json"]
 
 
 def test_no_secret_in_the_file(keystore: Keystore) -> None:

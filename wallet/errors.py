@@ -42,6 +42,11 @@ class KeystoreDamaged(WalletError):
         self.problem = problem
 
 
+class WalletTampered(WalletError):
+    """A wallet file whose public keys cannot be trusted without its password: edited, copied
+    from another home, or without the integrity tag older versions did not write."""
+
+
 class InvalidMnemonic(WalletError):
     """A mnemonic phrase that is not valid BIP-39 (unknown word, wrong count, bad checksum)."""
 

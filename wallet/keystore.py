@@ -77,6 +77,7 @@ from wallet.errors import (
     WalletError,
     WalletExists,
     WalletNotFound,
+    WalletTampered,
     WrongPassword,
 )
 from wallet.hd import HARDENED, ExtendedKey
@@ -117,6 +118,13 @@ MAX_SCRYPT_WORK = 2**25
 _AAD_TAG = b"posctl-keystore-v1\n"
 _PASSWORD_CHECK_MESSAGE = b"posctl keystore password check v1"
 _HEX = re.compile(r"^(?:[0-9a-f]{2})*$")
+KEY_FILE = ".keystore-key"
+"""A per-home secret (32 random bytes, 0600) keying each wallet file's ``public_mac``: an HMAC
+over every public field, so a recipient's address is checked without its password."""
+
+_OPTIONAL_FIELDS = frozenset({"public_mac"})
+"""Absent from wallets written before the tag existed; added at their next unlock."""
+
 _TOP_LEVEL_FIELDS = frozenset(
     {"version", "name", "kdf", "password_check", "cipher", "ciphertext", "accounts"}
 )
@@ -180,6 +188,21 @@ class WalletFile:
     accounts: Mapping[int, str] = dataclasses.field(repr=False)
     """Stored account number -> account xpub."""
     _sealed: _Sealed = dataclasses.field(repr=False, compare=False)
+    public_mac: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def light_kdf(self) -> bool:
+        """Made with ``POSCTL_KDF=light``: its password is cheap to guess (tests and demos only)."""
+        return self._sealed.kdf.n < ScryptParams.default().n
+
+    @property
+    def kdf_label(self) -> str:
+        kdf = self._sealed.kdf
+        return f"scrypt n=2^{kdf.n.bit_length() - 1}" + (" (LIGHT: tests and demos only)" if self.light_kdf else "")
+
+    def public_fields(self) -> dict[str, Any]:
+        sealed = self._sealed
+        return _public_fields(self.name, sealed.kdf, sealed.salt, sealed.password_check, sealed.nonce, self.accounts)
 
     def account_xpub(self, account: int = 0) -> str:
         """The stored xpub of ``account``; accounts beyond the stored ones need an unlock."""
@@ -384,11 +407,12 @@ class Keystore:
         document = dict(public)
         document["cipher"] = {**public["cipher"], "tag": tag.hex()}
         document["ciphertext"] = ciphertext.hex()
-        data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
 
         path = self.path(name)
         try:
             self._ensure_directory()
+            document["public_mac"] = _public_mac(self._key(create=True), public).hex()
+            data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
             _write_atomically(path, data, overwrite=force)
         except WalletError:
             raise
@@ -405,6 +429,75 @@ class Keystore:
             raise NotADirectoryError(20, "Not a directory", str(self.directory))
         if stat.S_IMODE(self.directory.stat().st_mode) != DIRECTORY_MODE:
             os.chmod(self.directory, DIRECTORY_MODE)
+
+    # integrity tag -------------------------------------------------------------------------
+
+    @property
+    def key_path(self) -> Path:
+        return self.directory / KEY_FILE
+
+    def _key(self, *, create: bool) -> bytes | None:
+        """The per-home tag key; made (0600, exclusively) on first need when ``create``."""
+        path = self.key_path
+        try:
+            key = path.read_bytes()
+        except FileNotFoundError:
+            if not create:
+                return None
+            key = secrets.token_bytes(KEY_BYTES)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            except FileExistsError:  # another process made it first: use theirs
+                return self._key(create=False)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(key)
+                handle.flush()
+                os.fsync(handle.fileno())
+            _fsync_directory(self.directory)
+            return key
+        if len(key) != KEY_BYTES:
+            raise WalletError(f"the keystore key {path} is damaged ({len(key)} bytes, not {KEY_BYTES}): "
+                              "move it aside, then run `posctl wallet verify NAME` for each wallet")
+        return key
+
+    def load_verified(self, name: str) -> WalletFile:
+        """Like :meth:`load`, but only if the public keys carry this home's valid tag: for
+        resolving a name to an address (a recipient) without the password."""
+        wallet = self.load(name)
+        fix = f"run `posctl wallet verify {name}` (it asks for the wallet's password, checks the keys against the secret, and tags the file)"
+        if wallet.public_mac is None:
+            raise WalletTampered(
+                f"wallet file {wallet.path} has no integrity tag (written by an older posctl, or the tag was "
+                f"removed), so its address cannot be trusted without the password: {fix}"
+            )
+        key = self._key(create=False)
+        if key is None:
+            raise WalletTampered(
+                f"the keystore key {self.key_path} is missing, so wallet file {wallet.path} cannot be checked: {fix}"
+            )
+        if not hmac.compare_digest(_public_mac(key, wallet.public_fields()), wallet.public_mac):
+            raise WalletTampered(
+                f"wallet file {wallet.path} was changed: its public keys do not match its integrity tag "
+                "(edited, or copied from another home), so its address is not used; restore the file from a "
+                f"backup or your mnemonic (`posctl wallet recover`), or, if you copied it here yourself, {fix}"
+            )
+        return wallet
+
+    def _retag(self, wallet: WalletFile) -> None:
+        """After an unlock proved the public keys match the secret: (re)write the tag."""
+        try:
+            key = self._key(create=True)
+            if key is None:
+                return
+            mac = _public_mac(key, wallet.public_fields())
+            if wallet.public_mac is not None and hmac.compare_digest(mac, wallet.public_mac):
+                return
+            document = json.loads(wallet.path.read_bytes())
+            document["public_mac"] = mac.hex()
+            data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
+            _write_atomically(wallet.path, data, overwrite=True)
+        except (OSError, ValueError):
+            pass  # a read-only home: the wallet still works, it stays untagged
 
     # load / unlock ---------------------------------------------------------------------------
 
@@ -457,6 +550,7 @@ class Keystore:
                 raise KeystoreDamaged(
                     wallet.path, f"stored xpub of account {account} does not match the secret"
                 )
+        self._retag(wallet)
         return UnlockedWallet(wallet, entropy, passphrase, master)
 
 
@@ -497,6 +591,11 @@ def _public_fields(
         "cipher": {"name": CIPHER_NAME, "nonce": nonce.hex()},
         "accounts": {str(account): xpub for account, xpub in sorted(stored.items())},
     }
+
+
+def _public_mac(key: bytes, public: Mapping[str, Any]) -> bytes:
+    """HMAC-SHA256 over the same canonical public fields GCM authenticates."""
+    return hmac.new(key, _associated_data(public), hashlib.sha256).digest()
 
 
 def _associated_data(public: Mapping[str, Any]) -> bytes:
@@ -569,7 +668,7 @@ def _parse_wallet_file(name: str, path: Path, raw: bytes) -> WalletFile:
     missing = sorted(_TOP_LEVEL_FIELDS - document.keys())
     if missing:
         raise KeystoreDamaged(path, f"missing field(s) {', '.join(missing)}")
-    extra = sorted(document.keys() - _TOP_LEVEL_FIELDS)
+    extra = sorted(document.keys() - _TOP_LEVEL_FIELDS - _OPTIONAL_FIELDS)
     if extra:
         raise KeystoreDamaged(path, f"unexpected field(s) {', '.join(extra)}")
     if type(version) is not int:
@@ -604,8 +703,11 @@ def _parse_wallet_file(name: str, path: Path, raw: bytes) -> WalletFile:
     ciphertext = _hex_field(path, document["ciphertext"], "ciphertext", 1, MAX_FILE_BYTES)
 
     stored = _parse_accounts(path, document["accounts"])
+    mac = None
+    if "public_mac" in document:
+        mac = _hex_field(path, document["public_mac"], "public_mac", KEY_BYTES, KEY_BYTES)
     sealed = _Sealed(kdf, salt, password_check, nonce, tag, ciphertext)
-    return WalletFile(name=name, path=path, accounts=MappingProxyType(stored), _sealed=sealed)
+    return WalletFile(name=name, path=path, accounts=MappingProxyType(stored), _sealed=sealed, public_mac=mac)
 
 
 def _object(path: Path, value: Any, field: str, keys: set[str]) -> dict[str, Any]:

@@ -21,21 +21,23 @@ from ledger.consensus import state
 from ledger.consensus.blocks import Block
 from ledger.errors import (
     ChainExists,
+    DatabaseCorrupted,
     DatabaseError,
     EncodingError,
     InvalidBlock,
     NotFound,
+    VerificationError,
 )
 from ledger.chain.forger import Candidate, build_block
 from ledger.consensus.genesis import GenesisConfig, build_genesis
 from ledger.chain.mempool import Admission, Mempool
 from ledger.params import Params
 from ledger.consensus.state import WorkingState
-from ledger.storage.store import KeyValueStore, LevelDBStore
+from ledger.storage.store import KeyValueStore, LevelDBStore, holds_leveldb_files
 from ledger.consensus.transactions import Transaction, TxId
 from ledger.consensus.evidence import Evidence
-from ledger.consensus.fork import next_seed
-from ledger.chain.verify import ProgressCallback, VerifyReport, verify_chain
+from ledger.consensus.fork import next_seed, state_transition
+from ledger.chain.verify import ProgressCallback, VerifyReport, check_recent_blocks, verify_chain
 from ledger.chain import views
 from ledger.chain.results import AccountInfo, ChainStatus, TxStatus, ValidatorRow
 
@@ -116,7 +118,15 @@ class Chain:
         leaves an empty database, which the next ``create`` simply fills.
         """
         ensure_home(home)
-        store = LevelDBStore.open(home / CHAIN_DIRNAME, create=True)
+        path = home / CHAIN_DIRNAME
+        if path.is_dir() and not (path / "CURRENT").exists() and not holds_leveldb_files(path):
+            leftovers = sorted(entry.name for entry in path.iterdir() if entry.name not in ("LOCK", "LOG", "LOG.old"))
+            if leftovers:
+                raise ChainExists(
+                    f"{path} is not empty (it holds {leftovers[0]}) and is not a chain: move its files "
+                    "aside, or use another --home"
+                )
+        store = LevelDBStore.open(path, create=True)
         try:
             if store.get(schema.TIP_KEY) is not None:
                 raise ChainExists(f"a chain already exists in {home}: use another --home, or remove it first")
@@ -217,6 +227,41 @@ class Chain:
         self.mempool.after_commit(removed)
         if block is not None and candidate.muhash is not None:
             self.tip, self._muhash = block.header, candidate.muhash
+
+    def import_block(self, block: Block) -> None:
+        """Append a block made elsewhere (``chain import``), checked as ``verify`` checks it:
+        signatures, VRF proofs, the draw and the state root; committed as one synced batch."""
+        expected = self.tip.height + 1
+        if block.height != expected:
+            raise InvalidBlock(f"block {block.height} is out of order: the next block is {expected}")
+        writes, muhash = state_transition(
+            self._state_get, self._state_items, self._muhash, block, self.tip, self.params, verify_signatures=True
+        )
+        won = self.blocks_won(block.header.validator)
+        self.store.write(chaindb.block_changes(block, writes, muhash, won))
+        self.tip, self._muhash = block.header, muhash
+
+    def committed_height(self) -> int:
+        """The height the database holds now, read from disk: after an interrupt, this says
+        whether the block being forged was committed (the in-memory tip may lag it)."""
+        raw = self.store.get(schema.TIP_KEY)
+        return self.tip.height if raw is None else chaindb.decode_tip(raw)[0].height
+
+    def check_recent_blocks(self, count: int = 6) -> None:
+        """Re-read the newest ``count`` blocks with checksums, as Bitcoin Core's ``-checkblocks``
+        does at start-up: each decodes, is indexed by its hash, links to its parent, and the tip
+        record names the newest. Damage is reported before anything is built on top of it."""
+        try:
+            check_recent_blocks(self.store, self.tip, count)
+        except VerificationError as exc:
+            raise DatabaseCorrupted(
+                f"the chain database at {self.store_path()} is damaged: {exc}: run `posctl chain repair` "
+                "(it copies the chain directory aside first)"
+            ) from None
+
+    def store_path(self) -> str:
+        path = getattr(self.store, "path", None)
+        return str(path) if path is not None else "(memory)"
 
     # ---- reading ---------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ order with one iterator; each sender's txs arrive in nonce order because gaps ar
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Generic, Hashable, Iterable, Iterator, Sequence, TypeVar
 
 from ledger import encoding
 from ledger.storage import schema
@@ -27,6 +28,7 @@ from ledger.errors import (
     InvalidProposal,
     EncodingError,
     InsufficientBalance,
+    InvalidParams,
     InvalidTransaction,
     LedgerError,
     MempoolFull,
@@ -48,6 +50,69 @@ from ledger.consensus.transactions import (
     check_stateless,
     verify_signature,
 )
+
+
+MAX_MEMPOOL_MB_ENV = "POSCTL_MAX_MEMPOOL_MB"
+DEFAULT_MAX_MEMPOOL_MB = 300
+"""The pool's cap in bytes of canonical tx encodings, as Bitcoin Core's ``-maxmempool`` (300 MB);
+the count cap (``max_mempool_txs``) still applies on top."""
+
+CACHE_ENTRIES = 20_000
+"""Decoded txs (about 1.9 KB each) and verified ids kept in memory: node memory stays bounded
+however full the pool is; what falls out is read (or checked) again from the database."""
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """A dict that forgets its oldest entries beyond ``limit`` (insertion order)."""
+
+    def __init__(self, limit: int = CACHE_ENTRIES) -> None:
+        self.limit = limit
+        self._data: dict[K, V] = {}
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: K) -> V | None:
+        return self._data.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        self._data[key] = value
+        while len(self._data) > self.limit:
+            del self._data[next(iter(self._data))]
+
+    def update(self, items: dict[K, V]) -> None:
+        for key, value in items.items():
+            self.put(key, value)
+
+    def pop(self, key: K, default: V | None = None) -> V | None:
+        return self._data.pop(key, default)
+
+    def add(self, key: K) -> None:
+        """Set-like use (``verified``): remember ``key``."""
+        self.put(key, None)  # type: ignore[arg-type]
+
+    def discard(self, key: K) -> None:
+        self.pop(key)
+
+
+def max_mempool_bytes() -> int:
+    """``POSCTL_MAX_MEMPOOL_MB`` (default 300) in bytes; a bad value is refused at start."""
+    text = os.environ.get(MAX_MEMPOOL_MB_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_MEMPOOL_MB * 1024 * 1024
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise InvalidParams(f"{MAX_MEMPOOL_MB_ENV}={text!r} is not a positive number of megabytes: set e.g. 300")
+    return int(value * 1024 * 1024)
 
 
 @dataclass
@@ -98,14 +163,21 @@ class Mempool:
         self._tip = tip
         """The chain's current tip: proposals are admitted for the height after it only."""
         meta = store.get(schema.MEMPOOL_META_KEY)
-        data = encoding.decode(meta) if meta else {"count": 0, "next_seq": 0}
+        data = encoding.decode(meta) if meta else {"count": 0, "next_seq": 0, "bytes": 0}
         self.count: int = data["count"]
         self._next_seq: int = data["next_seq"]
+        self.bytes: int = data["bytes"] if "bytes" in data else self._count_bytes()
+        """Bytes of the pending txs' canonical encodings (older metas lack it: counted once)."""
+        self.max_bytes = max_mempool_bytes()
         self._senders: dict[Address, SenderPending] = {}
-        self.verified: set[TxId] = set()
-        """Ids this process validated at admission (stateless rules and signature)."""
-        self._decoded: dict[int, Transaction] = {}
-        """Pending txs already decoded in this process, by sequence: each is decoded once."""
+        self.verified: BoundedCache[TxId, None] = BoundedCache()
+        """Ids this process validated at admission (stateless rules and signature), the newest
+        ``CACHE_ENTRIES``: the forger checks the others again."""
+        self._decoded: BoundedCache[int, Transaction] = BoundedCache()
+        """Pending txs already decoded in this process, by sequence, the newest ``CACHE_ENTRIES``."""
+
+    def _count_bytes(self) -> int:
+        return sum(len(value) for _, value in self._store.iterate(schema.MEMPOOL_PREFIX))
 
     def _state_get(self, key: bytes) -> bytes | None:
         return self._store.get(schema.make_state_key(key))
@@ -126,7 +198,8 @@ class Mempool:
             seq = schema.decode_u64(key[len(schema.MEMPOOL_PREFIX):])
             tx = self._decoded.get(seq)
             if tx is None:
-                tx = self._decoded[seq] = Transaction.decode(value)
+                tx = Transaction.decode(value)
+                self._decoded.put(seq, tx)
             yield seq, tx
 
     def get(self, tx_id: TxId) -> Transaction | None:
@@ -150,7 +223,8 @@ class Mempool:
 
     # ---- admission -------------------------------------------------------------------------
 
-    def check(self, tx: Transaction, extra: SenderPending | None = None, queued: int = 0) -> None:
+    def check(self, tx: Transaction, extra: SenderPending | None = None, queued: int = 0,
+              queued_bytes: int = 0) -> None:
         """Every admission rule; raises the specific error of the first one broken.
 
         ``queued`` counts txs admitted earlier in the same batch. A full pool still takes one
@@ -158,9 +232,12 @@ class Mempool:
         leave no proposal to forge the block that drains it.
         """
         size = self.count + queued
-        full = size >= self._params.max_mempool_txs
+        full_bytes = self.bytes + queued_bytes + len(tx.encoded) > self.max_bytes
+        full = size >= self._params.max_mempool_txs or full_bytes
+        limit = (f"{(self.bytes + queued_bytes) / 1e6:.1f} MB of txs, its limit ({MAX_MEMPOOL_MB_ENV})"
+                 if full_bytes else f"{size} txs, its limit")
         if full and not isinstance(tx, Bpm):
-            raise MempoolFull(f"the mempool holds {size} txs, its limit: forge a block and retry")
+            raise MempoolFull(f"the mempool holds {limit}: forge a block and retry")
         check_stateless(tx, self._params)
         tx_id = tx.tx_id
         if self._store.get(schema.make_mempool_id_key(tx_id)) is not None:
@@ -172,7 +249,7 @@ class Mempool:
         account = self.state_view().account(sender)
         pending = extra or self.sender_pending(sender)
         if full and (pending.proposals or not is_eligible_validator(account, self._params)):
-            raise MempoolFull(f"the mempool holds {size} txs, its limit: forge a block and retry")
+            raise MempoolFull(f"the mempool holds {limit}: forge a block and retry")
         if isinstance(tx, Bpm):
             self._check_proposal(tx, pending)
         expected = account.nonce + pending.count
@@ -261,6 +338,7 @@ class Mempool:
         added: list[TxId] = []
         added_ids: set[TxId] = set()
         admitted: dict[int, Transaction] = {}
+        added_bytes = 0
         for tx in txs:
             sender = tx.sender if _has_valid_key(tx) else None
             pending = None
@@ -270,7 +348,7 @@ class Mempool:
             try:
                 if tx.tx_id in added_ids:
                     raise DuplicateTransaction(f"tx {tx.id_hex} is already pending")
-                self.check(tx, pending, queued=len(added))
+                self.check(tx, pending, queued=len(added), queued_bytes=added_bytes)
             except LedgerError as exc:
                 results.append(Admission(None, exc))
                 continue
@@ -284,38 +362,45 @@ class Mempool:
             changes[schema.make_mempool_sender_key(sender, tx.nonce)] = tx.tx_id
             added.append(tx.tx_id)
             added_ids.add(tx.tx_id)
+            added_bytes += len(tx.encoded)
             admitted[seq] = tx
             results.append(Admission(tx.tx_id))
         if added:
-            changes[schema.MEMPOOL_META_KEY] = self._meta(self.count + len(added), self._next_seq + len(added))
+            changes[schema.MEMPOOL_META_KEY] = self._meta(
+                self.count + len(added), self._next_seq + len(added), self.bytes + added_bytes
+            )
             self._store.write(changes)
             self.count += len(added)
             self._next_seq += len(added)
+            self.bytes += added_bytes
             self._senders.update(touched)
-            self.verified.update(added)
+            for tx_id in added:
+                self.verified.add(tx_id)
             self._decoded.update(admitted)
         return results
 
-    def _meta(self, count: int, next_seq: int) -> bytes:
-        return encoding.encode({"count": count, "next_seq": next_seq})
+    def _meta(self, count: int, next_seq: int, size: int) -> bytes:
+        return encoding.encode({"count": count, "next_seq": next_seq, "bytes": size})
 
     # ---- removal (inside a block's batch) --------------------------------------------------
 
     def removal_changes(self, removed: Iterable[tuple[int, Transaction]]) -> dict[bytes, bytes | None]:
         """Deletes for txs leaving the pool, to go into the block's single atomic batch."""
         changes: dict[bytes, bytes | None] = {}
-        n = 0
+        n = size = 0
         for seq, tx in removed:
             changes[schema.make_mempool_key(seq)] = None
             changes[schema.make_mempool_id_key(tx.tx_id)] = None
             changes[schema.make_mempool_sender_key(tx.sender, tx.nonce)] = None
             n += 1
-        changes[schema.MEMPOOL_META_KEY] = self._meta(self.count - n, self._next_seq)
+            size += len(tx.encoded)
+        changes[schema.MEMPOOL_META_KEY] = self._meta(self.count - n, self._next_seq, max(self.bytes - size, 0))
         return changes
 
     def after_commit(self, removed: Sequence[tuple[int, Transaction]]) -> None:
         """Bring the caches in line once the batch with ``removal_changes`` is on disk."""
         self.count -= len(removed)
+        self.bytes = max(self.bytes - sum(len(tx.encoded) for _, tx in removed), 0)
         self._senders.clear()
         for seq, tx in removed:
             self.verified.discard(tx.tx_id)

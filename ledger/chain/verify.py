@@ -83,6 +83,21 @@ def verify_chain(
     return VerifyReport(tip.height, tip.height + 1, tx_count, time.perf_counter() - started)
 
 
+def check_recent_blocks(store: KeyValueStore, tip: BlockHeader, count: int) -> None:
+    """Re-read the newest ``count`` blocks (as Bitcoin Core's ``-checkblocks`` does at start-up):
+    each decodes, is indexed by its hash and its txs, links to its parent, and the tip record
+    names the newest. Cheap enough for every start; raises :class:`VerificationError`."""
+    child: Block | None = None
+    for height in range(tip.height, max(tip.height - count, -1), -1):
+        block = _stored_block(store, height)
+        if child is None and block.hash != tip.hash:
+            raise VerificationError(f"height {height}: the tip record does not name this block", height)
+        if child is not None and child.header.prev_hash != block.hash:
+            raise VerificationError(f"height {child.height}: its parent hash does not match block {height}", height)
+        _check_tx_index(store, block)
+        child = block
+
+
 def _stored_block(store: KeyValueStore, height: int) -> Block:
     raw = store.get(schema.make_block_key(height))
     if raw is None:

@@ -17,6 +17,7 @@ Routes (all JSON; errors are ``{"error": message, "type": ErrorClassName}``)::
     GET  /accounts/<address>      an account
     GET  /validators              everyone with bonded stake
     POST /forge                   forge now → the block, or {"forged": false, "reason": …}
+    POST /backup                  {"dir": absolute path} → a consistent copy of the chain there
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import re
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -34,7 +36,9 @@ from ledger.chain import views
 from ledger.chain.facade import Chain
 from ledger.errors import InvalidKey
 from ledger.errors import (
+    DatabaseCorrupted,
     DatabaseError,
+    StorageFailure,
     EncodingError,
     InvalidAddress,
     InvalidEvidence,
@@ -177,6 +181,7 @@ ROUTES: tuple[Route, ...] = tuple(
         ("GET", r"/accounts/([^/]+)", "get_account"),
         ("GET", r"/validators", "get_validators"),
         ("POST", r"/forge", "post_forge"),
+        ("POST", r"/backup", "post_backup"),
     )
 )
 
@@ -202,10 +207,10 @@ class NodeApi:
     def _call(self, func: Callable[[Chain], Any]) -> Any:
         """Run ``func`` under the node's lock. Callers render views after it returns, so the
         lock is held for the database work only, not for building JSON."""
-        with self.node.lock:
-            if self.node.closed:
-                raise ApiError(503, "the node is shutting down: retry once it has stopped", "NodeUnavailable")
-            return func(self.node.chain)
+        try:
+            return self.node.call(func)
+        except (StorageFailure, DatabaseCorrupted) as exc:
+            raise ApiError(503, f"the node is stopping after a storage failure: {exc}", type(exc).__name__) from None
 
     # ---- reads -----------------------------------------------------------------------------
 
@@ -284,12 +289,32 @@ class NodeApi:
         return {"evidence_id": evidence_id.hex(), "evidence": views.evidence_view(evidence)}
 
     def post_forge(self, query: dict[str, list[str]], body: bytes) -> Any:
-        return self.node.forge_once().to_view()
+        try:
+            return self.node.forge_once().to_view()
+        except (StorageFailure, DatabaseCorrupted) as exc:
+            raise ApiError(503, f"the node is stopping after a storage failure: {exc}", type(exc).__name__) from None
+
+    def post_backup(self, query: dict[str, list[str]], body: bytes) -> Any:
+        """``{"dir": "/absolute/new/dir"}``: the node copies a snapshot of its database there
+        (it holds LevelDB's lock, so only it can make a consistent copy while it runs)."""
+        try:
+            request = json.loads(body)
+        except ValueError:
+            request = None
+        directory = request.get("dir") if isinstance(request, dict) else None
+        if not isinstance(directory, str) or not directory.startswith("/"):
+            raise ApiError(400, 'the body must be {"dir": "<absolute path of a new directory>"}')
+        try:
+            return self.node.backup(Path(directory))
+        except (StorageFailure, DatabaseCorrupted) as exc:
+            raise ApiError(503, f"the node is stopping after a storage failure: {exc}", type(exc).__name__) from None
 
 
 def _status_of(exc: LedgerError) -> int:
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, (StorageFailure, DatabaseCorrupted)):
+        return 503
     if isinstance(exc, DatabaseError):
         return 500
     if isinstance(exc, NodeUnavailable):

@@ -177,9 +177,15 @@ def open_node_chain(home: Path) -> Chain:
     """Open the chain for a new node; a second node on the same home gets a clear refusal."""
     check_no_running_node(home)
     try:
-        return Chain.open(home)
+        chain = Chain.open(home)
     except DatabaseLocked:
         record = read_node_record(home)
         if record is not None and is_process_alive(record.pid):
             raise NodeRunning(f"a node is already running (pid {record.pid}, address {record.address})") from None
         raise
+    try:
+        chain.check_recent_blocks()  # Bitcoin Core's -checkblocks: find damage before forging on it
+    except BaseException:
+        chain.close()
+        raise
+    return chain

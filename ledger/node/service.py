@@ -32,7 +32,7 @@ from ledger.node.api import (
     is_loopback_host,
 )
 from ledger.chain.facade import Chain, ForgeResult
-from ledger.errors import LedgerError, NodeError, NodeUnavailable
+from ledger.errors import DatabaseCorrupted, LedgerError, NodeError, NodeUnavailable, StorageFailure
 from ledger.node.record import (
     NodeRecord,
     remove_node_record,
@@ -43,6 +43,9 @@ RoundHook = Callable[[Chain], None]
 """Run under the lock before each forge attempt (``--dev`` proposes a BPM reading with it)."""
 
 LogFunction = Callable[[str], None]
+
+FAILURE_GRACE_SECONDS = 0.5
+"""After a storage failure, how long the node keeps answering 503 before it exits."""
 
 
 def _timestamp() -> str:
@@ -99,8 +102,11 @@ class Node:
         self.started = _utc_now()
         self.record: NodeRecord | None = None
         self._log_sink = log or _print_line
-        self._log_lock = threading.Lock()
+        self._log_lock = threading.RLock()  # RLock: a signal handler may log while the main thread logs
         self._stop = threading.Event()
+        self.failure: LedgerError | None = None
+        """The storage failure that stopped the node: writes get 503, then the node exits non-zero."""
+        self._signals = 0
         self._server: ApiServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -151,7 +157,7 @@ class Node:
         previous: dict[int, Any] = {}
         if install_signals and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
-                previous[signum] = signal.signal(signum, lambda _s, _f: self._stop.set())
+                previous[signum] = signal.signal(signum, self._on_signal)
         try:
             while not self._stop.wait(self.interval):
                 try:
@@ -159,9 +165,66 @@ class Node:
                 except Exception as exc:  # a bug or an I/O error: say so, keep the node up
                     self.log(f"forging failed: {type(exc).__name__}: {exc}")
         finally:
+            if self.failure is not None:
+                time.sleep(FAILURE_GRACE_SECONDS)  # let the 503s in flight reach their clients
             self.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def _on_signal(self, signum: int, _frame: Any) -> None:
+        """First signal: stop after the call in progress. Second: exit as soon as the commit in
+        progress is done, without waiting for HTTP connections to wind down."""
+        name = signal.Signals(signum).name
+        self._signals += 1
+        if self._signals == 1:
+            self.log(f"received {name}: stopping once the chain call in progress is done "
+                     "(Ctrl-C again to exit as soon as the commit in progress is on disk)")
+            self._stop.set()
+            return
+        self.log(f"received {name} again: exiting as soon as the commit in progress is on disk")
+        threading.Thread(target=self._exit_after_commit, args=(128 + signum,), name="posctl-node-exit",
+                         daemon=True).start()
+
+    def _exit_after_commit(self, status: int) -> None:
+        with self.lock:  # held by any chain call in progress, a block commit included
+            if not self.closed:
+                self.closed = True
+                self.chain.close()
+            if self.record is not None:
+                try:
+                    remove_node_record(self.home, self.record)
+                except OSError:
+                    pass
+            self.log("node stopped (nothing was cut short: every commit is one atomic batch)")
+            os._exit(status)
+
+    def storage_failed(self, exc: LedgerError) -> None:
+        """Fail-stop (DESIGN.md decision 19): record the first storage failure, log it once,
+        and stop the node; the store itself already refuses every later write."""
+        if self.failure is not None:
+            return
+        self.failure = exc
+        self.log(f"storage failure, stopping the node: {exc}")
+        self._stop.set()
+
+    def call(self, func: Callable[[Chain], Any]) -> Any:
+        """Run one chain call under the lock; a storage failure stops the node (fail-stop)."""
+        with self.lock:
+            if self.failure is not None:
+                raise NodeUnavailable(f"the node is stopping after a storage failure: {self.failure}")
+            if self.closed:
+                raise NodeUnavailable("the node is shutting down: retry once it has stopped")
+            try:
+                return func(self.chain)
+            except (StorageFailure, DatabaseCorrupted) as exc:
+                self.storage_failed(exc)
+                raise
+
+    def backup(self, directory: Path) -> dict[str, Any]:
+        """A consistent copy of the chain into a new home ``directory`` (``chain backup``)."""
+        from ledger.chain.archive import backup_chain
+
+        return self.call(lambda chain: backup_chain(chain, directory))
 
     def close(self) -> None:
         """Stop accepting, let the chain call in progress finish, close the DB, drop the record."""
@@ -186,7 +249,7 @@ class Node:
         """One round: the hook (if any), then a forge attempt; logs the block and evictions."""
         try:
             with self.lock:
-                if self.closed:
+                if self.closed or self.failure is not None:
                     raise NodeUnavailable("the node is shutting down: retry once it has stopped")
                 if self.round_hook is not None:
                     try:
@@ -194,6 +257,11 @@ class Node:
                     except Exception as exc:  # a failed proposal must not stop the forger
                         self.log(f"round hook failed: {type(exc).__name__}: {exc}")
                 result = self.chain.forge()
+        except (StorageFailure, DatabaseCorrupted) as exc:
+            self.storage_failed(exc)
+            if not quiet_errors:
+                raise
+            return ForgeResult(block=None, reason=str(exc), evicted=[])
         except LedgerError as exc:
             if not quiet_errors:
                 raise

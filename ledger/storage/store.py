@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import os
+import re
 import time
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -20,7 +22,16 @@ except ImportError:  # Python 3.13+: plyvel 1.5 ships no wheels there; plyvel-ne
     import plyvel_next as plyvel  # type: ignore[no-redef]
 
 from ledger.storage import schema
-from ledger.errors import ChainNotInitialized, DatabaseError, DatabaseLocked
+from ledger.errors import (
+    ChainNotInitialized,
+    DatabaseCorrupted,
+    DatabaseError,
+    DatabaseLocked,
+    DatabaseUnwritable,
+    DiskFull,
+    StorageFailure,
+    WriteFailed,
+)
 
 LOCK_WAIT_SECONDS = 3.0
 """How long opening waits for another process's short hold on the database."""
@@ -123,12 +134,118 @@ class MemoryStore(KeyValueStore):
         pass
 
 
+MIN_FREE_MB_ENV = "POSCTL_MIN_FREE_MB"
+DEFAULT_MIN_FREE_MB = 50
+"""Writes stop while the chain's file system has less free space than this (Bitcoin Core keeps
+a similar margin): LevelDB needs room to compact, and a write refused before it starts leaves
+nothing torn behind."""
+
+REPAIR_HINT = "run `posctl chain repair` (it copies the chain directory aside first)"
+
+_LEVELDB_FILE = re.compile(r"^(CURRENT|MANIFEST-[0-9]+|[0-9]+\.(ldb|sst|log))$")
+"""Names LevelDB gives its files; LOCK and LOG alone do not make a database."""
+
+
+def min_free_bytes() -> int:
+    """The free-space floor from ``POSCTL_MIN_FREE_MB`` (default 50); 0 turns it off."""
+    text = os.environ.get(MIN_FREE_MB_ENV, "").strip()
+    if not text:
+        return DEFAULT_MIN_FREE_MB * 1024 * 1024
+    try:
+        value = float(text)
+    except ValueError:
+        raise DatabaseError(
+            f"{MIN_FREE_MB_ENV}={text!r} is not a number of megabytes: set it to e.g. 50 (0 turns the check off)"
+        ) from None
+    if value < 0:
+        raise DatabaseError(f"{MIN_FREE_MB_ENV}={text!r} is negative: set it to 0 or more")
+    return int(value * 1024 * 1024)
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on ``path``'s file system."""
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+def holds_leveldb_files(path: Path) -> bool:
+    """True if ``path`` is a directory with any LevelDB data file in it (even without CURRENT)."""
+    try:
+        return any(_LEVELDB_FILE.match(entry.name) for entry in os.scandir(path))
+    except OSError:
+        return False
+
+
+def _classify(path: Path, text: str, action: str) -> DatabaseError:
+    """A LevelDB status on ``path`` → the error naming its real cause and what to do."""
+    lower = text.lower()
+    if "no space left" in lower or "disk quota" in lower:
+        return DiskFull(
+            f"the disk holding {path} is full ({action} failed: {text}): free some space, then "
+            "start again; nothing acknowledged is lost"
+        )
+    if "read-only file system" in lower:
+        return DatabaseUnwritable(
+            f"the chain database at {path} is on a read-only file system ({text}): LevelDB must write "
+            "even to read; remount it read-write, or copy the home elsewhere and pass --home"
+        )
+    if "permission denied" in lower or "operation not permitted" in lower:
+        return DatabaseUnwritable(
+            f"no permission to use the chain database at {path} ({text}): run posctl as the "
+            "home's owner, or fix the permissions of its files"
+        )
+    if "corruption" in lower or "checksum" in lower or "bad magic" in lower or "missing files" in lower \
+            or "no such file" in lower or "not an sstable" in lower or "bad block" in lower:
+        return DatabaseCorrupted(f"the chain database at {path} is damaged ({text}): {REPAIR_HINT}")
+    return DatabaseError(f"{action} failed on the chain database at {path}: {text}")
+
+
+def _is_lock_contention(text: str) -> bool:
+    """Only a lock another process holds is waited for; a read-only or forbidden LOCK file is
+    not contention (matching the word "lock" took a read-only home for a busy one)."""
+    lower = text.lower()
+    return "temporarily unavailable" in lower or "already held by process" in lower
+
+
+def repair_database(path: Path) -> None:
+    """LevelDB's own repair: rebuild the MANIFEST from every readable table and log record."""
+    try:
+        # paranoid: tables are read with checksums, so damaged blocks are dropped, not kept
+        plyvel.repair_db(str(path), paranoid_checks=True)
+    except plyvel.Error as exc:
+        raise _classify(path, _message(exc), "repair") from None
+
+
+def read_raw(path: Path, key: bytes) -> bytes | None:
+    """One key from a database that may be damaged, checks relaxed: for repair's "before" count."""
+    try:
+        db = plyvel.DB(str(path), paranoid_checks=False)
+    except plyvel.Error:
+        return None
+    try:
+        return db.get(key)
+    except plyvel.Error:
+        return None
+    finally:
+        db.close()
+
+
 class LevelDBStore(KeyValueStore):
-    """One LevelDB database with paranoid checks; held by one process at a time."""
+    """One LevelDB database with paranoid checks; held by one process at a time.
+
+    Fail-stop: after any failed write (or a write refused for lack of space) every later write
+    raises the same :class:`StorageFailure` without touching the disk. A failed LevelDB append can
+    leave a torn record at the end of its log; LevelDB drops it at the next open, but only if
+    nothing is appended after it — the node kept writing once and lost 60 acknowledged txs.
+    Reads verify block checksums, so flipped bytes surface as :class:`DatabaseCorrupted`
+    instead of as data.
+    """
 
     def __init__(self, db: "plyvel.DB", path: Path) -> None:
         self._db = db
         self.path = path
+        self.failure: StorageFailure | None = None
+        self._min_free = min_free_bytes()
 
     @classmethod
     def open(cls, path: Path, *, create: bool = False, lock_wait: float = LOCK_WAIT_SECONDS) -> "LevelDBStore":
@@ -139,10 +256,15 @@ class LevelDBStore(KeyValueStore):
         """
         if path.exists() and not path.is_dir():
             raise DatabaseError(f"{path} is a file, not a chain database directory: move it aside")
-        if not create and not (path / "CURRENT").exists():
-            raise ChainNotInitialized(
-                f"no chain at {path.parent}: run `posctl chain init` first (or pass --home)"
-            )
+        if not (path / "CURRENT").exists():
+            if holds_leveldb_files(path):
+                raise DatabaseCorrupted(
+                    f"the chain database at {path} holds LevelDB files but no CURRENT file: {REPAIR_HINT}"
+                )
+            if not create:
+                raise ChainNotInitialized(
+                    f"no chain at {path.parent}: run `posctl chain init` first (or pass --home)"
+                )
         if create:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
         deadline = time.monotonic() + lock_wait
@@ -152,21 +274,16 @@ class LevelDBStore(KeyValueStore):
                 break
             except plyvel.IOError as exc:
                 text = _message(exc)
-                if "lock" not in text.lower() and "temporarily unavailable" not in text.lower():
-                    raise DatabaseError(f"cannot open the chain database at {path}: {text}") from None
+                if not _is_lock_contention(text):
+                    raise _classify(path, text, "opening") from None
                 if time.monotonic() >= deadline:
                     raise DatabaseLocked(
                         f"the chain database at {path} is in use by another process (another posctl "
                         "command, or a running `posctl node run`): retry when it is done, or stop the node"
                     ) from None
                 time.sleep(LOCK_RETRY_SECONDS)
-            except plyvel.CorruptionError as exc:
-                raise DatabaseError(
-                    f"the chain database at {path} is corrupted ({_message(exc)}): "
-                    "restore it from a backup, or move it aside and create the chain again"
-                ) from None
             except plyvel.Error as exc:
-                raise DatabaseError(f"cannot open the chain database at {path}: {_message(exc)}") from None
+                raise _classify(path, _message(exc), "opening") from None
         store = cls(db, path)
         try:
             store._check_schema_version(create)
@@ -178,17 +295,20 @@ class LevelDBStore(KeyValueStore):
     def _check_schema_version(self, create: bool) -> None:
         """Refuse a database of another schema version. An empty database is a chain whose
         ``init`` never committed (the version key is part of the genesis batch)."""
-        raw = self._db.get(schema.SCHEMA_VERSION_KEY)
+        raw = self.get(schema.SCHEMA_VERSION_KEY)
         expected = str(schema.SCHEMA_VERSION).encode("ascii")
         if raw is None:
-            if next(self._db.iterator(include_value=False), None) is None:
+            if self.is_empty():
                 if create:
                     return
                 raise ChainNotInitialized(
                     f"the chain database at {self.path} is empty (an interrupted `posctl chain init`?): "
                     "run `posctl chain init` again"
                 )
-            raise DatabaseError(f"{self.path} is not a posctl chain database (no schema version)")
+            raise DatabaseCorrupted(
+                f"the chain database at {self.path} has no schema version (not a posctl chain, or damaged): "
+                f"{REPAIR_HINT}, or move it aside"
+            )
         if raw == b"1":
             raise DatabaseError(
                 f"the chain at {self.path} was made by posctl v1 (format 1: no VRF proposals, no "
@@ -201,20 +321,86 @@ class LevelDBStore(KeyValueStore):
                 f"this posctl reads version {schema.SCHEMA_VERSION}: use a matching posctl"
             )
 
+    def is_empty(self) -> bool:
+        try:
+            return next(self._db.iterator(include_value=False, verify_checksums=True), None) is None
+        except plyvel.Error as exc:
+            raise _classify(self.path, _message(exc), "reading") from None
+
     def get(self, key: bytes) -> bytes | None:
-        return self._db.get(key)
+        try:
+            return self._db.get(key, verify_checksums=True)
+        except plyvel.Error as exc:
+            raise _classify(self.path, _message(exc), "reading") from None
 
     def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
-        with self._db.iterator(prefix=prefix, reverse=reverse) as iterator:
-            yield from iterator
+        try:
+            with self._db.iterator(prefix=prefix, reverse=reverse, verify_checksums=True) as iterator:
+                yield from iterator
+        except plyvel.Error as exc:
+            raise _classify(self.path, _message(exc), "reading") from None
 
     def write(self, changes: Changes) -> None:
-        with self._db.write_batch(transaction=True, sync=True) as batch:
-            for key, value in changes.items():
-                if value is None:
-                    batch.delete(key)
-                else:
-                    batch.put(key, value)
+        """One synced atomic batch; any failure stops every later write (see the class doc)."""
+        if self.failure is not None:
+            raise type(self.failure)(str(self.failure))
+        size = sum(len(key) + len(value or b"") for key, value in changes.items())
+        if self._min_free:
+            try:
+                free = free_bytes(self.path)
+            except OSError as exc:
+                free = None
+                self._fail(WriteFailed(f"cannot check free space on {self.path}: {exc.strerror}: check the disk"))
+            if free is not None and free < self._min_free + size:
+                self._fail(DiskFull(
+                    f"the disk holding {self.path} has {free // (1024 * 1024)} MB free, below the "
+                    f"{self._min_free // (1024 * 1024)} MB floor ({MIN_FREE_MB_ENV}): free some space, then "
+                    "start again; nothing acknowledged is lost"
+                ))
+        try:
+            with self._db.write_batch(transaction=True, sync=True) as batch:
+                for key, value in changes.items():
+                    if value is None:
+                        batch.delete(key)
+                    else:
+                        batch.put(key, value)
+        except plyvel.Error as exc:
+            cause = _classify(self.path, _message(exc), "writing")
+            failure = cause if isinstance(cause, StorageFailure) else WriteFailed(str(cause))
+            self._fail(failure)
+
+    def _fail(self, failure: StorageFailure) -> None:
+        self.failure = failure
+        raise failure
+
+    def backup_to(self, target: Path, batch_keys: int = 4096) -> int:
+        """Copy a consistent snapshot into a new database at ``target``; returns the key count.
+
+        A LevelDB snapshot pins one point in time, so writes that land meanwhile (a running
+        node's) are simply not in the copy; the copy is written in synced batches.
+        """
+        try:
+            copy = plyvel.DB(str(target), create_if_missing=True, error_if_exists=True)
+        except plyvel.Error as exc:
+            raise _classify(target, _message(exc), "creating the backup") from None
+        count = 0
+        try:
+            snapshot = self._db.snapshot()
+            pending = copy.write_batch(sync=True)
+            with snapshot.iterator(verify_checksums=True) as iterator:
+                for key, value in iterator:
+                    pending.put(key, value)
+                    count += 1
+                    if count % batch_keys == 0:
+                        pending.write()
+                        pending = copy.write_batch(sync=True)
+            pending.write()
+            snapshot.close()
+        except plyvel.Error as exc:
+            raise _classify(target, _message(exc), "writing the backup") from None
+        finally:
+            copy.close()
+        return count
 
     def close(self) -> None:
         if not self._db.closed:

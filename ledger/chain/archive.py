@@ -1,0 +1,169 @@
+"""Export, import and backup: moving a chain between homes without trusting the copy.
+
+An export file is canonical JSON, one document per line, streamed (memory stays flat at any
+height), as geth's ``export``/``import``::
+
+    {"chain_id": …, "format": "posctl-chain-export", "height": N, "schema": 2, "version": 1}
+    <the genesis configuration, canonical>
+    <block 0> … <block N>, each in its canonical encoding
+    {"blocks": N+1, "end": true, "tip": "<hash of block N>"}
+
+The last line makes a truncated file detectable. Import replays every block with the full
+state transition (signatures, VRF proofs, draws, state roots) into a scratch chain inside the
+target home and moves it into place only when the whole file verified: a failed import leaves
+the home as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from ledger import encoding
+from ledger.chain.facade import CHAIN_DIRNAME, Chain
+from ledger.consensus.blocks import Block
+from ledger.consensus.genesis import GenesisConfig, build_genesis
+from ledger.errors import ChainExists, EncodingError, InvalidBlock, InvalidExport, LedgerError
+from ledger.storage import schema
+
+EXPORT_FORMAT = "posctl-chain-export"
+EXPORT_VERSION = 1
+IMPORT_SCRATCH = ".import-in-progress"
+"""A scratch home inside the target home; the imported chain is renamed into place from it."""
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ExportReport:
+    height: int
+    blocks: int
+    txs: int
+    bytes: int
+
+
+def export_chain(chain: Chain, out: IO[bytes], progress: Progress | None = None) -> ExportReport:
+    """Stream the header, genesis, every block and the end line to ``out``."""
+    top = chain.height
+    written = 0
+
+    def line(data: bytes) -> None:
+        nonlocal written
+        out.write(data + b"\n")
+        written += len(data) + 1
+
+    line(encoding.encode({"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "schema": schema.SCHEMA_VERSION,
+                          "chain_id": chain.params.chain_id, "height": top}))
+    line(chain.genesis.encode())
+    txs = 0
+    tip_hash = b""
+    for height in range(top + 1):
+        block = chain.block(height)
+        line(block.encode())
+        txs += len(block.txs)
+        tip_hash = block.hash
+        if progress is not None:
+            progress(height, top)
+    line(encoding.encode({"end": True, "blocks": top + 1, "tip": tip_hash.hex()}))
+    return ExportReport(height=top, blocks=top + 1, txs=txs, bytes=written)
+
+
+def _read_json_line(handle: IO[bytes], what: str, number: int) -> Any:
+    raw = handle.readline()
+    if not raw:
+        raise InvalidExport(f"the export file ends at line {number}, before {what}: it is truncated; export it again")
+    try:
+        return encoding.decode(raw.rstrip(b"\n"))
+    except EncodingError as exc:
+        raise InvalidExport(f"line {number} ({what}) is not canonical JSON: {exc}") from None
+
+
+def read_header(handle: IO[bytes]) -> dict[str, Any]:
+    header = _read_json_line(handle, "the header", 1)
+    if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+        raise InvalidExport("this is not a posctl chain export (no posctl-chain-export header on line 1)")
+    if header.get("version") != EXPORT_VERSION or header.get("schema") != schema.SCHEMA_VERSION:
+        raise InvalidExport(
+            f"this export is format {header.get('version')}, chain schema {header.get('schema')}; this posctl "
+            f"reads format {EXPORT_VERSION}, schema {schema.SCHEMA_VERSION}: use a matching posctl"
+        )
+    if not isinstance(header.get("height"), int) or header["height"] < 0:
+        raise InvalidExport("the export header has no valid height")
+    return header
+
+
+def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None) -> ExportReport:
+    """Replay an export into ``home``, which must hold no chain; all or nothing."""
+    target = home / CHAIN_DIRNAME
+    if target.exists() and any(target.iterdir()):
+        raise ChainExists(f"{target} is not empty: import into a new --home (import never merges into a chain)")
+    header = read_header(handle)
+    top = header["height"]
+    genesis_raw = handle.readline().rstrip(b"\n")
+    try:
+        config = GenesisConfig.decode(genesis_raw)
+    except LedgerError as exc:
+        raise InvalidExport(f"line 2 (genesis) is not a valid genesis configuration: {exc}") from None
+    scratch_home = home / IMPORT_SCRATCH
+    shutil.rmtree(scratch_home, ignore_errors=True)  # a previous import that was interrupted
+    txs = 0
+    try:
+        with Chain.create(scratch_home, config) as chain:
+            for height in range(top + 1):
+                raw = handle.readline()
+                if not raw:
+                    raise InvalidExport(
+                        f"the export file ends after block {height - 1} of {top}: it is truncated; export it again"
+                    )
+                try:
+                    block = Block.decode(raw.rstrip(b"\n"))
+                except LedgerError as exc:
+                    raise InvalidExport(f"block {height} (line {height + 3}) is malformed: {exc}") from None
+                if height == 0:
+                    expected, _, _ = build_genesis(config)
+                    if block.hash != expected.hash:
+                        raise InvalidExport("block 0 does not match the genesis configuration on line 2")
+                else:
+                    try:
+                        chain.import_block(block)
+                    except (InvalidBlock, LedgerError) as exc:
+                        if isinstance(exc, InvalidExport):
+                            raise
+                        raise InvalidExport(f"block {height} does not verify: {exc}") from None
+                txs += len(block.txs)
+                if progress is not None:
+                    progress(height, top)
+            end = _read_json_line(handle, "the end line", top + 4)
+            if not isinstance(end, dict) or end.get("end") is not True or end.get("tip") != chain.tip.hash.hex() \
+                    or end.get("blocks") != top + 1:
+                raise InvalidExport("the end line does not match the imported blocks: the file was edited or cut")
+            chain.check_recent_blocks()
+        if target.exists():
+            target.rmdir()  # empty, checked above
+        os.replace(scratch_home / CHAIN_DIRNAME, target)
+    finally:
+        shutil.rmtree(scratch_home, ignore_errors=True)
+    return ExportReport(height=top, blocks=top + 1, txs=txs, bytes=0)
+
+
+def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
+    """A consistent copy of ``chain`` as a new home at ``directory`` (its ``chain`` subdirectory):
+    ``posctl --home DIRECTORY chain verify`` checks it, and it serves as a home as it is."""
+    directory = Path(directory)
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise ChainExists(f"{directory} exists and is not an empty directory: choose a new backup directory")
+    backup_to = getattr(chain.store, "backup_to", None)
+    if backup_to is None:
+        raise LedgerError("this chain is not stored in LevelDB: nothing to back up")
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LedgerError(f"cannot create backup directory {directory}: {exc.strerror}: choose another") from None
+    keys = backup_to(directory / CHAIN_DIRNAME)
+    return {"backup": str(directory), "height": chain.height, "tip": chain.tip.hash.hex(), "keys": keys}
+
+
+__all__ = ["ExportReport", "InvalidExport", "backup_chain", "export_chain", "import_chain", "read_header"]

@@ -1,0 +1,133 @@
+"""``posctl chain repair``: copy the chain aside, run LevelDB's repair, then verify everything.
+
+LevelDB's repair rebuilds the MANIFEST from whatever tables and log records still read back;
+it can drop damaged blocks of a table, so a repaired database is trusted only after a full
+replay from genesis. The untouched original is kept next to the chain directory, so a repair
+that goes wrong loses nothing that was there before.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ledger import encoding
+from ledger.chain.facade import CHAIN_DIRNAME, Chain, ProgressCallback
+from ledger.errors import ChainNotInitialized, DatabaseCorrupted, DatabaseError, LedgerError, VerificationError
+from ledger.storage import schema
+from ledger.storage.store import REPAIR_HINT, holds_leveldb_files, read_raw, repair_database
+
+
+@dataclass
+class RepairReport:
+    """What a repair kept and what it lost; ``ok`` only when the repaired chain verifies."""
+
+    backup: str
+    ok: bool
+    height: int | None = None
+    blocks: int | None = None
+    txs: int | None = None
+    pending: int | None = None
+    height_before: int | None = None
+    pending_before: int | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_view(self) -> dict[str, Any]:
+        lost = None
+        if self.pending_before is not None and self.pending is not None:
+            lost = max(self.pending_before - self.pending, 0)
+        return {
+            "ok": self.ok, "backup": self.backup, "height": self.height, "blocks": self.blocks,
+            "txs": self.txs, "pending": self.pending, "height_before": self.height_before,
+            "pending_before": self.pending_before, "pending_lost": lost, "error": self.error,
+            "notes": self.notes,
+        }
+
+
+def backup_dir_name(now: float | None = None) -> str:
+    return "chain.before-repair-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+
+
+def _copy_aside(path: Path) -> Path:
+    target = path.parent / backup_dir_name()
+    suffix = 1
+    while target.exists():
+        target = path.parent / f"{backup_dir_name()}-{suffix}"
+        suffix += 1
+    try:
+        shutil.copytree(path, target, copy_function=shutil.copy2)
+    except OSError as exc:
+        shutil.rmtree(target, ignore_errors=True)
+        raise DatabaseError(
+            f"cannot copy {path} aside before repairing it ({exc.strerror or exc}): free some space "
+            "and run `posctl chain repair` again; nothing was changed"
+        ) from None
+    return target
+
+
+def _read_before(path: Path) -> tuple[int | None, int | None]:
+    """Best effort: the tip height and pending count the damaged database still shows."""
+    height = pending = None
+    raw_tip = read_raw(path, schema.TIP_KEY)
+    raw_meta = read_raw(path, schema.MEMPOOL_META_KEY)
+    try:
+        if raw_tip is not None:
+            height = int(encoding.decode(raw_tip)["header"]["height"])
+        if raw_meta is not None:
+            pending = int(encoding.decode(raw_meta)["count"])
+    except (LedgerError, KeyError, TypeError, ValueError):
+        pass
+    return height, pending
+
+
+def _recount_mempool(chain: Chain) -> str | None:
+    """Make the mempool's count match its entries (a repair may keep one and not the other)."""
+    seqs, size = [], 0
+    for key, value in chain.store.iterate(schema.MEMPOOL_PREFIX):
+        seqs.append(schema.decode_u64(key[len(schema.MEMPOOL_PREFIX):]))
+        size += len(value)
+    raw = chain.store.get(schema.MEMPOOL_META_KEY)
+    meta = encoding.decode(raw) if raw else {"count": 0, "next_seq": 0}
+    if meta.get("count") == len(seqs) and meta.get("bytes") == size and (not seqs or meta.get("next_seq", 0) > max(seqs)):
+        return None
+    next_seq = max([meta.get("next_seq", 0), *(seq + 1 for seq in seqs)])
+    chain.store.write({schema.MEMPOOL_META_KEY: encoding.encode({"count": len(seqs), "next_seq": next_seq, "bytes": size})})
+    chain.mempool.count, chain.mempool.bytes = len(seqs), size
+    if meta.get("count") == len(seqs):
+        return None  # only the byte count was missing or off
+    return f"mempool count corrected from {meta.get('count')} to {len(seqs)}"
+
+
+def repair_chain(home: Path, progress: ProgressCallback | None = None) -> RepairReport:
+    """Copy aside, repair, verify. Raises only when nothing could be attempted."""
+    path = home / CHAIN_DIRNAME
+    if not path.is_dir() or not holds_leveldb_files(path):
+        raise ChainNotInitialized(f"no chain database at {path}: nothing to repair")
+    backup = _copy_aside(path)
+    report = RepairReport(backup=str(backup), ok=False)
+    report.height_before, report.pending_before = _read_before(path)
+    try:
+        repair_database(path)
+        with Chain.open(home) as chain:
+            note = _recount_mempool(chain)
+            if note:
+                report.notes.append(note)
+            report.pending = chain.mempool.count
+            result = chain.verify(progress)
+            report.height, report.blocks, report.txs = result.height, result.blocks, result.txs
+            report.ok = True
+    except VerificationError as exc:
+        report.error = f"the repaired chain does not verify ({exc}): the damaged files held part of it"
+    except (ChainNotInitialized, DatabaseCorrupted) as exc:
+        cause = str(exc).replace(f": {REPAIR_HINT}, or move it aside", "").replace(f": {REPAIR_HINT}", "")
+        report.error = f"LevelDB's repair recovered no usable chain ({cause}): the damaged files held its records"
+    except LedgerError as exc:
+        report.error = f"LevelDB's repair did not recover a usable chain: {exc}"
+    return report
+
+
+__all__ = ["RepairReport", "repair_chain"]

@@ -1,0 +1,234 @@
+"""Damaged chain files, through the real CLI: one line naming the cause and the remedy, the
+right exit status, never a traceback; ``chain repair`` recovers wherever LevelDB can.
+
+Every case damages a copy of one real chain (several tables, a live log with a pending tx).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ledger.chain.facade import Chain
+from ledger.storage import schema
+from tests.faultkit import ROOT, env, needs_root, no_traceback, one_error_line, posctl
+from tests.ledgerkit import make_chain, make_key, make_tx, propose
+
+A, B, V = make_key("a"), make_key("b"), make_key("v")
+HEIGHT = 6
+REPAIR = "posctl chain repair"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A chain at HEIGHT whose blocks sit in tables (each reopen turns the log into one) and
+    whose newest write (a pending tx) sits in the log."""
+    home = tmp_path_factory.mktemp("template") / "home"
+    with make_chain(home, {A.address: 10**6, B.address: 10**6}, {V.address: 500}) as chain:
+        pass
+    for height in range(1, HEIGHT + 1):
+        with Chain.open(home) as chain:
+            chain.submit(propose(chain, V, 60 + height))
+            for nonce in range((height - 1) * 5, height * 5):
+                chain.submit(make_tx(A, nonce, "transfer", to=B.address, amount=1))
+            assert chain.forge().block is not None
+    with Chain.open(home) as chain:
+        chain.submit(make_tx(B, 0, "stake", amount=100))
+    return home
+
+
+@pytest.fixture
+def home(template, tmp_path) -> Path:
+    copy = tmp_path / "home"
+    shutil.copytree(template, copy)
+    return copy
+
+
+def chain_file(home: Path, pattern: str) -> Path:
+    found = sorted((home / "chain").glob(pattern), key=lambda p: p.stat().st_size, reverse=True)
+    assert found, f"no {pattern} in {home / 'chain'}"
+    return found[0]
+
+
+def flip(path: Path, offset: int) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+
+def assert_ok_and_verifies(home: Path, height: int = HEIGHT) -> None:
+    status = posctl(home, "chain", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["height"] == height
+    verify = posctl(home, "chain", "verify")
+    assert verify.returncode == 0, verify.stderr
+
+
+def repair(home: Path) -> subprocess.CompletedProcess[str]:
+    result = posctl(home, "chain", "repair")
+    no_traceback(result)
+    backups = list(home.glob("chain.before-repair-*"))
+    assert len(backups) == 1, "repair copies the chain aside first"
+    return result
+
+
+# ---- damage the log: LevelDB drops a torn tail, the chain stays whole ---------------------------
+
+
+def test_torn_log_tail_is_dropped_and_the_chain_verifies(home):
+    log = chain_file(home, "*.log")
+    with open(log, "r+b") as handle:
+        handle.truncate(log.stat().st_size - 9)
+    assert_ok_and_verifies(home)
+
+
+def test_truncated_log_loses_only_the_unflushed_tail(home):
+    chain_file(home, "*.log").write_bytes(b"")
+    assert_ok_and_verifies(home)
+
+
+# ---- damage a table: reported as damage, with the remedy ---------------------------------------
+
+
+def test_flipped_table_bytes_are_caught_by_checksums_not_shown_as_data(home):
+    table = chain_file(home, "*.ldb")
+    flip(table, table.stat().st_size // 3)
+    verify = posctl(home, "chain", "verify")
+    assert verify.returncode == 1
+    line = one_error_line(verify)
+    assert "damaged" in line and "checksum" in line and REPAIR in line
+    result = repair(home)
+    if result.returncode == 0:  # the damaged block held nothing the chain still needs
+        assert "repaired and verified" in result.stdout
+        assert_ok_and_verifies(home)
+    else:  # it held part of the chain: said so, and the damaged original is kept
+        line = one_error_line(result)
+        assert "does not verify" in line or "recovered no usable chain" in line
+        assert "the original is kept at" in line
+
+
+def test_flipped_table_magic_is_one_line_from_status_verify_and_node(home):
+    table = chain_file(home, "*.ldb")
+    flip(table, table.stat().st_size - 1)
+    for args in (("chain", "status"), ("chain", "show"), ("chain", "verify"),
+                 ("node", "run", "--listen", "127.0.0.1:0")):
+        result = posctl(home, *args)
+        assert result.returncode == 1, (args, result.stdout)
+        line = one_error_line(result)
+        assert "bad magic number" in line and REPAIR in line, line
+
+
+def test_missing_current_is_damage_not_no_chain_and_repair_recovers_everything(home):
+    (home / "chain" / "CURRENT").unlink()
+    tables = sorted(p.name for p in (home / "chain").glob("*.ldb"))
+    status = posctl(home, "chain", "status")
+    assert status.returncode == 1
+    line = one_error_line(status)
+    assert "no CURRENT file" in line and REPAIR in line and "chain init" not in line
+    init = posctl(home, "chain", "init", "--bond", f"{V.address}=500")
+    assert init.returncode == 1
+    assert REPAIR in one_error_line(init)
+    assert sorted(p.name for p in (home / "chain").glob("*.ldb")) == tables, "init deleted nothing"
+    result = repair(home)
+    assert result.returncode == 0, result.stderr
+    assert f"heights 0..{HEIGHT}" in result.stdout
+    assert_ok_and_verifies(home)
+
+
+def test_damaged_manifest_is_repaired_with_every_block(home):
+    manifest = chain_file(home, "MANIFEST-*")
+    flip(manifest, 12)
+    status = posctl(home, "chain", "status")
+    assert status.returncode == 1
+    line = one_error_line(status)
+    assert "damaged" in line and REPAIR in line
+    result = repair(home)
+    assert result.returncode == 0, result.stderr
+    assert_ok_and_verifies(home)
+
+
+def test_missing_table_file_is_named_and_repair_says_what_it_could_not_recover(home):
+    table = chain_file(home, "*.ldb")
+    table.unlink()
+    status = posctl(home, "chain", "status")
+    assert status.returncode == 1
+    line = one_error_line(status)
+    assert "missing files" in line and table.name in line and REPAIR in line
+    result = repair(home)
+    if result.returncode != 0:
+        line = one_error_line(result)
+        assert "the original is kept at" in line
+        kept = Path(line.split("the original is kept at ")[1].split(":")[0])
+        assert kept.is_dir() and not (kept / table.name).exists()  # the original, as it was
+    else:
+        assert_ok_and_verifies(home, json.loads(posctl(home, "chain", "status", "--json").stdout)["height"])
+
+
+# ---- locks, permissions, versions ---------------------------------------------------------------
+
+
+def test_a_stale_lock_file_is_no_obstacle(home):
+    lock = home / "chain" / "LOCK"
+    assert lock.exists()  # LevelDB leaves it; no process holds it
+    assert_ok_and_verifies(home)
+
+
+def test_a_live_lock_is_reported_as_in_use_after_a_short_wait(home):
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from ledger.storage.store import LevelDBStore; "
+         "s = LevelDBStore.open(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)",
+         str(home / "chain")],
+        cwd=ROOT, env=env(), stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        result = posctl(home, "chain", "status")
+        assert result.returncode == 1
+        assert "in use by another process" in one_error_line(result)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@needs_root
+def test_a_read_only_home_is_not_taken_for_a_busy_one(home, tmp_path):
+    view = tmp_path / "ro-home"
+    view.mkdir()
+    subprocess.run(["mount", "--bind", str(home), str(view)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        started = time.monotonic()
+        result = posctl(view, "chain", "status")
+        elapsed = time.monotonic() - started
+        assert result.returncode == 1
+        line = one_error_line(result)
+        assert "read-only file system" in line and "in use" not in line
+        assert elapsed < 2.5, "no lock wait for a read-only home"
+    finally:
+        subprocess.run(["umount", str(view)], check=False)
+
+
+def test_another_schema_version_is_refused_with_what_to_do(home):
+    with Chain.open(home) as chain:
+        chain.store.write({schema.SCHEMA_VERSION_KEY: b"9"})
+    result = posctl(home, "chain", "status")
+    assert result.returncode == 1
+    assert "schema version 9" in one_error_line(result) and "matching posctl" in result.stderr
+
+
+def test_chain_init_refuses_a_chain_directory_holding_anything(tmp_path):
+    home = tmp_path / "home"
+    (home / "chain").mkdir(parents=True)
+    (home / "chain" / "notes.txt").write_text("mine")
+    result = posctl(home, "chain", "init", "--bond", f"{V.address}=500")
+    assert result.returncode == 1
+    assert "not empty" in one_error_line(result)
+    assert (home / "chain" / "notes.txt").read_text() == "mine"
