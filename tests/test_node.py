@@ -24,13 +24,14 @@ from typing import Any
 import pytest
 
 from cli.backend import DirectBackend, open_backend
-from cli.node_client import NodeBackend
+from cli.node_backend import NodeBackend
 from ledger.crypto.address import address_from_public_key
 from ledger.crypto import secp256k1
 from ledger.chain.facade import Chain
 from ledger.errors import LedgerError
 from ledger.consensus.genesis import GenesisConfig
 from ledger.node.api import _host_header_allowed, parse_listen
+from ledger.node.cookie import authorization, read_cookie
 from ledger.node.record import (
     NodeRecord,
     find_running_node,
@@ -196,6 +197,13 @@ def request(
         connection.close()
 
 
+def cookie_header(home: Path) -> dict[str, str]:
+    """The node's cookie as posctl sends it: privileged routes need it."""
+    secret = read_cookie(home)
+    assert secret is not None, "the node wrote no cookie"
+    return {"Authorization": authorization(secret)}
+
+
 def submit(port: int, tx: Transaction) -> tuple[int, Any]:
     return request(port, "POST", "/txs", tx.encode(), {"Content-Type": "application/json"})
 
@@ -252,7 +260,7 @@ def test_every_route(tmp_path: Path, nodes) -> None:
     assert status == 200 and where["status"] == "pending"
     assert request(port, "GET", "/status")[1]["mempool"] == 2
 
-    status, forged = request(port, "POST", "/forge")
+    status, forged = request(port, "POST", "/forge", headers=cookie_header(setup.home))
     assert status == 200 and forged["forged"] is True and forged["height"] == 1
     assert forged["validator"] == setup.validator.address
     assert {t["id"] for t in forged["txs"]} == {bpm.id_hex, transfer.id_hex}
@@ -284,7 +292,7 @@ def test_every_route(tmp_path: Path, nodes) -> None:
     assert status == 200 and [v["address"] for v in validators] == [setup.validator.address]
     assert validators[0]["blocks_won"] == 1
 
-    status, nothing = request(port, "POST", "/forge")
+    status, nothing = request(port, "POST", "/forge", headers=cookie_header(setup.home))
     assert status == 200 and nothing["forged"] is False and "no bpm proposal" in nothing["reason"]
 
     assert node.stop() == 0

@@ -7,9 +7,12 @@ killed node names a dead pid (or nothing answers at its address) and is ignored.
 
 :class:`Chain` is not thread-safe, and plyvel iterators and the mempool's caches must not be
 shared between threads, so **one lock serialises every chain call**: submissions, reads and
-forging alike. A submission is acknowledged only after ``Chain.submit`` has done its synced
-write, so ``kill -9`` at any moment loses nothing a client was told was accepted.
-The API itself is :mod:`ledger.node.api`; how commands find a running node is :mod:`ledger.node.record`.
+forging alike. Submissions go through the admission pipeline (:mod:`ledger.chain.admission`):
+signatures checked on every core, then one synced write per group under the lock; a submission
+is acknowledged only after that write, so ``kill -9`` at any moment loses nothing a client was
+told was accepted. The API is :mod:`ledger.node.api` (it sees the node only through its
+``NodeService`` interface), served by :mod:`ledger.node.http_server`; privileged routes need the
+cookie of :mod:`ledger.node.cookie`; how commands find a running node is :mod:`ledger.node.record`.
 """
 
 from __future__ import annotations
@@ -20,19 +23,17 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence, TypeVar
 
-from ledger.node.api import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    NodeApi,
-    ApiServer,
-    ApiServer6,
-    format_address,
-    is_loopback_host,
-)
+from ledger.chain.admission import AdmissionPipeline
 from ledger.chain.facade import Chain, ForgeResult
+from ledger.chain.mempool import Admission
+from ledger.consensus.evidence import Evidence
+from ledger.consensus.transactions import Transaction
 from ledger.errors import LedgerError, NodeError, NodeUnavailable
+from ledger.node import cookie
+from ledger.node.api import DEFAULT_HOST, DEFAULT_PORT, NodeApi, build_app, format_address, is_loopback_host
+from ledger.node.http_server import HttpLimits, HttpServer, bind_listener
 from ledger.node.record import (
     NodeRecord,
     remove_node_record,
@@ -43,6 +44,8 @@ RoundHook = Callable[[Chain], None]
 """Run under the lock before each forge attempt (``--dev`` proposes a BPM reading with it)."""
 
 LogFunction = Callable[[str], None]
+
+T = TypeVar("T")
 
 
 def _timestamp() -> str:
@@ -81,6 +84,8 @@ class Node:
         round_hook: RoundHook | None = None,
         log: LogFunction | None = None,
         allow_remote: bool = False,
+        limits: HttpLimits | None = None,
+        admission_workers: int | None = None,
     ) -> None:
         if not interval > 0:
             raise NodeError(f"the forging interval must be positive, got {interval}")
@@ -95,14 +100,20 @@ class Node:
         self.allow_remote = allow_remote
         self.lock = threading.Lock()
         self.closed = False
-        self.api = NodeApi(self)
+        self.limits = limits or HttpLimits()
         self.started = _utc_now()
         self.record: NodeRecord | None = None
         self._log_sink = log or _print_line
         self._log_lock = threading.Lock()
         self._stop = threading.Event()
-        self._server: ApiServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: HttpServer | None = None
+        self._api: NodeApi | None = None
+        self._cookie: str | None = None
+        self._generation = 0
+        """Bumped (under the lock) by every write, so a cached status view knows it is stale."""
+        self._status: tuple[int, dict[str, Any]] | None = None
+        self._admission_workers = admission_workers
+        self.pipeline: AdmissionPipeline | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -115,20 +126,23 @@ class Node:
         return f"http://{self.address}"
 
     def start(self) -> None:
-        """Bind, serve in a background thread, and record pid and address in the home."""
-        server_class = ApiServer6 if ":" in self.host else ApiServer
+        """Bind, start the admission workers, write the cookie, serve in a background thread,
+        and record pid and address in the home."""
         try:
-            self._server = server_class((self.host, self.port), self)
+            sock = bind_listener(self.host, self.port)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise NodeError(
                 f"cannot listen on {format_address(self.host, self.port)}: {reason}: "
                 "choose another address with --listen"
             ) from None
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="posctl-node-http", daemon=True)
-        self._thread.start()
+        self.port = sock.getsockname()[1]
+        self.pipeline = AdmissionPipeline(self._commit_group, self._admission_workers)
+        self.pipeline.warm_up()
+        self._cookie = cookie.write_cookie(self.home)
+        app, self._api = build_app(self)
+        self._server = HttpServer(app, sock, self.limits, self.log)
+        self._server.start()
         self.record = NodeRecord(pid=os.getpid(), address=self.address, url=self.url, started=self.started)
         write_node_record(self.home, self.record)
 
@@ -141,7 +155,57 @@ class Node:
             "home": str(self.home),
             "chain_id": self.chain.params.chain_id,
             "interval": self.interval,
+            "signature_engine": self.pipeline.engine if self.pipeline is not None else None,
         }
+
+    # ---- the NodeService interface the API uses ------------------------------------------------
+
+    def read(self, func: Callable[[Chain], T]) -> T:
+        """Run ``func`` under the lock. Callers render views after it returns, so the lock is
+        held for the database work only, not for building JSON."""
+        with self.lock:
+            if self.closed:
+                raise NodeUnavailable("the node is shutting down: retry once it has stopped")
+            return func(self.chain)
+
+    def cached_status(self) -> dict[str, Any] | None:
+        cached = self._status
+        return cached[1] if cached is not None and cached[0] == self._generation else None
+
+    def status(self) -> dict[str, Any]:
+        with self.lock:
+            if self.closed:
+                raise NodeUnavailable("the node is shutting down: retry once it has stopped")
+            view = self.chain.status()
+            self._status = (self._generation, view)
+            return view
+
+    def admit(self, txs: Sequence[Transaction]) -> "Any":
+        if self.pipeline is None:
+            raise NodeUnavailable("the node is not serving yet: retry in a moment")
+        return self.pipeline.submit(txs)
+
+    def _commit_group(self, txs: Sequence[Transaction], verify: Callable[[Transaction], None]) -> list[Admission]:
+        """The pipeline's commit stage: one synced write for the whole group, under the lock."""
+        with self.lock:
+            if self.closed:
+                raise NodeUnavailable("the node is shutting down: retry once it has stopped")
+            try:
+                return self.chain.submit_many(txs, verify)
+            finally:
+                self._generation += 1
+
+    def submit_evidence(self, evidence: Evidence) -> bytes:
+        with self.lock:
+            if self.closed:
+                raise NodeUnavailable("the node is shutting down: retry once it has stopped")
+            try:
+                return self.chain.submit_evidence(evidence)
+            finally:
+                self._generation += 1
+
+    def authorised(self, authorization: str | None) -> bool:
+        return self._cookie is not None and cookie.presents(authorization, self._cookie)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -164,11 +228,20 @@ class Node:
                 signal.signal(signum, handler)
 
     def close(self) -> None:
-        """Stop accepting, let the chain call in progress finish, close the DB, drop the record."""
+        """Stop accepting, finish admissions in progress, close the DB, drop cookie and record."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
+        if self.pipeline is not None:
+            self.pipeline.close()
+        if self._api is not None:
+            self._api.executor.shutdown(wait=True)
+            self._api = None
+        if self._cookie is not None:
+            try:
+                cookie.remove_cookie(self.home, self._cookie)
+            except OSError:
+                pass
         with self.lock:
             if not self.closed:
                 self.closed = True
@@ -193,7 +266,10 @@ class Node:
                         self.round_hook(self.chain)
                     except Exception as exc:  # a failed proposal must not stop the forger
                         self.log(f"round hook failed: {type(exc).__name__}: {exc}")
-                result = self.chain.forge()
+                try:
+                    result = self.chain.forge()
+                finally:
+                    self._generation += 1
         except LedgerError as exc:
             if not quiet_errors:
                 raise
