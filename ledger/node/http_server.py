@@ -85,8 +85,12 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._deadline: asyncio.TimerHandle | None = None
         self._header_bytes = 0
+        """Bytes fed while the current request's headers were incomplete."""
+        self._header_size = 0
+        """The current request's line and headers, as the parser reported them."""
         self._headers_done = False
         self._request_bytes = False
+        self._refusal: bytes | None = None
         self._arm()
         self.waiting[self] = None
         if len(self.connections) > self.limits.max_connections:
@@ -139,22 +143,37 @@ class GuardedProtocol(HttpToolsProtocol):
         if not self._headers_done:
             self._header_bytes += len(data)
             if self._header_bytes > self.limits.max_header_bytes:
-                self.transport.write(json_error_bytes(
-                    431, "Request Header Fields Too Large",
-                    f"the request line and headers are above {self.limits.max_header_bytes} bytes",
-                    "HeadersTooLarge",
-                ))
+                self.transport.write(self._headers_too_large())
                 self.transport.close()
+
+    def _headers_too_large(self) -> bytes:
+        return json_error_bytes(
+            431, "Request Header Fields Too Large",
+            f"the request line and headers are above {self.limits.max_header_bytes} bytes", "HeadersTooLarge",
+        )
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._headers_done = False
         self._header_bytes = 0
+        self._header_size = 0
         self._request_bytes = True
         self._arm()
 
+    def on_url(self, url: bytes) -> None:
+        self._header_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_size += len(name) + len(value) + 4
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
         self._headers_done = True
+        if self._header_size > self.limits.max_header_bytes:
+            # Raising here stops the parser; uvicorn then calls send_400_response, which sends this.
+            self._refusal = self._headers_too_large()
+            raise ValueError("headers too large")
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -170,6 +189,10 @@ class GuardedProtocol(HttpToolsProtocol):
             self.waiting[self] = None  # idle now: next in line after older waiters
 
     def send_400_response(self, msg: str) -> None:
+        if self._refusal is not None:
+            self.transport.write(self._refusal)
+            self.transport.close()
+            return
         self.transport.write(json_error_bytes(
             400, "Bad Request",
             "the request is not valid HTTP/1.1 (bad framing, or conflicting Content-Length headers)",
