@@ -70,17 +70,24 @@ def _parse_listen(ctx: click.Context, param: click.Parameter, value: str) -> tup
 )
 @click.option(
     "--allow-remote", is_flag=True,
-    help="Allow --listen on a non-loopback address. The API has no authentication: anyone who can reach it can submit and forge.",
+    help="Allow --listen on a non-loopback address. Anyone who can reach it can read and submit; "
+    "forging still needs the cookie ($POSCTL_HOME/.cookie).",
+)
+@click.option(
+    "--request-timeout", type=click.FloatRange(min=0.1, max=3600.0), default=10.0, show_default=True,
+    help="Seconds a client has to send a whole request (headers and body); a slower one gets 408.",
 )
 @pass_app
 @handles_errors
-def run(app: AppContext, listen: tuple[str, int], interval: float | None, dev: bool, allow_remote: bool) -> None:
+def run(app: AppContext, listen: tuple[str, int], interval: float | None, dev: bool, allow_remote: bool,
+        request_timeout: float) -> None:
     """Forge a block every --interval seconds and serve the chain's HTTP JSON API.
 
     Quiet when there is nothing to forge; one line per block and per evicted tx otherwise.
     Stop it with Ctrl-C (or SIGTERM): the commit in progress finishes, then it exits 0.
     """
     from ledger.node.api import format_address, is_loopback_host
+    from ledger.node.http_server import HttpLimits
     from ledger.node.service import Node
     from ledger.node.record import check_no_running_node, open_node_chain
 
@@ -107,7 +114,7 @@ def run(app: AppContext, listen: tuple[str, int], interval: float | None, dev: b
         chain, banner = open_node_chain(app.home), []
     try:
         node_ = Node(chain, app.home, host=host, port=port, interval=interval, round_hook=hook,
-                     allow_remote=allow_remote, log=_log_line)
+                     allow_remote=allow_remote, log=_log_line, limits=HttpLimits(request_timeout=request_timeout))
         node_.start()
     except BaseException:
         chain.close()

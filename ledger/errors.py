@@ -2,11 +2,17 @@
 
 Every message names the offending value and the rule it broke, and says what to do where there
 is something to do: the CLI prints ``str(error)`` as the whole of its one-line report.
+
+Each class carries ``http_status``, the status the node's API answers it with; a family sets it
+once (invalid input 400, an invalid tx or evidence 422, not found 404, a node or store that cannot
+serve now 503) and a subclass overrides it only when it means something else.
 """
 
 
 class LedgerError(Exception):
     """Root of every error the ledger raises on purpose."""
+
+    http_status = 400
 
 
 class EncodingError(LedgerError):
@@ -23,6 +29,8 @@ class InvalidKey(LedgerError):
 
 class InvalidTransaction(LedgerError):
     """A transaction that breaks a stateless or stateful rule."""
+
+    http_status = 422
 
 
 class InvalidSignature(InvalidTransaction):
@@ -76,6 +84,8 @@ class DuplicateTransaction(InvalidTransaction):
 class MempoolFull(LedgerError):
     """The mempool holds as many transactions as it may."""
 
+    http_status = 503
+
 
 class InvalidBlock(LedgerError):
     """A block that breaks a rule of the state transition."""
@@ -83,6 +93,8 @@ class InvalidBlock(LedgerError):
 
 class InvalidEvidence(LedgerError):
     """Evidence of equivocation that does not prove it (malformed, or a bad signature)."""
+
+    http_status = 422
 
 
 class EvidenceMismatch(InvalidEvidence):
@@ -116,6 +128,8 @@ class LotteryError(LedgerError):
 class NotFound(LedgerError):
     """A block, transaction or account that does not exist."""
 
+    http_status = 404
+
 
 class ChainNotInitialized(LedgerError):
     """A home directory with no chain in it yet."""
@@ -132,11 +146,15 @@ class DatabaseLocked(LedgerError):
 class DatabaseError(LedgerError):
     """A database that cannot be opened or read: unknown schema version, corruption, permissions."""
 
+    http_status = 500
+
 
 class DatabaseCorrupted(DatabaseError):
     """A chain database whose files are damaged (checksum mismatch, bad magic, missing files).
 
-    Its message always points to ``posctl chain repair``."""
+    Its message always points to ``posctl chain repair``. A node answers it with 503: it stops."""
+
+    http_status = 503
 
 
 class DatabaseUnwritable(DatabaseError):
@@ -146,7 +164,9 @@ class DatabaseUnwritable(DatabaseError):
 class StorageFailure(DatabaseError):
     """A database write that failed. The store refuses every later write (fail-stop, as Bitcoin
     Core's AbortNode): LevelDB then drops the torn tail at the next open and nothing
-    acknowledged is lost."""
+    acknowledged is lost. A node answers it with 503 and stops."""
+
+    http_status = 503
 
 
 class DiskFull(StorageFailure):
@@ -179,3 +199,5 @@ class NodeRunning(NodeError):
 
 class NodeUnavailable(NodeError):
     """A recorded node that stopped answering."""
+
+    http_status = 503

@@ -26,7 +26,6 @@ from ledger.consensus.state import Account, DictState, WorkingState
 from ledger.consensus.transactions import (
     Bpm,
     Transaction,
-    Transfer,
     check_stateless,
     make_transaction,
     sign_transaction,

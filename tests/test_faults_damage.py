@@ -7,7 +7,6 @@ Every case damages a copy of one real chain (several tables, a live log with a p
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

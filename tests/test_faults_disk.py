@@ -47,7 +47,7 @@ def check_nothing_lost(home: Path, acknowledged: list[str]) -> None:
     assert verify.returncode == 0, verify.stderr
     with Chain.open(home) as chain:
         for tx_id in acknowledged:
-            assert chain.tx(bytes.fromhex(tx_id))["status"] in ("pending", "included"), tx_id
+            assert chain.tx(bytes.fromhex(tx_id)).status in ("pending", "included"), tx_id
 
 
 def submit_until_refused(node: Node, start_nonce: int, limit: int = 5000) -> tuple[list[str], int, dict]:

@@ -13,7 +13,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ledger.crypto.address import parse_address
 from ledger.storage import chaindb, schema
@@ -185,8 +185,13 @@ class Chain:
         """Admit a signed tx; returns its id once it is durably pending."""
         return self.mempool.submit(tx)
 
-    def submit_many(self, txs: Sequence[Transaction]) -> list[Admission]:
-        return self.mempool.submit_many(txs)
+    def submit_many(self, txs: Sequence[Transaction],
+                    verify: Callable[[Transaction], None] | None = None) -> list[Admission]:
+        """Admit a group with one synced write; ``verify`` replaces the inline signature check
+        when the caller has already checked them (the admission pipeline's workers)."""
+        if verify is None:
+            return self.mempool.submit_many(txs)
+        return self.mempool.submit_many(txs, verify)
 
     def submit_evidence(self, evidence: Evidence) -> bytes:
         """Admit evidence of equivocation for the next block; returns its id once durable."""

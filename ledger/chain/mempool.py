@@ -224,8 +224,11 @@ class Mempool:
     # ---- admission -------------------------------------------------------------------------
 
     def check(self, tx: Transaction, extra: SenderPending | None = None, queued: int = 0,
-              queued_bytes: int = 0) -> None:
+              queued_bytes: int = 0, verify: Callable[[Transaction], None] = verify_signature) -> None:
         """Every admission rule; raises the specific error of the first one broken.
+
+        ``verify`` checks the signature in its place among the rules; the admission pipeline
+        passes the verdict of its worker processes instead of checking a second time.
 
         ``queued`` counts txs admitted earlier in the same batch. A full pool still takes one
         pending ``bpm`` per eligible validator: otherwise a pool filled with anyone's txs would
@@ -244,7 +247,7 @@ class Mempool:
             raise DuplicateTransaction(f"tx {tx_id.hex()} is already pending")
         if self._store.get(schema.make_tx_location_key(tx_id)) is not None:
             raise DuplicateTransaction(f"tx {tx_id.hex()} is already in a block")
-        verify_signature(tx)
+        verify(tx)
         sender = tx.sender
         account = self.state_view().account(sender)
         pending = extra or self.sender_pending(sender)
@@ -330,8 +333,11 @@ class Mempool:
             raise result.error
         return result.tx_id  # type: ignore[return-value]
 
-    def submit_many(self, txs: Sequence[Transaction]) -> list[Admission]:
-        """Admit several txs with one synced write (group commit); each gets its own result."""
+    def submit_many(self, txs: Sequence[Transaction],
+                    verify: Callable[[Transaction], None] = verify_signature) -> list[Admission]:
+        """Admit several txs with one synced write (group commit); each gets its own result.
+
+        ``verify`` is as for :meth:`check`."""
         results: list[Admission] = []
         changes: dict[bytes, bytes | None] = {}
         touched: dict[Address, SenderPending] = {}
@@ -348,7 +354,7 @@ class Mempool:
             try:
                 if tx.tx_id in added_ids:
                     raise DuplicateTransaction(f"tx {tx.id_hex} is already pending")
-                self.check(tx, pending, queued=len(added), queued_bytes=added_bytes)
+                self.check(tx, pending, queued=len(added), queued_bytes=added_bytes, verify=verify)
             except LedgerError as exc:
                 results.append(Admission(None, exc))
                 continue

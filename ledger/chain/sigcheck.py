@@ -102,3 +102,21 @@ class SignatureChecker:
             raise VerificationError(
                 f"height {height}: tx {offset + index} ({tx.id_hex}): {reason}", height
             )
+
+
+def verdicts(items: Sequence[Item]) -> list[str | None]:
+    """For each signature, ``None`` if it verifies, else why not (run in the admission workers)."""
+    out: list[str | None] = []
+    for public_key, message, signature in items:
+        try:
+            secp256k1.verify(public_key, message, signature)
+        except InvalidSignature as exc:
+            out.append(str(exc))
+        else:
+            out.append(None)
+    return out
+
+
+def warm_up() -> str:
+    """Import everything a worker needs before the first real task; returns the engine in use."""
+    return secp256k1.engine()

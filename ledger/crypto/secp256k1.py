@@ -4,17 +4,31 @@ pycryptodome (>= 4.4, the first release with secp256k1) does the curve work. It 
 signatures about half the time and accepts them on verify, which would let anyone flip a valid
 signature into a second valid one; posctl therefore normalises to low-S when signing and refuses
 s > n/2 when verifying.
+
+Verification has two engines with one contract. pycryptodome is the reference and always present;
+coincurve (libsecp256k1, Bitcoin Core's library, the ``fast`` extra) is several times faster and is
+used when installed. ``POSCTL_SECP256K1=pycryptodome`` or ``=coincurve`` forces one. Both run
+behind the same range, low-S and key-format checks, so they accept exactly the same signatures
+(tests/test_secp256k1_engines.py compares them over the vectors and thousands of random cases).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
+import os
+from typing import Callable
 
 from Crypto.Hash import SHA256
 from Crypto.PublicKey import ECC
 from Crypto.Signature import DSS
 
-from ledger.errors import InvalidKey, InvalidSignature
+from ledger.errors import InvalidKey, InvalidParams, InvalidSignature
+
+ENGINE_VARIABLE = "POSCTL_SECP256K1"
+"""Environment variable that forces a verification engine: ``pycryptodome`` or ``coincurve``."""
+
+ENGINES = ("pycryptodome", "coincurve")
 
 SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 """n, the order of the secp256k1 group."""
@@ -74,6 +88,11 @@ def sign(private_key: bytes, message: bytes) -> bytes:
 
 def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
     """Raise :class:`InvalidSignature` unless ``signature`` is a canonical signature of ``message``."""
+    _engine_verify()(public_key, message, signature)
+
+
+def _check_form(signature: bytes) -> None:
+    """The rules posctl adds to ECDSA, identical for every engine: 64 bytes, r and s in [1, n), low-S."""
     if len(signature) != SIGNATURE_SIZE:
         raise InvalidSignature(f"a signature is {SIGNATURE_SIZE} bytes, got {len(signature)}")
     r = int.from_bytes(signature[:32], "big")
@@ -82,6 +101,11 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
         raise InvalidSignature("signature r or s is outside [1, n)")
     if s > HALF_ORDER:
         raise InvalidSignature("signature is not low-S (s > n/2): re-sign with a canonical signer")
+
+
+def verify_pycryptodome(public_key: bytes, message: bytes, signature: bytes) -> None:
+    """The reference engine."""
+    _check_form(signature)
     try:
         key = _public_key_object(bytes(public_key))
     except InvalidKey as exc:
@@ -90,3 +114,54 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> None:
         DSS.new(key, "sec1").verify(SHA256.new(message), signature)
     except ValueError:
         raise InvalidSignature("signature does not verify for this public key and message") from None
+
+
+@functools.lru_cache(maxsize=65536)
+def _coincurve_key(public_key: bytes) -> "object":
+    """A parsed libsecp256k1 key, once per key (the same format rule as the reference)."""
+    import coincurve
+
+    if len(public_key) != PUBLIC_KEY_SIZE or public_key[0] not in (2, 3):
+        raise InvalidKey("a public key is 33 bytes of compressed SEC1 (prefix 02 or 03)")
+    try:
+        return coincurve.PublicKey(public_key)
+    except ValueError:
+        raise InvalidKey("public key is not a point on secp256k1") from None
+
+
+def verify_coincurve(public_key: bytes, message: bytes, signature: bytes) -> None:
+    """libsecp256k1 through coincurve; refuses exactly what :func:`verify_pycryptodome` refuses."""
+    from coincurve.ecdsa import cdata_to_der, deserialize_compact
+
+    _check_form(signature)
+    try:
+        key = _coincurve_key(bytes(public_key))
+    except InvalidKey as exc:
+        raise InvalidSignature(str(exc)) from None
+    try:
+        good = key.verify(cdata_to_der(deserialize_compact(bytes(signature))), message)  # type: ignore[attr-defined]
+    except ValueError:
+        good = False
+    if not good:
+        raise InvalidSignature("signature does not verify for this public key and message")
+
+
+def coincurve_available() -> bool:
+    return importlib.util.find_spec("coincurve") is not None
+
+
+@functools.lru_cache(maxsize=1)
+def engine() -> str:
+    """The engine in use: the one ``POSCTL_SECP256K1`` names, else coincurve if installed."""
+    forced = os.environ.get(ENGINE_VARIABLE, "").strip().lower()
+    if forced and forced not in ENGINES:
+        raise InvalidParams(f"{ENGINE_VARIABLE}={forced!r} is not an engine: use pycryptodome or coincurve")
+    if forced == "coincurve" and not coincurve_available():
+        raise InvalidParams(f"{ENGINE_VARIABLE}=coincurve but coincurve is not installed: pip install 'posctl[fast]'")
+    if forced:
+        return forced
+    return "coincurve" if coincurve_available() else "pycryptodome"
+
+
+def _engine_verify() -> Callable[[bytes, bytes, bytes], None]:
+    return verify_coincurve if engine() == "coincurve" else verify_pycryptodome

@@ -1,8 +1,11 @@
-"""The node's local HTTP JSON API: routing, request limits and the loopback guards.
+"""The node's HTTP JSON API: routes, request limits, the loopback guards and the cookie check.
 
-HTTP plumbing only; every chain call goes through the :class:`ledger.node.Node`'s lock.
+HTTP only. The node is reached through :class:`NodeService`, a small interface that
+:class:`ledger.node.service.Node` implements, so this module never imports the node. The server
+underneath (uvicorn, with its timeouts and connection cap) is :mod:`ledger.node.http_server`;
+the OpenAPI document is :mod:`ledger.node.openapi`.
 
-Routes (all JSON; errors are ``{"error": message, "type": ErrorClassName}``)::
+Routes (all JSON; every error, whatever its status, is ``{"error": message, "type": ErrorClassName}``)::
 
     GET  /status                  chain status (same view as ``posctl chain status --json``)
     GET  /node                    this node: pid, address, url, started, chain id, interval
@@ -12,67 +15,104 @@ Routes (all JSON; errors are ``{"error": message, "type": ErrorClassName}``)::
     GET  /blocks?from=A&to=B      blocks A..B ascending, at most 100 (``to`` defaults to A+99)
     GET  /blocks?last=N           the newest N blocks (at most 100), newest first
     GET  /txs/<id>                where a tx is: pending, included or evicted
-    POST /txs                     submit a signed tx (body: its canonical JSON) → {"tx_id", "tx"}
+    POST /txs                     a signed tx (its canonical JSON) → {"tx_id", "tx"}; or a JSON
+                                  array of them → one answer per tx, in order
     POST /evidence                two signed proposals {"first", "second"} → {"evidence_id", "evidence"}
     GET  /accounts/<address>      an account
     GET  /validators              everyone with bonded stake
-    POST /forge                   forge now → the block, or {"forged": false, "reason": …}
-    POST /backup                  {"dir": absolute path} → a consistent copy of the chain there
+    POST /forge                   forge now (needs the cookie) → the block, or {"forged": false, …}
+    POST /backup                  {"dir": absolute path} (needs the cookie) → a consistent copy there
+    GET  /openapi.json            this API as an OpenAPI 3.1 document
+
+A ledger error maps to the ``http_status`` its class declares (:mod:`ledger.errors`), so a new
+error family (a storage failure answering 503, say) needs no change here.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import ipaddress
 import json
 import re
-import socket
-from dataclasses import dataclass
 from pathlib import Path
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any, Callable, Mapping
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, Awaitable, Callable, Mapping, Protocol, Sequence
+from urllib.parse import parse_qs, urlsplit
 
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ledger import encoding
 from ledger.chain import views
-from ledger.chain.facade import Chain
-from ledger.errors import InvalidKey
-from ledger.errors import (
-    DatabaseCorrupted,
-    DatabaseError,
-    StorageFailure,
-    EncodingError,
-    InvalidAddress,
-    InvalidEvidence,
-    InvalidSignature,
-    InvalidTransaction,
-    LedgerError,
-    MempoolFull,
-    NodeUnavailable,
-    NotFound,
-)
-from ledger.chain.mempool import decode_submission
+from ledger.chain.facade import Chain, ForgeResult
+from ledger.chain.mempool import Admission, decode_submission
 from ledger.consensus.evidence import Evidence
+from ledger.consensus.transactions import Transaction
+from ledger.errors import EncodingError, InvalidTransaction, LedgerError
+from ledger.node import openapi
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
 """The tutorial's port."""
 
 MAX_BODY_BYTES = 64 * 1024
-"""Request bodies above this are refused with 413 before they are read."""
+"""A single tx, evidence, or anything else posted: bodies above this get 413."""
 
-MAX_DRAIN_BYTES = 1024 * 1024
-"""How much of an oversized body is read and discarded, so the client sees the 413."""
+MAX_BATCH_BODY_BYTES = 1024 * 1024
+"""A JSON array of txs posted to ``/txs``."""
+
+MAX_BATCH_TXS = 1000
+"""The most txs one batch may carry."""
 
 MAX_BLOCKS_PER_REQUEST = 100
 """The most blocks one range request returns."""
 
-REQUEST_TIMEOUT = 10.0
-"""Seconds a client may take to send its request before the connection is dropped."""
-
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 """Host names a browser can only mean this machine by (DNS rebinding guard)."""
 
-if TYPE_CHECKING:
-    from ledger.node.service import Node
+API_THREADS = 4
+"""Threads that run chain calls for the API (the node's lock serialises them anyway)."""
+
+T = Any
+
+
+class NodeService(Protocol):
+    """What the API needs of a node. :class:`ledger.node.service.Node` is the implementation."""
+
+    allow_remote: bool
+
+    def read(self, func: Callable[[Chain], T]) -> T:
+        """Run ``func`` on the chain under the node's lock (blocking)."""
+
+    def cached_status(self) -> dict[str, Any] | None:
+        """The status view if nothing changed since it was computed, without taking the lock."""
+
+    def status(self) -> dict[str, Any]:
+        """The status view (blocking)."""
+
+    def admit(self, txs: Sequence[Transaction]) -> "concurrent.futures.Future[list[Admission]]":
+        """Queue txs for admission; resolves once they are durable or refused."""
+
+    def submit_evidence(self, evidence: Evidence) -> bytes:
+        """Admit evidence (blocking); its id once durable."""
+
+    def forge_once(self) -> ForgeResult:
+        """Forge now (blocking)."""
+
+    def backup(self, directory: Path) -> dict[str, Any]:
+        """A consistent copy of the chain into the new directory (blocking)."""
+
+    def info(self) -> dict[str, Any]:
+        """This node: pid, address, url, start time, chain id, interval."""
+
+    def authorised(self, authorization: str | None) -> bool:
+        """True if an ``Authorization`` header presents the node's cookie."""
+
+    def log(self, message: str) -> None:
+        """One line in the node's log."""
 
 
 def is_loopback_host(host: str) -> bool:
@@ -146,6 +186,8 @@ def _origin_allowed(value: str | None, allow_remote: bool) -> bool:
     return _host_header_allowed(parts.netloc, allow_remote)
 
 
+
+
 class ApiError(Exception):
     """An HTTP error with a JSON body ``{"error": message, "type": kind}``."""
 
@@ -157,36 +199,44 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
-@dataclass(frozen=True)
-class Route:
-    method: str
-    pattern: re.Pattern[str]
-    handler: str
-    """Name of the :class:`NodeApi` method; it gets the match groups, the query and the body."""
+def status_of(exc: LedgerError) -> int:
+    """The HTTP status an error's class declares (500 for anything outside the tree)."""
+    status = getattr(type(exc), "http_status", 500)
+    return status if isinstance(status, int) and 400 <= status <= 599 else 500
 
 
-ROUTES: tuple[Route, ...] = tuple(
-    Route(method, re.compile(pattern), handler)
-    for method, pattern, handler in (
-        ("GET", r"/", "get_index"),
-        ("GET", r"/status", "get_status"),
-        ("GET", r"/node", "get_node"),
-        ("GET", r"/blocks", "get_blocks"),
-        ("GET", r"/blocks/latest", "get_latest_block"),
-        ("GET", r"/blocks/hash/([^/]+)", "get_block_by_hash"),
-        ("GET", r"/blocks/([^/]+)", "get_block"),
-        ("GET", r"/txs/([^/]+)", "get_tx"),
-        ("POST", r"/txs", "post_tx"),
-        ("POST", r"/evidence", "post_evidence"),
-        ("GET", r"/accounts/([^/]+)", "get_account"),
-        ("GET", r"/validators", "get_validators"),
-        ("POST", r"/forge", "post_forge"),
-        ("POST", r"/backup", "post_backup"),
-    )
-)
+def _refusal_status(exc: LedgerError) -> int:
+    """A submission refused by a rule: 422 unless its class says otherwise (404, 503…)."""
+    status = status_of(exc)
+    return 422 if status == 400 else status
+
+
+_JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
+def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
+    data = (json.dumps(payload) + "\n").encode("utf-8")  # insertion order, as direct mode
+    return Response(data, status, {**_JSON_HEADERS, **(headers or {})}, media_type="application/json")
+
+
+def error_body(message: str, kind: str) -> dict[str, str]:
+    return {"error": message, "type": kind}
+
+
+def error_response(status: int, message: str, kind: str, headers: Mapping[str, str] | None = None) -> Response:
+    return json_response(status, error_body(message, kind), headers)
+
 
 _NUMBER = re.compile(r"[0-9]{1,19}")
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+
+
+def _query(request: Request) -> dict[str, list[str]]:
+    text = request.scope.get("query_string", b"").decode("latin-1")
+    try:
+        return parse_qs(text, keep_blank_values=True, strict_parsing=bool(text))
+    except ValueError:
+        raise ApiError(400, "the query string is malformed") from None
 
 
 def _query_int(query: dict[str, list[str]], name: str) -> int | None:
@@ -198,43 +248,97 @@ def _query_int(query: dict[str, list[str]], name: str) -> int | None:
     return int(values[0])
 
 
-class NodeApi:
-    """The routes' logic over a :class:`Node`: every chain call under the node's lock."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 (and the connection closed) once it passes ``limit``."""
+    text = request.headers.get("content-length")
+    if text is not None:
+        if not _NUMBER.fullmatch(text.strip()):
+            raise ApiError(400, "the Content-Length header is not a number")
+        if int(text) > limit:
+            raise ApiError(413, f"the body is {int(text)} bytes, above the limit of {limit}", "PayloadTooLarge",
+                           {"Connection": "close"})
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the body is above the limit of {limit} bytes", "PayloadTooLarge",
+                           {"Connection": "close"})
+        chunks.append(chunk)
+    return b"".join(chunks)
 
-    def __init__(self, node: "Node") -> None:
-        self.node = node
 
-    def _call(self, func: Callable[[Chain], Any]) -> Any:
-        """Run ``func`` under the node's lock. Callers render views after it returns, so the
-        lock is held for the database work only, not for building JSON."""
+def _decode_batch(body: bytes) -> list[Transaction | LedgerError]:
+    """A JSON array of txs → each decoded tx, or the error that refused it."""
+    try:
+        items = json.loads(body, object_pairs_hook=encoding.reject_duplicate_keys)
+    except (ValueError, EncodingError) as exc:
+        raise ApiError(400, f"the body is not a JSON array of transactions: {exc}", "InvalidTransaction") from None
+    if not isinstance(items, list) or not items:
+        raise ApiError(400, "a batch is a non-empty JSON array of transactions", "InvalidTransaction")
+    if len(items) > MAX_BATCH_TXS:
+        raise ApiError(413, f"the batch holds {len(items)} txs, above the limit of {MAX_BATCH_TXS}",
+                       "PayloadTooLarge")
+    out: list[Transaction | LedgerError] = []
+    for item in items:
         try:
-            return self.node.call(func)
-        except (StorageFailure, DatabaseCorrupted) as exc:
-            raise ApiError(503, f"the node is stopping after a storage failure: {exc}", type(exc).__name__) from None
+            out.append(decode_submission(encoding.encode(item)))
+        except LedgerError as exc:
+            out.append(exc)
+        except (TypeError, ValueError) as exc:
+            out.append(InvalidTransaction(f"undecodable transaction: {exc}"))
+    return out
+
+
+def _admission_view(tx: Transaction, result: Admission) -> tuple[int, dict[str, Any]]:
+    if result.error is not None:
+        return _refusal_status(result.error), error_body(str(result.error), type(result.error).__name__)
+    return 200, {"tx_id": tx.id_hex, "tx": views.tx_view(tx)}
+
+
+class NodeApi:
+    """The routes' logic over a :class:`NodeService`; blocking chain calls run in a thread pool."""
+
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+        self.executor = concurrent.futures.ThreadPoolExecutor(API_THREADS, thread_name_prefix="posctl-api")
+
+    async def _run(self, func: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, func)
+
+    async def _read(self, func: Callable[[Chain], T]) -> T:
+        return await self._run(lambda: self.service.read(func))
 
     # ---- reads -----------------------------------------------------------------------------
 
-    def get_index(self, query: dict[str, list[str]], body: bytes) -> Any:
-        return {"routes": [f"{r.method} {r.pattern.pattern}" for r in ROUTES if r.pattern.pattern != "/"]}
+    async def get_index(self, request: Request) -> Any:
+        return {"routes": [f"{method} {path}" for method, path, _ in ROUTES if path != "/"]}
 
-    def get_status(self, query: dict[str, list[str]], body: bytes) -> Any:
-        return views.status_view(self._call(lambda chain: chain.status()))
+    async def get_openapi(self, request: Request) -> Any:
+        return openapi.document()
 
-    def get_node(self, query: dict[str, list[str]], body: bytes) -> Any:
-        return self.node.info()
+    async def get_status(self, request: Request) -> Any:
+        cached = self.service.cached_status()
+        return cached if cached is not None else await self._run(self.service.status)
 
-    def get_latest_block(self, query: dict[str, list[str]], body: bytes) -> Any:
-        return views.block_view(self._call(lambda chain: chain.block(chain.height)))
+    async def get_node(self, request: Request) -> Any:
+        return self.service.info()
 
-    def get_block(self, query: dict[str, list[str]], body: bytes, ref: str) -> Any:
-        return views.block_view(self._call(lambda chain: chain.block_by_ref(ref)))
+    async def get_latest_block(self, request: Request) -> Any:
+        return views.block_view(await self._read(lambda chain: chain.block(chain.height)))
 
-    def get_block_by_hash(self, query: dict[str, list[str]], body: bytes, text: str) -> Any:
+    async def get_block(self, request: Request) -> Any:
+        ref = request.path_params["ref"]
+        return views.block_view(await self._read(lambda chain: chain.block_by_ref(ref)))
+
+    async def get_block_by_hash(self, request: Request) -> Any:
+        text = request.path_params["hash"]
         if not _HEX64.fullmatch(text):
             raise ApiError(400, f"{text!r} is not a block hash: expected 64 hex digits")
-        return views.block_view(self._call(lambda chain: chain.block_by_hash(bytes.fromhex(text))))
+        return views.block_view(await self._read(lambda chain: chain.block_by_hash(bytes.fromhex(text))))
 
-    def get_blocks(self, query: dict[str, list[str]], body: bytes) -> Any:
+    async def get_blocks(self, request: Request) -> Any:
+        query = _query(request)
         unknown = sorted(set(query) - {"from", "to", "last"})
         if unknown:
             raise ApiError(400, f"unknown query parameter {unknown[0]!r}: use ?from=A&to=B or ?last=N")
@@ -243,218 +347,200 @@ class NodeApi:
             if start is not None or end is not None:
                 raise ApiError(400, "use either ?last=N or ?from=A&to=B, not both")
             count = min(last, MAX_BLOCKS_PER_REQUEST)
-
-            return [views.block_view(b) for b in self._call(lambda chain: list(chain.last_blocks(count)))]
+            return [views.block_view(b) for b in await self._read(lambda chain: list(chain.last_blocks(count)))]
         if start is None:
             raise ApiError(400, "say which blocks: ?from=A&to=B (at most 100) or ?last=N")
         stop = start + MAX_BLOCKS_PER_REQUEST - 1 if end is None else min(end, start + MAX_BLOCKS_PER_REQUEST - 1)
-        return [views.block_view(b) for b in self._call(lambda chain: list(chain.blocks(start, stop)))]
+        return [views.block_view(b) for b in await self._read(lambda chain: list(chain.blocks(start, stop)))]
 
-    def get_tx(self, query: dict[str, list[str]], body: bytes, text: str) -> Any:
+    async def get_tx(self, request: Request) -> Any:
+        text = request.path_params["tx_id"]
         if not _HEX64.fullmatch(text):
             raise ApiError(400, f"{text!r} is not a transaction id: expected 64 hex digits")
-        return views.tx_status_view(self._call(lambda chain: chain.tx(bytes.fromhex(text))))
+        return views.tx_status_view(await self._read(lambda chain: chain.tx(bytes.fromhex(text))))
 
-    def get_account(self, query: dict[str, list[str]], body: bytes, address: str) -> Any:
-        return views.account_view(self._call(lambda chain: chain.account(address)))
+    async def get_account(self, request: Request) -> Any:
+        address = request.path_params["address"]
+        return views.account_view(await self._read(lambda chain: chain.account(address)))
 
-    def get_validators(self, query: dict[str, list[str]], body: bytes) -> Any:
-        return [views.validator_view(row) for row in self._call(lambda chain: chain.validators())]
+    async def get_validators(self, request: Request) -> Any:
+        return [views.validator_view(row) for row in await self._read(lambda chain: chain.validators())]
 
     # ---- writes ----------------------------------------------------------------------------
 
-    def post_tx(self, query: dict[str, list[str]], body: bytes) -> Any:
+    async def post_tx(self, request: Request) -> Any:
+        body = await read_body(request, MAX_BATCH_BODY_BYTES)
+        if body.lstrip()[:1] == b"[":
+            return await self._post_batch(body)
+        if len(body) > MAX_BODY_BYTES:
+            raise ApiError(413, f"the body is {len(body)} bytes, above the limit of {MAX_BODY_BYTES} "
+                                "for one tx (send a JSON array for a batch)", "PayloadTooLarge")
         try:
             tx = decode_submission(body)
         except LedgerError as exc:
             raise ApiError(400, str(exc), type(exc).__name__) from None
-        try:
-            tx_id = self._call(lambda chain: chain.submit(tx))
-        except MempoolFull as exc:
-            raise ApiError(503, str(exc), type(exc).__name__) from None
-        except (InvalidTransaction, InvalidSignature, InvalidAddress, InvalidKey, EncodingError) as exc:
-            raise ApiError(422, str(exc), type(exc).__name__) from None
-        return {"tx_id": tx_id.hex(), "tx": views.tx_view(tx)}
+        result = (await asyncio.wrap_future(self.service.admit([tx])))[0]
+        status, view = _admission_view(tx, result)
+        if status != 200:
+            raise ApiError(status, view["error"], view["type"])
+        return view
 
-    def post_evidence(self, query: dict[str, list[str]], body: bytes) -> Any:
+    async def _post_batch(self, body: bytes) -> Any:
+        decoded = _decode_batch(body)
+        txs = [item for item in decoded if isinstance(item, Transaction)]
+        results = iter(await asyncio.wrap_future(self.service.admit(txs)) if txs else [])
+        answers: list[dict[str, Any]] = []
+        for item in decoded:
+            if isinstance(item, Transaction):
+                status, view = _admission_view(item, next(results))
+                if status != 200:
+                    view = {**view, "tx_id": item.id_hex}
+            else:
+                status, view = 400, error_body(str(item), type(item).__name__)
+            answers.append({"status": status, **view})
+        return answers
+
+    async def post_evidence(self, request: Request) -> Any:
         """Evidence of equivocation: ``{"first": tx, "second": tx}`` (two signed proposals)."""
+        body = await read_body(request, MAX_BODY_BYTES)
         try:
             evidence = Evidence.decode(body)
         except LedgerError as exc:
             raise ApiError(400, f"undecodable evidence: {exc}", type(exc).__name__) from None
         try:
-            evidence_id = self._call(lambda chain: chain.submit_evidence(evidence))
-        except (InvalidEvidence, InvalidTransaction) as exc:
-            raise ApiError(422, str(exc), type(exc).__name__) from None
+            evidence_id = await self._run(lambda: self.service.submit_evidence(evidence))
+        except LedgerError as exc:
+            raise ApiError(_refusal_status(exc), str(exc), type(exc).__name__) from None
         return {"evidence_id": evidence_id.hex(), "evidence": views.evidence_view(evidence)}
 
-    def post_forge(self, query: dict[str, list[str]], body: bytes) -> Any:
-        try:
-            return self.node.forge_once().to_view()
-        except (StorageFailure, DatabaseCorrupted) as exc:
-            raise ApiError(503, f"the node is stopping after a storage failure: {exc}", type(exc).__name__) from None
+    def _require_cookie(self, request: Request, what: str) -> None:
+        if not self.service.authorised(request.headers.get("authorization")):
+            raise ApiError(401, f"{what} needs the node's cookie: send the contents of $POSCTL_HOME/.cookie "
+                                "as HTTP Basic credentials (posctl does this for you)", "Unauthorized",
+                           {"WWW-Authenticate": 'Basic realm="posctl node"'})
 
-    def post_backup(self, query: dict[str, list[str]], body: bytes) -> Any:
-        """``{"dir": "/absolute/new/dir"}``: the node copies a snapshot of its database there
-        (it holds LevelDB's lock, so only it can make a consistent copy while it runs)."""
+    async def post_forge(self, request: Request) -> Any:
+        self._require_cookie(request, "forging")
+        await read_body(request, MAX_BODY_BYTES)
+        return (await self._run(self.service.forge_once)).to_view()
+
+    async def post_backup(self, request: Request) -> Any:
+        """``{"dir": "/absolute/new/dir"}``: the node copies a snapshot of its database there (it
+        holds LevelDB's lock, so only it can make a consistent copy while it runs). It writes files
+        where it is told, so it needs the cookie, as forging does."""
+        self._require_cookie(request, "a backup")
+        body = await read_body(request, MAX_BODY_BYTES)
         try:
-            request = json.loads(body)
+            parsed = json.loads(body)
         except ValueError:
-            request = None
-        directory = request.get("dir") if isinstance(request, dict) else None
+            parsed = None
+        directory = parsed.get("dir") if isinstance(parsed, dict) else None
         if not isinstance(directory, str) or not directory.startswith("/"):
             raise ApiError(400, 'the body must be {"dir": "<absolute path of a new directory>"}')
+        return await self._run(lambda: self.service.backup(Path(directory)))
+
+
+ROUTES: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/", "get_index"),
+    ("GET", "/openapi.json", "get_openapi"),
+    ("GET", "/status", "get_status"),
+    ("GET", "/node", "get_node"),
+    ("GET", "/blocks", "get_blocks"),
+    ("GET", "/blocks/latest", "get_latest_block"),
+    ("GET", "/blocks/hash/{hash}", "get_block_by_hash"),
+    ("GET", "/blocks/{ref}", "get_block"),
+    ("GET", "/txs/{tx_id}", "get_tx"),
+    ("POST", "/txs", "post_tx"),
+    ("POST", "/evidence", "post_evidence"),
+    ("GET", "/accounts/{address}", "get_account"),
+    ("GET", "/validators", "get_validators"),
+    ("POST", "/forge", "post_forge"),
+    ("POST", "/backup", "post_backup"),
+)
+"""(method, path, :class:`NodeApi` method)."""
+
+
+def _endpoint(service: NodeService, handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
         try:
-            return self.node.backup(Path(directory))
-        except (StorageFailure, DatabaseCorrupted) as exc:
-            raise ApiError(503, f"the node is stopping after a storage failure: {exc}", type(exc).__name__) from None
-
-
-def _status_of(exc: LedgerError) -> int:
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, (StorageFailure, DatabaseCorrupted)):
-        return 503
-    if isinstance(exc, DatabaseError):
-        return 500
-    if isinstance(exc, NodeUnavailable):
-        return 503
-    return 400
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """HTTP plumbing only: checks, routing, body limits, JSON in and out."""
-
-    server: "ApiServer"
-    timeout = REQUEST_TIMEOUT
-    server_version = "posctl-node"
-    sys_version = ""
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Quiet: the node logs blocks, not requests."""
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_OPTIONS(self) -> None:
-        self._dispatch("OPTIONS")
-
-    def do_HEAD(self) -> None:
-        self._dispatch("HEAD")
-
-    def _dispatch(self, method: str) -> None:
-        node = self.server.node
-        try:
-            result = self._handle(method, node)
+            result = await handler(request)
         except ApiError as exc:
-            self._send(exc.status, {"error": exc.message, "type": exc.kind}, exc.headers, method)
+            return error_response(exc.status, exc.message, exc.kind, exc.headers)
         except LedgerError as exc:
-            self._send(_status_of(exc), {"error": str(exc), "type": type(exc).__name__}, None, method)
+            return error_response(status_of(exc), str(exc), type(exc).__name__)
         except Exception as exc:  # a bug: report it, keep serving
-            node.log(f"internal error serving {method} {self.path}: {type(exc).__name__}: {exc}")
-            self._send(500, {"error": f"internal error: {type(exc).__name__}: {exc}", "type": "InternalError"}, None, method)
-        else:
-            self._send(200, result, None, method)
+            service.log(f"internal error serving {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
+            return error_response(500, f"internal error: {type(exc).__name__}: {exc}", "InternalError")
+        return json_response(200, result)
 
-    def _handle(self, method: str, node: "Node") -> Any:
-        if not _host_header_allowed(self.headers.get("Host"), node.allow_remote):
-            raise ApiError(403, "the Host header must name this machine (localhost, 127.0.0.1 or [::1])", "Forbidden")
-        if not _origin_allowed(self.headers.get("Origin"), node.allow_remote):
-            raise ApiError(403, "requests from web pages of other origins are refused", "Forbidden")
-        parts = urlsplit(self.path)
-        path = parts.path if parts.path == "/" else parts.path.rstrip("/")
-        route, groups = None, ()
-        allowed: list[str] = []
-        for candidate in ROUTES:
-            match = candidate.pattern.fullmatch(path)
-            if match is None:
-                continue
-            if candidate.method != method:
-                allowed.append(candidate.method)
-                continue
-            route, groups = candidate, match.groups()
-            break
-        if route is None:
-            if allowed:
-                raise ApiError(405, f"{method} is not allowed on {path}: use {', '.join(sorted(set(allowed)))}",
-                               "MethodNotAllowed", {"Allow": ", ".join(sorted(set(allowed)))})
-            raise ApiError(404, f"no route {path}: see GET / for the routes", "NotFound")
-        try:
-            query = parse_qs(parts.query, keep_blank_values=True, strict_parsing=bool(parts.query))
-        except ValueError:
-            raise ApiError(400, "the query string is malformed") from None
-        body = self._read_body() if method == "POST" else b""
-        args = [unquote(group) for group in groups]
-        return getattr(node.api, route.handler)(query, body, *args)
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding") is not None:
-            raise ApiError(411, "send the body with a Content-Length, not chunked", "LengthRequired")
-        text = self.headers.get("Content-Length")
-        if text is None:
-            return b""
-        if not _NUMBER.fullmatch(text.strip()):
-            raise ApiError(400, "the Content-Length header is not a number")
-        length = int(text)
-        if length > MAX_BODY_BYTES:
-            self.close_connection = True
-            self._drain(length)
-            raise ApiError(413, f"the body is {length} bytes, above the limit of {MAX_BODY_BYTES}", "PayloadTooLarge")
-        body = self.rfile.read(length)
-        if len(body) != length:
-            raise ApiError(400, "the body is shorter than its Content-Length")
-        return body
-
-    def _drain(self, length: int) -> None:
-        """Read (a bounded part of) an oversized body so the client gets to read our 413."""
-        remaining = min(length, MAX_DRAIN_BYTES)
-        try:
-            while remaining > 0:
-                chunk = self.rfile.read(min(remaining, 65536))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-        except OSError:
-            pass
-
-    def _send(self, status: int, payload: Any, headers: Mapping[str, str] | None, method: str) -> None:
-        data = (json.dumps(payload) + "\n").encode("utf-8")  # insertion order, as direct mode
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Content-Type-Options", "nosniff")
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.end_headers()
-            if method != "HEAD":
-                self.wfile.write(data)
-        except OSError:
-            self.close_connection = True  # the client went away; nothing to tell it
+    return endpoint
 
 
-class ApiServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 64
-
-    def __init__(self, address: tuple[str, int], node: "Node") -> None:
-        self.node = node
-        super().__init__(address, _Handler)
+_REASONS = {404: "NotFound", 405: "MethodNotAllowed"}
 
 
-class ApiServer6(ApiServer):
-    address_family = socket.AF_INET6
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 and 405, as JSON."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    headers = dict(exc.headers or {}) if isinstance(exc, HTTPException) else {}
+    path = request.url.path
+    if status == 404:
+        message = f"no route {path}: see GET / for the routes"
+    elif status == 405:
+        message = f"{request.method} is not allowed on {path}: use {headers.get('allow', headers.get('Allow', 'GET'))}"
+    else:
+        message = str(getattr(exc, "detail", "")) or "the request could not be served"
+    return error_response(status, message, _REASONS.get(status, "HttpError"), headers)
+
+
+class Guard:
+    """ASGI middleware: the Host/Origin checks, duplicate-header refusals, trailing slashes."""
+
+    def __init__(self, app: Any, service: NodeService) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = origin = None
+        lengths = 0
+        hosts = 0
+        for name, value in scope["headers"]:
+            if name == b"host":
+                host = value.decode("latin-1")
+                hosts += 1
+            elif name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"content-length":
+                lengths += 1
+        problem: tuple[int, str, str] | None = None
+        if lengths > 1:
+            problem = (400, "more than one Content-Length header: send exactly one", "BadRequest")
+        elif hosts != 1 or not _host_header_allowed(host, self.service.allow_remote):
+            problem = (403, "the Host header must name this machine (localhost, 127.0.0.1 or [::1])", "Forbidden")
+        elif not _origin_allowed(origin, self.service.allow_remote):
+            problem = (403, "requests from web pages of other origins are refused", "Forbidden")
+        if problem is not None:
+            response = error_response(problem[0], problem[1], problem[2], {"Connection": "close"} if lengths > 1 else None)
+            await response(scope, receive, send)
+            return
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            scope = dict(scope, path=path.rstrip("/") or "/")
+        await self.app(scope, receive, send)
+
+
+def build_app(service: NodeService) -> tuple[Guard, NodeApi]:
+    """The ASGI application over ``service`` (and the :class:`NodeApi` behind it, to close)."""
+    api = NodeApi(service)
+    routes = [
+        Route(path, _endpoint(service, getattr(api, handler)), methods=[method], include_in_schema=False)
+        for method, path, handler in ROUTES
+    ]
+    for route in routes:
+        route.methods.discard("HEAD")  # as before: a GET route is GET only  # type: ignore[union-attr]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    app.router.redirect_slashes = False
+    return Guard(app, service), api

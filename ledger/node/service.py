@@ -7,32 +7,35 @@ killed node names a dead pid (or nothing answers at its address) and is ignored.
 
 :class:`Chain` is not thread-safe, and plyvel iterators and the mempool's caches must not be
 shared between threads, so **one lock serialises every chain call**: submissions, reads and
-forging alike. A submission is acknowledged only after ``Chain.submit`` has done its synced
-write, so ``kill -9`` at any moment loses nothing a client was told was accepted.
-The API itself is :mod:`ledger.node.api`; how commands find a running node is :mod:`ledger.node.record`.
+forging alike. Submissions go through the admission pipeline (:mod:`ledger.chain.admission`):
+signatures checked on every core, then one synced write per group under the lock; a submission
+is acknowledged only after that write, so ``kill -9`` at any moment loses nothing a client was
+told was accepted. The API is :mod:`ledger.node.api` (it sees the node only through its
+``NodeService`` interface), served by :mod:`ledger.node.http_server`; privileged routes need the
+cookie of :mod:`ledger.node.cookie`; how commands find a running node is :mod:`ledger.node.record`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
-from ledger.node.api import (
-    DEFAULT_HOST,
-    DEFAULT_PORT,
-    NodeApi,
-    ApiServer,
-    ApiServer6,
-    format_address,
-    is_loopback_host,
-)
+from ledger.chain import views
+from ledger.chain.admission import AdmissionPipeline
 from ledger.chain.facade import Chain, ForgeResult
+from ledger.chain.mempool import Admission
+from ledger.consensus.evidence import Evidence
+from ledger.consensus.transactions import Transaction
 from ledger.errors import DatabaseCorrupted, LedgerError, NodeError, NodeUnavailable, StorageFailure
+from ledger.node import cookie
+from ledger.node.api import DEFAULT_HOST, DEFAULT_PORT, NodeApi, build_app, format_address, is_loopback_host
+from ledger.node.http_server import HttpLimits, HttpServer, bind_listener
 from ledger.node.record import (
     NodeRecord,
     remove_node_record,
@@ -43,6 +46,8 @@ RoundHook = Callable[[Chain], None]
 """Run under the lock before each forge attempt (``--dev`` proposes a BPM reading with it)."""
 
 LogFunction = Callable[[str], None]
+
+T = TypeVar("T")
 
 FAILURE_GRACE_SECONDS = 0.5
 """After a storage failure, how long the node keeps answering 503 before it exits."""
@@ -84,6 +89,8 @@ class Node:
         round_hook: RoundHook | None = None,
         log: LogFunction | None = None,
         allow_remote: bool = False,
+        limits: HttpLimits | None = None,
+        admission_workers: int | None = None,
     ) -> None:
         if not interval > 0:
             raise NodeError(f"the forging interval must be positive, got {interval}")
@@ -98,17 +105,23 @@ class Node:
         self.allow_remote = allow_remote
         self.lock = threading.Lock()
         self.closed = False
-        self.api = NodeApi(self)
+        self.limits = limits or HttpLimits()
         self.started = _utc_now()
         self.record: NodeRecord | None = None
         self._log_sink = log or _print_line
         self._log_lock = threading.RLock()  # RLock: a signal handler may log while the main thread logs
         self._stop = threading.Event()
         self.failure: LedgerError | None = None
-        """The storage failure that stopped the node: writes get 503, then the node exits non-zero."""
+        """The storage failure that stopped the node: calls get 503, then the node exits non-zero."""
         self._signals = 0
-        self._server: ApiServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: HttpServer | None = None
+        self._api: NodeApi | None = None
+        self._cookie: str | None = None
+        self._generation = 0
+        """Bumped (under the lock) by every write, so a cached status view knows it is stale."""
+        self._status: tuple[int, dict[str, Any]] | None = None
+        self._admission_workers = admission_workers
+        self.pipeline: AdmissionPipeline | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -121,20 +134,23 @@ class Node:
         return f"http://{self.address}"
 
     def start(self) -> None:
-        """Bind, serve in a background thread, and record pid and address in the home."""
-        server_class = ApiServer6 if ":" in self.host else ApiServer
+        """Bind, start the admission workers, write the cookie, serve in a background thread,
+        and record pid and address in the home."""
         try:
-            self._server = server_class((self.host, self.port), self)
+            sock = bind_listener(self.host, self.port)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise NodeError(
                 f"cannot listen on {format_address(self.host, self.port)}: {reason}: "
                 "choose another address with --listen"
             ) from None
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="posctl-node-http", daemon=True)
-        self._thread.start()
+        self.port = sock.getsockname()[1]
+        self.pipeline = AdmissionPipeline(self._commit_group, self._admission_workers)
+        self.pipeline.warm_up()
+        self._cookie = cookie.write_cookie(self.home)
+        app, self._api = build_app(self)
+        self._server = HttpServer(app, sock, self.limits, self.log)
+        self._server.start()
         self.record = NodeRecord(pid=os.getpid(), address=self.address, url=self.url, started=self.started)
         write_node_record(self.home, self.record)
 
@@ -147,7 +163,78 @@ class Node:
             "home": str(self.home),
             "chain_id": self.chain.params.chain_id,
             "interval": self.interval,
+            "signature_engine": self.pipeline.engine if self.pipeline is not None else None,
         }
+
+    # ---- the NodeService interface the API uses ------------------------------------------------
+
+    @contextlib.contextmanager
+    def _chain(self, *, writes: bool = False) -> Iterator[Chain]:
+        """The chain, under the lock, for one call. Refused (503) once the node is closing or a
+        storage write has failed; a storage failure inside the call stops the node (fail-stop,
+        DESIGN.md decision 19). ``writes`` marks the cached status stale."""
+        with self.lock:
+            if self.failure is not None:
+                raise NodeUnavailable(f"the node is stopping after a storage failure: {self.failure}")
+            if self.closed:
+                raise NodeUnavailable("the node is shutting down: retry once it has stopped")
+            try:
+                yield self.chain
+            except (StorageFailure, DatabaseCorrupted) as exc:
+                self.storage_failed(exc)
+                raise
+            finally:
+                if writes:
+                    self._generation += 1
+
+    def read(self, func: Callable[[Chain], T]) -> T:
+        """Run ``func`` under the lock. Callers render views after it returns, so the lock is
+        held for the database work only, not for building JSON."""
+        with self._chain() as chain:
+            return func(chain)
+
+    def cached_status(self) -> dict[str, Any] | None:
+        cached = self._status
+        return cached[1] if cached is not None and cached[0] == self._generation else None
+
+    def status(self) -> dict[str, Any]:
+        with self._chain() as chain:
+            view = views.status_view(chain.status())
+            self._status = (self._generation, view)
+            return view
+
+    def admit(self, txs: Sequence[Transaction]) -> "Any":
+        if self.pipeline is None:
+            raise NodeUnavailable("the node is not serving yet: retry in a moment")
+        return self.pipeline.submit(txs)
+
+    def _commit_group(self, txs: Sequence[Transaction], verify: Callable[[Transaction], None]) -> list[Admission]:
+        """The pipeline's commit stage: one synced write for the whole group, under the lock."""
+        with self._chain(writes=True) as chain:
+            return chain.submit_many(txs, verify)
+
+    def submit_evidence(self, evidence: Evidence) -> bytes:
+        with self._chain(writes=True) as chain:
+            return chain.submit_evidence(evidence)
+
+    def backup(self, directory: Path) -> dict[str, Any]:
+        """A consistent copy of the chain into a new home ``directory`` (``chain backup``)."""
+        from ledger.chain.archive import backup_chain
+
+        with self._chain() as chain:
+            return backup_chain(chain, directory)
+
+    def storage_failed(self, exc: LedgerError) -> None:
+        """Fail-stop (DESIGN.md decision 19): record the first storage failure, log it once,
+        and stop the node; the store itself already refuses every later write."""
+        if self.failure is not None:
+            return
+        self.failure = exc
+        self.log(f"storage failure, stopping the node: {exc}")
+        self._stop.set()
+
+    def authorised(self, authorization: str | None) -> bool:
+        return self._cookie is not None and cookie.presents(authorization, self._cookie)
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -195,43 +282,29 @@ class Node:
                     remove_node_record(self.home, self.record)
                 except OSError:
                     pass
+            if self._cookie is not None:
+                try:
+                    cookie.remove_cookie(self.home, self._cookie)
+                except OSError:
+                    pass
             self.log("node stopped (nothing was cut short: every commit is one atomic batch)")
             os._exit(status)
 
-    def storage_failed(self, exc: LedgerError) -> None:
-        """Fail-stop (DESIGN.md decision 19): record the first storage failure, log it once,
-        and stop the node; the store itself already refuses every later write."""
-        if self.failure is not None:
-            return
-        self.failure = exc
-        self.log(f"storage failure, stopping the node: {exc}")
-        self._stop.set()
-
-    def call(self, func: Callable[[Chain], Any]) -> Any:
-        """Run one chain call under the lock; a storage failure stops the node (fail-stop)."""
-        with self.lock:
-            if self.failure is not None:
-                raise NodeUnavailable(f"the node is stopping after a storage failure: {self.failure}")
-            if self.closed:
-                raise NodeUnavailable("the node is shutting down: retry once it has stopped")
-            try:
-                return func(self.chain)
-            except (StorageFailure, DatabaseCorrupted) as exc:
-                self.storage_failed(exc)
-                raise
-
-    def backup(self, directory: Path) -> dict[str, Any]:
-        """A consistent copy of the chain into a new home ``directory`` (``chain backup``)."""
-        from ledger.chain.archive import backup_chain
-
-        return self.call(lambda chain: backup_chain(chain, directory))
-
     def close(self) -> None:
-        """Stop accepting, let the chain call in progress finish, close the DB, drop the record."""
+        """Stop accepting, finish admissions in progress, close the DB, drop cookie and record."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
+        if self.pipeline is not None:
+            self.pipeline.close()
+        if self._api is not None:
+            self._api.executor.shutdown(wait=True)
+            self._api = None
+        if self._cookie is not None:
+            try:
+                cookie.remove_cookie(self.home, self._cookie)
+            except OSError:
+                pass
         with self.lock:
             if not self.closed:
                 self.closed = True
@@ -248,17 +321,14 @@ class Node:
     def forge_once(self, *, quiet_errors: bool = False) -> ForgeResult:
         """One round: the hook (if any), then a forge attempt; logs the block and evictions."""
         try:
-            with self.lock:
-                if self.closed or self.failure is not None:
-                    raise NodeUnavailable("the node is shutting down: retry once it has stopped")
+            with self._chain(writes=True) as chain:
                 if self.round_hook is not None:
                     try:
-                        self.round_hook(self.chain)
+                        self.round_hook(chain)
                     except Exception as exc:  # a failed proposal must not stop the forger
                         self.log(f"round hook failed: {type(exc).__name__}: {exc}")
-                result = self.chain.forge()
+                result = chain.forge()
         except (StorageFailure, DatabaseCorrupted) as exc:
-            self.storage_failed(exc)
             if not quiet_errors:
                 raise
             return ForgeResult(block=None, reason=str(exc), evicted=[])

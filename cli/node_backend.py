@@ -1,6 +1,6 @@
 """The chain backend that talks to a running node's HTTP API.
 
-It returns exactly what :class:`cli.backend.DirectBackend` returns (the same ``ledger.chain.views``
+It returns exactly what :class:`cli.direct_backend.DirectBackend` returns (the same ``ledger.chain.views``
 dicts, after a JSON round trip that preserves them), and turns an API error
 ``{"error": message, "type": ErrorClassName}`` back into that ledger error class, so a command
 prints the same line whether it opened the database itself or asked the node.
@@ -11,20 +11,25 @@ from __future__ import annotations
 import http.client
 import json
 import socket
-import urllib.error
-import urllib.request
+import time
+from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from ledger.crypto.address import parse_address
-from ledger.errors import LedgerError, NotFound
-from ledger.node.api import MAX_BLOCKS_PER_REQUEST
-from ledger.errors import NodeError, NodeUnavailable
+from cli.direct_backend import parse_tx_id
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.transactions import Transaction
+from ledger.crypto.address import parse_address
+from ledger.errors import LedgerError, NodeError, NodeUnavailable, NotFound
+from ledger.node.api import MAX_BLOCKS_PER_REQUEST
+from ledger.node.cookie import authorization, read_cookie
+from ledger.node.record import NODE_RECORD_NAME
 
 DEFAULT_TIMEOUT = 60.0
 """Seconds to wait for an answer; forging a full block can take a while."""
+
+IDLE_REOPEN = 4.0
+"""Seconds after which a kept-alive connection is not reused: the node closes idle ones at 5."""
 
 
 def _error_classes() -> dict[str, type[LedgerError]]:
@@ -55,40 +60,89 @@ def error_from_api(payload: Any, status: int) -> LedgerError:
 
 
 class NodeBackend:
-    """The :class:`cli.backend.Backend` protocol over a running node's API."""
+    """The :class:`cli.backend.Backend` protocol over a running node's API.
 
-    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    One HTTP/1.1 connection is kept alive for every request of a command (never through a
+    proxy: the node is on this machine, and ``http_proxy`` must not see it). Privileged routes
+    get the node's cookie, read from the home at the moment they are called.
+    """
+
+    def __init__(self, url: str, timeout: float = DEFAULT_TIMEOUT, home: Path | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        # Never through a proxy: the node is on this machine, and http_proxy must not see it.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self.home = home
+        parts = urlsplit(self.url)
+        if parts.scheme != "http" or parts.hostname is None:
+            raise NodeError(f"the node's address {url!r} is not an http:// URL: remove {NODE_RECORD_NAME} and retry")
+        self._host = parts.hostname
+        self._port = parts.port or 80
+        self._connection: http.client.HTTPConnection | None = None
+        self._last_used = 0.0
 
     # ---- transport -------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, body: bytes | None = None, *, what: str = "") -> Any:
-        request = urllib.request.Request(self.url + path, data=body, method=method)
-        request.add_header("Accept", "application/json")
-        if body is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
+    def _open(self) -> http.client.HTTPConnection:
+        stale = time.monotonic() - self._last_used > IDLE_REOPEN
+        if self._connection is None or stale:
+            self._drop()
+            self._connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+        return self._connection
+
+    def _drop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _exchange(self, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> tuple[int, bytes]:
+        """One request on the kept-alive connection; once more on a new one if the node had
+        closed the old one before reading anything (an idle keep-alive timeout)."""
+        for attempt in (1, 2):
+            reused = self._connection is not None and attempt == 1
+            connection = self._open()
             try:
-                payload = json.loads(exc.read() or b"null")
-            except (ValueError, OSError, http.client.HTTPException):
-                payload = None
-            raise error_from_api(payload, exc.code) from None
-        except (urllib.error.URLError, http.client.HTTPException, socket.timeout, OSError) as exc:
-            reason = getattr(exc, "reason", None) or exc
+                connection.request(method, path, body=body, headers=headers)
+                response = connection.getresponse()
+                raw = response.read()
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                self._drop()
+                if reused:
+                    continue
+                raise
+            except BaseException:
+                self._drop()
+                raise
+            self._last_used = time.monotonic()
+            if response.will_close:
+                self._drop()
+            return response.status, raw
+        raise http.client.RemoteDisconnected("the node closed the connection")  # pragma: no cover
+
+    def _request(self, method: str, path: str, body: bytes | None = None, *, what: str = "",
+                 privileged: bool = False) -> Any:
+        headers = {"Accept": "application/json", "Host": f"{self._host}:{self._port}" if ":" not in self._host
+                   else f"[{self._host}]:{self._port}"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        if privileged and self.home is not None:
+            secret = read_cookie(self.home)
+            if secret is not None:
+                headers["Authorization"] = authorization(secret)
+        try:
+            status, raw = self._exchange(method, path, body, headers)
+        except (http.client.HTTPException, socket.timeout, OSError) as exc:
             raise NodeUnavailable(
-                f"the node at {self.url} stopped answering ({reason}){what}: "
+                f"the node at {self.url} stopped answering ({exc}){what}: "
                 "if it was stopped, run the command again and it will use the database directly"
             ) from None
         try:
-            return json.loads(raw)
+            payload = json.loads(raw)
         except ValueError:
+            if status != 200:
+                raise error_from_api(None, status) from None
             raise NodeError(f"the node at {self.url} sent a reply that is not JSON") from None
+        if status != 200:
+            raise error_from_api(payload, status)
+        return payload
 
     def _get(self, path: str) -> Any:
         return self._request("GET", path)
@@ -120,8 +174,6 @@ class NodeBackend:
         return blocks
 
     def tx(self, tx_id: str) -> dict[str, Any]:
-        from cli.backend import parse_tx_id
-
         return self._get("/txs/" + parse_tx_id(tx_id).hex())
 
     def account(self, address: str) -> dict[str, Any]:
@@ -139,14 +191,15 @@ class NodeBackend:
         return self._request("POST", "/evidence", evidence.encode(), what=f" while submitting evidence {evidence.id_hex}")
 
     def forge(self) -> dict[str, Any]:
-        return self._request("POST", "/forge", b"")
+        return self._request("POST", "/forge", b"", privileged=True)
 
     def backup(self, directory: str) -> dict[str, Any]:
         """The node copies a snapshot of its own database (it holds LevelDB's lock)."""
-        return self._request("POST", "/backup", json.dumps({"dir": directory}).encode(), what=" while backing up")
+        return self._request("POST", "/backup", json.dumps({"dir": directory}).encode(), what=" while backing up",
+                             privileged=True)
 
     def close(self) -> None:
-        pass
+        self._drop()
 
 
 __all__ = ["NodeBackend", "error_from_api"]
