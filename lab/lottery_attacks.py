@@ -14,7 +14,7 @@ import random
 from typing import Iterator
 
 from lab import naive, stats
-from lab.result import DEFENDED, NO_GAIN, Outcome, Progress, Side, decide_verdict
+from lab.result import Meter, Outcome, Progress, Side, decide_verdict
 from lab.testnet import GENESIS_TIMESTAMP, lab_chain
 from ledger.consensus import lottery
 from ledger.consensus.fork import next_seed
@@ -58,7 +58,7 @@ def run_grind(blocks: int, seed: int, progress: Progress) -> Outcome:
     p = stakes["attacker"] / total
     k = GRIND_TRIES
     naive_blocks = blocks * NAIVE_SCALE
-    done = 0
+    meter = Meter(naive_blocks + blocks * NAIVE_SCALE, progress)
 
     # Naive: whoever wins block h assembles it; the attacker tries k timestamps for the one
     # whose hash makes it win h+1 under v1's seed.
@@ -80,9 +80,8 @@ def run_grind(blocks: int, seed: int, progress: Progress) -> Outcome:
                     chosen = header
                     break
         previous, parent = winner, chosen
-        done += 1
-        if done % 50 == 0:
-            progress(50)
+        if height % 50 == 0:
+            meter.advance(50)
     next_win = 1 - (1 - p) ** k
     naive_predicted = p / (p + (1 - p) ** k)
     autocorrelation = 1 - p - (1 - p) ** k
@@ -117,7 +116,7 @@ def run_grind(blocks: int, seed: int, progress: Progress) -> Outcome:
             chain.forge(txs)
         if chain.tip.validator == attacker:
             posctl_wins += 1
-        progress(1)
+        meter.advance(NAIVE_SCALE)
     share, interval = _share(posctl_wins, blocks)
     posctl_side = Side(f"posctl seed from the parent's seed and VRF output, {blocks} blocks", share, p,
                        interval, blocks)
@@ -141,7 +140,7 @@ def run_grind(blocks: int, seed: int, progress: Progress) -> Outcome:
         defence=("ledger.consensus.fork.next_seed: seed(h) = compute_seed(seed(h-1), VRF output of h-1) "
                  "(ledger.consensus.lottery.compute_seed, ledger.crypto.ecvrf.prove); nothing the forger "
                  "chooses enters it, and fork.validate_header refuses any other seed"),
-        verdict=decide_verdict(naive_side, posctl_side, p),
+        verdict=decide_verdict(naive_side, posctl_side),
         details=details,
         chains=[chain],
     )
@@ -161,6 +160,7 @@ def run_exclude(blocks: int, seed: int, progress: Progress) -> Outcome:
     total = sum(stakes.values())
     p = stakes["favoured"] / total
     naive_blocks = blocks * NAIVE_SCALE
+    meter = Meter(naive_blocks + blocks * NAIVE_SCALE, progress)
     chain, keys = lab_chain(seed, EXCLUDE_BONDS)
     favoured = keys["favoured"].address
     by_address = {keys[label].address: stake for label, stake in stakes.items()}
@@ -187,7 +187,7 @@ def run_exclude(blocks: int, seed: int, progress: Progress) -> Outcome:
         parent = naive.NaiveHeader(height, parent.hash, GENESIS_TIMESTAMP + 30 * height, winner,
                                    tuple(sorted(set(by_address) - set(left_out))))
         if height % 50 == 0:
-            progress(50)
+            meter.advance(50)
     share, interval = _share(naive_wins, naive_blocks)
     naive_side = Side(f"v1 draw among the block's proposers, {naive_blocks} blocks", share, None, interval,
                       naive_blocks)
@@ -215,7 +215,7 @@ def run_exclude(blocks: int, seed: int, progress: Progress) -> Outcome:
             handover_wins += lottery.pick_validator(chain.next_seed, weights, proposers - {winner})[0] == favoured
         chain.forge(chosen)
         posctl_wins += chain.tip.validator == favoured
-        progress(1)
+        meter.advance(NAIVE_SCALE)
     share, interval = _share(posctl_wins, blocks)
     posctl_side = Side(f"posctl fixed-order draw over all eligible validators, {blocks} blocks", share, p,
                        interval, blocks)
@@ -242,7 +242,7 @@ def run_exclude(blocks: int, seed: int, progress: Progress) -> Outcome:
         defence=("ledger.consensus.lottery.pick_validator: the seed fixes an order over every eligible "
                  "validator of the parent state before the block is assembled; leaving a proposal out can "
                  "only hand the block down that order, visibly (the trace, fork.record_liveness)"),
-        verdict=decide_verdict(naive_side, posctl_side, p),
+        verdict=decide_verdict(naive_side, posctl_side),
         details=details,
         chains=[chain],
     )
@@ -257,6 +257,7 @@ def run_split(blocks: int, seed: int, progress: Progress) -> Outcome:
     parts = [label for label in stakes if label.startswith("part")]
     p = sum(stakes[label] for label in parts) / total
     naive_blocks = blocks * NAIVE_SCALE
+    meter = Meter(naive_blocks + blocks * NAIVE_SCALE, progress)
 
     parent = _naive_genesis("split", seed)
     naive_wins = 0
@@ -265,7 +266,7 @@ def run_split(blocks: int, seed: int, progress: Progress) -> Outcome:
         naive_wins += winner in parts
         parent = naive.NaiveHeader(height, parent.hash, GENESIS_TIMESTAMP + 30 * height, winner)
         if height % 50 == 0:
-            progress(50)
+            meter.advance(50)
     share, interval = _share(naive_wins, naive_blocks)
     naive_side = Side(f"v1 stake-weighted draw, {naive_blocks} blocks", share, p, interval, naive_blocks)
 
@@ -277,11 +278,11 @@ def run_split(blocks: int, seed: int, progress: Progress) -> Outcome:
         label = part_addresses.get(chain.tip.validator)
         if label is not None:
             won[label] += 1
-        progress(1)
+        meter.advance(NAIVE_SCALE)
     posctl_wins = sum(won.values())
     share, interval = _share(posctl_wins, blocks)
     posctl_side = Side(f"posctl draw weighted by bonded stake, {blocks} blocks", share, p, interval, blocks)
-    verdict = decide_verdict(naive_side, posctl_side, p)
+    verdict = decide_verdict(naive_side, posctl_side)
     details = [
         f"one holder with {p:.0%} of the stake split over {SPLIT_PARTS} addresses of "
         f"{stakes[parts[0]]} tokens each",
@@ -298,7 +299,7 @@ def run_split(blocks: int, seed: int, progress: Progress) -> Outcome:
         posctl=posctl_side,
         defence=("ledger.consensus.lottery.draw_entries: each validator's range is its bonded stake, so "
                  "splitting moves no probability; state.get_eligible_weights drops parts below min_stake"),
-        verdict=verdict if verdict != DEFENDED else NO_GAIN,
+        verdict=verdict,
         details=details,
         chains=[chain],
     )
@@ -309,13 +310,14 @@ def run_split(blocks: int, seed: int, progress: Progress) -> Outcome:
 
 def run_declare(blocks: int, seed: int, progress: Progress) -> Outcome:
     naive_blocks = blocks * NAIVE_SCALE
+    meter = Meter(naive_blocks + blocks * NAIVE_SCALE, progress)
     declared = {"attacker": DECLARED_CLAIM, **DECLARE_HONEST}
     rng = random.Random(f"posctl-lab:declare:{seed}")
     naive_wins = 0
     for height in range(1, naive_blocks + 1):
         naive_wins += naive.tutorial_pick(rng, declared) == "attacker"
         if height % 50 == 0:
-            progress(50)
+            meter.advance(50)
     honest_total = sum(DECLARE_HONEST.values())
     share, interval = _share(naive_wins, naive_blocks)
     naive_side = Side(f"tutorial lottery pool, one entry per declared token, {naive_blocks} blocks", share,
@@ -336,7 +338,7 @@ def run_declare(blocks: int, seed: int, progress: Progress) -> Outcome:
         posctl_wins += chain.tip.validator == attacker.address
         block = chain.blocks[-1]
         seen_weights.update(entry.bonded for entry in block.trace if entry.address == attacker.address)
-        progress(1)
+        meter.advance(NAIVE_SCALE)
     share, interval = _share(posctl_wins, blocks)
     posctl_side = Side(f"posctl draw over bonded stake in the state, {blocks} blocks", share, p, interval, blocks)
     details = [
@@ -355,7 +357,7 @@ def run_declare(blocks: int, seed: int, progress: Progress) -> Outcome:
         defence=("ledger.consensus.state.get_eligible_weights: the draw's weights are bonded balances in the "
                  "state; the only way in is a stake tx, and ledger.consensus.state.bond refuses more than the "
                  "liquid balance (InsufficientBalance)"),
-        verdict=decide_verdict(naive_side, posctl_side, p),
+        verdict=decide_verdict(naive_side, posctl_side),
         details=details,
         chains=[chain],
     )

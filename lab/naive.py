@@ -109,7 +109,7 @@ def naive_verify(public_key: bytes, body: bytes, signature: bytes) -> bool:
     """ECDSA as pycryptodome verifies it: any s in [1, n), the high-S twin included."""
     key = ECC.import_key(public_key, curve_name="secp256k1")
     try:
-        DSS.new(key, "fips-186-3").verify(SHA256.new(body), signature)
+        DSS.new(key, "sec1").verify(SHA256.new(body), signature)
     except ValueError:
         return False
     return True

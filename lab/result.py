@@ -9,8 +9,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-Progress = Callable[[int], None]
-"""Called with the number of work units (blocks or trials) just finished."""
+Progress = Callable[[float], None]
+"""Called with the fraction of the run done so far, from 0.0 to 1.0."""
+
+
+class Meter:
+    """Counts work units (blocks, trials) against a total and reports the fraction done."""
+
+    def __init__(self, total: int, progress: Progress) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self.progress = progress
+
+    def advance(self, units: int = 1) -> None:
+        self.done = min(self.total, self.done + units)
+        self.progress(self.done / self.total)
 
 DEFENDED, REDUCED, NO_GAIN, INCONCLUSIVE = "defended", "reduced", "no gain in either", "inconclusive"
 """Verdicts, decided from the measured intervals (see :func:`decide_verdict`)."""
@@ -60,6 +73,8 @@ class Outcome:
     """Extra lines worth reading: balances before and after, refusal messages, sub-measurements."""
     seed: int = 0
     blocks: int = 0
+    unit: str = "blocks"
+    """What ``blocks`` counts: ``blocks`` or ``trials``."""
     chains: list[Any] = field(default_factory=list, repr=False)
     """The :class:`lab.testnet.LabChain` objects the defended side ran on (not rendered)."""
 
@@ -75,20 +90,25 @@ class Outcome:
             "details": list(self.details),
             "seed": self.seed,
             "blocks": self.blocks,
+            "unit": self.unit,
         }
 
 
-def decide_verdict(naive: Side, posctl: Side, honest: float) -> str:
-    """``defended`` when posctl's interval holds the honest value and the naive one does not;
-    ``reduced`` when the attack still gains on posctl but measurably less than on the naive rules;
-    ``no gain in either`` when both hold it; otherwise ``inconclusive`` (run more blocks)."""
-    naive_ok, posctl_ok = naive.holds(honest), posctl.holds(honest)
+def decide_verdict(naive: Side, posctl: Side, target: float | None = None) -> str:
+    """Judge from the intervals, against ``target`` (by default posctl's own prediction: what the
+    defended rules say should happen):
+
+    ``defended`` when posctl's interval holds the target and the naive one does not;
+    ``no gain in either`` when both hold it; ``reduced`` when the two sides differ clearly but
+    posctl misses the target; otherwise ``inconclusive`` (run more blocks).
+    """
+    if target is None:
+        target = posctl.predicted if posctl.predicted is not None else posctl.measured
+    naive_ok, posctl_ok = naive.holds(target), posctl.holds(target)
     if posctl_ok and not naive_ok:
         return DEFENDED
     if posctl_ok and naive_ok:
         return NO_GAIN
-    if naive.measured > posctl.measured and posctl.interval[1] < naive.interval[0]:
-        return REDUCED
-    if naive.measured < posctl.measured and posctl.interval[0] > naive.interval[1]:
+    if posctl.interval[1] < naive.interval[0] or posctl.interval[0] > naive.interval[1]:
         return REDUCED
     return INCONCLUSIVE

@@ -23,7 +23,9 @@ def wilson(successes: int, trials: int, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval of ``successes / trials``."""
     if trials < 1 or not 0 <= successes <= trials:
         raise ValueError(f"need 0 <= successes <= trials and trials >= 1, got {successes}/{trials}")
-    return _wilson(successes / trials, float(trials), z)
+    lo, hi = _wilson(successes / trials, float(trials), z)
+    # Exact ends: rounding must not move the bound of 0/n or n/n off 0 or 1.
+    return (0.0 if successes == 0 else lo), (1.0 if successes == trials else hi)
 
 
 def _wilson(share: float, n: float, z: float) -> tuple[float, float]:
