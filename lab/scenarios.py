@@ -28,13 +28,13 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
-        Scenario("grind", "re-roll the next block's seed by trying many timestamps", 300, "blocks",
+        Scenario("grind", "re-roll the next block's seed by trying many timestamps", 200, "blocks",
                  lottery_attacks.run_grind),
         Scenario("exclude", "leave losing proposals out to re-draw the block for a favourite", 200, "blocks",
                  lottery_attacks.run_exclude),
         Scenario("split", "split one stake over several addresses (a sybil)", 200, "blocks",
                  lottery_attacks.run_split),
-        Scenario("declare", "claim 10^9 tokens of stake you do not have", 300, "blocks",
+        Scenario("declare", "claim 10^9 tokens of stake you do not have", 200, "blocks",
                  lottery_attacks.run_declare),
         Scenario("replay", "replay a transfer signed for one chain on another", 200, "trials",
                  signature_attacks.run_replay),

@@ -73,6 +73,7 @@ class LabChain:
 
     def __init__(self, config: GenesisConfig) -> None:
         block, genesis_state, muhash = build_genesis(config)
+        self.config = config
         self.params: Params = config.params
         self.state = DictState(genesis_state.entries)
         self.muhash = muhash
