@@ -21,6 +21,7 @@ LAZY_GROUPS = {
     "chain": ("cli.chain_cmd", "chain", "Create, inspect, forge and verify the chain."),
     "node": ("cli.node_cmd", "node", "Run a long-lived forger with a local HTTP API."),
     "demo": ("cli.demo", "demo", "Run the whole proof-of-stake story end to end."),
+    "lab": ("cli.lab_cmd", "lab", "Run the classic PoS attacks against naive rules and posctl's, measured."),
 }
 
 
