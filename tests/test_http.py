@@ -406,5 +406,5 @@ def test_kill_9_under_concurrent_submitters_loses_nothing_acknowledged(tmp_path:
     assert len(acked) > 20
     with Chain.open(setup.home) as chain:
         for tx_id in acked:
-            assert chain.tx(bytes.fromhex(tx_id))["status"] == "pending", tx_id
+            assert chain.tx(bytes.fromhex(tx_id)).status == "pending", tx_id
         assert chain.mempool.count >= len(acked)
