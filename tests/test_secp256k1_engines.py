@@ -16,10 +16,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("coincurve", reason="the fast extra is not installed: pip install -e '.[test,fast]'")
 
-from ledger.crypto import secp256k1  # noqa: E402
-from ledger.errors import InvalidSignature  # noqa: E402
+from ledger.crypto import secp256k1
+from ledger.errors import InvalidSignature
 
 ROOT = Path(__file__).resolve().parents[1]
 VECTORS = Path(__file__).resolve().parent / "vectors"
