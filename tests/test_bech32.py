@@ -239,8 +239,9 @@ def test_wrong_payload_length_for_posctl_address() -> None:
 
 
 def test_invalid_address_is_a_ledger_error() -> None:
-    with pytest.raises(LedgerError):
+    with pytest.raises(InvalidAddress) as info:
         decode_address("pos1")
+    assert isinstance(info.value, LedgerError)
 
 
 def test_encoder_refuses_bad_prefix() -> None:

@@ -25,9 +25,19 @@ def test_signatures_are_low_s_and_verify():
         secp256k1.verify(public, message, signature)
 
 
-def test_signing_is_deterministic_rfc6979():
-    private = bytes(31) + b"\x01"
-    assert secp256k1.sign(private, b"abc") == secp256k1.sign(private, b"abc")
+# Published RFC 6979 secp256k1/SHA-256 vector (private key 1, "Satoshi Nakamoto"): nonce
+# k = 8F8A276C…5D15, signature (r, s) as in bitcointalk topic 285142 and trezor-crypto's
+# tests/test_check.c. posctl normalises to low-S, so its s is the order minus the published s.
+RFC6979_R = 0x934B1EA10A4B3C1757E2B0C017D0B6143CE3C9A7E6A4A49860D7A6AB210EE3D8
+RFC6979_S = 0xDBBD3162D46E9F9BEF7FEB87C16DC13B4F6568A87F4E83F728E2443BA586675C
+
+
+def test_signing_matches_the_published_rfc6979_vector_after_low_s():
+    private = (1).to_bytes(32, "big")
+    signature = secp256k1.sign(private, b"Satoshi Nakamoto")
+    assert int.from_bytes(signature[:32], "big") == RFC6979_R
+    assert int.from_bytes(signature[32:], "big") == N - RFC6979_S  # the published s is high
+    assert secp256k1.sign(private, b"Satoshi Nakamoto") == signature
 
 
 def test_verify_rejects_high_s_wrong_key_wrong_message_and_ranges():
@@ -66,7 +76,8 @@ def test_address_known_answer():
     public = secp256k1.public_key_from_private((1).to_bytes(32, "big"))
     assert hash160(public).hex() == "751e76e8199196d454941c45d1b3a323f1433bd6"
     address = address_from_public_key(public)
-    assert address.startswith("pos1")
+    # The same 5-bit data as Bitcoin's (without its witness-version "q"), posctl's own checksum.
+    assert address == "pos1w508d6qejxtdg4y5r3zarvary0c5xw7khf8qhm"
     assert parse_address(address) == address
     assert parse_address(address.upper()) == address
 

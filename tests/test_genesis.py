@@ -51,12 +51,18 @@ def test_unbonding_needs_at_least_one_block():
         Params(unbonding_blocks=0)
 
 
-@pytest.mark.parametrize("document", [{"params": 5}, {"chain_id": 7}, {"params": [1, 2]}, {"bonds": "x"}])
-def test_malformed_genesis_documents_raise_ledger_errors(document):
-    from ledger.errors import LedgerError
+@pytest.mark.parametrize("document, error, message", [
+    ({"params": 5}, "InvalidGenesis", "genesis field 'params' must be an object"),
+    ({"chain_id": 7}, "InvalidParams", "chain id 7 is not valid"),
+    ({"params": [1, 2]}, "InvalidGenesis", "genesis field 'params' must be an object"),
+    ({"bonds": "x"}, "InvalidGenesis", "genesis field 'bonds' must map addresses to amounts"),
+])
+def test_malformed_genesis_documents_raise_the_specific_error(document, error, message):
+    from ledger import errors
 
-    with pytest.raises(LedgerError):
+    with pytest.raises(getattr(errors, error), match=message) as info:
         GenesisConfig.from_dict(document)
+    assert type(info.value).__name__ == error
 
 
 # ---- genesis as people give it: file + options, merged by the ledger ---------------------------

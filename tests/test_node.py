@@ -27,7 +27,7 @@ import pytest
 from cli.backend import DirectBackend, open_backend
 from cli.node_backend import NodeBackend
 from ledger.chain.facade import Chain
-from ledger.errors import LedgerError
+from ledger.errors import DuplicateTransaction, LedgerError, NodeUnavailable
 from ledger.consensus.genesis import GenesisConfig
 from ledger.node.api import _host_header_allowed, parse_listen
 from ledger.node.cookie import authorization, read_cookie
@@ -373,7 +373,7 @@ def test_node_backend_matches_direct_backend(tmp_path: Path, nodes) -> None:
     assert forged["forged"] is True
     ids.append(backend.submit(signed(alice, 1, "stake", amount=500))["tx_id"])  # stays pending
     duplicate = backend.submit
-    with pytest.raises(LedgerError) as node_dup:
+    with pytest.raises(DuplicateTransaction) as node_dup:
         duplicate(signed(alice, 1, "stake", amount=500))
     via_node = _calls(backend, setup, ids, forged["hash"])
     assert node.stop() == 0
@@ -382,7 +382,7 @@ def test_node_backend_matches_direct_backend(tmp_path: Path, nodes) -> None:
     assert isinstance(direct, DirectBackend)
     try:
         via_direct = _calls(direct, setup, ids, forged["hash"])
-        with pytest.raises(LedgerError) as direct_dup:
+        with pytest.raises(DuplicateTransaction) as direct_dup:
             direct.submit(signed(alice, 1, "stake", amount=500))
     finally:
         direct.close()
@@ -620,7 +620,7 @@ def test_node_that_stops_answering_is_a_clear_error(tmp_path: Path, nodes) -> No
     backend = open_backend(setup.home)
     assert isinstance(backend, NodeBackend)
     node.kill()
-    with pytest.raises(LedgerError) as info:
+    with pytest.raises(NodeUnavailable) as info:
         backend.status()
     assert "stopped answering" in str(info.value)
     assert find_running_node(setup.home) is None  # the next command goes direct

@@ -14,8 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-
 from ledger.crypto import secp256k1
 from ledger.errors import InvalidSignature
 

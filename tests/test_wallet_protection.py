@@ -27,6 +27,7 @@ from ledger.consensus.genesis import GenesisConfig
 from ledger.encoding import sha256
 from ledger.params import Params
 from tests.ledgerkit import make_key, make_proposal
+from wallet.errors import WalletError
 from wallet.keystore import Keystore
 from wallet.protection import (
     ProtectionRecordDamaged,
@@ -151,9 +152,9 @@ def test_a_damaged_record_is_refused_never_reset(guard: SlashingProtection, cont
 def test_a_record_of_another_format_version_asks_for_an_upgrade(guard: SlashingProtection) -> None:
     guard.directory.mkdir(parents=True)
     guard.path.write_text('{"version": 2, "wallet": "val", "chains": {}}')
-    with pytest.raises(Exception, match="format version 2, which this posctl cannot read; upgrade posctl") as info:
+    with pytest.raises(WalletError, match="format version 2, which this posctl cannot read; upgrade posctl") as info:
         guard.guard(make_proposal(KEY, 0, 5, SEED))
-    assert not isinstance(info.value, ProtectionRecordDamaged)
+    assert type(info.value) is WalletError  # not "damaged": the file is fine, posctl is old
 
 
 # ---- restarts and crashes (real processes) --------------------------------------------------------
