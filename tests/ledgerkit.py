@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,3 +60,21 @@ def make_config(
 
 def make_chain(home: Path, allocations: dict[str, int], bonds: dict[str, int], **params: int) -> Chain:
     return Chain.create(home, make_config(allocations, bonds, **params))
+
+
+class CountingWeights(Mapping[str, int]):
+    """A read-only mapping that counts lookups: how much of the set a draw has touched."""
+
+    def __init__(self, data: dict[str, int]) -> None:
+        self._data = data
+        self.lookups = 0
+
+    def __getitem__(self, key: str) -> int:
+        self.lookups += 1
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)

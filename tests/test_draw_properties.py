@@ -28,7 +28,7 @@ from ledger.consensus import fork, lottery, state
 from ledger.consensus.transactions import Transaction
 from ledger.crypto import ecvrf
 from ledger.errors import LotteryError
-from tests.ledgerkit import make_chain, make_key, make_tx, propose
+from tests.ledgerkit import CountingWeights, make_chain, make_key, make_tx, propose
 
 ALPHA = 0.001
 """Significance of every chi-square test here: with fixed seeds the outcome never changes, and a
@@ -268,24 +268,6 @@ def test_among_a_subset_of_proposers_shares_match_stake_within_the_subset(subset
 
 
 # ---- cost does not grow with stake size ------------------------------------------------------
-
-
-class CountingWeights(Mapping[str, int]):
-    """Counts weight lookups: the per-validator work of a draw."""
-
-    def __init__(self, data: dict[str, int]) -> None:
-        self._data = data
-        self.lookups = 0
-
-    def __getitem__(self, key: str) -> int:
-        self.lookups += 1
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 def hash_evaluations(seed: bytes, entries: list[lottery.TraceEntry]) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -18,6 +18,7 @@ from ledger.consensus import lottery
 from ledger.consensus.lottery import TRACE_LIMIT, TraceEntry
 from ledger.encoding import EncodingError
 from ledger.errors import LedgerError, LotteryError
+from tests.ledgerkit import CountingWeights
 
 
 def seed_of(i: int) -> bytes:
@@ -262,24 +263,6 @@ def test_ranges_are_half_open_so_r_on_a_boundary_belongs_to_the_next_validator()
             hits.add((entry.position, entry.r))
             undrawn.remove(entry.address)
     assert (1, 1) in hits and (1, 6) in hits  # boundaries actually landed on
-
-
-class CountingWeights(Mapping[str, int]):
-    """A read-only mapping that counts lookups: how much of the set a draw has touched."""
-
-    def __init__(self, data: dict[str, int]) -> None:
-        self._data = data
-        self.lookups = 0
-
-    def __getitem__(self, key: str) -> int:
-        self.lookups += 1
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 def test_draw_order_is_lazy():
