@@ -426,8 +426,11 @@ def import_(app: AppContext, file: Path) -> None:
     from ledger.chain.facade import ensure_home
 
     require_no_node(app.home, "import a chain")
+    try:
+        handle = sys.stdin.buffer if str(file) == "-" else open(file, "rb")
+    except OSError as exc:
+        raise fail(f"cannot read {file}: {exc.strerror}: give the path of a file `posctl chain export` wrote") from None
     ensure_home(app.home)
-    handle = sys.stdin.buffer if str(file) == "-" else open(file, "rb")
     try:
         height = None
         if handle.seekable():
