@@ -450,7 +450,8 @@ def import_(app: AppContext, file: Path) -> None:
         if handle.seekable():
             height = read_header(handle)["height"]
             handle.seek(0)
-        with _progress(height + 1 if height is not None else 0, f"importing blocks 0..{height}") as bar:
+        label = "importing blocks" if height is None else f"importing blocks 0..{height}"
+        with _progress(height + 1 if height is not None else 0, label) as bar:
             step = None if bar is None else (lambda _h, _t: bar.update(1))
             report = import_chain(app.home, handle, step)
     finally:
