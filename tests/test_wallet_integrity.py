@@ -193,3 +193,13 @@ def test_every_unlock_of_a_light_wallet_warns(home):
     sent = ok(home, "wallet", "send", "alice", "bob", "1", "--json", **UNLOCK)
     assert "warning: wallet 'alice' uses light scrypt" in sent.stderr
     json.loads(sent.stdout)  # the warning stays off stdout
+
+
+def test_show_of_a_tampered_wallet_warns(home):
+    bob_xpub = json.loads(wallet_file(home, "bob").read_text())["accounts"]["0"]
+    edit(home, "carol", lambda doc: doc["accounts"].__setitem__("0", bob_xpub))
+    shown = ok(home, "wallet", "show", "carol", "--json")
+    assert json.loads(shown.stdout)["integrity"] == "mismatch"
+    assert shown.stderr.startswith("warning: ") and str(wallet_file(home, "carol")) in shown.stderr
+    assert json.loads(ok(home, "wallet", "show", "bob", "--json").stdout)["integrity"] == "ok"
+    assert "warning" not in ok(home, "wallet", "show", "bob").stderr
