@@ -23,7 +23,7 @@ from ledger.chain.archive import IMPORT_SCRATCH, export_chain
 from ledger.chain.facade import CHAIN_DIRNAME, Chain
 from ledger.storage import schema
 from ledger.storage.store import KeyValueStore, LevelDBStore
-from tests.faultkit import ROOT, Node, env, no_traceback, one_error_line, posctl, request
+from tests.faultkit import ROOT, Node, env, fill_disk, needs_root, no_traceback, one_error_line, posctl, request, tmpfs
 from tests.ledgerkit import make_chain, make_key, make_tx, propose
 
 A, B, V = make_key("a"), make_key("b"), make_key("v")
@@ -319,3 +319,16 @@ def test_backup_through_a_running_node(source, tmp_path):
     assert status(copy)["mempool"] == 1  # the pending tx was in the snapshot
     verify = posctl(copy, "chain", "verify")
     assert verify.returncode == 0, verify.stderr
+
+
+@needs_root
+def test_a_backup_that_runs_out_of_space_leaves_nothing_behind(source, tmp_path):
+    with tmpfs(tmp_path / "small", "1m") as small:
+        fill_disk(small, leave=16 * 1024)
+        copy = small / "backup"
+        result = posctl(source, "chain", "backup", str(copy))
+        assert result.returncode == 1
+        line = one_error_line(result)
+        assert "full" in line or "space" in line, line
+        assert not copy.exists()
+    assert status(source)["height"] == HEIGHT

@@ -162,11 +162,18 @@ def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
     backup_to = getattr(chain.store, "backup_to", None)
     if backup_to is None:
         raise LedgerError("this chain is not stored in LevelDB: nothing to back up")
+    created = not directory.exists()
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise LedgerError(f"cannot create backup directory {directory}: {exc.strerror}: choose another") from None
-    keys = backup_to(directory / CHAIN_DIRNAME)
+    try:
+        keys = backup_to(directory / CHAIN_DIRNAME)
+    except BaseException:  # a half-written copy must not pass for a backup
+        shutil.rmtree(directory / CHAIN_DIRNAME, ignore_errors=True)
+        if created:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     return {"backup": str(directory), "height": chain.height, "tip": chain.tip.hash.hex(), "keys": keys}
 
 
