@@ -233,12 +233,12 @@ def test_export_streams_block_by_block(source, tmp_path):
     assert reads_at_write == list(range(1, HEIGHT + 2))
 
 
-def test_progress_bar_only_on_a_terminal(exported, tmp_path):
-    target = tmp_path / "target"
+def on_terminal(home: Path, *args: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """Run posctl with its stderr on a pseudo-terminal; returns the process and what the terminal got."""
     main, secondary = pty.openpty()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "cli.main", "--home", str(target), "chain", "import", str(exported)],
+            [sys.executable, "-m", "cli.main", "--home", str(home), *args],
             cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=secondary, timeout=60,
         )
         os.close(secondary)
@@ -256,10 +256,22 @@ def test_progress_bar_only_on_a_terminal(exported, tmp_path):
         if secondary != -1:
             os.close(secondary)
         os.close(main)
-    assert proc.returncode == 0, b"".join(chunks)
-    terminal = b"".join(chunks).decode(errors="replace")
+    return proc, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bar_only_on_a_terminal(source, exported, tmp_path):
+    target = tmp_path / "target"
+    proc, terminal = on_terminal(target, "chain", "import", str(exported))
+    assert proc.returncode == 0, terminal
     assert f"importing blocks 0..{HEIGHT}" in terminal
     assert "imported and verified" in proc.stdout.decode()
+
+    proc, terminal = on_terminal(source, "chain", "export", str(tmp_path / "again.export"))
+    assert proc.returncode == 0, terminal
+    assert f"exporting blocks 0..{HEIGHT}" in terminal
+
+    quiet = posctl(source, "chain", "export", str(tmp_path / "quiet.export"))  # stderr a pipe: no bar
+    assert quiet.returncode == 0 and quiet.stderr == ""
 
 
 # ---- backup ---------------------------------------------------------------------------------------
