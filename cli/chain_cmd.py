@@ -12,9 +12,10 @@ exits 1 with one ``error: …`` line.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import click
 
@@ -212,8 +213,15 @@ def forge(app: AppContext) -> None:
     from cli.backend import DirectBackend
 
     backend = app.backend()
-    view = _forge_direct(backend) if isinstance(backend, DirectBackend) else backend.forge()
-    emit(app, view, lambda v: render.render_forge(v, wallet_names(app)))
+    if not isinstance(backend, DirectBackend):
+        emit(app, backend.forge(), lambda v: render.render_forge(v, wallet_names(app)))
+        return
+    # a signal during rendering or while LevelDB closes (it may wait for a compaction) must not
+    # be reported as "nothing was changed" either: the whole rest of the command is covered
+    with _honest_interrupts(backend.chain):
+        view = backend.chain.forge().to_view()
+        emit(app, view, lambda v: render.render_forge(v, wallet_names(app)))
+        app.close()
 
 
 @chain.command("evidence")
@@ -301,14 +309,15 @@ class _Interrupted(BaseException):
         self.signum = signum
 
 
-def _forge_direct(backend: Any) -> dict[str, Any]:
+@contextlib.contextmanager
+def _honest_interrupts(chain_: Any) -> Iterator[None]:
     """Forge in this process, and if interrupted say truthfully whether the block committed.
 
-    The commit is one LevelDB write in C: a signal arriving during it is handled when it
-    returns, so the height on disk afterwards is the whole truth."""
+    SIGINT and SIGTERM raise :class:`_Interrupted` inside the block; the commit is one LevelDB
+    write in C, and a signal arriving during it is handled when it returns, so the height on
+    disk, read afterwards, is the whole truth. Exit status 128 + the signal number."""
     import signal
 
-    chain_ = backend.chain
     before = chain_.tip.height
 
     def handler(signum: int, _frame: Any) -> None:
@@ -316,17 +325,24 @@ def _forge_direct(backend: Any) -> dict[str, Any]:
 
     previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return chain_.forge().to_view()
+        yield
     except _Interrupted as exc:
         for signum in previous:
             signal.signal(signum, signal.SIG_IGN)  # the report below must not be cut short too
         name = signal.Signals(exc.signum).name
-        height = chain_.committed_height()
+        try:
+            height = chain_.committed_height()
+        except Exception:  # closed, or the interrupt came while it was closing
+            from ledger.chain.facade import Chain
+
+            with Chain.open(chain_.home) as reopened:
+                height = reopened.committed_height()
         if height > before:
             message = (f"interrupted by {name} after block {height} was committed: the chain is at height "
                        f"{height} (see `posctl chain show {height}`)")
         else:
-            message = f"interrupted by {name} before a block was committed: nothing was changed, pending txs are still pending"
+            message = (f"interrupted by {name} before a block was committed: nothing was changed, pending txs "
+                       "are still pending")
         error = fail(message)
         error.exit_code = 128 + exc.signum
         raise error from None
@@ -370,8 +386,6 @@ def repair(app: AppContext) -> None:
 
 def _progress(length: int, label: str) -> Any:
     """A progress bar on a terminal's stderr; nothing when stderr is a file or a pipe."""
-    import contextlib
-
     if not sys.stderr.isatty():
         return contextlib.nullcontext(None)
     return click.progressbar(length=max(length, 1), label=label, file=sys.stderr, show_pos=True)
@@ -426,14 +440,18 @@ def import_(app: AppContext, file: Path) -> None:
     from ledger.chain.facade import ensure_home
 
     require_no_node(app.home, "import a chain")
+    try:
+        handle = sys.stdin.buffer if str(file) == "-" else open(file, "rb")
+    except OSError as exc:
+        raise fail(f"cannot read {file}: {exc.strerror}: give the path of a file `posctl chain export` wrote") from None
     ensure_home(app.home)
-    handle = sys.stdin.buffer if str(file) == "-" else open(file, "rb")
     try:
         height = None
         if handle.seekable():
             height = read_header(handle)["height"]
             handle.seek(0)
-        with _progress(height + 1 if height is not None else 0, f"importing blocks 0..{height}") as bar:
+        label = "importing blocks" if height is None else f"importing blocks 0..{height}"
+        with _progress(height + 1 if height is not None else 0, label) as bar:
             step = None if bar is None else (lambda _h, _t: bar.update(1))
             report = import_chain(app.home, handle, step)
     finally:

@@ -431,7 +431,14 @@ def show(app: AppContext, name: str, account: int, index: int) -> None:
 
     Needs no password, except for an account above 9 (its xpub is not stored in the clear).
     """
-    stored = keystore(app).load(name)
+    store = keystore(app)
+    stored = store.load(name)
+    integrity = "ok"
+    try:
+        store.load_verified(name)
+    except WalletTampered as exc:  # shown, since it is the user's own file, but never silently
+        integrity = "untagged" if stored.public_mac is None else "mismatch"
+        click.echo(f"warning: {exc}", err=True)
     if account in stored.accounts:
         keys: WalletFile | UnlockedWallet = stored
     else:
@@ -447,6 +454,7 @@ def show(app: AppContext, name: str, account: int, index: int) -> None:
         "xpub": keys.account_xpub(account),
         "light_kdf": stored.light_kdf,
         "kdf": stored.kdf_label,
+        "integrity": integrity,
     }
     backend = open_chain(app)
     if backend is None:

@@ -6,7 +6,7 @@ height), as geth's ``export``/``import``::
     {"chain_id": …, "format": "posctl-chain-export", "height": N, "schema": 2, "version": 1}
     <the genesis configuration, canonical>
     <block 0> … <block N>, each in its canonical encoding
-    {"blocks": N+1, "end": true, "tip": "<hash of block N>"}
+    {"blocks": N+1, "end": "posctl-chain-export", "tip": "<hash of block N>"}
 
 The last line makes a truncated file detectable. Import replays every block with the full
 state transition (signatures, VRF proofs, draws, state roots) into a scratch chain inside the
@@ -67,14 +67,15 @@ def export_chain(chain: Chain, out: IO[bytes], progress: Progress | None = None)
         tip_hash = block.hash
         if progress is not None:
             progress(height, top)
-    line(encoding.encode({"end": True, "blocks": top + 1, "tip": tip_hash.hex()}))
+    line(encoding.encode({"end": EXPORT_FORMAT, "blocks": top + 1, "tip": tip_hash.hex()}))
     return ExportReport(height=top, blocks=top + 1, txs=txs, bytes=written)
 
 
 def _read_json_line(handle: IO[bytes], what: str, number: int) -> Any:
     raw = handle.readline()
-    if not raw:
-        raise InvalidExport(f"the export file ends at line {number}, before {what}: it is truncated; export it again")
+    if not raw or not raw.endswith(b"\n"):
+        raise InvalidExport(f"the export file ends at line {number}, in or before {what}: it is truncated; "
+                            "export it again")
     try:
         return encoding.decode(raw.rstrip(b"\n"))
     except EncodingError as exc:
@@ -102,9 +103,11 @@ def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None
         raise ChainExists(f"{target} is not empty: import into a new --home (import never merges into a chain)")
     header = read_header(handle)
     top = header["height"]
-    genesis_raw = handle.readline().rstrip(b"\n")
+    genesis_raw = handle.readline()
+    if not genesis_raw.endswith(b"\n"):
+        raise InvalidExport("the export file ends at line 2, in or before the genesis: it is truncated; export it again")
     try:
-        config = GenesisConfig.decode(genesis_raw)
+        config = GenesisConfig.decode(genesis_raw.rstrip(b"\n"))
     except LedgerError as exc:
         raise InvalidExport(f"line 2 (genesis) is not a valid genesis configuration: {exc}") from None
     scratch_home = home / IMPORT_SCRATCH
@@ -114,9 +117,10 @@ def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None
         with Chain.create(scratch_home, config) as chain:
             for height in range(top + 1):
                 raw = handle.readline()
-                if not raw:
+                if not raw or not raw.endswith(b"\n"):
+                    where = f"after block {height - 1}" if not raw else f"inside block {height}"
                     raise InvalidExport(
-                        f"the export file ends after block {height - 1} of {top}: it is truncated; export it again"
+                        f"the export file ends {where} of {top}: it is truncated; export it again"
                     )
                 try:
                     block = Block.decode(raw.rstrip(b"\n"))
@@ -137,7 +141,7 @@ def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None
                 if progress is not None:
                     progress(height, top)
             end = _read_json_line(handle, "the end line", top + 4)
-            if not isinstance(end, dict) or end.get("end") is not True or end.get("tip") != chain.tip.hash.hex() \
+            if not isinstance(end, dict) or end.get("end") != EXPORT_FORMAT or end.get("tip") != chain.tip.hash.hex() \
                     or end.get("blocks") != top + 1:
                 raise InvalidExport("the end line does not match the imported blocks: the file was edited or cut")
             chain.check_recent_blocks()
@@ -158,11 +162,18 @@ def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
     backup_to = getattr(chain.store, "backup_to", None)
     if backup_to is None:
         raise LedgerError("this chain is not stored in LevelDB: nothing to back up")
+    created = not directory.exists()
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise LedgerError(f"cannot create backup directory {directory}: {exc.strerror}: choose another") from None
-    keys = backup_to(directory / CHAIN_DIRNAME)
+    try:
+        keys = backup_to(directory / CHAIN_DIRNAME)
+    except BaseException:  # a half-written copy must not pass for a backup
+        shutil.rmtree(directory / CHAIN_DIRNAME, ignore_errors=True)
+        if created:
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     return {"backup": str(directory), "height": chain.height, "tip": chain.tip.hash.hex(), "keys": keys}
 
 

@@ -237,7 +237,8 @@ class Mempool:
         size = self.count + queued
         full_bytes = self.bytes + queued_bytes + len(tx.encoded) > self.max_bytes
         full = size >= self._params.max_mempool_txs or full_bytes
-        limit = (f"{(self.bytes + queued_bytes) / 1e6:.1f} MB of txs, its limit ({MAX_MEMPOOL_MB_ENV})"
+        limit = (f"{_size_text(self.bytes + queued_bytes)} of txs and this one needs {_size_text(len(tx.encoded))}: "
+                 f"its cap is {_size_text(self.max_bytes)} ({MAX_MEMPOOL_MB_ENV})"
                  if full_bytes else f"{size} txs, its limit")
         if full and not isinstance(tx, Bpm):
             raise MempoolFull(f"the mempool holds {limit}: forge a block and retry")
@@ -411,6 +412,11 @@ class Mempool:
         for seq, tx in removed:
             self.verified.discard(tx.tx_id)
             self._decoded.pop(seq, None)
+
+
+def _size_text(size: int) -> str:
+    """Bytes as a person reads them: exact below a MiB (a small test cap must not read "0.0 MB")."""
+    return f"{size / (1024 * 1024):.1f} MB" if size >= 1024 * 1024 else f"{size} bytes"
 
 
 def _has_valid_key(tx: Transaction) -> bool:

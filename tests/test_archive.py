@@ -1,0 +1,346 @@
+"""``posctl chain export``, ``import`` and ``backup``, through the real CLI in subprocesses.
+
+A chain moved by export and import (or copied by backup, directly or through a running node)
+must arrive with the same tip and state root and pass ``chain verify``; a file that is cut,
+edited or aimed at a home that already holds a chain is refused with one line, leaving the
+target home without a chain and without scratch files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from ledger.chain.archive import IMPORT_SCRATCH, export_chain
+from ledger.chain.facade import CHAIN_DIRNAME, Chain
+from ledger.storage import schema
+from ledger.storage.store import KeyValueStore, LevelDBStore
+from tests.faultkit import ROOT, Node, env, fill_disk, needs_root, no_traceback, one_error_line, posctl, request, tmpfs
+from tests.ledgerkit import make_chain, make_key, make_tx, propose
+
+A, B, V = make_key("a"), make_key("b"), make_key("v")
+HEIGHT = 8
+TXS_PER_BLOCK = 3
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """A home whose chain has HEIGHT blocks, each with a proposal and a few transfers."""
+    home = tmp_path_factory.mktemp("source") / "home"
+    with make_chain(home, {A.address: 10**6, B.address: 10**6}, {V.address: 500}) as chain:
+        for height in range(1, HEIGHT + 1):
+            chain.submit(propose(chain, V, 60 + height))
+            for nonce in range((height - 1) * TXS_PER_BLOCK, height * TXS_PER_BLOCK):
+                chain.submit(make_tx(A, nonce, "transfer", to=B.address, amount=nonce + 1))
+            assert chain.forge().block is not None
+    return home
+
+
+@pytest.fixture(scope="module")
+def exported(source, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("export") / "chain.export"
+    result = posctl(source, "chain", "export", str(path))
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def status(home: Path) -> dict[str, Any]:
+    result = posctl(home, "chain", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def assert_no_chain_left(home: Path) -> None:
+    """Nothing partial: no chain directory with content, no import scratch, and posctl says so."""
+    chain_dir = home / CHAIN_DIRNAME
+    assert not chain_dir.exists() or not any(chain_dir.iterdir()), sorted(p.name for p in chain_dir.iterdir())
+    assert not (home / IMPORT_SCRATCH).exists()
+    result = posctl(home, "chain", "status")
+    assert result.returncode == 1 and "no chain" in one_error_line(result)
+
+
+def lines_of(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines(keepends=True)
+
+
+# ---- export and import ------------------------------------------------------------------------
+
+
+def test_export_then_import_gives_the_same_chain(source, exported, tmp_path):
+    target = tmp_path / "target"
+    result = posctl(target, "chain", "import", str(exported), "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # not a terminal: no progress bar
+    view = json.loads(result.stdout)
+    assert view["height"] == HEIGHT and view["blocks"] == HEIGHT + 1
+    assert view["txs"] == HEIGHT * (TXS_PER_BLOCK + 1)
+
+    before, after = status(source), status(target)
+    assert after["tip"] == before["tip"]
+    assert after["state_root"] == before["state_root"]
+    assert after["height"] == HEIGHT
+    verify = posctl(target, "chain", "verify")
+    assert verify.returncode == 0, verify.stderr
+    assert not (target / IMPORT_SCRATCH).exists()
+
+    again = tmp_path / "again.export"  # the imported chain exports to the very same bytes
+    assert posctl(target, "chain", "export", str(again)).returncode == 0
+    assert again.read_bytes() == exported.read_bytes()
+
+
+def test_export_file_layout(exported):
+    lines = lines_of(exported)
+    assert len(lines) == 1 + 1 + (HEIGHT + 1) + 1  # header, genesis, blocks 0..HEIGHT, end line
+    header = json.loads(lines[0])
+    assert header["format"] == "posctl-chain-export" and header["height"] == HEIGHT
+    end = json.loads(lines[-1])
+    assert end["blocks"] == HEIGHT + 1
+    assert all(line.endswith(b"\n") for line in lines)
+
+
+def test_import_refuses_a_home_with_a_chain(source, exported):
+    before = status(source)
+    result = posctl(source, "chain", "import", str(exported))
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert "not empty" in line and "new --home" in line
+    assert status(source) == before
+    assert not (source / IMPORT_SCRATCH).exists()
+
+
+@pytest.mark.parametrize("cut", ["end line", "last block", "mid-line", "header only"])
+def test_import_refuses_a_truncated_file(exported, tmp_path, cut):
+    lines = lines_of(exported)
+    if cut == "end line":
+        data = b"".join(lines[:-1])
+    elif cut == "last block":
+        data = b"".join(lines[:-2])
+    elif cut == "mid-line":
+        data = b"".join(lines[:6]) + lines[6][: len(lines[6]) // 2]
+    else:
+        data = lines[0]
+    broken = tmp_path / "cut.export"
+    broken.write_bytes(data)
+    target = tmp_path / "target"
+    result = posctl(target, "chain", "import", str(broken))
+    assert result.returncode == 1
+    assert "truncated" in one_error_line(result)
+    assert_no_chain_left(target)
+
+
+def test_import_refuses_a_tampered_block_and_names_its_height(exported, tmp_path):
+    lines = lines_of(exported)
+    tampered_height = 5
+    index = 2 + tampered_height  # header, genesis, then block 0 at index 2
+    original = lines[index]
+    assert json.loads(original)["header"]["height"] == tampered_height
+    text = original.decode()
+    needle = f'"amount":{(tampered_height - 1) * TXS_PER_BLOCK + 1},'
+    assert needle in text, text[:400]
+    lines[index] = text.replace(needle, f'"amount":{(tampered_height - 1) * TXS_PER_BLOCK + 2},', 1).encode()
+    broken = tmp_path / "tampered.export"
+    broken.write_bytes(b"".join(lines))
+
+    target = tmp_path / "target"
+    result = posctl(target, "chain", "import", str(broken))
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert f"block {tampered_height}" in line, line
+    assert_no_chain_left(target)
+
+
+def test_import_refuses_an_end_line_that_does_not_match(exported, tmp_path):
+    lines = lines_of(exported)
+    end = json.loads(lines[-1])
+    end["tip"] = "00" * 32
+    lines[-1] = (json.dumps(end, separators=(",", ":"), sort_keys=True) + "\n").encode()
+    broken = tmp_path / "end.export"
+    broken.write_bytes(b"".join(lines))
+    target = tmp_path / "target"
+    result = posctl(target, "chain", "import", str(broken))
+    assert result.returncode == 1
+    assert "end line" in one_error_line(result)
+    assert_no_chain_left(target)
+
+
+def test_import_of_a_missing_file_changes_nothing(tmp_path):
+    target = tmp_path / "target"
+    result = posctl(target, "chain", "import", str(tmp_path / "nowhere.export"))
+    assert result.returncode == 1
+    assert "cannot read" in one_error_line(result)
+    assert not target.exists()
+
+
+def test_import_of_something_else_is_refused(tmp_path):
+    junk = tmp_path / "junk.export"
+    junk.write_bytes(b'{"hello":"world"}\n')
+    target = tmp_path / "target"
+    result = posctl(target, "chain", "import", str(junk))
+    assert result.returncode == 1
+    assert "not a posctl chain export" in one_error_line(result)
+    assert_no_chain_left(target)
+
+
+class CountingStore(KeyValueStore):
+    """Delegates to a real LevelDB store, counting reads of block records."""
+
+    def __init__(self, inner: LevelDBStore) -> None:
+        self.inner = inner
+        self.block_reads = 0
+
+    def get(self, key: bytes) -> bytes | None:
+        if key.startswith(schema.BLOCK_PREFIX):
+            self.block_reads += 1
+        return self.inner.get(key)
+
+    def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+        return self.inner.iterate(prefix, reverse=reverse)
+
+    def write(self, changes) -> None:  # type: ignore[no-untyped-def]
+        self.inner.write(changes)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_export_streams_block_by_block(source, tmp_path):
+    """Each block is read from the database just before its line is written, never all first."""
+    store = CountingStore(LevelDBStore.open(source / CHAIN_DIRNAME))
+    reads_at_write: list[int] = []
+
+    class Out:
+        def __init__(self) -> None:
+            self.lines = 0
+
+        def write(self, data: bytes) -> int:
+            self.lines += 1
+            if 3 <= self.lines <= HEIGHT + 3:  # block lines
+                reads_at_write.append(store.block_reads)
+            return len(data)
+
+    with Chain(store, source) as chain:
+        store.block_reads = 0
+        report = export_chain(chain, Out())  # type: ignore[arg-type]
+    assert report.blocks == HEIGHT + 1
+    assert reads_at_write == list(range(1, HEIGHT + 2))
+
+
+def on_terminal(home: Path, *args: str) -> tuple[subprocess.CompletedProcess[bytes], str]:
+    """Run posctl with its stderr on a pseudo-terminal; returns the process and what the terminal got."""
+    main, secondary = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "cli.main", "--home", str(home), *args],
+            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=secondary, timeout=60,
+        )
+        os.close(secondary)
+        secondary = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(main, 4096)
+            except OSError:  # EIO once the writer is gone (Linux)
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        if secondary != -1:
+            os.close(secondary)
+        os.close(main)
+    return proc, b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bar_only_on_a_terminal(source, exported, tmp_path):
+    target = tmp_path / "target"
+    proc, terminal = on_terminal(target, "chain", "import", str(exported))
+    assert proc.returncode == 0, terminal
+    assert f"importing blocks 0..{HEIGHT}" in terminal
+    assert "imported and verified" in proc.stdout.decode()
+
+    proc, terminal = on_terminal(source, "chain", "export", str(tmp_path / "again.export"))
+    assert proc.returncode == 0, terminal
+    assert f"exporting blocks 0..{HEIGHT}" in terminal
+
+    quiet = posctl(source, "chain", "export", str(tmp_path / "quiet.export"))  # stderr a pipe: no bar
+    assert quiet.returncode == 0 and quiet.stderr == ""
+
+
+# ---- backup ---------------------------------------------------------------------------------------
+
+
+def test_backup_directly(source, tmp_path):
+    copy = tmp_path / "backup"
+    result = posctl(source, "chain", "backup", str(copy), "--json")
+    assert result.returncode == 0, result.stderr
+    view = json.loads(result.stdout)
+    before = status(source)
+    assert view["tip"] == before["tip"] and view["height"] == HEIGHT
+    assert status(copy)["tip"] == before["tip"]
+    assert status(copy)["state_root"] == before["state_root"]
+    verify = posctl(copy, "chain", "verify")
+    assert verify.returncode == 0, verify.stderr
+
+    again = posctl(source, "chain", "backup", str(copy))
+    assert again.returncode == 1
+    assert "not an empty directory" in one_error_line(again)
+    assert status(copy)["tip"] == before["tip"]
+
+
+def test_backup_into_a_non_empty_directory_is_refused(source, tmp_path):
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("mine\n")
+    result = posctl(source, "chain", "backup", str(occupied))
+    assert result.returncode == 1
+    assert "not an empty directory" in one_error_line(result)
+    assert sorted(p.name for p in occupied.iterdir()) == ["notes.txt"]
+
+
+def test_backup_through_a_running_node(source, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(source, home)
+    node = Node(home, tmp_path)
+    try:
+        refused = tmp_path / "refused"
+        code, body = request(node.port, "POST", "/backup", json.dumps({"dir": str(refused)}).encode())
+        assert code == 401, body
+        assert not refused.exists()
+
+        assert node.submit(make_tx(B, 0, "transfer", to=A.address, amount=5))[0] == 200
+        copy = tmp_path / "backup"
+        result = posctl(home, "chain", "backup", str(copy), "--json")
+        assert result.returncode == 0, result.stderr
+        view = json.loads(result.stdout)
+        assert view["height"] == HEIGHT
+        running = status(home)  # through the node
+        assert view["tip"] == running["tip"]
+        assert node.proc.poll() is None, "the node keeps running"
+    finally:
+        assert node.stop() == 0, node.output()
+    no_traceback(subprocess.CompletedProcess([], 0, node.output(), ""))
+    assert status(copy)["tip"] == view["tip"]
+    assert status(copy)["mempool"] == 1  # the pending tx was in the snapshot
+    verify = posctl(copy, "chain", "verify")
+    assert verify.returncode == 0, verify.stderr
+
+
+@needs_root
+def test_a_backup_that_runs_out_of_space_leaves_nothing_behind(source, tmp_path):
+    with tmpfs(tmp_path / "small", "1m") as small:
+        fill_disk(small, leave=16 * 1024)
+        copy = small / "backup"
+        result = posctl(source, "chain", "backup", str(copy))
+        assert result.returncode == 1
+        line = one_error_line(result)
+        assert "full" in line or "space" in line, line
+        assert not copy.exists()
+    assert status(source)["height"] == HEIGHT

@@ -1,0 +1,167 @@
+"""Honest interrupts: real signals sent to real ``posctl`` processes, checked against the database.
+
+A direct ``posctl chain forge`` interrupted at any moment must say truthfully whether its
+block was committed: the height and the mempool on disk afterwards are compared with what it
+printed. The moment is searched for, bisecting between "too early" and "too late", so that the
+later signals land around the commit itself. A node logs each signal; a second Ctrl-C makes it
+exit as soon as the commit in progress is on disk, and the chain verifies afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ledger.chain.facade import Chain
+from tests.faultkit import ROOT, Node, env, no_traceback, posctl
+from tests.ledgerkit import make_chain, make_key, make_tx, propose
+
+A, B, V = make_key("a"), make_key("b"), make_key("v")
+PENDING = 8000
+"""Enough transfers that forging them takes a second or two: room to land a signal in it."""
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """A chain at height 0 with a proposal and PENDING transfers waiting for block 1."""
+    home = tmp_path_factory.mktemp("interrupts") / "home"
+    with make_chain(home, {A.address: 10**9, B.address: 10**6}, {V.address: 500}, max_block_txs=2 * PENDING) as chain:
+        chain.submit(propose(chain, V, 70))
+        txs = [make_tx(A, nonce, "transfer", to=B.address, amount=1) for nonce in range(PENDING)]
+        for start in range(0, PENDING, 1000):
+            assert all(result.error is None for result in chain.submit_many(txs[start:start + 1000]))
+    return home
+
+
+def on_disk(home: Path) -> tuple[int, int]:
+    """(height, pending txs) as the database holds them."""
+    with Chain.open(home) as chain:
+        return chain.committed_height(), chain.mempool.count
+
+
+class Trial:
+    """One ``chain forge`` on a fresh copy of the template, sent ``signum`` after ``delay`` s."""
+
+    def __init__(self, template: Path, directory: Path, delay: float | None, signum: int = signal.SIGINT) -> None:
+        self.home = directory / f"home-{time.monotonic_ns()}"
+        shutil.copytree(template, self.home)
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "--home", str(self.home), "chain", "forge"],
+            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        if delay is not None:
+            time.sleep(delay)
+            if proc.poll() is None:
+                proc.send_signal(signum)
+        self.stdout, self.stderr = proc.communicate(timeout=120)
+        self.seconds = time.monotonic() - started
+        self.returncode = proc.returncode
+        self.signum = signum
+        self.height, self.pending = on_disk(self.home)
+
+    def outcome(self) -> str:
+        """What the process said, checked against the database: 'done', 'committed' or 'unchanged'."""
+        no_traceback(subprocess.CompletedProcess([], self.returncode, self.stdout, self.stderr))
+        name = signal.Signals(self.signum).name
+        if self.returncode == 0:
+            assert "Forged block 1" in self.stdout, self.stdout[:500]
+            assert (self.height, self.pending) == (1, 0)
+            return "done"
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("error: "), self.stderr
+        line = lines[0]
+        if "after block" in line:
+            assert f"interrupted by {name} after block 1 was committed" in line, line
+            assert self.returncode == 128 + self.signum
+            assert (self.height, self.pending) == (1, 0), f"said committed, but the database holds {self.height}"
+            return "committed"
+        assert "nothing was changed" in line, line
+        assert self.returncode in (1, 128 + self.signum)
+        assert (self.height, self.pending) == (0, PENDING + 1), f"said nothing changed, but height is {self.height}"
+        return "unchanged"
+
+
+def test_interrupted_forge_reports_truthfully_whether_the_block_committed(template, tmp_path):
+    full = Trial(template, tmp_path, None)
+    assert full.outcome() == "done"
+    low, high = 0.0, full.seconds
+    outcomes: dict[str, list[float]] = {}
+    for _ in range(9):
+        delay = (low + high) / 2
+        trial = Trial(template, tmp_path, delay)
+        outcome = trial.outcome()
+        outcomes.setdefault(outcome, []).append(round(delay, 3))
+        if outcome == "unchanged":
+            low = delay
+        else:
+            high = delay
+        shutil.rmtree(trial.home)
+    assert "unchanged" in outcomes and "committed" in outcomes, outcomes
+
+
+def test_sigterm_during_a_forge_is_reported_too(template, tmp_path):
+    full = Trial(template, tmp_path, None)
+    trial = Trial(template, tmp_path, full.seconds * 0.6, signal.SIGTERM)
+    assert trial.outcome() in ("unchanged", "committed", "done")
+    if trial.outcome() != "done":
+        assert "SIGTERM" in trial.stderr
+    verify = posctl(trial.home, "chain", "verify")
+    assert verify.returncode == 0, verify.stderr
+
+
+# ---- the node ---------------------------------------------------------------------------------
+
+
+def node_forging(template: Path, tmp_path: Path) -> tuple[Node, Path]:
+    """A node that starts forging the big block 0.5 s after it is up."""
+    home = tmp_path / "home"
+    shutil.copytree(template, home)
+    return Node(home, tmp_path, interval=0.5), home
+
+
+def check_after(home: Path, log: str) -> int:
+    height, pending = on_disk(home)
+    assert (height, pending) in ((0, PENDING + 1), (1, 0))
+    assert (re.search(r"block 1 validator", log) is not None) == (height == 1), log
+    verify = posctl(home, "chain", "verify")
+    assert verify.returncode == 0, verify.stderr
+    return height
+
+
+def test_node_logs_a_signal_and_stops_after_the_call_in_progress(template, tmp_path):
+    node, home = node_forging(template, tmp_path)
+    time.sleep(1.0)
+    node.proc.send_signal(signal.SIGINT)
+    assert node.wait(60) == 0
+    log = node.output()
+    assert "received SIGINT: stopping once the chain call in progress is done" in log, log
+    assert "Traceback" not in log
+    check_after(home, log)
+    assert not (home / "node.json").exists()
+
+
+def test_second_sigint_exits_as_soon_as_the_commit_is_on_disk(template, tmp_path):
+    node, home = node_forging(template, tmp_path)
+    time.sleep(1.0)
+    node.proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    second = time.monotonic()
+    node.proc.send_signal(signal.SIGINT)
+    status = node.wait(60)
+    waited = time.monotonic() - second
+    log = node.output()
+    assert status == 128 + signal.SIGINT, log
+    assert "received SIGINT: stopping" in log and "received SIGINT again: exiting as soon as" in log, log
+    assert "node stopped" in log
+    assert "Traceback" not in log
+    assert waited < 30, f"took {waited:.1f} s to exit after the second Ctrl-C"
+    check_after(home, log)
+    assert not (home / "node.json").exists() and not (home / ".cookie").exists()
