@@ -192,6 +192,17 @@ class _Sealed:
 
 
 @dataclass(frozen=True)
+class _Stretched:
+    """A password after scrypt: what sealing needs, so a rename re-seals without asking again
+    (same password, salt and parameters; a fresh nonce)."""
+
+    kdf: ScryptParams
+    salt: bytes
+    aes_key: bytes = dataclasses.field(repr=False)
+    password_check: bytes = dataclasses.field(repr=False)
+
+
+@dataclass(frozen=True)
 class WalletFile:
     """A wallet as read from disk without its password: name, path and public account data."""
 
@@ -268,13 +279,15 @@ class UnlockedWallet:
     object as soon as the signing is done.
     """
 
-    __slots__ = ("file", "_entropy", "_passphrase", "_master", "_account_keys")
+    __slots__ = ("file", "_entropy", "_passphrase", "_master", "_account_keys", "_key")
 
-    def __init__(self, file: WalletFile, entropy: bytes, passphrase: str, master: ExtendedKey):
+    def __init__(self, file: WalletFile, entropy: bytes, passphrase: str, master: ExtendedKey,
+                 key: _Stretched) -> None:
         self.file = file
         self._entropy = entropy
         self._passphrase = passphrase
         self._master = master
+        self._key = key
         self._account_keys: dict[int, ExtendedKey] = {}
 
     @property
@@ -409,12 +422,13 @@ class Keystore:
         self._check_password_and_kdf(new_password, kdf)
         return self._save(unlocked.name, unlocked._entropy, unlocked._passphrase, new_password, kdf=kdf, force=True)
 
-    def copy_renamed(self, old: str, new: str, password: str | None) -> WalletFile:
+    def copy_renamed(self, old: str, new: str, unlocked: UnlockedWallet | None) -> WalletFile:
         """Write wallet ``old`` again as ``new`` (never over an existing file); ``old`` stays.
 
-        The name is part of what the cipher authenticates, so a sealed wallet needs its
-        password to be re-sealed under the new name (its scrypt parameters are kept); a
-        watch-only wallet is simply re-tagged. The caller removes ``old`` once ``new`` is safe.
+        The name is part of what the cipher authenticates, so a sealed wallet must be unlocked
+        (``unlocked``) to be re-sealed under the new name, keeping its scrypt parameters; a
+        watch-only wallet (``unlocked`` None) is simply re-tagged. The caller removes ``old``
+        once ``new`` is safe.
         """
         self.check_name_free(new, renaming=old)
         wallet = self.load(old)
@@ -423,11 +437,9 @@ class Keystore:
             public = _watch_only_public_fields(new, wallet.accounts)
             self._write_document(self.path(new), public, dict(public), overwrite=False)
             return self.load(new)
-        if password is None:
-            raise WrongPassword(f"renaming wallet '{old}' needs its password")
-        unlocked = self.unlock(old, password)
-        kdf = wallet._sealed.kdf  # type: ignore[union-attr]
-        return self._save(new, unlocked._entropy, unlocked._passphrase, password, kdf=kdf, force=False)
+        if unlocked is None or unlocked.file != wallet:
+            raise WalletError(f"renaming wallet '{old}' needs it unlocked with its password")
+        return self._seal(new, unlocked._entropy, unlocked._passphrase, unlocked._key, force=False)
 
     def delete(self, name: str) -> Path:
         """Remove wallet ``name``'s file (damaged or not); only its recovery phrase can bring it back."""
@@ -509,13 +521,17 @@ class Keystore:
         kdf: ScryptParams,
         force: bool,
     ) -> WalletFile:
+        salt = secrets.token_bytes(SALT_BYTES)
+        aes_key, password_check = _stretch(password, salt, kdf)
+        return self._seal(name, entropy, passphrase, _Stretched(kdf, salt, aes_key, password_check), force=force)
+
+    def _seal(self, name: str, entropy: bytes, passphrase: str, key: _Stretched, *, force: bool) -> WalletFile:
+        """Encrypt under an already stretched password (fresh nonce) and write the file."""
         seed = bip39.entropy_to_seed(entropy, passphrase)
         master = ExtendedKey.from_seed(seed)
         stored = accounts.account_xpubs(master, range(STORED_ACCOUNTS))
-
-        salt = secrets.token_bytes(SALT_BYTES)
+        kdf, salt, aes_key, password_check = key.kdf, key.salt, key.aes_key, key.password_check
         nonce = secrets.token_bytes(NONCE_BYTES)
-        aes_key, password_check = _stretch(password, salt, kdf)
         public = _public_fields(name, kdf, salt, password_check, nonce, stored)
         plaintext = json.dumps(
             {"entropy": entropy.hex(), "passphrase": passphrase}, sort_keys=True
@@ -676,7 +692,8 @@ class Keystore:
                     wallet.path, f"stored xpub of account {account} does not match the secret"
                 )
         self._retag(wallet)
-        return UnlockedWallet(wallet, entropy, passphrase, master)
+        stretched = _Stretched(sealed.kdf, sealed.salt, aes_key, sealed.password_check)
+        return UnlockedWallet(wallet, entropy, passphrase, master, stretched)
 
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -37,17 +37,22 @@ def check_rename(store: Keystore, old: str, new: str) -> WalletFile:
 
 
 def rename_wallet(store: Keystore, old: str, new: str, password: str | None) -> WalletFile:
-    """Rename wallet ``old`` to ``new`` (``password``: None only for a watch-only wallet)."""
-    check_rename(store, old, new)
+    """Rename wallet ``old`` to ``new`` (``password``: None only for a watch-only wallet).
+
+    A wrong password is refused before anything is written.
+    """
+    wallet = check_rename(store, old, new)
+    unlocked = None if wallet.watch_only else store.unlock(old, password if password is not None else "")
     old_record = SlashingProtection(store.directory, old)
     new_record = SlashingProtection(store.directory, new)
     copied = old_record.copy_to(new)
     try:
-        renamed = store.copy_renamed(old, new, password)
+        renamed = store.copy_renamed(old, new, unlocked)
     except BaseException:
         if copied:
             new_record.remove()
         raise
     store.delete(old)
-    old_record.remove()
+    if copied:
+        old_record.remove()
     return renamed
