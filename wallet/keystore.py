@@ -467,13 +467,13 @@ class Keystore:
                 continue
         return twins
 
-    def check_name_free(self, name: str, *, renaming: str | None = None) -> None:
-        """``name`` is valid and no wallet has it, even up to case (``renaming`` may, for a
-        rename that only changes the case)."""
+    def check_name_free(self, name: str, *, renaming: str | None = None, force: bool = False) -> None:
+        """``name`` is valid and no wallet has it, even up to case. ``renaming``: the wallet being
+        renamed, which may differ from ``name`` only in case; ``force``: ``name`` itself may exist."""
         path = self.path(name)
         if self.directory.exists() and not self.directory.is_dir():
             raise WalletError(f"{self.directory} is a file, not a directory: move it aside so wallets can be stored")
-        if path.exists() and renaming != name:
+        if path.exists() and not force and renaming != name:
             raise WalletExists(
                 f"wallet '{name}' already exists at {path}: choose another name "
                 "(posctl never overwrites a wallet)"
@@ -495,21 +495,9 @@ class Keystore:
 
     def _check_can_write(self, name: str, password: str, kdf: ScryptParams, force: bool) -> None:
         """Cheap checks first, so a refused create never costs a scrypt run."""
-        path = self.path(name)
+        check_wallet_name(name)
         self._check_password_and_kdf(password, kdf)
-        if self.directory.exists() and not self.directory.is_dir():
-            raise WalletError(f"{self.directory} is a file, not a directory: move it aside so wallets can be stored")
-        if path.exists() and not force:
-            raise WalletExists(
-                f"wallet '{name}' already exists at {path}; choose another name "
-                "or overwrite it explicitly (force)"
-            )
-        twins = [other for other in self.names() if other.lower() == name.lower() and other != name]
-        if twins:
-            raise WalletExists(
-                f"wallet '{twins[0]}' already exists and differs from '{name}' only in case: "
-                "choose another name (the two files would collide on case-insensitive disks)"
-            )
+        self.check_name_free(name, force=force)
 
     def _save(
         self,
