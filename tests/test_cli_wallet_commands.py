@@ -30,6 +30,7 @@ from ledger.consensus.genesis import GenesisConfig
 from ledger.params import Params
 from wallet import bip39
 from wallet.hd import ExtendedKey, base58check_decode, base58check_encode
+from wallet.errors import WatchOnlyWallet
 from wallet.keystore import Keystore
 from wallet.protection import SlashingProtection, WouldEquivocate
 
@@ -307,6 +308,35 @@ def test_a_tampered_watch_only_file_is_not_a_recipient(chain_home: Path) -> None
     line = error_line(run(chain_home, "wallet", "send", "alice", "cold", "5"))
     assert "was changed" in line
     assert "[TAMPERED" in run(chain_home, "wallet", "list").stdout
+
+
+def test_keystore_refuses_to_unlock_a_watch_only_wallet(home: Path) -> None:
+    store = Keystore(home / "wallets")
+    store.import_xpub("cold", xpub_of(home, "bob"))
+    with pytest.raises(WatchOnlyWallet, match="watch-only"):
+        store.unlock("cold", PASSWORD)
+    assert store.load("cold").watch_only and not store.load("bob").watch_only
+    assert store.same_keys("cold") == ["bob"] and store.same_keys("alice") == []
+
+
+@pytest.mark.parametrize("edit, fragment", [
+    (lambda d: d.update(extra=1), "exactly the fields"),
+    (lambda d: d.update(kind="cold-storage"), "unknown wallet kind"),
+    (lambda d: d.update(accounts={"1": d["accounts"]["0"]}), "not an account xpub"),
+    (lambda d: d.update(accounts={}), "non-empty"),
+    (lambda d: d.update(name="other"), "holds wallet 'other'"),
+    (lambda d: d.update(public_mac="zz"), "public_mac"),
+])
+def test_a_damaged_watch_only_file_is_reported_and_list_survives(home: Path, edit: Any, fragment: str) -> None:
+    ok(home, "wallet", "import-xpub", "cold", xpub_of(home, "bob"))
+    path = home / "wallets" / "cold.json"
+    document = json.loads(path.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+    line = error_line(run(home, "wallet", "show", "cold"))
+    assert "is damaged" in line and fragment in line
+    rows = {row["name"]: row for row in ok_json(home, "wallet", "list")}
+    assert rows["cold"]["address"] is None and rows["bob"]["address"] == address_of(home, "bob")
 
 
 def test_subprocess_import_xpub_and_refused_signing(chain_home: Path) -> None:
