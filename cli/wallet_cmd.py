@@ -13,6 +13,11 @@ succeeds.
 
 A submitting command asks for the password only once everything that can be checked without it
 has been checked, so a mistake never costs a password prompt (or a scrypt run).
+
+Questions (the transfer confirmation, a wallet name typed back before ``delete`` or
+``export --phrase``, a new password typed twice) are asked only when stdin is a terminal.
+Without one, each command does what its flags say (``--yes``, ``--yes-show-phrase``) or refuses
+with one line; it never blocks waiting for an answer nobody can give.
 """
 
 from __future__ import annotations
@@ -229,7 +234,7 @@ def confirm_by_typing(name: str, action: str) -> None:
     """A destructive or revealing step goes ahead only once the wallet's name is typed back."""
     typed = click.prompt(f"Type the wallet name ({name}) to {action}", default="", show_default=False, err=True)
     if typed.strip() != name:
-        raise fail(f"you typed {typed.strip()!r}, not {name!r}: nothing was done")
+        raise fail(f"what was typed is not {name!r}: nothing was done")  # not echoed: it may be a secret
 
 
 def warn_same_keys(store: Keystore, name: str) -> None:

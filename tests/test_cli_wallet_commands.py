@@ -424,7 +424,7 @@ def test_export_phrase_at_a_terminal_needs_password_and_the_typed_name(home: Pat
     session.answer("Password for wallet 'alice': ", PASSWORD)
     session.answer("Type the wallet name (alice) to show its recovery phrase: ", "alicf")
     status, output = session.finish()
-    assert status == 1 and "error: you typed 'alicf', not 'alice': nothing was done" in output
+    assert status == 1 and "error: what was typed is not 'alice': nothing was done" in output
     assert not any(word in output.split() for word in words)
     assert PASSWORD not in output  # a hidden prompt does not echo
 
