@@ -14,6 +14,7 @@ import os
 import pty
 import select
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -715,3 +716,45 @@ def test_subprocess_list_warns_once_per_group(home: Path, phrases: dict[str, str
     listed = posctl_process(home, "wallet", "list")
     assert listed.returncode == 0
     assert listed.stderr.count("same keys") == 1 and "'alice', 'alice2'" in listed.stderr
+
+
+# ---- through a running node ----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_watch_only_through_a_running_node_prints_the_same(chain_home: Path) -> None:
+    ok(chain_home, "wallet", "import-xpub", "cold", xpub_of(chain_home, "bob"))
+    ok(chain_home, "wallet", "send", "alice", "cold", "30")
+    ok(chain_home, "wallet", "propose", "val", "--bpm", "60")
+    with Chain.open(chain_home) as chain:
+        chain.forge()
+    port = _free_port()
+    env = {**os.environ, "POSCTL_HOME": str(chain_home)}
+    for proxy in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        env.pop(proxy, None)
+    with open(chain_home.parent / "node.log", "w") as log:
+        node = subprocess.Popen([POSCTL, "node", "run", "--listen", f"127.0.0.1:{port}", "--interval", "3600"],
+                                env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while not (chain_home / "node.json").exists() or \
+                    posctl_process(chain_home, "chain", "status").returncode != 0:
+                assert node.poll() is None and time.monotonic() < deadline, (chain_home.parent / "node.log").read_text()
+                time.sleep(0.1)
+            commands = [("wallet", "show", "cold"), ("wallet", "show", "cold", "--json"),
+                        ("wallet", "addresses", "cold", "--count", "2"), ("wallet", "send", "cold", "alice", "1"),
+                        ("wallet", "stake", "cold", "100")]
+            via_node = [posctl_process(chain_home, *command) for command in commands]
+        finally:
+            node.terminate()
+            node.wait(timeout=15)
+    via_direct = [posctl_process(chain_home, *command) for command in commands]
+    for command, a, b in zip(commands, via_node, via_direct):
+        assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr), command
+    assert json.loads(via_node[1].stdout)["balance"] == 30
+    assert "watch-only" in error_line(via_node[3]) and "watch-only" in error_line(via_node[4])
