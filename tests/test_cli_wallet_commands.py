@@ -758,3 +758,68 @@ def test_watch_only_through_a_running_node_prints_the_same(chain_home: Path) -> 
         assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr), command
     assert json.loads(via_node[1].stdout)["balance"] == 30
     assert "watch-only" in error_line(via_node[3]) and "watch-only" in error_line(via_node[4])
+
+
+# ---- killed at any moment ------------------------------------------------------------------------
+
+
+def _kill_at_random_moments(home: Path, args: list[str], env: dict[str, str], check: Any, rounds: int = 12) -> None:
+    """Run ``posctl ARGS`` and SIGKILL it after a delay spread over its whole run; ``check``
+    the wallet directory after each, whether it died early, midway or finished."""
+    full_env = {**os.environ, "POSCTL_HOME": str(home), "POSCTL_KDF": "light", "POSCTL_PASSWORD": PASSWORD, **env}
+    started = time.monotonic()
+    subprocess.run([POSCTL, "wallet", "list"], env=full_env, capture_output=True, timeout=60)
+    span = time.monotonic() - started  # about one process start-up and run
+    for round_number in range(rounds):
+        process = subprocess.Popen([POSCTL, *args], env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(span * 1.6 * round_number / rounds)
+        process.kill()
+        process.wait(timeout=30)
+        check()
+
+
+def test_passwd_killed_at_any_moment_leaves_a_wallet_one_password_opens(home: Path) -> None:
+    address = address_of(home, "alice")
+    store = Keystore(home / "wallets")
+
+    def check() -> None:
+        opened = []
+        for password in (PASSWORD, NEW_PASSWORD):
+            try:
+                opened.append(store.unlock("alice", password).address(0, 0))
+            except Exception as exc:  # noqa: BLE001 - only a wrong password is acceptable here
+                assert "wrong password" in str(exc), exc
+        assert opened == [address]
+        store.load_verified("alice")
+        path = home / "wallets" / "alice.json"
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+    # alternate the direction so every round has a change to interrupt
+    def passwd_round(old: str, new: str) -> None:
+        _kill_at_random_moments(home, ["wallet", "passwd", "alice"], {"POSCTL_PASSWORD": old,
+                                                                     "POSCTL_NEW_PASSWORD": new}, check, rounds=6)
+    passwd_round(PASSWORD, NEW_PASSWORD)
+    passwd_round(NEW_PASSWORD, PASSWORD)
+
+
+def test_rename_killed_at_any_moment_keeps_the_keys_and_the_record(home: Path) -> None:
+    wallets = home / "wallets"
+    address = address_of(home, "val")
+    SlashingProtection(wallets, "val").record(address, 9, b"\x07" * 32, chain_id="c-1")
+    store = Keystore(wallets)
+
+    def check() -> None:
+        present = [name for name in ("val", "validator") if store.exists(name)]
+        assert present, "both names gone"
+        for name in present:
+            assert store.unlock(name, PASSWORD).address(0, 0) == address
+            assert SlashingProtection(wallets, name).signed_heights(address, chain_id="c-1") == {9: b"\x07" * 32}
+        if present == ["validator"]:  # finished: undo it for the next round
+            ok(home, "wallet", "rename", "validator", "val")
+        elif present == ["val", "validator"]:  # stopped between writing NEW and removing OLD
+            ok(home, "wallet", "delete", "validator", "--yes")
+            (wallets / "validator.protection.json").unlink()
+        elif (wallets / "validator.protection.json").exists():  # stopped after copying the record
+            (wallets / "validator.protection.json").unlink()
+
+    _kill_at_random_moments(home, ["wallet", "rename", "val", "validator"], {}, check)
