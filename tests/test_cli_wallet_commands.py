@@ -31,7 +31,7 @@ from ledger.consensus.genesis import GenesisConfig
 from ledger.params import Params
 from wallet import bip39
 from wallet.hd import ExtendedKey, base58check_decode, base58check_encode
-from wallet.errors import WatchOnlyWallet
+from wallet.errors import WatchOnlyWallet, WrongPassword
 from wallet.keystore import Keystore
 from wallet.protection import SlashingProtection, WouldEquivocate
 
@@ -524,7 +524,7 @@ def test_passwd_changes_the_password_atomically(home: Path, monkeypatch: pytest.
     path = home / "wallets" / "bob.json"
     assert path.read_bytes() != old_bytes and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert store.unlock("bob", NEW_PASSWORD).address(0, 0) == address_of(home, "bob")
-    with pytest.raises(Exception, match="wrong password"):
+    with pytest.raises(WrongPassword):
         store.unlock("bob", PASSWORD)
     store.load_verified("bob")
     assert [p.name for p in (home / "wallets").iterdir() if p.name.endswith(".tmp")] == []
@@ -787,8 +787,8 @@ def test_passwd_killed_at_any_moment_leaves_a_wallet_one_password_opens(home: Pa
         for password in (PASSWORD, NEW_PASSWORD):
             try:
                 opened.append(store.unlock("alice", password).address(0, 0))
-            except Exception as exc:  # noqa: BLE001 - only a wrong password is acceptable here
-                assert "wrong password" in str(exc), exc
+            except WrongPassword:  # the other one; anything else (damage) fails the test
+                pass
         assert opened == [address]
         store.load_verified("alice")
         path = home / "wallets" / "alice.json"
