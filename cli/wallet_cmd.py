@@ -193,13 +193,14 @@ def at_terminal() -> bool:
     return sys.stdin.isatty()
 
 
-def prompt_new_password(prompt: str = "Wallet password") -> str:
-    """A new password typed twice at a terminal; a mismatch is one ``error:`` line, exit 1
-    (click's own confirmation loop prints ``Error:`` and asks again, which scripts cannot tell)."""
-    first = click.prompt(prompt, hide_input=True, err=True)
-    second = click.prompt("Repeat for confirmation", hide_input=True, err=True)
+def prompt_new_password(prompt: str = "Wallet password", what: str = "passwords", may_be_empty: bool = False) -> str:
+    """A new secret typed twice at a terminal; a mismatch is one ``error:`` line, exit 1
+    (click's own confirmation loop prints ``Error:`` and asks again, unlike every other error)."""
+    options: dict[str, Any] = {"default": "", "show_default": False} if may_be_empty else {}
+    first = click.prompt(prompt, hide_input=True, err=True, **options)
+    second = click.prompt("Repeat for confirmation", hide_input=True, err=True, **options)
     if first != second:
-        raise fail("the two passwords typed do not match: nothing was written; run the command again")
+        raise fail(f"the two {what} typed do not match: nothing was written; run the command again")
     return first
 
 
@@ -329,10 +330,7 @@ def new(app: AppContext, name: str, words: str, ask_passphrase: bool) -> None:
     kdf = kdf_params()
     passphrase = ""
     if ask_passphrase and sys.stdin.isatty():
-        passphrase = click.prompt(
-            "BIP-39 passphrase", hide_input=True, confirmation_prompt=True, default="",
-            show_default=False, err=True,
-        )
+        passphrase = prompt_new_password("BIP-39 passphrase", what="passphrases", may_be_empty=True)
     elif ask_passphrase:  # scripted: the passphrase is the first line of stdin
         passphrase = _stdin_line("--passphrase reads the BIP-39 passphrase from the first line of stdin")
     password = read_chosen_password(app)

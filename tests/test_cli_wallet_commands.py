@@ -823,3 +823,14 @@ def test_rename_killed_at_any_moment_keeps_the_keys_and_the_record(home: Path) -
             (wallets / "validator.protection.json").unlink()
 
     _kill_at_random_moments(home, ["wallet", "rename", "val", "validator"], {}, check)
+
+
+def test_new_passphrase_mismatch_at_a_terminal_is_one_error_line(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    session = Terminal(home, "wallet", "new", "carol", "--passphrase")
+    session.answer("BIP-39 passphrase: ", "tr3zor")
+    session.answer("Repeat for confirmation: ", "trezor")
+    status, output = session.finish()
+    assert status == 1 and "Error:" not in output
+    assert output.strip().splitlines()[-1].startswith("error: the two passphrases typed do not match")
+    assert not (home / "wallets" / "carol.json").exists()
