@@ -300,6 +300,12 @@ def test_watch_only_wallet_receives_by_name_and_shows_its_balance(chain_home: Pa
     assert ok_json(chain_home, "wallet", "show", "cold")["balance"] == 25
 
 
+def test_a_watch_only_wallet_of_another_account_receives_at_that_account(chain_home: Path, phrases: dict[str, str]) -> None:
+    ok(chain_home, "wallet", "import-xpub", "bob3", account_xpub_string(phrases["bob"], "m/44'/1'/3'"))
+    sent = ok_json(chain_home, "wallet", "send", "alice", "bob3", "7")
+    assert sent["tx"]["to"] == address_of(chain_home, "bob", 3, 0)
+
+
 def test_a_tampered_watch_only_file_is_not_a_recipient(chain_home: Path) -> None:
     ok(chain_home, "wallet", "import-xpub", "cold", xpub_of(chain_home, "bob"))
     path = chain_home / "wallets" / "cold.json"
