@@ -158,9 +158,10 @@ def read_password(
 def resolve_account(app: AppContext, who: str, role: str = "account") -> tuple[str, str | None]:
     """(address, wallet name or None) for an account given as a ``pos1…`` address or a wallet name.
 
-    A valid address wins; then a local wallet of that name (its account 0, index 0; no password
-    needed, but its public keys must carry this home's integrity tag); text that starts like an address but is not one reports the address error (typo,
-    checksum), so a mistyped address is never taken for a missing wallet.
+    A valid address wins; then a local wallet of that name (index 0 of its first account: 0, or a
+    watch-only wallet's own; no password needed, but its public keys must carry this home's
+    integrity tag); text that starts like an address but is not one reports the address error
+    (typo, checksum), so a mistyped address is never taken for a missing wallet.
     """
     from ledger.crypto.address import ADDRESS_PREFIX, is_valid_address, parse_address
     from wallet.keystore import WALLET_NAME_PATTERN, Keystore
@@ -169,7 +170,8 @@ def resolve_account(app: AppContext, who: str, role: str = "account") -> tuple[s
         return parse_address(who), None
     store = Keystore(app.wallets_dir)
     if WALLET_NAME_PATTERN.fullmatch(who) and store.exists(who):
-        return store.load_verified(who).address(0, 0), who
+        wallet = store.load_verified(who)
+        return wallet.address(wallet.default_account, 0), who  # a watch-only wallet may hold another account
     if who.lower().startswith(ADDRESS_PREFIX):
         parse_address(who)  # raises InvalidAddress naming what is wrong
     raise fail(

@@ -13,6 +13,11 @@ succeeds.
 
 A submitting command asks for the password only once everything that can be checked without it
 has been checked, so a mistake never costs a password prompt (or a scrypt run).
+
+Questions (the transfer confirmation, a wallet name typed back before ``delete`` or
+``export --phrase``, a new password typed twice) are asked only when stdin is a terminal.
+Without one, each command does what its flags say (``--yes``, ``--yes-show-phrase``) or refuses
+with one line; it never blocks waiting for an answer nobody can give.
 """
 
 from __future__ import annotations
@@ -43,8 +48,8 @@ from ledger.errors import ChainNotInitialized, InvalidProposal, InvalidTransacti
 from ledger.params import Params
 from ledger.consensus.transactions import Bpm, Transaction, check_amount, check_bpm
 from ledger.chain.views import tx_view
-from wallet import bip39, signing
-from wallet.errors import WalletError, WalletExists, WalletTampered
+from wallet import bip39, lifecycle, signing
+from wallet.errors import WalletError, WalletExists, WalletNotFound, WalletTampered, WatchOnlyWallet
 from wallet.accounts import ADDRESS_PATH
 from wallet.hd import HARDENED
 from wallet.protection import SlashingProtection
@@ -59,6 +64,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 KDF_ENV = "POSCTL_KDF"
 """``light`` selects cheap scrypt parameters: for tests and demos only, never for real funds."""
+NEW_PASSWORD_ENV = "POSCTL_NEW_PASSWORD"
+"""``wallet passwd`` reads the new password from here when scripted (POSCTL_PASSWORD is the old one)."""
+MAX_ADDRESS_COUNT = 1000
+"""``wallet addresses --count`` bound: each address is an elliptic-curve derivation."""
 
 
 
@@ -179,6 +188,68 @@ def refuse_existing(store: Keystore, name: str) -> None:
         )
 
 
+def at_terminal() -> bool:
+    """Whether a person can answer a prompt: stdin is a terminal (never true under a pipe)."""
+    return sys.stdin.isatty()
+
+
+def prompt_new_password(prompt: str = "Wallet password", what: str = "passwords", may_be_empty: bool = False) -> str:
+    """A new secret typed twice at a terminal; a mismatch is one ``error:`` line, exit 1
+    (click's own confirmation loop prints ``Error:`` and asks again, unlike every other error)."""
+    options: dict[str, Any] = {"default": "", "show_default": False} if may_be_empty else {}
+    first = click.prompt(prompt, hide_input=True, err=True, **options)
+    second = click.prompt("Repeat for confirmation", hide_input=True, err=True, **options)
+    if first != second:
+        raise fail(f"the two {what} typed do not match: nothing was written; run the command again")
+    return first
+
+
+def read_chosen_password(app: AppContext) -> str:
+    """The password of a wallet being made: --password-file, POSCTL_PASSWORD, else typed twice."""
+    if app.password_file is None and "POSCTL_PASSWORD" not in os.environ and at_terminal():
+        return prompt_new_password()
+    return read_password(app)
+
+
+def read_new_password(new_password_file: Path | None) -> str:
+    """``wallet passwd``'s new password: --new-password-file, POSCTL_NEW_PASSWORD, else typed twice."""
+    if new_password_file is not None:
+        try:
+            password = new_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise fail(f"cannot read new password file {new_password_file}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise fail(f"new password file {new_password_file} is not UTF-8 text") from None
+    elif NEW_PASSWORD_ENV in os.environ:
+        password = os.environ[NEW_PASSWORD_ENV]
+    elif at_terminal():
+        password = prompt_new_password("New password")
+    else:
+        raise fail(f"a new password is needed: pass --new-password-file, set {NEW_PASSWORD_ENV}, or run in a terminal")
+    if not password:
+        raise fail("the new password is empty: choose a non-empty password")
+    return password
+
+
+def confirm_by_typing(name: str, action: str) -> None:
+    """A destructive or revealing step goes ahead only once the wallet's name is typed back."""
+    typed = click.prompt(f"Type the wallet name ({name}) to {action}", default="", show_default=False, err=True)
+    if typed.strip() != name:
+        raise fail(f"what was typed is not {name!r}: nothing was done")  # not echoed: it may be a secret
+
+
+def warn_same_keys(store: Keystore, name: str) -> None:
+    """One stderr line when another wallet name holds the same keys (two names, one wallet)."""
+    twins = store.same_keys(name)
+    if twins:
+        others = ", ".join(f"'{twin}'" for twin in twins)
+        click.echo(
+            f"warning: wallet '{name}' holds the same keys as {others} (the same account xpub): "
+            "both names show the same addresses and balances",
+            err=True,
+        )
+
+
 def unlock(app: AppContext, name: str, why: str = "") -> UnlockedWallet:
     password = read_password(app, prompt=f"Password for wallet '{name}'", why=why)
     unlocked = keystore(app).unlock(name, password)
@@ -259,13 +330,10 @@ def new(app: AppContext, name: str, words: str, ask_passphrase: bool) -> None:
     kdf = kdf_params()
     passphrase = ""
     if ask_passphrase and sys.stdin.isatty():
-        passphrase = click.prompt(
-            "BIP-39 passphrase", hide_input=True, confirmation_prompt=True, default="",
-            show_default=False, err=True,
-        )
+        passphrase = prompt_new_password("BIP-39 passphrase", what="passphrases", may_be_empty=True)
     elif ask_passphrase:  # scripted: the passphrase is the first line of stdin
         passphrase = _stdin_line("--passphrase reads the BIP-39 passphrase from the first line of stdin")
-    password = read_password(app, confirm=True)
+    password = read_chosen_password(app)
     ensure_home(app.home)
     created, phrase = store.create(name, password, words=int(words), passphrase=passphrase, kdf=kdf)
     data = {
@@ -320,7 +388,7 @@ def recover(app: AppContext, name: str, ask_passphrase: bool) -> None:
     kdf = kdf_params()
     phrase, passphrase = read_recovery_phrase(ask_passphrase)
     phrase = bip39.validate_mnemonic(phrase)  # before the password: a typo costs no prompt
-    password = read_password(app, confirm=True)
+    password = read_chosen_password(app)
     ensure_home(app.home)
     recovered = store.recover(name, phrase, password, passphrase=passphrase, kdf=kdf)
     data = {
@@ -330,6 +398,7 @@ def recover(app: AppContext, name: str, ask_passphrase: bool) -> None:
         "file": str(recovered.path),
     }
     warn_if_light_kdf()
+    warn_same_keys(store, name)
     emit(app, data, lambda v: f"Recovered wallet '{name}' in {v['file']}\n  address     {v['address']}  ({v['path']})")
 
 
@@ -369,11 +438,14 @@ def list_wallets(app: AppContext) -> None:
     """List the wallets of this home with their first address (no password needed)."""
     store = keystore(app)
     rows: list[dict[str, Any]] = []
+    loaded_files: dict[str, WalletFile] = {}
     for name in store.names():
         try:
             loaded = store.load(name)
-            row: dict[str, Any] = {"name": name, "address": loaded.address(0, 0), "light_kdf": loaded.light_kdf,
-                                   "kdf": loaded.kdf_label, "integrity": "ok"}
+            loaded_files[name] = loaded
+            row: dict[str, Any] = {"name": name, "address": loaded.address(loaded.default_account, 0),
+                                   "light_kdf": loaded.light_kdf, "kdf": loaded.kdf_label, "integrity": "ok",
+                                   "watch_only": loaded.watch_only, "same_keys_as": []}
             try:
                 store.load_verified(name)
             except WalletTampered as exc:
@@ -383,8 +455,23 @@ def list_wallets(app: AppContext) -> None:
         except WalletError as exc:  # one damaged file must not hide the others
             rows.append({"name": name, "address": None, "error": str(exc)})
 
+    reported: set[str] = set()
+    for row in rows:
+        name = row["name"]
+        if name not in loaded_files:
+            continue
+        row["same_keys_as"] = [other for other in loaded_files
+                               if other != name and loaded_files[name].shares_keys_with(loaded_files[other])]
+        if row["same_keys_as"] and name not in reported:
+            group = [name, *row["same_keys_as"]]
+            reported.update(group)
+            click.echo(f"warning: wallets {', '.join(repr(n) for n in group)} hold the same keys "
+                       "(the same account xpub): one wallet under several names", err=True)
+
     def marks(row: dict[str, Any]) -> str:
         out = []
+        if row.get("watch_only"):
+            out.append("[watch-only]")
         if row.get("light_kdf"):
             out.append("[LIGHT KDF: tests and demos only]")
         if row.get("integrity") == "untagged":
@@ -414,6 +501,8 @@ def verify_wallet(app: AppContext, name: str) -> None:
     file, so it can be used as a recipient by name without the password.
 
     Wallets made before the tag existed need this once; any unlock (a send from it) also tags it."""
+    if keystore(app).load(name).watch_only:
+        raise WatchOnlyWallet(name, "be checked against a secret (its tag was written at import)")
     unlocked = unlock(app, name, why=f"verifying wallet '{name}' needs its secret")
     store = keystore(app)
     checked = store.load_verified(name)
@@ -423,10 +512,32 @@ def verify_wallet(app: AppContext, name: str) -> None:
                               f"(address {v['address']})")
 
 
+def public_keys(app: AppContext, stored: WalletFile, account: int) -> WalletFile | UnlockedWallet:
+    """What derives ``account``'s addresses: the file, or the unlocked wallet for an account whose
+    xpub is not stored (above 9); a watch-only wallet has only its own account."""
+    if account in stored.accounts:
+        return stored
+    if stored.watch_only:
+        stored.account_xpub(account)  # raises, naming the account it does hold
+    return unlock(app, stored.name,
+                  why=f"account {account}'s public keys are not stored in the clear; accounts 0-9 are")
+
+
+def view_options(func: F) -> F:
+    """``--account`` (default: the wallet's first account) and ``--json``, for read-only commands."""
+    func = click.option(
+        "--account", type=KEY_NUMBER, default=None,
+        help="BIP-44 account number (m/44'/1'/ACCOUNT'); default 0, or a watch-only wallet's account.",
+    )(func)
+    return json_option(pass_app(handles_errors(func)))  # type: ignore[return-value]
+
+
 @wallet.command("show")
 @click.argument("name")
-@submitting
-def show(app: AppContext, name: str, account: int, index: int) -> None:
+@click.option("--index", type=KEY_NUMBER, default=0, show_default=True,
+              help="Address index inside the account (m/44'/1'/ACCOUNT'/0/INDEX).")
+@view_options
+def show(app: AppContext, name: str, account: int | None, index: int) -> None:
     """Keys and balances of wallet NAME: liquid, bonded, unbonding, nonce, pending txs.
 
     Needs no password, except for an account above 9 (its xpub is not stored in the clear).
@@ -439,10 +550,8 @@ def show(app: AppContext, name: str, account: int, index: int) -> None:
     except WalletTampered as exc:  # shown, since it is the user's own file, but never silently
         integrity = "untagged" if stored.public_mac is None else "mismatch"
         click.echo(f"warning: {exc}", err=True)
-    if account in stored.accounts:
-        keys: WalletFile | UnlockedWallet = stored
-    else:
-        keys = unlock(app, name, why=f"account {account}'s public keys are not stored in the clear; accounts 0-9 are")
+    account = stored.default_account if account is None else account
+    keys = public_keys(app, stored, account)
     address = keys.address(account, index)
     data: dict[str, Any] = {
         "name": name,
@@ -455,6 +564,7 @@ def show(app: AppContext, name: str, account: int, index: int) -> None:
         "light_kdf": stored.light_kdf,
         "kdf": stored.kdf_label,
         "integrity": integrity,
+        "watch_only": stored.watch_only,
     }
     backend = open_chain(app)
     if backend is None:
@@ -483,6 +593,217 @@ def render_keys_only(view: dict[str, Any], app: AppContext) -> str:
     ])
 
 
+# ---- managing wallets: watch-only import, addresses, export, rename, passwd, delete ----------
+
+
+@wallet.command("import-xpub")
+@click.argument("name")
+@click.argument("xpub")
+@json_option
+@pass_app
+@handles_errors
+def import_xpub(app: AppContext, name: str, xpub: str) -> None:
+    """Add watch-only wallet NAME from an account XPUB (what `posctl wallet export` prints).
+
+    It shows addresses and balances and can be a recipient by name; it holds no private key,
+    so send, stake, unstake, propose and unjail refuse it. No password is involved.
+    """
+    store = keystore(app)
+    refuse_existing(store, name)
+    check_home_usable(app.home)
+    imported = store.import_xpub(name, xpub)
+    account = imported.default_account
+    data = {
+        "name": name,
+        "account": account,
+        "address": imported.address(account, 0),
+        "path": key_path(account, 0),
+        "file": str(imported.path),
+        "watch_only": True,
+    }
+    warn_same_keys(store, name)
+    emit(app, data, lambda v: "\n".join([
+        f"Imported watch-only wallet '{name}' (account {account}) in {v['file']}",
+        f"  address     {v['address']}  ({v['path']})",
+        "It cannot sign: to send from it, recover the wallet from its recovery phrase.",
+    ]))
+
+
+@wallet.command("addresses")
+@click.argument("name")
+@click.option("--count", type=click.IntRange(1, MAX_ADDRESS_COUNT), default=10, show_default=True,
+              help=f"How many addresses to list, from index 0 (at most {MAX_ADDRESS_COUNT}).")
+@view_options
+def addresses(app: AppContext, name: str, count: int, account: int | None) -> None:
+    """List wallet NAME's first COUNT addresses (index, path, address), derived from the account xpub.
+
+    Needs no password, except for an account above 9 (its xpub is not stored in the clear).
+    """
+    stored = keystore(app).load(name)
+    account = stored.default_account if account is None else account
+    keys = public_keys(app, stored, account)
+    rows = [{"index": index, "path": key_path(account, index), "address": keys.address(account, index)}
+            for index in range(count)]
+    data = {"name": name, "account": account, "xpub": keys.account_xpub(account),
+            "watch_only": stored.watch_only, "addresses": rows}
+
+    def text(view: dict[str, Any]) -> str:
+        width = max(len(row["path"]) for row in rows)
+        lines = [f"Wallet {name}, account {account}" + (" (watch-only)" if stored.watch_only else "")]
+        lines += [f"  {row['index']:>4}  {row['path']:<{width}}  {row['address']}" for row in view["addresses"]]
+        return "\n".join(lines)
+
+    emit(app, data, text)
+
+
+@wallet.command("export")
+@click.argument("name")
+@click.option("--phrase", "show_phrase", is_flag=True,
+              help="Show the recovery phrase instead: asks for the password, then for the wallet name "
+                   "typed back; refused unless stdin and stdout are a terminal.")
+@click.option("--yes-show-phrase", "phrase_anywhere", is_flag=True,
+              help="With --phrase: skip the typed name and allow stdout that is not a terminal "
+                   "(a pipe or file then holds the phrase in the clear). The password is still needed.")
+@view_options
+def export(app: AppContext, name: str, show_phrase: bool, phrase_anywhere: bool, account: int | None) -> None:
+    """Print wallet NAME's account xpub (public: it reveals every address, never a key).
+
+    `posctl wallet import-xpub OTHER XPUB` on another machine makes a watch-only copy. With
+    --phrase it prints the recovery phrase instead, which controls the funds: see its help.
+    """
+    if phrase_anywhere and not show_phrase:
+        raise click.UsageError("--yes-show-phrase only goes with --phrase")
+    store = keystore(app)
+    stored = store.load(name)
+    if show_phrase:
+        export_phrase(app, stored, phrase_anywhere)
+        return
+    account = stored.default_account if account is None else account
+    xpub = public_keys(app, stored, account).account_xpub(account)
+    data = {"name": name, "account": account, "path": f"m/44'/1'/{account}'", "xpub": xpub,
+            "watch_only": stored.watch_only}
+    emit(app, data, lambda v: v["xpub"])
+
+
+def export_phrase(app: AppContext, stored: WalletFile, anywhere: bool) -> None:
+    """The recovery phrase, only after the password and, unless ``anywhere``, the name typed
+    back at a terminal. Never logged: it goes to stdout once and into no error message."""
+    name = stored.name
+    if stored.watch_only:
+        raise WatchOnlyWallet(name, "show a recovery phrase")
+    terminal = at_terminal() and sys.stdout.isatty()
+    if not anywhere and not terminal:
+        raise fail(
+            "the recovery phrase is shown only at a terminal (stdin and stdout): run it in one, "
+            "or add --yes-show-phrase to send it to a pipe or file on purpose; nothing was shown"
+        )
+    unlocked = unlock(app, name, why=f"showing wallet '{name}''s recovery phrase needs its secret")
+    if not anywhere:
+        click.echo("Anyone who sees the recovery phrase controls this wallet's tokens.", err=True)
+        confirm_by_typing(name, "show its recovery phrase")
+    if not sys.stdout.isatty():
+        click.echo(f"warning: writing wallet '{name}''s recovery phrase to a pipe or file: keep it secret", err=True)
+    phrase = unlocked.mnemonic()
+    data = {"name": name, "mnemonic": phrase, "passphrase": unlocked.has_passphrase()}
+
+    def text(view: dict[str, Any]) -> str:
+        lines = [f"Recovery phrase of wallet '{name}' ({len(phrase.split())} words):", "", format_phrase(phrase)]
+        if view["passphrase"]:
+            lines += ["", "Recovery also needs this wallet's BIP-39 passphrase (not shown)."]
+        return "\n".join(lines)
+
+    emit(app, data, text)
+
+
+@wallet.command("rename")
+@click.argument("old")
+@click.argument("new")
+@json_option
+@pass_app
+@handles_errors
+def rename(app: AppContext, old: str, new: str) -> None:
+    """Rename wallet OLD to NEW, with its slashing-protection record; never over an existing NEW.
+
+    Asks for the password (the name is sealed together with the secret); a watch-only wallet
+    needs none.
+    """
+    store = keystore(app)
+    wallet_file = lifecycle.check_rename(store, old, new)
+    password = None
+    if not wallet_file.watch_only:
+        password = read_password(app, prompt=f"Password for wallet '{old}'",
+                                 why="the name is sealed with the secret, so a rename re-seals it")
+    renamed = lifecycle.rename_wallet(store, old, new, password)
+    warn_light_wallet(renamed)
+    data = {"old": old, "name": new, "file": str(renamed.path),
+            "address": renamed.address(renamed.default_account, 0)}
+    emit(app, data, lambda v: f"Renamed wallet '{old}' to '{new}' ({v['file']}); address {v['address']}")
+
+
+@wallet.command("passwd")
+@click.argument("name")
+@click.option("--new-password-file", type=click.Path(dir_okay=False, path_type=Path),
+              help=f"Read the new password from this file (else {NEW_PASSWORD_ENV}, else typed twice).")
+@json_option
+@pass_app
+@handles_errors
+def passwd(app: AppContext, name: str, new_password_file: Path | None) -> None:
+    """Change wallet NAME's password: the current one, then the new one twice.
+
+    The file is rewritten atomically (a crash leaves the old file or the new one) with a fresh
+    salt and the scrypt strength of POSCTL_KDF (strong unless it says light).
+    """
+    store = keystore(app)
+    if store.load(name).watch_only:
+        raise WatchOnlyWallet(name, "have a password")
+    kdf = kdf_params()
+    unlocked = unlock(app, name, why=f"changing wallet '{name}''s password needs the current one")
+    new_password = read_new_password(new_password_file)
+    changed = store.change_password(unlocked, new_password, kdf=kdf)
+    warn_if_light_kdf()
+    data = {"name": name, "file": str(changed.path), "kdf": changed.kdf_label}
+    emit(app, data, lambda v: f"Changed the password of wallet '{name}' ({v['file']}, {v['kdf']})")
+
+
+@wallet.command("delete")
+@click.argument("name")
+@click.option("--yes", "-y", "skip_confirmation", is_flag=True,
+              help="Delete without typing the name back (needed when stdin is not a terminal).")
+@json_option
+@pass_app
+@handles_errors
+def delete(app: AppContext, name: str, skip_confirmation: bool) -> None:
+    """Delete wallet NAME's file, after the name is typed back (or --yes).
+
+    Only its recovery phrase can bring it back. Its slashing-protection record is kept, so a
+    validator recovered under the same name still refuses to sign twice for a height.
+    """
+    store = keystore(app)
+    path = store.path(name)
+    if not path.exists():
+        raise WalletNotFound(f"no wallet named '{name}' in {store.directory}: list them with `posctl wallet list`")
+    try:
+        loaded: WalletFile | None = store.load(name)
+    except WalletError:
+        loaded = None  # a damaged file can still be deleted
+    twins = store.same_keys(name) if loaded is not None else []
+    if not skip_confirmation:
+        if not at_terminal():
+            raise fail(f"deleting wallet '{name}' needs a confirmation: run it in a terminal and type the "
+                       "name, or pass --yes; nothing was deleted")
+        if loaded is not None:
+            click.echo(f"Wallet '{name}': address {loaded.address(loaded.default_account, 0)}"
+                       + (" (watch-only)" if loaded.watch_only else ""), err=True)
+        if twins:
+            click.echo(f"Its keys are also in wallet(s) {', '.join(twins)}.", err=True)
+        elif loaded is None or not loaded.watch_only:
+            click.echo("Only its recovery phrase can bring it back.", err=True)
+        confirm_by_typing(name, "delete it")
+    store.delete(name)
+    data = {"name": name, "file": str(path), "deleted": True, "same_keys_as": twins}
+    emit(app, data, lambda v: f"Deleted wallet '{name}' ({v['file']})")
+
+
 # ---- submitting commands ---------------------------------------------------------------------
 
 
@@ -495,6 +816,8 @@ class Submission:
         self.account = account
         self.index = index
         self.wallet = keystore(app).load(name)  # unknown or damaged wallet: fail first
+        if self.wallet.watch_only:
+            raise WatchOnlyWallet(name)
         self.address = public_address(self.wallet, account, index)
         self.backend = app.backend()  # no chain: fail before the password
         self.status = self.backend.status()
@@ -502,8 +825,13 @@ class Submission:
         self.params = Params.from_dict(self.status["params"])
 
     def sign_and_submit(self, build: Callable[[bytes, str, int], Transaction], what: str) -> None:
+        known = self.address
+        if known is not None:
+            self.confirm(known)  # before the password, when the sender's address is public
         unlocked = unlock(self.app, self.name)
         self.address = unlocked.address(self.account, self.index)
+        if known is None:
+            self.confirm(self.address)
         self.before_signing(unlocked)
         nonce = self.backend.account(self.address)["next_nonce"]
         tx = build(unlocked.private_key(self.account, self.index), self.chain_id, nonce)
@@ -543,6 +871,9 @@ class Submission:
 
         emit(self.app, view, text)
 
+    def confirm(self, sender: str) -> None:
+        """A person's last look before signing; ``send`` asks at a terminal."""
+
     def before_signing(self, unlocked: UnlockedWallet) -> None:
         """A last check that needs the address; ``propose`` checks eligibility here."""
 
@@ -560,15 +891,48 @@ def require_eligible(submission: Submission, address: str, height: int) -> None:
         raise fail(f"wallet '{submission.name}' ({address}): {exc}".replace("NAME", submission.name)) from None
 
 
+class TransferSubmission(Submission):
+    """A transfer shows what is about to be signed and asks, when a person is at the terminal."""
+
+    def __init__(self, app: AppContext, name: str, account: int, index: int, to: str, amount: int,
+                 ask: bool) -> None:
+        super().__init__(app, name, account, index)  # the sender is checked before the recipient
+        self.recipient, self.recipient_name = resolve_account(app, to, "recipient")
+        self.amount = amount
+        self.ask = ask
+
+    def confirm(self, sender: str) -> None:
+        if not self.ask or not at_terminal():
+            return
+        to = f"{self.recipient} (wallet {self.recipient_name})" if self.recipient_name else self.recipient
+        outcome = f"written to {self.app.sign_only}, not submitted" if self.app.sign_only else "submitted"
+        click.echo("\n".join([
+            "About to sign a transfer:",
+            f"  from      {sender} (wallet {self.name}, {key_path(self.account, self.index)})",
+            f"  to        {to}",
+            f"  amount    {self.amount}",
+            f"  chain id  {self.chain_id}",
+            f"  then      {outcome}",
+        ]), err=True)
+        if not click.confirm("Sign it?", default=False, err=True):
+            raise fail("not confirmed: nothing was signed or sent")
+
+
 @wallet.command("send")
 @click.argument("name")
 @click.argument("to")
 @click.argument("amount", type=AMOUNT)
+@click.option("--yes", "-y", "skip_confirmation", is_flag=True,
+              help="Sign without showing the transfer and asking first (asked only at a terminal).")
 @submitting
-def send(app: AppContext, name: str, to: str, amount: int, account: int, index: int) -> None:
-    """Transfer AMOUNT liquid tokens from wallet NAME to TO (an address or a wallet name)."""
-    submission = Submission(app, name, account, index)
-    recipient, recipient_name = resolve_account(app, to, "recipient")
+def send(app: AppContext, name: str, to: str, amount: int, skip_confirmation: bool, account: int, index: int) -> None:
+    """Transfer AMOUNT liquid tokens from wallet NAME to TO (an address or a wallet name).
+
+    At a terminal it shows sender, recipient, amount and chain id and asks before signing;
+    --yes, or stdin that is not a terminal (a script), skips the question.
+    """
+    submission = TransferSubmission(app, name, account, index, to, amount, ask=not skip_confirmation)
+    recipient, recipient_name = submission.recipient, submission.recipient_name
     shown = f"{recipient} ({recipient_name})" if recipient_name else recipient
     submission.sign_and_submit(
         lambda key, chain_id, nonce: signing.build_transfer(key, chain_id, nonce, recipient, amount),

@@ -11,7 +11,7 @@ import functools
 
 from ledger.crypto.address import address_from_public_key
 
-from wallet.errors import DerivationError
+from wallet.errors import DerivationError, InvalidExtendedKey
 from wallet.hd import HARDENED, ExtendedKey
 
 PURPOSE = 44
@@ -89,6 +89,40 @@ def public_key_from_account_xpub(xpub: str, index: int) -> bytes:
 def address_from_account_xpub(xpub: str, index: int) -> str:
     """``pos1…`` address ``index`` of an account, from its xpub alone (no password needed)."""
     return address_from_public_key(public_key_from_account_xpub(xpub, index))
+
+
+def parse_account_xpub(text: str) -> ExtendedKey:
+    """An account-level xpub as a user pastes it (``wallet import-xpub``), or
+    :class:`InvalidExtendedKey` with one line saying which rule it breaks and what to give.
+
+    Base58check, length and version bytes are BIP-32's rules (:meth:`ExtendedKey.from_string`);
+    on top, the key must be public and sit where an account node sits: depth 3, hardened.
+    Whether it really is ``m/44'/1'/A'`` (and not another coin's account) cannot be told from
+    the key itself.
+    """
+    wanted = "the account xpub that `posctl wallet export NAME` prints"
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidExtendedKey(f"the xpub is empty: give {wanted}")
+    try:
+        key = ExtendedKey.from_string(text.strip())
+    except InvalidExtendedKey as exc:
+        raise InvalidExtendedKey(f"not a valid xpub ({exc}): give {wanted}") from None
+    if key.is_private:
+        raise InvalidExtendedKey(
+            "that is an extended PRIVATE key (xprv), which can spend: keep it secret; "
+            f"a watch-only wallet takes the public one, {wanted}"
+        )
+    if key.depth != ACCOUNT_DEPTH:
+        raise InvalidExtendedKey(
+            f"the xpub is at depth {key.depth}, not {ACCOUNT_DEPTH}: an account xpub (m/44'/1'/ACCOUNT') "
+            f"is needed, {wanted}"
+        )
+    if key.child_number < HARDENED:
+        raise InvalidExtendedKey(
+            f"the xpub is non-hardened child {key.child_number}, not an account node "
+            f"(m/44'/1'/ACCOUNT' is hardened): give {wanted}"
+        )
+    return key
 
 
 @functools.lru_cache(maxsize=64)

@@ -57,3 +57,17 @@ class InvalidExtendedKey(WalletError):
 
 class DerivationError(WalletError):
     """A derivation that cannot be done: bad path, hardened step from a public key, bad index."""
+
+
+class WatchOnlyWallet(WalletError):
+    """A wallet imported from an xpub: it shows addresses and balances but holds no private key.
+
+    Raised before any password prompt, so a watch-only wallet never looks like it could sign.
+    """
+
+    def __init__(self, name: str, what: str = "sign") -> None:
+        super().__init__(
+            f"wallet '{name}' is watch-only (imported from an xpub) and cannot {what}: to sign, recover "
+            "the wallet from its recovery phrase (`posctl wallet recover NEWNAME`) and use that one"
+        )
+        self.name = name

@@ -34,6 +34,13 @@ Telling a wrong password from a damaged file
     those fields decide what the check compares. The two halves of scrypt's output are
     independent PBKDF2 blocks, so publishing a MAC under one says nothing about the other.
 
+Watch-only wallets
+    ``wallet import-xpub`` writes a file with no secret at all: ``{"version": 1, "kind":
+    "watch-only", "name": …, "accounts": {"A": "xpub…"}, "public_mac": …}``, holding the one
+    account xpub it was given under that account's number. It lists addresses and balances;
+    :meth:`Keystore.unlock` refuses it with :class:`WatchOnlyWallet`, so nothing can try to sign
+    with it. Its tag is written at import, since there is no secret to check it against later.
+
 Addresses shown without the password are only as trustworthy as the file: someone who can
 write to it can substitute a valid xpub of their own, and only an unlock detects that.
 
@@ -78,6 +85,7 @@ from wallet.errors import (
     WalletExists,
     WalletNotFound,
     WalletTampered,
+    WatchOnlyWallet,
     WrongPassword,
 )
 from wallet.hd import HARDENED, ExtendedKey
@@ -128,6 +136,10 @@ _OPTIONAL_FIELDS = frozenset({"public_mac"})
 _TOP_LEVEL_FIELDS = frozenset(
     {"version", "name", "kdf", "password_check", "cipher", "ciphertext", "accounts"}
 )
+
+WATCH_ONLY_KIND = "watch-only"
+"""The ``kind`` of a wallet file holding only an imported account xpub (no secret)."""
+_WATCH_ONLY_FIELDS = frozenset({"version", "kind", "name", "accounts", "public_mac"})
 
 
 @dataclass(frozen=True)
@@ -180,6 +192,17 @@ class _Sealed:
 
 
 @dataclass(frozen=True)
+class _Stretched:
+    """A password after scrypt: what sealing needs, so a rename re-seals without asking again
+    (same password, salt and parameters; a fresh nonce)."""
+
+    kdf: ScryptParams
+    salt: bytes
+    aes_key: bytes = dataclasses.field(repr=False)
+    password_check: bytes = dataclasses.field(repr=False)
+
+
+@dataclass(frozen=True)
 class WalletFile:
     """A wallet as read from disk without its password: name, path and public account data."""
 
@@ -187,27 +210,51 @@ class WalletFile:
     path: Path
     accounts: Mapping[int, str] = dataclasses.field(repr=False)
     """Stored account number -> account xpub."""
-    _sealed: _Sealed = dataclasses.field(repr=False, compare=False)
+    _sealed: _Sealed | None = dataclasses.field(repr=False, compare=False)
+    """None for a watch-only wallet: it has no secret."""
     public_mac: bytes | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    @property
+    def watch_only(self) -> bool:
+        """Imported from an xpub: addresses and balances only, it can never sign."""
+        return self._sealed is None
+
+    @property
+    def default_account(self) -> int:
+        """The account shown when none is asked for: 0, or a watch-only wallet's one account."""
+        return min(self.accounts)
 
     @property
     def light_kdf(self) -> bool:
         """Made with ``POSCTL_KDF=light``: its password is cheap to guess (tests and demos only)."""
-        return self._sealed.kdf.n < ScryptParams.default().n
+        return self._sealed is not None and self._sealed.kdf.n < ScryptParams.default().n
 
     @property
     def kdf_label(self) -> str:
+        if self._sealed is None:
+            return "none (watch-only: no secret stored)"
         kdf = self._sealed.kdf
         return f"scrypt n=2^{kdf.n.bit_length() - 1}" + (" (LIGHT: tests and demos only)" if self.light_kdf else "")
 
     def public_fields(self) -> dict[str, Any]:
         sealed = self._sealed
+        if sealed is None:
+            return _watch_only_public_fields(self.name, self.accounts)
         return _public_fields(self.name, sealed.kdf, sealed.salt, sealed.password_check, sealed.nonce, self.accounts)
+
+    def shares_keys_with(self, other: WalletFile) -> bool:
+        """Whether the two wallets hold some account in common (the same account xpub)."""
+        return bool(set(self.accounts.values()) & set(other.accounts.values()))
 
     def account_xpub(self, account: int = 0) -> str:
         """The stored xpub of ``account``; accounts beyond the stored ones need an unlock."""
         accounts.check_account(account)
         xpub = self.accounts.get(account)
+        if xpub is None and self.watch_only:
+            raise WalletError(
+                f"watch-only wallet '{self.name}' holds only account {_describe_accounts(self.accounts)}'s "
+                f"xpub: use --account {self.default_account} (other accounts need the recovery phrase)"
+            )
         if xpub is None:
             raise WalletError(
                 f"account {account} of wallet '{self.name}' is not stored in the clear "
@@ -232,13 +279,15 @@ class UnlockedWallet:
     object as soon as the signing is done.
     """
 
-    __slots__ = ("file", "_entropy", "_passphrase", "_master", "_account_keys")
+    __slots__ = ("file", "_entropy", "_passphrase", "_master", "_account_keys", "_key")
 
-    def __init__(self, file: WalletFile, entropy: bytes, passphrase: str, master: ExtendedKey):
+    def __init__(self, file: WalletFile, entropy: bytes, passphrase: str, master: ExtendedKey,
+                 key: _Stretched) -> None:
         self.file = file
         self._entropy = entropy
         self._passphrase = passphrase
         self._master = master
+        self._key = key
         self._account_keys: dict[int, ExtendedKey] = {}
 
     @property
@@ -357,27 +406,98 @@ class Keystore:
         entropy = bip39.mnemonic_to_entropy(phrase)
         return self._save(name, entropy, passphrase, password, kdf=kdf, force=force)
 
-    def _check_can_write(self, name: str, password: str, kdf: ScryptParams, force: bool) -> None:
-        """Cheap checks first, so a refused create never costs a scrypt run."""
+    def import_xpub(self, name: str, xpub: str) -> WalletFile:
+        """A watch-only wallet from an account xpub (see the module docstring); no password."""
+        self.check_name_free(name)
+        key = accounts.parse_account_xpub(xpub)
+        account = key.child_number - HARDENED
+        public = _watch_only_public_fields(name, {account: key.to_string()})
+        self._write_document(self.path(name), public, dict(public), overwrite=False)
+        return self.load(name)
+
+    def change_password(self, unlocked: UnlockedWallet, new_password: str, *, kdf: ScryptParams) -> WalletFile:
+        """Re-seal an unlocked wallet under a new password (fresh salt and nonce), replacing its
+        file atomically: a crash leaves the old file, openable with the old password, or the new
+        one, never a mix. Unlocking first is what proves the old password."""
+        self._check_password_and_kdf(new_password, kdf)
+        return self._save(unlocked.name, unlocked._entropy, unlocked._passphrase, new_password, kdf=kdf, force=True)
+
+    def copy_renamed(self, old: str, new: str, unlocked: UnlockedWallet | None) -> WalletFile:
+        """Write wallet ``old`` again as ``new`` (never over an existing file); ``old`` stays.
+
+        The name is part of what the cipher authenticates, so a sealed wallet must be unlocked
+        (``unlocked``) to be re-sealed under the new name, keeping its scrypt parameters; a
+        watch-only wallet (``unlocked`` None) is simply re-tagged. The caller removes ``old``
+        once ``new`` is safe.
+        """
+        self.check_name_free(new, renaming=old)
+        wallet = self.load(old)
+        if wallet.watch_only:
+            self.load_verified(old)  # a tampered watch-only file is not carried over
+            public = _watch_only_public_fields(new, wallet.accounts)
+            self._write_document(self.path(new), public, dict(public), overwrite=False)
+            return self.load(new)
+        if unlocked is None or unlocked.file != wallet:
+            raise WalletError(f"renaming wallet '{old}' needs it unlocked with its password")
+        return self._seal(new, unlocked._entropy, unlocked._passphrase, unlocked._key, force=False)
+
+    def delete(self, name: str) -> Path:
+        """Remove wallet ``name``'s file (damaged or not); only its recovery phrase can bring it back."""
         path = self.path(name)
-        if not isinstance(password, str) or password == "":
-            raise WalletError("a wallet password must be a non-empty string")
-        problem = kdf.problem()
-        if problem is not None:
-            raise WalletError(problem)
+        if not path.exists():
+            raise WalletNotFound(f"no wallet named '{name}' in {self.directory}")
+        if path.is_dir():
+            raise KeystoreDamaged(path, "it is a directory, not a file")
+        path.unlink()
+        _fsync_directory(self.directory)
+        return path
+
+    def same_keys(self, name: str) -> list[str]:
+        """Other wallets holding some of ``name``'s keys (an account xpub in common); damaged
+        files are skipped, ``wallet list`` reports them."""
+        wallet = self.load(name)
+        twins = []
+        for other in self.names():
+            if other == name:
+                continue
+            try:
+                if wallet.shares_keys_with(self.load(other)):
+                    twins.append(other)
+            except WalletError:
+                continue
+        return twins
+
+    def check_name_free(self, name: str, *, renaming: str | None = None, force: bool = False) -> None:
+        """``name`` is valid and no wallet has it, even up to case. ``renaming``: the wallet being
+        renamed, which may differ from ``name`` only in case; ``force``: ``name`` itself may exist."""
+        path = self.path(name)
         if self.directory.exists() and not self.directory.is_dir():
             raise WalletError(f"{self.directory} is a file, not a directory: move it aside so wallets can be stored")
-        if path.exists() and not force:
+        if path.exists() and not force and renaming != name:
             raise WalletExists(
-                f"wallet '{name}' already exists at {path}; choose another name "
-                "or overwrite it explicitly (force)"
+                f"wallet '{name}' already exists at {path}: choose another name "
+                "(posctl never overwrites a wallet)"
             )
-        twins = [other for other in self.names() if other.lower() == name.lower() and other != name]
+        twins = [other for other in self.names() if other.lower() == name.lower() and other not in (name, renaming)]
         if twins:
             raise WalletExists(
                 f"wallet '{twins[0]}' already exists and differs from '{name}' only in case: "
                 "choose another name (the two files would collide on case-insensitive disks)"
             )
+
+    @staticmethod
+    def _check_password_and_kdf(password: str, kdf: ScryptParams) -> None:
+        if not isinstance(password, str) or password == "":
+            raise WalletError("a wallet password must be a non-empty string")
+        problem = kdf.problem()
+        if problem is not None:
+            raise WalletError(problem)
+
+    def _check_can_write(self, name: str, password: str, kdf: ScryptParams, force: bool) -> None:
+        """Cheap checks first, so a refused create never costs a scrypt run."""
+        check_wallet_name(name)
+        self._check_password_and_kdf(password, kdf)
+        self.check_name_free(name, force=force)
 
     def _save(
         self,
@@ -389,13 +509,17 @@ class Keystore:
         kdf: ScryptParams,
         force: bool,
     ) -> WalletFile:
+        salt = secrets.token_bytes(SALT_BYTES)
+        aes_key, password_check = _stretch(password, salt, kdf)
+        return self._seal(name, entropy, passphrase, _Stretched(kdf, salt, aes_key, password_check), force=force)
+
+    def _seal(self, name: str, entropy: bytes, passphrase: str, key: _Stretched, *, force: bool) -> WalletFile:
+        """Encrypt under an already stretched password (fresh nonce) and write the file."""
         seed = bip39.entropy_to_seed(entropy, passphrase)
         master = ExtendedKey.from_seed(seed)
         stored = accounts.account_xpubs(master, range(STORED_ACCOUNTS))
-
-        salt = secrets.token_bytes(SALT_BYTES)
+        kdf, salt, aes_key, password_check = key.kdf, key.salt, key.aes_key, key.password_check
         nonce = secrets.token_bytes(NONCE_BYTES)
-        aes_key, password_check = _stretch(password, salt, kdf)
         public = _public_fields(name, kdf, salt, password_check, nonce, stored)
         plaintext = json.dumps(
             {"entropy": entropy.hex(), "passphrase": passphrase}, sort_keys=True
@@ -407,13 +531,17 @@ class Keystore:
         document = dict(public)
         document["cipher"] = {**public["cipher"], "tag": tag.hex()}
         document["ciphertext"] = ciphertext.hex()
+        self._write_document(self.path(name), public, document, overwrite=force)
+        return self.load(name)
 
-        path = self.path(name)
+    def _write_document(self, path: Path, public: Mapping[str, Any], document: dict[str, Any], *,
+                        overwrite: bool) -> None:
+        """Tag ``document`` with this home's key over ``public`` and write it atomically, 0600."""
         try:
             self._ensure_directory()
             document["public_mac"] = _public_mac(self._key(create=True), public).hex()
             data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
-            _write_atomically(path, data, overwrite=force)
+            _write_atomically(path, data, overwrite=overwrite)
         except WalletError:
             raise
         except OSError as exc:
@@ -421,7 +549,6 @@ class Keystore:
                 f"cannot write wallet file {path}: {exc.strerror or exc}; "
                 "check that the directory exists, is a directory and is writable"
             ) from None
-        return self.load(name)
 
     def _ensure_directory(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True, mode=DIRECTORY_MODE)
@@ -521,6 +648,8 @@ class Keystore:
         """Decrypt a wallet; :class:`WrongPassword` and :class:`KeystoreDamaged` are distinct."""
         wallet = self.load(name)
         sealed = wallet._sealed
+        if sealed is None:
+            raise WatchOnlyWallet(name)
         if not isinstance(password, str):
             raise WrongPassword("the password must be a string")
         aes_key, password_check = _stretch(password, sealed.salt, sealed.kdf)
@@ -551,7 +680,8 @@ class Keystore:
                     wallet.path, f"stored xpub of account {account} does not match the secret"
                 )
         self._retag(wallet)
-        return UnlockedWallet(wallet, entropy, passphrase, master)
+        stretched = _Stretched(sealed.kdf, sealed.salt, aes_key, sealed.password_check)
+        return UnlockedWallet(wallet, entropy, passphrase, master, stretched)
 
 
 # --- helpers -----------------------------------------------------------------------------------
@@ -589,6 +719,16 @@ def _public_fields(
         "kdf": {"name": KDF_NAME, "n": kdf.n, "r": kdf.r, "p": kdf.p, "salt": salt.hex()},
         "password_check": password_check.hex(),
         "cipher": {"name": CIPHER_NAME, "nonce": nonce.hex()},
+        "accounts": {str(account): xpub for account, xpub in sorted(stored.items())},
+    }
+
+
+def _watch_only_public_fields(name: str, stored: Mapping[int, str]) -> dict[str, Any]:
+    """Every field of a watch-only file but its tag: all of it is public, all of it is tagged."""
+    return {
+        "version": FORMAT_VERSION,
+        "kind": WATCH_ONLY_KIND,
+        "name": name,
         "accounts": {str(account): xpub for account, xpub in sorted(stored.items())},
     }
 
@@ -665,6 +805,8 @@ def _parse_wallet_file(name: str, path: Path, raw: bytes) -> WalletFile:
             f"wallet file {path} has format version {version}, which this posctl cannot read; "
             "upgrade posctl"
         )
+    if "kind" in document:
+        return _parse_watch_only(name, path, document)
     missing = sorted(_TOP_LEVEL_FIELDS - document.keys())
     if missing:
         raise KeystoreDamaged(path, f"missing field(s) {', '.join(missing)}")
@@ -673,15 +815,7 @@ def _parse_wallet_file(name: str, path: Path, raw: bytes) -> WalletFile:
         raise KeystoreDamaged(path, f"unexpected field(s) {', '.join(extra)}")
     if type(version) is not int:
         raise KeystoreDamaged(path, "version is not an integer")
-    stored_name = document["name"]
-    if not isinstance(stored_name, str) or not WALLET_NAME_PATTERN.fullmatch(stored_name):
-        raise KeystoreDamaged(path, "field name is not a valid wallet name")
-    if stored_name != name:
-        raise KeystoreDamaged(
-            path,
-            f"it holds wallet {stored_name!r}, not {name!r}; "
-            f"rename it back to {stored_name}{FILE_SUFFIX} if it was renamed",
-        )
+    _check_stored_name(name, path, document["name"])
 
     kdf_fields = _object(path, document["kdf"], "kdf", {"name", "n", "r", "p", "salt"})
     if kdf_fields["name"] != KDF_NAME:
@@ -710,6 +844,39 @@ def _parse_wallet_file(name: str, path: Path, raw: bytes) -> WalletFile:
     return WalletFile(name=name, path=path, accounts=MappingProxyType(stored), _sealed=sealed, public_mac=mac)
 
 
+def _parse_watch_only(name: str, path: Path, document: dict[str, Any]) -> WalletFile:
+    """A watch-only file: one or more account xpubs, each under its own account number."""
+    if document["kind"] != WATCH_ONLY_KIND:
+        raise KeystoreDamaged(path, f"unknown wallet kind {document['kind']!r}")
+    if document.keys() != _WATCH_ONLY_FIELDS:
+        raise KeystoreDamaged(path, f"a watch-only file has exactly the fields {', '.join(sorted(_WATCH_ONLY_FIELDS))}")
+    if type(document["version"]) is not int:
+        raise KeystoreDamaged(path, "version is not an integer")
+    _check_stored_name(name, path, document["name"])
+    value = document["accounts"]
+    if not isinstance(value, dict) or not value:
+        raise KeystoreDamaged(path, "field accounts must be a non-empty object")
+    stored: dict[int, str] = {}
+    for key, xpub in value.items():
+        if not isinstance(key, str) or not key.isdigit() or str(int(key)) != key:
+            raise KeystoreDamaged(path, f"account number {key!r} is not a decimal number")
+        stored[int(key)] = _checked_account_xpub(path, int(key), xpub)
+    mac = _hex_field(path, document["public_mac"], "public_mac", KEY_BYTES, KEY_BYTES)
+    return WalletFile(name=name, path=path, accounts=MappingProxyType(stored), _sealed=None, public_mac=mac)
+
+
+def _check_stored_name(name: str, path: Path, stored_name: Any) -> None:
+    if not isinstance(stored_name, str) or not WALLET_NAME_PATTERN.fullmatch(stored_name):
+        raise KeystoreDamaged(path, "field name is not a valid wallet name")
+    if stored_name != name:
+        raise KeystoreDamaged(
+            path,
+            f"it holds wallet {stored_name!r}, not {name!r}; "
+            f"rename it back to {stored_name}{FILE_SUFFIX} if it was renamed "
+            "(`posctl wallet rename` renames a wallet properly)",
+        )
+
+
 def _object(path: Path, value: Any, field: str, keys: set[str]) -> dict[str, Any]:
     if not isinstance(value, dict) or value.keys() != keys:
         raise KeystoreDamaged(path, f"field {field} must be an object with {', '.join(sorted(keys))}")
@@ -732,22 +899,23 @@ def _parse_accounts(path: Path, value: Any) -> dict[int, str]:
     expected = [str(account) for account in range(len(value))]
     if sorted(value, key=lambda k: (len(k), k)) != expected:
         raise KeystoreDamaged(path, "field accounts must list accounts 0, 1, 2, … in order")
-    stored: dict[int, str] = {}
-    for key, xpub in value.items():
-        account = int(key)
-        try:
-            parsed = ExtendedKey.from_string(xpub) if isinstance(xpub, str) else None
-        except InvalidExtendedKey as exc:
-            raise KeystoreDamaged(path, f"xpub of account {account} is invalid: {exc}") from None
-        if (
-            parsed is None
-            or parsed.is_private
-            or parsed.depth != accounts.ACCOUNT_DEPTH
-            or parsed.child_number != HARDENED + account
-        ):
-            raise KeystoreDamaged(path, f"xpub of account {account} is not an account xpub")
-        stored[account] = xpub
-    return stored
+    return {int(key): _checked_account_xpub(path, int(key), xpub) for key, xpub in value.items()}
+
+
+def _checked_account_xpub(path: Path, account: int, xpub: Any) -> str:
+    """``xpub`` if it is the public key of account node ``account``, else the file is damaged."""
+    try:
+        parsed = ExtendedKey.from_string(xpub) if isinstance(xpub, str) else None
+    except InvalidExtendedKey as exc:
+        raise KeystoreDamaged(path, f"xpub of account {account} is invalid: {exc}") from None
+    if (
+        parsed is None
+        or parsed.is_private
+        or parsed.depth != accounts.ACCOUNT_DEPTH
+        or parsed.child_number != HARDENED + account
+    ):
+        raise KeystoreDamaged(path, f"xpub of account {account} is not an account xpub")
+    return xpub
 
 
 def _parse_plaintext(path: Path, plaintext: bytes) -> tuple[bytes, str]:

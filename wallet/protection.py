@@ -209,6 +209,34 @@ class SlashingProtection:
             replace=allow_equivocation,
         )
 
+    # renaming --------------------------------------------------------------------------------
+
+    def copy_to(self, new_name: str) -> bool:
+        """Write this record again for wallet ``new_name`` (a rename), never over an existing
+        record; this one stays until :meth:`remove`, so both names are guarded meanwhile.
+
+        Returns whether there was a record to copy. A damaged record is refused, not dropped.
+        """
+        target = SlashingProtection(self.directory, new_name)
+        with self._locked():
+            if not self.path.exists():
+                return False
+            record = self._load()
+            data = (json.dumps(_to_document(target.wallet_name, record), indent=2) + "\n").encode("ascii")
+            try:
+                _write_atomically(target.path, data, overwrite=False)
+            except OSError as exc:
+                raise WalletError(
+                    f"cannot write slashing-protection record {target.path}: {exc.strerror or exc}"
+                ) from None
+        return True
+
+    def remove(self) -> None:
+        """Delete this record (after :meth:`copy_to` under a new name); the lock file stays."""
+        with self._locked():
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
     # files -----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
