@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from cli.context import AppContext, fail, handles_errors, pass_app
+from cli.context import AppContext, emit, fail, handles_errors, json_option, pass_app
 
 DEFAULT_INTERVAL = 5.0
 """Seconds between forging rounds."""
@@ -136,6 +136,111 @@ def _log_line(line: str) -> None:
         click.echo(line)
     except OSError:
         pass
+
+
+# ---- status and stop ---------------------------------------------------------------------------
+
+STOP_TIMEOUT = 30.0
+"""Seconds ``node stop`` waits for the node to finish its commit and exit."""
+
+
+def _find_node(app: AppContext) -> dict[str, Any]:
+    """What the running node says about itself (``GET /node``): the one at --node, else the one
+    this home records. One line, exit 1, if there is none."""
+    from ledger.node.record import find_running_node, query_node
+
+    if app.node_url is not None:
+        info = query_node(app.node_url)
+        if info is None:
+            raise fail(f"no node is running at {app.node_url} (from --node or POSCTL_NODE)")
+        return info
+    record = find_running_node(app.home)
+    info = query_node(record.url) if record is not None else None
+    if info is None:
+        raise fail(f"no node is running for {app.home}: start one with `posctl node run`")
+    return info
+
+
+def _uptime(started: str) -> int | None:
+    """Seconds since the node's UTC start time (ISO 8601), or None if it is not one."""
+    import calendar
+
+    try:
+        return max(0, int(time.time()) - calendar.timegm(time.strptime(started, "%Y-%m-%dT%H:%M:%SZ")))
+    except (TypeError, ValueError):
+        return None
+
+
+def _duration(seconds: int | None) -> str:
+    if seconds is None:
+        return "unknown"
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+@node.command("status")
+@json_option
+@pass_app
+@handles_errors
+def status(app: AppContext) -> None:
+    """Is a node running? Its pid, URL, chain, height and uptime (exit 1 if none)."""
+    from cli.node_backend import NodeBackend
+
+    info = _find_node(app)
+    backend = NodeBackend(info["url"], home=app.home)
+    try:
+        chain = backend.status()
+    finally:
+        backend.close()
+    view = {
+        "running": True, "pid": info["pid"], "url": info["url"], "address": info.get("address"),
+        "home": info.get("home"), "chain_id": chain["chain_id"], "height": chain["height"],
+        "mempool": chain["mempool"], "started": info.get("started"), "uptime_seconds": _uptime(info.get("started", "")),
+        "interval": info.get("interval"),
+    }
+
+    def text(v: dict[str, Any]) -> str:
+        return "\n".join([
+            f"node running, pid {v['pid']}, {v['url']}",
+            f"  chain       {v['chain_id']} at height {v['height']} ({v['mempool']} pending)",
+            f"  uptime      {_duration(v['uptime_seconds'])} (since {v['started']})",
+            f"  home        {v['home']}",
+        ])
+
+    emit(app, view, text)
+
+
+@node.command("stop")
+@click.option("--timeout", type=click.FloatRange(min=0.1, max=3600.0), default=STOP_TIMEOUT, show_default=True,
+              help="Seconds to wait for the node to exit.")
+@json_option
+@pass_app
+@handles_errors
+def stop(app: AppContext, timeout: float) -> None:
+    """Stop the running node: SIGTERM, as Ctrl-C in its terminal, then wait until it is gone.
+
+    The commit in progress finishes first; nothing acknowledged is lost.
+    """
+    import signal
+
+    from ledger.node.record import is_process_alive
+
+    info = _find_node(app)
+    pid = info["pid"]
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    except PermissionError:
+        raise fail(f"the node (pid {pid}) belongs to another user: stop it as that user") from None
+    deadline = time.monotonic() + timeout
+    while is_process_alive(pid):
+        if time.monotonic() > deadline:
+            raise fail(f"the node (pid {pid}) did not stop within {timeout:g}s: it may be finishing a long "
+                       f"commit; wait and run `posctl node status`, or send Ctrl-C twice in its terminal")
+        time.sleep(0.05)
+    emit(app, {"stopped": True, "pid": pid, "url": info["url"]}, f"node stopped (pid {pid}, {info['url']})")
 
 
 # ---- --dev -------------------------------------------------------------------------------------
