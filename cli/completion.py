@@ -16,6 +16,8 @@ from typing import Any
 import click
 from click.shell_completion import CompletionItem
 
+from cli.context import default_home
+
 WALLET_GROUPS = frozenset({"wallet", "validator", "chain"})
 """Groups whose ``name``/``to`` string arguments are wallet names."""
 
@@ -24,8 +26,6 @@ WALLET_ARGUMENTS = frozenset({"name", "to", "who"})
 
 def _home(ctx: click.Context) -> Path:
     """The --home being completed for (POSCTL_HOME and the default included)."""
-    from cli.main import default_home
-
     home = ctx.find_root().params.get("home")
     return Path(home).expanduser() if home else default_home()
 

@@ -25,12 +25,17 @@ INTEGER_TEXT = re.compile(r"^[+-]?[0-9]{1,40}$")
 below int()'s limits."""
 
 
+def default_home() -> Path:
+    """``~/.posctl``: where chain and wallets live unless --home or POSCTL_HOME says otherwise."""
+    return Path.home() / ".posctl"
+
+
 @dataclass
 class AppContext:
     """Built by the root group and passed down through ``click.Context.obj``. Its fields have
     defaults because root options such as ``--json`` may set them before the root callback runs."""
 
-    home: Path = field(default_factory=lambda: Path.home() / ".posctl")
+    home: Path = field(default_factory=default_home)
     password_file: Path | None = None
     json_output: bool = False
     node_url: str | None = None

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from cli.context import AppContext, color_setting, echo_error, output_options
+from cli.context import AppContext, color_setting, default_home, echo_error, output_options
 
 LAZY_GROUPS = {
     "wallet": ("cli.wallet_cmd", "wallet", "Create wallets and sign stake, transfer and BPM transactions."),
@@ -77,10 +77,6 @@ class LazyGroup(click.Group):
         rows = [(name, LAZY_GROUPS[name][2]) for name in self.list_commands(ctx)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
-
-
-def default_home() -> Path:
-    return Path.home() / ".posctl"
 
 
 def _parse_node_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
