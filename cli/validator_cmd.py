@@ -60,7 +60,12 @@ class SimulatedHeart:
         self.bpm = self.rng.randint(low, high)
 
     def next(self, stop: threading.Event) -> int | None:
-        self.bpm = min(max(self.bpm + self.rng.randint(-SIMULATED_STEP, SIMULATED_STEP), self.low), self.high)
+        bpm = self.bpm + self.rng.randint(-SIMULATED_STEP, SIMULATED_STEP)
+        if bpm > self.high:  # bounce off the edges rather than stick to them
+            bpm = 2 * self.high - bpm
+        elif bpm < self.low:
+            bpm = 2 * self.low - bpm
+        self.bpm = min(max(bpm, self.low), self.high)
         return self.bpm
 
 
@@ -241,7 +246,8 @@ class Validator:
             self.backend.close()
         self.backend = None
         if not self.node_lost:
-            self.log("node", f"the node stopped answering ({why.split(':')[0]}): waiting for it to come back")
+            self.log("node", "the node stopped answering: waiting for it to come back (Ctrl-C to stop)",
+                     reason=why)
             self.node_lost = True
 
 
