@@ -19,9 +19,9 @@ from click.shell_completion import CompletionItem
 from cli.context import default_home
 
 WALLET_GROUPS = frozenset({"wallet", "validator", "chain"})
-"""Groups whose ``name``/``to`` string arguments are wallet names."""
+"""Groups whose plain string arguments named as in ``WALLET_ARGUMENTS`` take wallet names."""
 
-WALLET_ARGUMENTS = frozenset({"name", "to", "who"})
+WALLET_ARGUMENTS = frozenset({"name", "to", "who", "address", "wallet"})
 
 
 def _home(ctx: click.Context) -> Path:

@@ -376,3 +376,16 @@ def test_completion_of_wallet_names_and_param_keys(tmp_path: Path) -> None:
     assert "min_stake=" in _complete(home, "posctl chain init --param ")
     assert _complete(home, "posctl lab run gr") == ["grind"]  # a Choice keeps its own completion
     assert _complete(tmp_path / "no-home", "posctl wallet show ") == []
+
+
+def test_node_url_forms() -> None:
+    from cli.backend import parse_node_url
+
+    assert parse_node_url("127.0.0.1:9001") == "http://127.0.0.1:9001"
+    assert parse_node_url("http://localhost:9000/") == "http://localhost:9000"
+    assert parse_node_url("http://[::1]:9002") == "http://[::1]:9002"
+    for bad, why in [("https://127.0.0.1:9000", "plain http"), ("http://127.0.0.1", "not a node URL"),
+                     ("http://127.0.0.1:9000/status", "not a node URL"), ("example.com:9000", "loopback"),
+                     ("http://10.1.2.3:9000", "loopback"), ("127.0.0.1:99999", "not a node URL")]:
+        with pytest.raises(ValueError, match=why):
+            parse_node_url(bad)
