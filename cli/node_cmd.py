@@ -46,9 +46,10 @@ DEV_BPM_RANGE = (60, 100)
 
 @click.group("node")
 def node() -> None:
-    """Run a long-lived forger with a local HTTP API.
+    """Run a long-lived forger with a local HTTP API; see whether one runs; stop it.
 
-    While a node runs, every other posctl command on the same --home goes through its API.
+    While a node runs, every other posctl command on the same --home goes through its API
+    (or the node at --node URL / POSCTL_NODE).
     """
 
 
@@ -203,7 +204,7 @@ def _duration(seconds: int | None) -> str:
 @pass_app
 @handles_errors
 def status(app: AppContext) -> None:
-    """Is a node running? Its pid, URL, chain, height and uptime (exit 1 if none)."""
+    """Show the running node: pid, URL, chain, height, uptime (exit 1 if none)."""
     from cli.node_backend import NodeBackend
 
     info = _find_node(app)
@@ -237,9 +238,10 @@ def status(app: AppContext) -> None:
 @pass_app
 @handles_errors
 def stop(app: AppContext, timeout: float) -> None:
-    """Stop the running node: SIGTERM, as Ctrl-C in its terminal, then wait until it is gone.
+    """Stop the running node and wait until it is gone.
 
-    The commit in progress finishes first; nothing acknowledged is lost.
+    Sends SIGTERM, as Ctrl-C in its terminal would: the commit in progress finishes first and
+    nothing acknowledged is lost.
     """
     import signal
 
