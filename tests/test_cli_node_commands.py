@@ -21,6 +21,7 @@ from ledger.chain.facade import Chain
 from ledger.node.record import read_node_record
 from tests.test_node import ROOT, NodeProcess, clean_env, free_port, request
 from wallet.bip39 import validate_mnemonic
+from wallet.keystore import Keystore, ScryptParams
 from wallet.protection import SlashingProtection
 
 PASSWORD = "validator-test-password"
@@ -264,8 +265,12 @@ def test_dev_node_with_three_validators_then_status_and_stop(tmp_path: Path, pro
     output = node.output()
     phrases = re.findall(r"recovery phrase of '(dev\d?)': ([a-z ]+)$", output, re.MULTILINE)
     assert [name for name, _ in phrases] == ["dev", "dev2", "dev3"]
-    for _, phrase in phrases:
+    elsewhere_wallets = Keystore(tmp_path / "recovered")
+    for name, phrase in phrases:  # each printed phrase recovers the key that validates
         assert len(phrase.split()) == 24 and validate_mnemonic(phrase)
+        address = elsewhere_wallets.recover(name, phrase, "pw", kdf=ScryptParams.light()).address(0, 0)
+        assert re.search(rf"wallet '{name}' +{address} bonded", output)
+        assert address in {row["address"] for row in validators}
     assert "password of every dev wallet: 'posctl-dev'" in output
     assert f"{node.url}/" in output
 
