@@ -143,8 +143,8 @@ def run(app: AppContext, listen: tuple[str, int], interval: float | None, dev: b
         node_.log(line)
     if hook is not None:
         hook.log = node_.log
-        node_.log(f"node URL {node_.url}/ (GET / lists the API's routes; the explorer is served at /); "
-                  "in other terminals: `posctl chain status`, `posctl chain show`, `posctl node status`")
+        node_.log(f"node URL: {node_.url}/ ; in other terminals: `posctl chain status`, `posctl chain show`, "
+                  "`posctl validator run dev`, `posctl node status`")
     node_.run()
     if node_.failure is not None:
         raise fail(f"the node stopped after a storage failure: {node_.failure}")
