@@ -144,7 +144,7 @@ def run(app: AppContext, listen: tuple[str, int], interval: float | None, dev: b
     if hook is not None:
         hook.log = node_.log
         node_.log(f"node URL: {node_.url}/ ; in other terminals: `posctl chain status`, `posctl chain show`, "
-                  "`posctl validator run dev`, `posctl node status`")
+                  "`posctl chain validators`, `posctl node status`")
     node_.run()
     if node_.failure is not None:
         raise fail(f"the node stopped after a storage failure: {node_.failure}")
