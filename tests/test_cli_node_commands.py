@@ -53,7 +53,8 @@ def one_error_line(result: subprocess.CompletedProcess[str], status: int = 1) ->
     return lines[0]
 
 
-def wallet_home(tmp_path: Path, bonds: dict[str, int], others: tuple[str, ...] = ()) -> tuple[Path, dict[str, str]]:
+def wallet_home(tmp_path: Path, bonds: dict[str, int], others: tuple[str, ...] = (),
+                init_args: tuple[str, ...] = ()) -> tuple[Path, dict[str, str]]:
     """A home with CLI-made wallets, the bonded ones validators at genesis; name -> address."""
     home = tmp_path / "home"
     addresses = {}
@@ -61,7 +62,7 @@ def wallet_home(tmp_path: Path, bonds: dict[str, int], others: tuple[str, ...] =
         made = posctl(home, "wallet", "new", name, "--words", "12", "--json")
         assert made.returncode == 0, made.stderr
         addresses[name] = json.loads(made.stdout)["address"]
-    args = ["chain", "init", "--chain-id", "posctl-validator-test"]
+    args = ["chain", "init", "--chain-id", "posctl-validator-test", *init_args]
     for name in [*bonds, *others]:
         args += ["--alloc", f"{name}=100000"]
     for name, amount in bonds.items():
@@ -395,3 +396,28 @@ def test_node_url_forms() -> None:
                      ("http://10.1.2.3:9000", "loopback"), ("127.0.0.1:99999", "not a node URL")]:
         with pytest.raises(ValueError, match=why):
             parse_node_url(bad)
+
+
+def test_jailed_validator_waits_then_proposes_after_unjail(tmp_path: Path, procs) -> None:
+    # a chain where one missed turn jails: alice proposes, bob (offline) is drawn first sooner or later
+    home, addresses = wallet_home(tmp_path, {"alice": 400, "bob": 600}, init_args=("--param", "max_missed=1"))
+    for _ in range(40):
+        assert posctl(home, "wallet", "propose", "alice", "--bpm", "70").returncode == 0
+        assert posctl(home, "chain", "forge").returncode == 0
+        if json.loads(posctl(home, "wallet", "show", "bob", "--json").stdout)["status"] == "jailed":
+            break
+    else:
+        raise AssertionError("bob was never drawn first in 40 blocks")
+    height = json.loads(posctl(home, "chain", "status", "--json").stdout)["height"]
+
+    node = procs("node", home, None, 3600.0)
+    bob = procs("validator", home, "bob")
+    bob.wait_for(rf"not proposing for height {height + 1}: this validator is jailed .*"
+                 r"`posctl wallet unjail bob`.*; waiting")
+    assert "proposed" not in bob.output()
+    assert posctl(home, "wallet", "unjail", "bob").returncode == 0
+    assert posctl(home, "wallet", "propose", "alice", "--bpm", "70").returncode == 0
+    assert posctl(home, "chain", "forge").returncode == 0  # includes the unjail
+    bob.wait_for(rf"proposed BPM \d+ for height {height + 2} ")
+    assert bob.interrupt() == 0
+    assert request(node.port, "GET", f"/accounts/{addresses['bob']}")[1]["status"] == "active"
