@@ -112,7 +112,7 @@ class Tally:
     proposals: int = 0
     wins: int = 0
     proposed: dict[int, str] = field(default_factory=dict)
-    """Height -> tx id of the proposals this run submitted, to tell which blocks it won."""
+    """Height -> tx id of the proposals submitted and not yet reported as won or lost."""
 
 
 class Validator:
@@ -137,6 +137,8 @@ class Validator:
         self.last_height: int | None = None
         self.waiting_reason: str | None = None
         self.node_lost = False
+        self.carried: int | None = None
+        """A reading that arrived after the block it was read for: used for the next height."""
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -160,6 +162,7 @@ class Validator:
         height = status["height"]
         if self.last_height is not None and height > self.last_height:
             self._report_blocks(self.last_height + 1, height)
+            self.decided = {h for h in self.decided if h > height}
         self.last_height = height
         target = height + 1
         if target in self.decided:
@@ -181,11 +184,15 @@ class Validator:
             self.log("skipped", f"already signed a proposal for height {target} (slashing protection): "
                      "waiting for the next height", height=target)
             return
-        bpm = self.heart.next(self.stop)
+        bpm, self.carried = (self.carried, None) if self.carried is not None else (self.heart.next(self.stop), None)
         if bpm is None:
             if not self.stop.is_set():
                 self.log("input", "stdin ended: no more BPM readings")
                 self.stop.set()
+            return
+        if self.backend.status()["height"] != height:  # the reading came after that block: keep it for the next
+            self.carried = bpm
+            self.decided.discard(target)
             return
         tx = build_bpm(self.key, status["chain_id"], account["next_nonce"], bpm, target,
                        bytes.fromhex(status["next_seed"]))
@@ -210,7 +217,7 @@ class Validator:
     def _report_blocks(self, first: int, last: int) -> None:
         """Say which of the new blocks this validator won (only heights it proposed for can be)."""
         for height in range(first, last + 1):
-            if height not in self.tally.proposed:
+            if self.tally.proposed.pop(height, None) is None:
                 continue
             block = self.backend.block(str(height))
             lottery = block.get("lottery") or {}

@@ -220,20 +220,24 @@ def test_slashing_protection_holds_across_a_restart(tmp_path: Path, procs) -> No
 
 
 def test_bpm_readings_from_stdin(tmp_path: Path, procs) -> None:
-    home, _ = wallet_home(tmp_path, {"alice": 600})
+    home, addresses = wallet_home(tmp_path, {"alice": 600, "bob": 400})
     node = procs("node", home, None, 3600.0)
-    feeder = subprocess.PIPE
-    alice = procs("validator", home, "alice", "--bpm-source", "stdin", stdin=feeder)
-    alice.proc.stdin.write(b"fast\n77\n")
+    alice = procs("validator", home, "alice", "--bpm-source", "stdin", stdin=subprocess.PIPE)
+    alice.wait_for(r"validator 'alice' .* BPM from stdin")
+    time.sleep(0.5)  # alice now waits for a reading for height 1 ...
+    assert posctl(home, "wallet", "propose", "bob", "--bpm", "90").returncode == 0
+    assert posctl(home, "chain", "forge").returncode == 0  # ... which is forged without her
+    alice.proc.stdin.write(b"fast\n80\n")
     alice.proc.stdin.flush()
-    alice.wait_for(r"proposed BPM 77 for height 1 ")
-    assert "ignored stdin line 'fast'" in alice.output()
+    alice.wait_for(r"proposed BPM 80 for height 2 ")  # a late reading goes to the next height
+    assert "ignored stdin line 'fast'" in alice.output() and "for height 1" not in alice.output()
     alice.proc.stdin.close()  # no more readings: once it needs the next one, it stops
     assert posctl(home, "chain", "forge").returncode == 0
     assert alice.proc.wait(timeout=20) == 0
     assert "stdin ended" in alice.output() and alice.errors() == ""
-    block = request(node.port, "GET", "/blocks/1")[1]
-    assert [tx["bpm"] for tx in block["txs"]] == [77]
+    block = request(node.port, "GET", "/blocks/2")[1]
+    assert [(tx["sender"], tx["bpm"]) for tx in block["txs"]] == [(addresses["alice"], 80)]
+    assert re.search(r"won block 2 ", alice.output())
 
 
 def test_validator_bad_inputs(tmp_path: Path) -> None:
