@@ -34,14 +34,61 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-def open_backend(home: Path) -> Backend:
-    """A running node's API if one holds this home, else the database directly.
+def parse_node_url(text: str) -> str:
+    """``--node``/``POSCTL_NODE`` as ``http://HOST:PORT`` (the scheme may be left out). Only a
+    loopback host is accepted: the API has no authentication for reads and submissions, so
+    posctl talks to nodes on this machine only. Raises ValueError saying why."""
+    from urllib.parse import urlsplit
+
+    from ledger.node.api import format_address, is_loopback_host
+
+    value = text.strip()
+    if "://" not in value:
+        value = "http://" + value
+    parts = urlsplit(value)
+    if parts.scheme != "http":
+        raise ValueError(f"{text!r}: the node speaks plain http on loopback, e.g. http://127.0.0.1:9000")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    host = parts.hostname
+    if not host or port is None or port <= 0 or parts.path not in ("", "/") or parts.query or parts.username:
+        raise ValueError(f"{text!r} is not a node URL such as http://127.0.0.1:9000")
+    if not is_loopback_host(host):
+        raise ValueError(
+            f"{text!r} is not a loopback address: posctl reaches only nodes on this machine "
+            "(127.0.0.0/8, ::1, localhost)"
+        )
+    return f"http://{format_address(host, port)}"
+
+
+def open_node_url(home: Path, url: str) -> Backend:
+    """The node at ``url`` (from ``--node``), which must answer now: a mistyped port is one clear
+    line, not a failure halfway through a command."""
+    from cli.node_backend import NodeBackend
+    from ledger.errors import NodeUnavailable
+    from ledger.node.record import query_node
+
+    if query_node(url) is None:
+        raise NodeUnavailable(
+            f"no posctl node answers at {url} (from --node or POSCTL_NODE): start one there with "
+            "`posctl node run --listen HOST:PORT`, or drop --node to use this home's node or database"
+        )
+    return NodeBackend(url, home=home)
+
+
+def open_backend(home: Path, node_url: str | None = None) -> Backend:
+    """The node at ``node_url`` if given; else a running node's API if one holds this home,
+    else the database directly.
 
     A node is running when ``$home/node.json`` names a live pid that answers ``GET /node``.
     A record left by a killed node is ignored (and removed when its pid is dead).
     """
     from ledger.node.record import find_running_node
 
+    if node_url is not None:
+        return open_node_url(home, node_url)
     record = find_running_node(home)
     if record is not None:
         from cli.node_backend import NodeBackend  # only when a node runs: it loads the HTTP stack
@@ -66,4 +113,5 @@ def require_no_node(home: Path, purpose: str = "use the chain database directly"
         )
 
 
-__all__ = ["Backend", "DirectBackend", "open_backend", "parse_tx_id", "require_no_node"]
+__all__ = ["Backend", "DirectBackend", "open_backend", "open_node_url", "parse_node_url", "parse_tx_id",
+           "require_no_node"]

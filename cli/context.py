@@ -25,13 +25,21 @@ INTEGER_TEXT = re.compile(r"^[+-]?[0-9]{1,40}$")
 below int()'s limits."""
 
 
+def default_home() -> Path:
+    """``~/.posctl``: where chain and wallets live unless --home or POSCTL_HOME says otherwise."""
+    return Path.home() / ".posctl"
+
+
 @dataclass
 class AppContext:
-    """Built by the root group and passed down through ``click.Context.obj``."""
+    """Built by the root group and passed down through ``click.Context.obj``. Its fields have
+    defaults because root options such as ``--json`` may set them before the root callback runs."""
 
-    home: Path
+    home: Path = field(default_factory=default_home)
     password_file: Path | None = None
     json_output: bool = False
+    node_url: str | None = None
+    """``--node URL`` (or ``POSCTL_NODE``): reach the node there instead of the one this home records."""
     sign_only: Path | None = None
     """``--out FILE`` on a submitting command: write the signed tx there instead of submitting."""
     _backend: Any = field(default=None, repr=False)
@@ -45,7 +53,7 @@ class AppContext:
         if self._backend is None:
             from cli.backend import open_backend
 
-            self._backend = open_backend(self.home)
+            self._backend = open_backend(self.home, self.node_url)
         return self._backend
 
     def close(self) -> None:
@@ -57,14 +65,30 @@ class AppContext:
 pass_app = click.make_pass_decorator(AppContext)
 
 
+NO_COLOR_ENV = "NO_COLOR"
+"""https://no-color.org: when set and not empty, no ANSI colour, even on a terminal."""
+
+
+def color_setting() -> bool | None:
+    """``False`` when NO_COLOR asks for no colour; ``None`` lets click decide (colour only on a
+    terminal). Passed as ``color=`` wherever posctl styles text."""
+    return False if os.environ.get(NO_COLOR_ENV) else None
+
+
+def echo_error(message: str, file: Any = None) -> None:
+    """``error: message`` on stderr; the prefix in red on a terminal unless NO_COLOR is set."""
+    prefix = click.style("error:", fg="red", bold=True)
+    if file is None:
+        click.echo(f"{prefix} {message}", err=True, color=color_setting())
+    else:
+        click.echo(f"{prefix} {message}", file=file, color=color_setting())
+
+
 class CliError(click.ClickException):
     """Printed as one line ``error: message`` on stderr (click's default says ``Error:``)."""
 
     def show(self, file: Any = None) -> None:
-        if file is None:
-            click.echo(f"error: {self.format_message()}", err=True)
-        else:
-            click.echo(f"error: {self.format_message()}", file=file)
+        echo_error(self.format_message(), file)
 
 
 def fail(message: str) -> "click.ClickException":
@@ -85,18 +109,41 @@ def emit(app: AppContext, data: Any, text: Callable[[Any], str] | str | None = N
         click.echo(text(data))
 
 
-def json_option(func: F) -> F:
-    """``--json`` on a command: sets the context's output mode."""
+OUTPUT_FORMATS = ("text", "json")
 
-    def callback(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
-        if value:
-            ctx.find_object(AppContext).json_output = True  # type: ignore[union-attr]
-        return value
 
+def set_json_flag(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    """``--json`` (on the root group or on a command): JSON output; never turns it off."""
+    if value:
+        ctx.ensure_object(AppContext).json_output = True
+    return value
+
+
+def set_output_format(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``-o/--output text|json``: the last one given wins (root first, then the command)."""
+    if value is not None:
+        ctx.ensure_object(AppContext).json_output = value == "json"
+    return value
+
+
+def output_options(func: F) -> F:
+    """``--json`` and ``-o/--output text|json``, accepted on the root group and on every command
+    that prints a result, so ``posctl --json chain status`` == ``posctl chain status --json``
+    == ``posctl -o json chain status``."""
+    func = click.option(
+        "-o", "--output", "output_format", type=click.Choice(OUTPUT_FORMATS), default=None,
+        expose_value=False, callback=set_output_format,
+        help="Output format: text (default) or json (same as --json).",
+    )(func)
     return click.option(
-        "--json", "json_flag", is_flag=True, expose_value=False, callback=callback,
+        "--json", "json_flag", is_flag=True, expose_value=False, callback=set_json_flag,
         help="Print exactly one JSON document on stdout.",
     )(func)
+
+
+def json_option(func: F) -> F:
+    """``--json`` and ``-o json`` on a command: set the context's output mode."""
+    return output_options(func)
 
 
 def handles_errors(func: F) -> F:

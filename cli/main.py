@@ -14,12 +14,13 @@ from typing import Any
 
 import click
 
-from cli.context import AppContext
+from cli.context import AppContext, color_setting, default_home, echo_error, output_options
 
 LAZY_GROUPS = {
     "wallet": ("cli.wallet_cmd", "wallet", "Create wallets and sign stake, transfer and BPM transactions."),
     "chain": ("cli.chain_cmd", "chain", "Create, inspect, forge and verify the chain."),
-    "node": ("cli.node_cmd", "node", "Run a long-lived forger with a local HTTP API."),
+    "node": ("cli.node_cmd", "node", "Run a long-lived forger with a local HTTP API; its status; stop it."),
+    "validator": ("cli.validator_cmd", "validator", "Run a validator that proposes for every block by itself."),
     "demo": ("cli.demo", "demo", "Run the whole proof-of-stake story end to end."),
     "lab": ("cli.lab_cmd", "lab", "Run the classic PoS attacks against naive rules and posctl's, measured."),
 }
@@ -50,13 +51,13 @@ class LazyGroup(click.Group):
             sys.exit(exc.exit_code)
         except click.UsageError as exc:
             command = exc.ctx.command_path if exc.ctx is not None else "posctl"
-            click.echo(f"error: {exc.format_message()} (see `{command} --help`)", err=True)
+            echo_error(f"{exc.format_message()} (see `{command} --help`)")
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
         except (click.Abort, KeyboardInterrupt, EOFError):
-            click.echo("error: aborted: nothing was changed", err=True)
+            echo_error("aborted: nothing was changed")
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
 
@@ -66,9 +67,11 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in LAZY_GROUPS:
             return None
+        from cli.completion import attach_completions
+
         module_name, attr, _ = LAZY_GROUPS[name]
         module = __import__(module_name, fromlist=[attr])
-        return getattr(module, attr)
+        return attach_completions(name, getattr(module, attr))
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, LAZY_GROUPS[name][2]) for name in self.list_commands(ctx)]
@@ -76,8 +79,15 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-def default_home() -> Path:
-    return Path.home() / ".posctl"
+def _parse_node_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    from cli.backend import parse_node_url
+
+    if value is None or ctx.resilient_parsing:
+        return value
+    try:
+        return parse_node_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -90,16 +100,26 @@ def default_home() -> Path:
     "--password-file", type=click.Path(dir_okay=False, path_type=Path), envvar="POSCTL_PASSWORD_FILE",
     help="Read the wallet password from this file (else POSCTL_PASSWORD, else a hidden prompt).",
 )
+@click.option(
+    "--node", "node_url", envvar="POSCTL_NODE", metavar="URL", callback=_parse_node_url,
+    help="Reach the node at this loopback URL (e.g. http://127.0.0.1:9001) instead of the one "
+    "--home records (env POSCTL_NODE).",
+)
+@output_options
 @click.version_option(_version(), prog_name="posctl")
 @click.pass_context
-def posctl(ctx: click.Context, home: Path, password_file: Path | None) -> None:
+def posctl(ctx: click.Context, home: Path, password_file: Path | None, node_url: str | None) -> None:
     """posctl — a Proof-of-Stake ledger you can run, read and break on your own machine.
 
-    Shell completion: eval "$(_POSCTL_COMPLETE=bash_source posctl)" (zsh_source, fish_source).
+    --json and -o json work before or after the command. NO_COLOR=1 turns colour off.
+    Shell completion (commands, wallet names, --param keys):
+    eval "$(_POSCTL_COMPLETE=bash_source posctl)" (zsh_source, fish_source).
     """
     os.umask(0o077)  # everything posctl writes (chain, wallets, node record) is private to the user
-    app = AppContext(home=home.expanduser(), password_file=password_file)
-    ctx.obj = app
+    app = ctx.ensure_object(AppContext)
+    app.home, app.password_file, app.node_url = home.expanduser(), password_file, node_url
+    if color_setting() is False:
+        ctx.color = False  # click.secho anywhere below honours NO_COLOR too
     ctx.call_on_close(app.close)
 
 

@@ -692,7 +692,7 @@ def test_dev_mode_creates_and_resumes_a_dev_chain(tmp_path: Path, nodes) -> None
     assert plain.proc.wait(timeout=30) == 1  # a plain `node run` needs a chain
     assert "posctl chain init" in plain.output()
 
-    dev = nodes(home, None, 0.2, "--dev")
+    dev = nodes(home, None, 0.2, "--dev", "--validators", "1")
     deadline = time.monotonic() + 20
     while request(dev.port, "GET", "/status")[1]["height"] < 3:
         assert time.monotonic() < deadline, dev.output()
@@ -703,7 +703,7 @@ def test_dev_mode_creates_and_resumes_a_dev_chain(tmp_path: Path, nodes) -> None
     validators = request(dev.port, "GET", "/validators")[1]
     dev_address = validators[0]["address"]
     assert validators[0]["bonded"] > 0 and validators[0]["blocks_won"] >= 3
-    assert f"dev validator {dev_address}" in dev.output() and "'posctl-dev'" in dev.output()
+    assert f"wallet 'dev' {dev_address}" in dev.output() and "'posctl-dev'" in dev.output()
     assert dev.stop() == 0
     with Chain.open(home) as chain:
         height = chain.height

@@ -129,23 +129,34 @@ def is_process_alive(pid: int) -> bool:
         return True
 
 
-def probe_node(record: NodeRecord, timeout: float = PROBE_TIMEOUT) -> bool:
-    """True if the node at ``record.url`` answers ``GET /node`` and is the recorded process."""
-    parts = urlsplit(record.url)
+def query_node(url: str, timeout: float = PROBE_TIMEOUT) -> dict[str, Any] | None:
+    """What the node at ``url`` says about itself (``GET /node``), or ``None`` if nothing there
+    answers as a posctl node."""
+    parts = urlsplit(url)
     if parts.hostname is None:
-        return False
-    connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
+        return None
+    try:
+        port = parts.port or 80
+    except ValueError:
+        return None
+    connection = http.client.HTTPConnection(parts.hostname, port, timeout=timeout)
     try:
         connection.request("GET", "/node", headers={"Accept": "application/json"})
         response = connection.getresponse()
         if response.status != 200:
-            return False
+            return None
         info = json.loads(response.read(PROBE_MAX_BYTES))
     except (OSError, http.client.HTTPException, ValueError):
-        return False
+        return None
     finally:
         connection.close()
-    return isinstance(info, dict) and info.get("pid") == record.pid
+    return info if isinstance(info, dict) and type(info.get("pid")) is int else None
+
+
+def probe_node(record: NodeRecord, timeout: float = PROBE_TIMEOUT) -> bool:
+    """True if the node at ``record.url`` answers ``GET /node`` and is the recorded process."""
+    info = query_node(record.url, timeout)
+    return info is not None and info.get("pid") == record.pid
 
 
 def find_running_node(home: Path) -> NodeRecord | None:
