@@ -1,6 +1,6 @@
 """``posctl lab``: the classic proof-of-stake attacks, run against the naive rules and posctl's.
 
-Thin commands: :mod:`lab` runs the experiments and returns :class:`lab.result.Outcome`
+Thin commands: :mod:`cli.lab` runs the experiments and returns :class:`cli.lab.result.Outcome`
 objects; this module parses, shows a progress bar when stderr is a terminal, and renders text
 or one JSON document. Usage errors (an unknown scenario, ``--blocks 0``) exit 2 with one line.
 """
@@ -58,7 +58,7 @@ def _progress(label: str) -> Iterator[Callable[[float], None]]:
 
 
 def _run(name: str, blocks: int | None, seed: int) -> Any:
-    from lab.scenarios import run_scenario
+    from cli.lab.scenarios import run_scenario
 
     for progress in _progress(f"lab {name}"):
         return run_scenario(name, blocks, seed, progress)
@@ -70,7 +70,7 @@ def _run(name: str, blocks: int | None, seed: int) -> Any:
 @pass_app
 def list_scenarios(app: AppContext) -> None:
     """Name every scenario with one line each."""
-    from lab.scenarios import SCENARIOS
+    from cli.lab.scenarios import SCENARIOS
 
     rows = [{"name": s.name, "summary": s.summary, "default_blocks": s.default_blocks, "unit": s.unit}
             for s in SCENARIOS.values()]

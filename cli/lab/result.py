@@ -76,7 +76,7 @@ class Outcome:
     unit: str = "blocks"
     """What ``blocks`` counts: ``blocks`` or ``trials``."""
     chains: list[Any] = field(default_factory=list, repr=False)
-    """The :class:`lab.testnet.LabChain` objects the defended side ran on (not rendered)."""
+    """The :class:`cli.lab.testnet.LabChain` objects the defended side ran on (not rendered)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -3,7 +3,7 @@
 The naive rules (the tutorial's and v1's) have no evidence, no slashing, no lock-up that
 evidence could reach and no liveness record, so their side of each scenario is short: nothing
 happens. The defended side runs posctl's evidence and liveness rules on a throwaway chain
-(:class:`lab.testnet.LabChain`): ``ledger.consensus.evidence.check_evidence_form`` and
+(:class:`cli.lab.testnet.LabChain`): ``ledger.consensus.evidence.check_evidence_form`` and
 ``check_evidence``, ``ledger.consensus.state.slash_validator``, ``fork.record_liveness`` and
 ``state.unjail``, all reached through ``build_block`` and ``state_transition``.
 """
@@ -14,9 +14,9 @@ import random
 import tempfile
 from pathlib import Path
 
-from lab import stats
-from lab.result import Meter, Outcome, Progress, Side, decide_verdict
-from lab.testnet import LabChain, LabKey, lab_chain
+from cli.lab import stats
+from cli.lab.result import Meter, Outcome, Progress, Side, decide_verdict
+from cli.lab.testnet import LabChain, LabKey, lab_chain
 from ledger.consensus.evidence import Evidence, check_evidence, make_evidence
 from ledger.consensus.state import Account
 from ledger.consensus.transactions import Bpm, Transaction

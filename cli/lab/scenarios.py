@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from lab import lottery_attacks, penalty_attacks, signature_attacks
-from lab.result import Outcome, Progress
+from cli.lab import lottery_attacks, penalty_attacks, signature_attacks
+from cli.lab.result import Outcome, Progress
 
 Runner = Callable[[int, int, Progress], Outcome]
 
