@@ -63,6 +63,7 @@ def run_scenario(name: str, blocks: int | None = None, seed: int = DEFAULT_SEED,
     if count < 1:
         raise ValueError(f"--blocks must be at least 1, got {count}")
     outcome = scenario.runner(count, seed, progress)
+    progress(1.0)  # a run may end before its estimate (offline stops once jailed): the bar still fills
     outcome.seed = seed
     outcome.blocks = count
     outcome.unit = scenario.unit
