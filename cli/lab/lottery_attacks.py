@@ -73,7 +73,7 @@ def run_grind(blocks: int, seed: int, progress: Progress) -> Outcome:
                 chained += 1
         chosen = naive.NaiveHeader(height, parent.hash, GENESIS_TIMESTAMP + 30 * height, winner)
         if winner == "attacker":
-            assembled += 1
+            assembled += height < naive_blocks  # the last block's successor is never drawn
             for attempt in range(k):
                 header = naive.NaiveHeader(height, parent.hash, GENESIS_TIMESTAMP + 30 * height + attempt, winner)
                 if naive.v1_draw(naive.v1_seed(header.hash, height + 1), stakes) == "attacker":
