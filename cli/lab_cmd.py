@@ -1,6 +1,6 @@
 """``posctl lab``: the classic proof-of-stake attacks, run against the naive rules and posctl's.
 
-Thin commands: :mod:`lab` runs the experiments and returns :class:`lab.result.Outcome`
+Thin commands: :mod:`cli.lab` runs the experiments and returns :class:`cli.lab.result.Outcome`
 objects; this module parses, shows a progress bar when stderr is a terminal, and renders text
 or one JSON document. Usage errors (an unknown scenario, ``--blocks 0``) exit 2 with one line.
 """
@@ -8,11 +8,14 @@ or one JSON document. Usage errors (an unknown scenario, ``--blocks 0``) exit 2 
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import click
 
 from cli.context import AppContext, emit, handles_errors, json_option, pass_app
+
+if TYPE_CHECKING:
+    from cli.lab.result import Outcome, Side
 
 SCENARIO_NAMES = ("grind", "exclude", "split", "declare", "replay", "malleate", "equivocate",
                   "after-unbonding", "offline")
@@ -57,8 +60,8 @@ def _progress(label: str) -> Iterator[Callable[[float], None]]:
         yield update
 
 
-def _run(name: str, blocks: int | None, seed: int) -> Any:
-    from lab.scenarios import run_scenario
+def _run(name: str, blocks: int | None, seed: int) -> Outcome:
+    from cli.lab.scenarios import run_scenario
 
     for progress in _progress(f"lab {name}"):
         return run_scenario(name, blocks, seed, progress)
@@ -70,15 +73,22 @@ def _run(name: str, blocks: int | None, seed: int) -> Any:
 @pass_app
 def list_scenarios(app: AppContext) -> None:
     """Name every scenario with one line each."""
-    from lab.scenarios import SCENARIOS
+    from cli.lab.scenarios import SCENARIOS
 
     rows = [{"name": s.name, "summary": s.summary, "default_blocks": s.default_blocks, "unit": s.unit}
             for s in SCENARIOS.values()]
     emit(app, rows, _render_list)
 
 
+def _scenario_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """Refuse an unknown name in one line (``click.Choice`` would list every name over many)."""
+    if value not in SCENARIO_NAMES:
+        raise click.BadParameter(f"unknown scenario {value!r}: choose one of {', '.join(SCENARIO_NAMES)}")
+    return value
+
+
 @lab.command("run")
-@click.argument("name", type=click.Choice(SCENARIO_NAMES), metavar="NAME")
+@click.argument("name", metavar="NAME", callback=_scenario_name)
 @blocks_option
 @seed_option
 @json_option
@@ -87,7 +97,7 @@ def list_scenarios(app: AppContext) -> None:
 def run(app: AppContext, name: str, blocks: int | None, seed: int) -> None:
     """Run one scenario (see `posctl lab list`)."""
     outcome = _run(name, blocks, seed)
-    emit(app, outcome.to_dict(), _render_outcome)
+    emit(app, outcome.to_json(), lambda _doc: _render_outcome(outcome))
 
 
 @lab.command("all")
@@ -97,9 +107,10 @@ def run(app: AppContext, name: str, blocks: int | None, seed: int) -> None:
 @pass_app
 @handles_errors
 def run_all(app: AppContext, blocks: int | None, seed: int) -> None:
-    """Run every scenario with the same seed and print a summary table."""
-    outcomes = [_run(name, blocks, seed).to_dict() for name in SCENARIO_NAMES]
-    emit(app, {"seed": seed, "scenarios": outcomes}, _render_table)
+    """Run every scenario with the same seed and print a summary table (--json: a list of the
+    documents `lab run --json` prints)."""
+    outcomes = [_run(name, blocks, seed) for name in SCENARIO_NAMES]
+    emit(app, [outcome.to_json() for outcome in outcomes], lambda _docs: _render_table(outcomes, seed))
 
 
 # ---- rendering -------------------------------------------------------------------------------
@@ -112,40 +123,39 @@ def _render_list(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines + ["", "run one: posctl lab run NAME [--blocks N] [--seed S] [--json]"])
 
 
-def _figure(side: dict[str, Any], digits: int = 3) -> str:
-    predicted = "none" if side["predicted"] is None else f"{side['predicted']:.{digits}f}"
-    lo, hi = side["interval"]
-    return f"{side['measured']:.{digits}f}  predicted {predicted}  95% [{lo:.{digits}f}, {hi:.{digits}f}]"
+def _figure(side: Side, digits: int = 3) -> str:
+    predicted = "none" if side.predicted is None else f"{side.predicted:.{digits}f}"
+    lo, hi = side.interval
+    return f"{side.measured:.{digits}f}  predicted {predicted}  95% [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
-def _render_outcome(doc: dict[str, Any]) -> str:
+def _render_outcome(outcome: Outcome) -> str:
     lines = [
-        f"{doc['scenario']}: {doc['attack']}",
-        f"  measure  {doc['measure']} (seed {doc['seed']}, {doc['blocks']} {doc['unit']})",
-        f"  naive    {_figure(doc['naive'])}",
-        f"           {doc['naive']['model']}",
-        f"  posctl   {_figure(doc['posctl'])}",
-        f"           {doc['posctl']['model']}",
-        f"  defence  {doc['defence']}",
-        f"  verdict  {doc['verdict']}",
+        f"{outcome.scenario}: {outcome.attack}",
+        f"  measure  {outcome.measure} (seed {outcome.seed}, {outcome.blocks} {outcome.unit})",
+        f"  naive    {_figure(outcome.naive)}",
+        f"           {outcome.naive.label}",
+        f"  posctl   {_figure(outcome.posctl)}",
+        f"           {outcome.posctl.label}",
+        f"  defence  {outcome.defence}",
+        f"  verdict  {outcome.verdict}",
     ]
-    lines += [f"  - {detail}" for detail in doc["details"]]
+    lines += [f"  - {detail}" for detail in outcome.details]
     return "\n".join(lines)
 
 
-def _cell(side: dict[str, Any]) -> str:
-    lo, hi = side["interval"]
-    predicted = "  -  " if side["predicted"] is None else f"{side['predicted']:.3f}"
-    return f"{side['measured']:.3f} ({predicted}) [{lo:.2f}, {hi:.2f}]"
+def _cell(side: Side) -> str:
+    lo, hi = side.interval
+    predicted = "  -  " if side.predicted is None else f"{side.predicted:.3f}"
+    return f"{side.measured:.3f} ({predicted}) [{lo:.2f}, {hi:.2f}]"
 
 
-def _render_table(doc: dict[str, Any]) -> str:
-    rows = [(d["scenario"], _cell(d["naive"]), _cell(d["posctl"]), d["verdict"], d["measure"])
-            for d in doc["scenarios"]]
+def _render_table(outcomes: list[Outcome], seed: int) -> str:
+    rows = [(o.scenario, _cell(o.naive), _cell(o.posctl), o.verdict, o.measure) for o in outcomes]
     header = ("scenario", "naive", "posctl", "verdict", "measure")
     widths = [max(len(row[i]) for row in rows + [header]) for i in range(4)]
     lines = ["  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(header[:4])) + "  " + header[4]]
     lines += ["  ".join(f"{cell:<{widths[i]}}" for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows]
-    lines += ["", f"figures: measured (predicted) [95% interval]; seed {doc['seed']}; "
+    lines += ["", f"figures: measured (predicted) [95% interval]; seed {seed}; "
                   "details: posctl lab run NAME"]
     return "\n".join(lines)

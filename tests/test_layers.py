@@ -1,7 +1,6 @@
 """The layering rules of DESIGN.md, read from the source with ``ast`` so a wrong import fails here.
 
-Imports go ``cli -> wallet -> ledger`` (the attack lab, ``lab``, is a consumer beside ``cli``:
-it may use ``wallet`` and ``ledger``, and nothing below it may use it); inside ``ledger/`` they go down
+Imports go ``cli -> wallet -> ledger``; inside ``ledger/`` they go down
 ``errors/params/encoding -> crypto -> consensus -> storage -> chain -> node`` and never up; the
 rules (``consensus/``) touch no database, clock, thread, socket or randomness; and no module of the
 project imports itself back through any chain of imports.
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("ledger", "wallet", "cli", "lab")
+PACKAGES = ("ledger", "wallet", "cli")
 
 WALLET_MAY_IMPORT = ("ledger.crypto", "ledger.consensus", "ledger.encoding", "ledger.errors", "ledger.params")
 CONSENSUS_MUST_NOT = ("ledger.storage", "ledger.chain", "ledger.node", "plyvel", "plyvel_next", "socket",
@@ -70,7 +69,6 @@ def violations(source: str, forbidden: tuple[str, ...]) -> list[str]:
 def test_the_tree_is_read() -> None:
     """Guard against a test that passes because it read nothing."""
     assert "ledger.consensus.fork" in MODULES and "cli.main" in MODULES and "wallet.signing" in MODULES
-    assert "lab.testnet" in MODULES and "ledger.consensus.fork" in IMPORTS["lab.testnet"]
     assert "ledger.consensus.state" in IMPORTS["ledger.consensus.fork"]
 
 
@@ -81,9 +79,8 @@ def test_the_tree_is_read() -> None:
         ("ledger.crypto", ("ledger.consensus", "ledger.storage", "ledger.chain", "ledger.node", "plyvel")),
         ("ledger.storage", ("ledger.chain", "ledger.node")),
         ("ledger.chain", ("ledger.node",)),
-        ("ledger", ("wallet", "cli", "lab")),
-        ("wallet", ("cli", "lab")),
-        ("lab", ("cli",)),
+        ("ledger", ("wallet", "cli")),
+        ("wallet", ("cli",)),
     ],
 )
 def test_imports_go_down_only(source: str, forbidden: tuple[str, ...]) -> None:

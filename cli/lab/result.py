@@ -41,13 +41,12 @@ class Side:
     trials: int
     """Blocks or trials behind ``measured``."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
+        """The side as ``--json`` documents it: ``measured``, ``predicted``, ``interval``."""
         return {
-            "measured": round(self.measured, 6),
-            "predicted": None if self.predicted is None else round(self.predicted, 6),
-            "interval": [round(self.interval[0], 6), round(self.interval[1], 6)],
-            "trials": self.trials,
-            "model": self.label,
+            "measured": round(float(self.measured), 6),
+            "predicted": None if self.predicted is None else round(float(self.predicted), 6),
+            "interval": [round(float(self.interval[0]), 6), round(float(self.interval[1]), 6)],
         }
 
     def holds(self, value: float) -> bool:
@@ -76,21 +75,17 @@ class Outcome:
     unit: str = "blocks"
     """What ``blocks`` counts: ``blocks`` or ``trials``."""
     chains: list[Any] = field(default_factory=list, repr=False)
-    """The :class:`lab.testnet.LabChain` objects the defended side ran on (not rendered)."""
+    """The :class:`cli.lab.testnet.LabChain` objects the defended side ran on (not rendered)."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
+        """The one document ``posctl lab run --json`` prints, with exactly the fields issue 11
+        documents; the attack sentence, the models and the details are for the text output."""
         return {
             "scenario": self.scenario,
-            "attack": self.attack,
-            "measure": self.measure,
-            "naive": self.naive.to_dict(),
-            "posctl": self.posctl.to_dict(),
+            "naive": self.naive.to_json(),
+            "posctl": self.posctl.to_json(),
             "defence": self.defence,
             "verdict": self.verdict,
-            "details": list(self.details),
-            "seed": self.seed,
-            "blocks": self.blocks,
-            "unit": self.unit,
         }
 
 

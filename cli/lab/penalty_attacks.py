@@ -3,7 +3,7 @@
 The naive rules (the tutorial's and v1's) have no evidence, no slashing, no lock-up that
 evidence could reach and no liveness record, so their side of each scenario is short: nothing
 happens. The defended side runs posctl's evidence and liveness rules on a throwaway chain
-(:class:`lab.testnet.LabChain`): ``ledger.consensus.evidence.check_evidence_form`` and
+(:class:`cli.lab.testnet.LabChain`): ``ledger.consensus.evidence.check_evidence_form`` and
 ``check_evidence``, ``ledger.consensus.state.slash_validator``, ``fork.record_liveness`` and
 ``state.unjail``, all reached through ``build_block`` and ``state_transition``.
 """
@@ -14,9 +14,9 @@ import random
 import tempfile
 from pathlib import Path
 
-from lab import stats
-from lab.result import Meter, Outcome, Progress, Side, decide_verdict
-from lab.testnet import LabChain, LabKey, lab_chain
+from cli.lab import stats
+from cli.lab.result import Meter, Outcome, Progress, Side, decide_verdict
+from cli.lab.testnet import LabChain, LabKey, lab_chain
 from ledger.consensus.evidence import Evidence, check_evidence, make_evidence
 from ledger.consensus.state import Account
 from ledger.consensus.transactions import Bpm, Transaction
@@ -153,7 +153,7 @@ def run_after_unbonding(trials: int, seed: int, progress: Progress) -> Outcome:
     infraction = chain.height
     meter.advance()
     release = infraction + 1 + window  # the unstakes below are in block infraction + 1
-    refusals: list[str] = []
+    refusals: dict[str, str] = {}
     moved: dict[str, int] = {}
     while chain.height < infraction + 2 * window:
         height = chain.height + 1
@@ -170,23 +170,26 @@ def run_after_unbonding(trials: int, seed: int, progress: Progress) -> Outcome:
             try:
                 check_evidence(chain.view(), evidence[label], height, chain.params)
             except EvidenceTooOld as exc:
-                refusals.append(f"{type(exc).__name__}: {exc}")
+                refusals[label] = f"{type(exc).__name__}: {exc}"
         chain.forge(txs, evidence=[evidence[label] for label in due])
         meter.advance()
     accounts = {label: chain.account(keys[label].address) for label in labels}
     punished = {label for label in labels if accounts[label].slashed > 0}
-    in_window = {label for label in labels if delays[label] <= window}
+    # check_evidence takes evidence fewer than unbonding_blocks blocks old: delays 1..window-1.
+    in_window = {label for label in labels if delays[label] < window}
     late = sorted((label for label in labels if label not in in_window), key=lambda l: delays[l])
     early = sorted(in_window, key=lambda l: delays[l])
 
     naive_side = Side(f"no lock-up and no evidence: the stake leaves at once, {trials} validators", 0.0, 0.0,
                       stats.wilson(0, trials), trials)
     posctl_side = Side(f"posctl, evidence {1}..{2 * window} blocks late (uniform), {trials} validators",
-                       len(punished) / trials, 0.5, stats.wilson(len(punished), trials), trials)
+                       len(punished) / trials, (window - 1) / (2 * window), stats.wilson(len(punished), trials),
+                       trials)
     details = [
         f"unbonding_blocks = {window}: every offender equivocated at height {infraction} and unstaked at "
         f"height {infraction + 1}; the stake was liquid at height {release} and moved away at once",
-        f"punished exactly the {len(in_window)} reported within {window} blocks: {punished == in_window}",
+        f"punished: {len(punished)} of {trials}; exactly those reported fewer than {window} blocks late "
+        f"(P = {window - 1}/{2 * window}): {punished == in_window}; refused as too old: {len(refusals)}",
     ]
     if early:
         label = early[-1]
@@ -194,7 +197,7 @@ def run_after_unbonding(trials: int, seed: int, progress: Progress) -> Outcome:
                        f"(slashed from its unbonding entry)")
     if late:
         label = late[0]
-        details.append(f"{label}, reported {delays[label]} blocks late: refused, {refusals[0] if refusals else ''}")
+        details.append(f"{label}, reported {delays[label]} blocks late: refused, {refusals.get(label, 'not checked')}")
         details.append(f"{label} afterwards: {_balances(accounts[label])}; {moved.get(label, 0)} tokens already "
                        "moved on")
     return Outcome(
@@ -204,7 +207,7 @@ def run_after_unbonding(trials: int, seed: int, progress: Progress) -> Outcome:
         measure="share of equivocations punished (evidence 1 to 2 x unbonding_blocks late)",
         naive=naive_side,
         posctl=posctl_side,
-        defence=("ledger.consensus.evidence.check_evidence refuses evidence older than unbonding_blocks "
+        defence=("ledger.consensus.evidence.check_evidence refuses evidence unbonding_blocks or more blocks old "
                  "(EvidenceTooOld), and ledger.consensus.state.slash_validator also cuts unbonding entries begun "
                  "after the infraction: the lock-up keeps the stake in reach exactly as long as evidence is valid"),
         verdict=decide_verdict(naive_side, posctl_side),

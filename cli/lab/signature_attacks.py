@@ -1,6 +1,6 @@
 """Attacks on what a signature means: replay on another chain, and the high-S twin.
 
-The naive side is :mod:`lab.naive`'s ledger (no chain id in what is signed, pycryptodome's
+The naive side is :mod:`cli.lab.naive`'s ledger (no chain id in what is signed, pycryptodome's
 verify, ids over the signed bytes). The defended side signs real posctl transactions and
 puts each attack through the two gates a transaction meets: admission
 (:func:`ledger.consensus.transactions.validate_transaction`, what the mempool runs) and, for a
@@ -12,9 +12,9 @@ from __future__ import annotations
 import dataclasses
 import random
 
-from lab import naive, stats
-from lab.result import Meter, Outcome, Progress, Side, decide_verdict
-from lab.testnet import LAB_CHAIN_ID, LabChain, lab_chain
+from cli.lab import naive, stats
+from cli.lab.result import Meter, Outcome, Progress, Side, decide_verdict
+from cli.lab.testnet import LAB_CHAIN_ID, LabChain, lab_chain
 from ledger.consensus.transactions import Transaction, validate_transaction, verify_signature
 from ledger.crypto import secp256k1
 from ledger.errors import InvalidBlock, InvalidSignature, WrongChain

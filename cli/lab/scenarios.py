@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from lab import lottery_attacks, penalty_attacks, signature_attacks
-from lab.result import Outcome, Progress
+from cli.lab import lottery_attacks, penalty_attacks, signature_attacks
+from cli.lab.result import Outcome, Progress
 
 Runner = Callable[[int, int, Progress], Outcome]
 
@@ -28,21 +28,21 @@ class Scenario:
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
-        Scenario("grind", "re-roll the next block's seed by trying many timestamps", 200, "blocks",
+        Scenario("grind", "re-roll the next block's seed by trying many timestamps", 500, "blocks",
                  lottery_attacks.run_grind),
-        Scenario("exclude", "leave losing proposals out to re-draw the block for a favourite", 200, "blocks",
+        Scenario("exclude", "leave losing proposals out to re-draw the block for a favourite", 500, "blocks",
                  lottery_attacks.run_exclude),
-        Scenario("split", "split one stake over several addresses (a sybil)", 200, "blocks",
+        Scenario("split", "split one stake over several addresses (a sybil)", 500, "blocks",
                  lottery_attacks.run_split),
-        Scenario("declare", "claim 10^9 tokens of stake you do not have", 200, "blocks",
+        Scenario("declare", "claim 10^9 tokens of stake you do not have", 500, "blocks",
                  lottery_attacks.run_declare),
         Scenario("replay", "replay a transfer signed for one chain on another", 200, "trials",
                  signature_attacks.run_replay),
         Scenario("malleate", "flip a signature to its high-S twin for a second tx id", 200, "trials",
                  signature_attacks.run_malleate),
-        Scenario("equivocate", "sign two proposals for one height, past the wallet's protection", 40, "trials",
+        Scenario("equivocate", "sign two proposals for one height, past the wallet's protection", 100, "trials",
                  penalty_attacks.run_equivocate),
-        Scenario("after-unbonding", "equivocate, unbond at once, hope the evidence comes too late", 60, "trials",
+        Scenario("after-unbonding", "equivocate, unbond at once, hope the evidence comes too late", 200, "trials",
                  penalty_attacks.run_after_unbonding),
         Scenario("offline", "a bonded validator stops proposing: jailed, then unjailed", 200, "blocks",
                  penalty_attacks.run_offline),
@@ -63,6 +63,7 @@ def run_scenario(name: str, blocks: int | None = None, seed: int = DEFAULT_SEED,
     if count < 1:
         raise ValueError(f"--blocks must be at least 1, got {count}")
     outcome = scenario.runner(count, seed, progress)
+    progress(1.0)  # a run may end before its estimate (offline stops once jailed): the bar still fills
     outcome.seed = seed
     outcome.blocks = count
     outcome.unit = scenario.unit

@@ -1,7 +1,7 @@
 """Attacks on who wins a block: grind, exclude, split, declare.
 
-Each function runs the attack twice: against :mod:`lab.naive` (the tutorial's and v1's rules)
-and against a throwaway posctl chain (:class:`lab.testnet.LabChain`), where the forger is
+Each function runs the attack twice: against :mod:`cli.lab.naive` (the tutorial's and v1's rules)
+and against a throwaway posctl chain (:class:`cli.lab.testnet.LabChain`), where the forger is
 :func:`ledger.chain.forger.build_block`, the draw :func:`ledger.consensus.lottery.pick_validator`
 and every block is accepted only through :func:`ledger.consensus.fork.state_transition`.
 """
@@ -13,9 +13,9 @@ import itertools
 import random
 from typing import Iterator
 
-from lab import naive, stats
-from lab.result import Meter, Outcome, Progress, Side, decide_verdict
-from lab.testnet import GENESIS_TIMESTAMP, lab_chain
+from cli.lab import naive, stats
+from cli.lab.result import Meter, Outcome, Progress, Side, decide_verdict
+from cli.lab.testnet import GENESIS_TIMESTAMP, lab_chain
 from ledger.consensus import lottery
 from ledger.consensus.fork import next_seed
 from ledger.consensus.transactions import Transaction
@@ -73,7 +73,7 @@ def run_grind(blocks: int, seed: int, progress: Progress) -> Outcome:
                 chained += 1
         chosen = naive.NaiveHeader(height, parent.hash, GENESIS_TIMESTAMP + 30 * height, winner)
         if winner == "attacker":
-            assembled += 1
+            assembled += height < naive_blocks  # the last block's successor is never drawn
             for attempt in range(k):
                 header = naive.NaiveHeader(height, parent.hash, GENESIS_TIMESTAMP + 30 * height + attempt, winner)
                 if naive.v1_draw(naive.v1_seed(header.hash, height + 1), stakes) == "attacker":
