@@ -157,7 +157,7 @@ class NodeBackend:
             return self._get("/blocks/latest")
         if ref.strip().lower() == "latest" or not ref.strip():
             # Chain.block_by_ref's own refusal: "latest" is a route, not a reference.
-            raise NotFound(f"{ref!r} is neither a block height nor a 64-hex-digit block hash")
+            raise NotFound(f"{ref!r} is neither a block height nor a block hash (64 hex digits, or a unique prefix)")
         return self._get("/blocks/" + quote(ref, safe=""))
 
     def blocks_last(self, count: int) -> list[dict[str, Any]]:
