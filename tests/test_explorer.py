@@ -10,6 +10,7 @@ and say to ``apt-get install chromium``.
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import urllib.request
@@ -74,8 +75,9 @@ class Explorer:
         """Everyone in ``proposers`` proposes a reading for the next height, then the node forges."""
         status = self.get("/status")
         seed = bytes.fromhex(status["next_seed"])
-        for i, key in enumerate(proposers):
-            bpm = 60 + (status["height"] * 7 + i * 13) % 40
+        for key in proposers:
+            i = self.validators.index(key)
+            bpm = round(62 + 6 * i + 5 * math.sin(status["height"] / 3 + i))  # a resting heart, per validator
             tx = make_proposal(key, self.next_nonce(key), status["height"] + 1, seed, bpm, CHAIN_ID)
             code, body = submit(self.node.port, tx)
             assert code == 200, body
@@ -439,8 +441,8 @@ def test_pages_fit_a_phone(explorer: Explorer, browser: Browser, tmp_path: Path)
     try:
         for fragment in ("", "block/4", "validators", "heart", "stake", f"account/{explorer.validators[0].address}"):
             page = open_page(tab, explorer.url, fragment)
-            overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
-            assert overflow <= 1, (fragment, overflow)
+            width = page.evaluate("() => document.documentElement.scrollWidth")
+            assert width <= PHONE["width"], (fragment, width)  # wide tables scroll inside their own box
             svg_width = page.evaluate("() => Math.max(0, ...[...document.querySelectorAll('main svg.chart')]"
                                       ".map(s => s.getBoundingClientRect().width))")
             assert svg_width <= PHONE["width"], fragment

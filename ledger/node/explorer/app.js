@@ -2,6 +2,7 @@
 
 import { api, ApiFailure } from "./api.js";
 import { h, fmt } from "./dom.js";
+import { setWidth } from "./charts.js";
 import * as pages from "./pages.js";
 
 const POLL_MS = 1500;
@@ -28,6 +29,7 @@ async function route() {
   current = null;
   const match = ROUTES.map(([re, page]) => [path.match(re), page]).find(([m]) => m);
   const body = h("div", { class: "page" });
+  setWidth(main.clientWidth - 40);  // a figure's padding and border inside main
   try {
     if (!match) throw new ApiFailure(404, `no page ${path}: use the links above or the search box`);
     const live = await match[1](body, ...match[0].slice(1));

@@ -4,7 +4,14 @@
 
 import { s, colour, short, pct, fmt } from "./dom.js";
 
-const WIDTH = 640;
+let WIDTH = 640;
+
+/** Draw the next charts this many pixels wide (the page's width), so their text is read at 1:1. */
+export function setWidth(pixels) {
+  WIDTH = Math.round(Math.min(1000, Math.max(280, pixels)));
+}
+
+const narrow = () => WIDTH < 500;
 
 function frame(height, label) {
   return s("svg", { viewBox: `0 0 ${WIDTH} ${height}`, role: "img", "aria-label": label, class: "chart" },
@@ -29,7 +36,7 @@ export function ticks(lo, hi, count = 5) {
  */
 export function drawTrace(lottery, winner) {
   const rows = lottery.trace;
-  const rowHeight = 44;
+  const rowHeight = 50;
   const left = 10, right = WIDTH - 10, span = right - left;
   const label = `The draw of this block: ${rows.map((e) =>
     `draw ${e.position}: r=${e.r} of ${e.remaining} fell in [${e.range[0]}, ${e.range[1]}) of ${e.address}` +
@@ -42,14 +49,14 @@ export function drawTrace(lottery, winner) {
     const w = Math.max(span * (Number(e.range[1]) - Number(e.range[0])) / rem, 1.5);
     const xr = left + span * Number(e.r) / rem;
     const won = e.proposed && e.address === winner;
+    const outcome = won ? "winner" : e.proposed ? "proposed" : narrow() ? "passed over" : "no proposal: passed over";
     svg.append(
       s("text", { x: left, y: y + 11, class: "label" },
-        `draw ${e.position}: ${short(e.address, 14)} · odds ${pct(e.odds)} · ` +
-        (won ? "proposed: winner" : e.proposed ? "proposed" : "no proposal: passed over")),
-      s("rect", { x: left, y: y + 16, width: span, height: 16, class: "remaining" }),
-      s("rect", { x: x0, y: y + 16, width: w, height: 16, fill: colour(e.address), class: won ? "range won" : "range" }),
-      s("line", { x1: xr, x2: xr, y1: y + 13, y2: y + 35, class: "r-mark" }),
-      s("circle", { cx: xr, cy: y + 13, r: 3.5, class: "r" }),
+        `draw ${e.position}: ${short(e.address, narrow() ? 10 : 14)} · odds ${pct(e.odds)} · ${outcome}`),
+      s("rect", { x: left, y: y + 17, width: span, height: 16, class: "remaining" }),
+      s("rect", { x: x0, y: y + 17, width: w, height: 16, fill: colour(e.address), class: won ? "range won" : "range" }),
+      s("line", { x1: xr, x2: xr, y1: y + 15, y2: y + 36, class: "r-mark" }),
+      s("circle", { cx: xr, cy: y + 38, r: 3.5, class: "r" }),
     );
   });
   return svg;
@@ -59,14 +66,14 @@ export function drawTrace(lottery, winner) {
  * Horizontal bars, one per item ({label, value, colour}), scaled to the largest value.
  */
 export function hbars(items, label, format = fmt) {
-  const rowHeight = 26, labelWidth = 150, valueWidth = 120;
+  const rowHeight = 26, labelWidth = Math.min(150, WIDTH * 0.3), valueWidth = Math.min(120, WIDTH * 0.22);
   const span = WIDTH - labelWidth - valueWidth - 10;
   const max = Math.max(...items.map((x) => Number(x.value)), 1);
   const svg = frame(items.length * rowHeight + 6, label);
   items.forEach((item, i) => {
     const y = i * rowHeight + 4;
     svg.append(
-      s("text", { x: 4, y: y + 15, class: "label" }, item.label),
+      s("text", { x: 4, y: y + 15, class: "label" }, short(item.label, Math.floor(labelWidth / 8) - 1)),
       s("rect", { x: labelWidth, y, width: Math.max(span * Number(item.value) / max, 1), height: 18,
                   fill: item.colour, class: "bar" }),
       s("text", { x: WIDTH - valueWidth + 4, y: y + 15, class: "label" }, format(item.value)),
@@ -107,7 +114,7 @@ export function band(p, n) {
  * fair lottery keeps the actual share inside 95% of the time over n blocks, and the actual share.
  */
 export function luckChart(rows, n) {
-  const rowHeight = 34, labelWidth = 150, right = WIDTH - 14;
+  const rowHeight = 34, labelWidth = Math.min(150, WIDTH * 0.3), right = WIDTH - 14;
   const span = right - labelWidth;
   const top = Math.min(1, Math.max(0.05, ...rows.map((v) => Math.max(band(v.expected_share, n)[1], v.actual_share))) * 1.1);
   const x = (share) => labelWidth + span * Math.min(share, top) / top;
@@ -124,7 +131,7 @@ export function luckChart(rows, n) {
     const y = i * rowHeight + 6;
     const [lo, hi] = band(v.expected_share, n);
     svg.append(
-      s("text", { x: 4, y: y + 17, class: "label" }, short(v.address, 16)),
+      s("text", { x: 4, y: y + 17, class: "label" }, short(v.address, Math.floor(labelWidth / 8) - 1)),
       s("rect", { x: x(lo), y: y + 4, width: Math.max(x(hi) - x(lo), 1), height: 18, class: "band" }),
       s("line", { x1: x(v.expected_share), x2: x(v.expected_share), y1: y + 1, y2: y + 25, class: "expected" }),
       s("circle", { cx: x(v.actual_share), cy: y + 13, r: 6, fill: colour(v.address), class: "actual" },
@@ -139,7 +146,7 @@ export function luckChart(rows, n) {
  * circle per point.
  */
 export function lineChart(series, label, yName) {
-  const height = 300, left = 44, right = WIDTH - 10, top = 10, bottom = height - 30;
+  const height = 300, left = 44, right = WIDTH - 10, top = 24, bottom = height - 30;
   const points = [...series.values()].flat();
   const xs = points.map((p) => p.x), ys = points.map((p) => p.y);
   const [x0, x1] = [Math.min(...xs), Math.max(...xs)];

@@ -66,11 +66,21 @@ export function accountLink(address) {
   return h("a", { href: `#/account/${address}`, class: "mono", title: address }, short(address, 16));
 }
 
-/** A stable colour per validator address, the same on every page and chart. */
+const PALETTE = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#eeca3b", "#9d755d",
+                 "#ff9da6", "#3b3b98"];
+const assigned = new Map();
+
+/** Give the validators (sorted by address) the palette in turn, so every page colours them alike. */
+export function knowValidators(list) {
+  [...list].map((v) => v.address).sort().forEach((address, i) => assigned.set(address, PALETTE[i % PALETTE.length]));
+}
+
+/** A validator's colour: from the palette once known, else a hue from its address. */
 export function colour(address) {
+  if (assigned.has(address)) return assigned.get(address);
   let hash = 0;
   for (const ch of address || "") hash = (hash * 31 + ch.charCodeAt(0)) >>> 0;
-  return `hsl(${hash % 360} 65% 42%)`;
+  return `hsl(${hash % 360} 60% 45%)`;
 }
 
 /** A definition list from [label, value, key] rows; key names the dd for tests and styling. */

@@ -2,7 +2,7 @@
 // shell calls with every GET /status it polls, so a page can follow the chain without a reload.
 
 import { api, ApiFailure, serves } from "./api.js";
-import { h, fmt, pct, when, short, facts, table, blockLink, txLink, accountLink, colour } from "./dom.js";
+import { h, fmt, pct, when, short, facts, table, blockLink, txLink, accountLink, colour, knowValidators } from "./dom.js";
 import { drawTrace, hbars, stackedBar, luckChart, lineChart, band, swatch } from "./charts.js";
 
 const LATEST = 10;
@@ -107,16 +107,20 @@ function drawSection(b) {
 }
 
 export async function block(body, ref) {
-  const b = await api(`/blocks/${encodeURIComponent(ref)}`);
+  const [b, st, list] = await Promise.all([api(`/blocks/${encodeURIComponent(ref)}`), api("/status"), api("/validators")]);
+  knowValidators(list);
+  const next = h("span", null);
+  const showNext = (height) => next.replaceChildren(
+    height > b.height ? h("a", { href: `#/block/${b.height + 1}`, id: "next-block" }, `block ${b.height + 1} →`) : "");
+  showNext(st.height);
   const nav = h("p", { class: "pager" },
-    b.height > 0 ? blockLink(b.height - 1, `← block ${b.height - 1}`) : null, " ",
-    h("a", { href: `#/block/${b.height + 1}`, id: "next-block" }, `block ${b.height + 1} →`));
+    b.height > 0 ? blockLink(b.height - 1, `← block ${b.height - 1}`) : h("span", null), next);
   body.append(
     h("h1", null, `Block ${fmt(b.height)}`), nav,
     facts([
       ["Height", fmt(b.height), "height"],
       ["Hash", h("span", { class: "mono wrap" }, b.hash), "hash"],
-      ["Parent", b.height > 0 ? blockLink(b.height - 1, b.prev_hash) : h("span", { class: "mono wrap" }, b.prev_hash), "prev_hash"],
+      ["Parent", b.height > 0 ? h("a", { href: `#/block/${b.height - 1}`, class: "mono wrap" }, b.prev_hash) : h("span", { class: "mono wrap" }, b.prev_hash), "prev_hash"],
       ["Time", when(b.timestamp), "timestamp"],
       ["Validator", accountLink(b.validator), "validator"],
       ["Tx root", h("span", { class: "mono wrap" }, b.tx_root), "tx_root"],
@@ -134,6 +138,7 @@ export async function block(body, ref) {
                                    short(e.first.id), short(e.second.id)]), { id: "block-evidence" })
         : h("p", null, "No evidence of equivocation in this block.")),
   );
+  return (now) => showNext(now.height);
 }
 
 // ---- tx ------------------------------------------------------------------------------------------
@@ -211,6 +216,7 @@ export async function account(body, address) {
 
 export async function validators(body) {
   const [st, list] = await Promise.all([api("/status"), api("/validators")]);
+  knowValidators(list);
   const n = st.height;
   const rows = list.map((v) => {
     const [lo, hi] = band(v.expected_share, n);
@@ -233,7 +239,8 @@ export async function validators(body) {
 // ---- heart rates ---------------------------------------------------------------------------------
 
 export async function heart(body) {
-  const blocks = await api(`/blocks?last=${HEART_BLOCKS}`);
+  const [blocks, list] = await Promise.all([api(`/blocks?last=${HEART_BLOCKS}`), api("/validators")]);
+  knowValidators(list);
   const readings = blocks.flatMap((b) => b.txs.filter((t) => t.kind === "bpm")
     .map((t) => ({ height: b.height, address: t.sender, bpm: t.bpm, winner: b.validator === t.sender })))
     .sort((a, b) => a.height - b.height || a.address.localeCompare(b.address));
@@ -264,10 +271,11 @@ export async function heart(body) {
 
 export async function stake(body) {
   const [st, list] = await Promise.all([api("/status"), api("/validators")]);
+  knowValidators(list);
   const parts = [
-    { label: "liquid", value: st.liquid, colour: "#4c78a8" },
-    { label: "bonded", value: st.bonded, colour: "#f58518" },
-    { label: "unbonding", value: st.unbonding, colour: "#54a24b" },
+    { label: "liquid", value: st.liquid, colour: "#8fa8c8" },
+    { label: "bonded", value: st.bonded, colour: "#1f4e79" },
+    { label: "unbonding", value: st.unbonding, colour: "#c98a2b" },
   ];
   body.append(h("h1", null, "Stake distribution"),
     section("How the supply is held",
