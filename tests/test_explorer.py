@@ -213,6 +213,18 @@ def rows(page: Page, table_id: str) -> list[list[str]]:
         f"#{table_id} tbody tr", "trs => trs.map(tr => [...tr.cells].map(td => td.textContent.trim()))")
 
 
+def binomial_band(p: float, n: int) -> tuple[float, float]:
+    """The 2.5% and 97.5% quantiles of Binomial(n, p), over n: the luck chart's band, worked out here."""
+    cdf, low = 0.0, None
+    for k in range(n + 1):
+        cdf += math.comb(n, k) * p ** k * (1 - p) ** (n - k)
+        if low is None and cdf >= 0.025:
+            low = k
+        if cdf >= 0.975:
+            return low / n, k / n
+    raise AssertionError("the binomial's mass does not reach 97.5%")
+
+
 def count(page: Page, selector: str) -> int:
     return page.eval_on_selector_all(selector, "nodes => nodes.length")
 
@@ -358,6 +370,8 @@ def test_validators_page_and_luck_chart(explorer: Explorer, tab: Watched, tmp_pa
     assert [number(r[2]) for r in table] == [v["bonded"] for v in validators]
     assert [number(r[6]) for r in table] == [v["blocks_won"] for v in validators]
     assert sum(number(r[6]) for r in table) == height
+    assert [r[5] for r in table] == [
+        "–".join(f"{q * 100:.1f}%" for q in binomial_band(v["expected_share"], height)) for v in validators]
     assert count(page, "#luck-chart svg circle.actual") == len(validators)
     assert count(page, "#luck-chart svg rect.band") == len(validators)
     assert count(page, "#luck-chart svg line.expected") == len(validators)

@@ -102,11 +102,30 @@ export function stackedBar(parts, label) {
   return svg;
 }
 
-/** The binomial 95% band of a share p over n blocks (normal approximation, clamped to [0, 1]). */
+const EXACT_BAND_UP_TO = 20000;
+/** Blocks up to which the band is the binomial's own quantiles; above, its normal approximation. */
+
+/**
+ * The 95% band of the share of n blocks a validator with chance p wins: the 2.5% and 97.5% quantiles
+ * of Binomial(n, p), divided by n.
+ */
 export function band(p, n) {
   if (!n) return [0, 1];
-  const half = 1.96 * Math.sqrt(p * (1 - p) / n);
-  return [Math.max(0, p - half), Math.min(1, p + half)];
+  if (p <= 0) return [0, 0];
+  if (p >= 1) return [1, 1];
+  if (n > EXACT_BAND_UP_TO) {
+    const half = 1.96 * Math.sqrt(p * (1 - p) / n);
+    return [Math.max(0, p - half), Math.min(1, p + half)];
+  }
+  const step = Math.log(p) - Math.log1p(-p);
+  let logPmf = n * Math.log1p(-p), cdf = 0, lo = null;
+  for (let k = 0; k <= n; k++) {
+    cdf += Math.exp(logPmf);
+    if (lo === null && cdf >= 0.025) lo = k;
+    if (cdf >= 0.975) return [lo / n, k / n];
+    logPmf += Math.log(n - k) - Math.log(k + 1) + step;
+  }
+  return [lo === null ? 1 : lo / n, 1];
 }
 
 /**

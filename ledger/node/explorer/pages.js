@@ -230,9 +230,10 @@ export async function validators(body) {
                  "Luck", "Missed", "Slashed"], rows, { id: "validators-table" }),
     section("Luck: expected against actual share",
       h("p", null, `Over the ${fmt(n)} blocks since genesis, a fair lottery gives each validator about its share `,
-        "of the eligible stake (the line); 95% of the time its actual share (the dot) falls inside the grey band ",
-        "(binomial, normal approximation). Luck is actual ÷ expected. The expected share is today's stake: ",
-        "a validator whose stake changed over time is compared with its stake now."),
+        "of the eligible stake (the line). 95% of the time its actual share (the dot) falls inside the grey band: ",
+        "the 2.5% to 97.5% quantiles of a binomial over that many blocks, so about one validator in twenty ",
+        "sits outside it by chance alone. Luck is actual ÷ expected. The expected share is today's stake: ",
+        "a validator whose stake changed over time, or was not always eligible, is compared with its stake now."),
       h("figure", { id: "luck-chart" }, luckChart(list, n))));
 }
 
