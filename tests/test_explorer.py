@@ -13,7 +13,10 @@ from __future__ import annotations
 import math
 import re
 import shutil
+import subprocess
+import sys
 import urllib.request
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,7 +30,7 @@ from ledger.consensus.genesis import GenesisConfig
 from ledger.node.explorer import ASSETS, CONTENT_SECURITY_POLICY
 from ledger.params import Params
 from tests.ledgerkit import Key, make_key, make_proposal
-from tests.test_node import CHAIN_ID, NodeProcess, cookie_header, request, signed, submit
+from tests.test_node import CHAIN_ID, ROOT, NodeProcess, cookie_header, request, signed, submit
 
 BONDS = (4_000, 2_000, 1_000, 500)
 """Four validators with unequal stakes, so the luck chart has something to compare."""
@@ -255,6 +258,19 @@ def test_root_answers_json_to_clients_and_the_explorer_to_browsers(explorer: Exp
     assert status == 404 and body["type"] == "NotFound"
     status, body = request(explorer.node.port, "GET", "/explorer/nothing.js")
     assert status == 404 and "no file 'nothing.js'" in body["error"]
+
+
+def test_a_wheel_ships_the_explorer(tmp_path: Path) -> None:
+    """A non-editable install serves the explorer too: its files are package data in the wheel."""
+    source = tmp_path / "src"
+    ignore = shutil.ignore_patterns(".*", "__pycache__", "build", "dist", "*.egg-info", "tests", "docs", "bench")
+    shutil.copytree(ROOT, source, ignore=ignore)
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(tmp_path / "dist"),
+                            str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("posctl-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"ledger/node/explorer/{name}" for name in ASSETS} <= names
 
 
 def test_node_run_prints_the_explorer_url(explorer: Explorer) -> None:
