@@ -26,14 +26,18 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, sync_playwright
 
 from ledger.chain.facade import Chain
+from ledger.consensus.evidence import make_evidence
 from ledger.consensus.genesis import GenesisConfig
 from ledger.node.explorer import ASSETS, CONTENT_SECURITY_POLICY
 from ledger.params import Params
 from tests.ledgerkit import Key, make_key, make_proposal
 from tests.test_node import CHAIN_ID, ROOT, NodeProcess, cookie_header, request, signed, submit
 
-BONDS = (4_000, 2_000, 1_000, 500)
-"""Four validators with unequal stakes, so the luck chart has something to compare."""
+BONDS = (4_000, 2_000, 1_000, 500, 300)
+"""Five validators with unequal stakes, so the luck chart has something to compare. The last never
+proposes (it misses its turns) and equivocates once: it is slashed and tombstoned."""
+
+EQUIVOCATION_HEIGHT = 14
 
 BLOCKS = 24
 """Blocks forged before the browser opens."""
@@ -52,6 +56,15 @@ class Explorer:
     users: list[Key]
     nonces: dict[str, int] = field(default_factory=dict)
     tx_ids: list[str] = field(default_factory=list)
+    evidence_id: str = ""
+
+    @property
+    def honest(self) -> list[Key]:
+        return self.validators[:-1]
+
+    @property
+    def cheater(self) -> Key:
+        return self.validators[-1]
 
     @property
     def url(self) -> str:
@@ -88,6 +101,18 @@ class Explorer:
         assert code == 200 and block["forged"] is True, block
         return block
 
+    def equivocate(self, key: Key) -> str:
+        """Two different signed proposals of ``key`` for the next height, sent as evidence."""
+        status = self.get("/status")
+        height, seed = status["height"] + 1, bytes.fromhex(status["next_seed"])
+        nonce = self.nonces.get(key.address, 0)
+        evidence = make_evidence(make_proposal(key, nonce, height, seed, 70, CHAIN_ID),
+                                 make_proposal(key, nonce, height, seed, 71, CHAIN_ID))
+        code, body = request(self.node.port, "POST", "/evidence", evidence.encode(),
+                             {"Content-Type": "application/json"})
+        assert code == 200, body
+        return body["evidence_id"]
+
 
 def make_chain(home: Path) -> tuple[list[Key], list[Key]]:
     validators = [make_key(f"explorer-validator-{i}") for i in range(len(BONDS))]
@@ -117,9 +142,11 @@ def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Explorer]:
                 ex.send(validators[3], "stake", amount=300)
             if height == BLOCKS - 2:  # still unbonding at the tip
                 ex.send(validators[1], "unstake", amount=250)
-            # Usually everyone proposes; sometimes only the smallest do, so some draws pass validators over.
-            proposers = validators if height % 4 else validators[2:]
-            ex.forge(proposers)
+            if height == EQUIVOCATION_HEIGHT:
+                ex.evidence_id = ex.equivocate(ex.cheater)
+            # Usually every honest validator proposes; sometimes only the smaller ones do, so some draws
+            # pass validators over.
+            ex.forge(ex.honest if height % 4 else ex.honest[2:])
         yield ex
     finally:
         node.kill()
@@ -297,7 +324,8 @@ def test_overview(explorer: Explorer, tab: Watched, tmp_path: Path) -> None:
     status = explorer.get("/status")
     for key in ("height", "supply", "bonded", "burned", "mempool", "unbonding"):
         assert number(stat(page, key)) == status[key], key
-    assert stat(page, "validators").startswith(f"{status['validators']} ")
+    assert status["burned"] > 0  # the equivocation's slash
+    assert stat(page, "validators") == f"{status['validators']} ({status['eligible_validators']} eligible)"
     assert stat(page, "chain_id") == CHAIN_ID
     latest = explorer.get("/blocks?last=10")
     table = rows(page, "latest-blocks")
@@ -330,6 +358,12 @@ def test_block_page_explains_the_draw(explorer: Explorer, tab: Watched, tmp_path
     assert all(f"r={e['r']} of {e['remaining']}" in label for e in trace)
     assert [r[1] for r in rows(page, "block-txs")] == [tx["id"][:12] + "…" for tx in block["txs"]]
     shot(page, tmp_path, "block")
+
+    (with_evidence,) = [b for b in blocks if b["evidence"]]
+    page = open_page(tab, explorer.url, f"block/{with_evidence['height']}")
+    (row,) = rows(page, "block-evidence")
+    assert row[0] == explorer.evidence_id[:12] + "…" and number(row[2]) == with_evidence["height"]
+    assert page.get_attribute("#block-evidence tbody a", "href") == f"#/account/{explorer.cheater.address}"
 
     genesis = open_page(tab, explorer.url, "block/0")
     assert number(stat(genesis, "height")) == 0 and "Genesis has no draw" in genesis.inner_text("main")
@@ -367,6 +401,13 @@ def test_account_and_validator_pages(explorer: Explorer, tab: Watched, tmp_path:
     else:
         assert "history unavailable" in page.inner_text("#history-unavailable")
     shot(page, tmp_path, "validator")
+
+    cheater = explorer.get(f"/accounts/{explorer.cheater.address}")
+    assert cheater["status"] == "tombstoned" and cheater["slashed"] > 0
+    page = open_page(tab, explorer.url, f"account/{explorer.cheater.address}")
+    for key in ("bonded", "missed", "slashed"):
+        assert number(stat(page, key)) == cheater[key], key
+    assert stat(page, "status") == "tombstoned"
 
     user = explorer.users[1].address
     account = explorer.get(f"/accounts/{user}")

@@ -83,12 +83,13 @@ export function colour(address) {
   return `hsl(${hash % 360} 60% 45%)`;
 }
 
-/** A definition list from [label, value, key] rows; key names the dd for tests and styling. */
-export function facts(rows) {
-  return h("dl", { class: "facts" }, rows.map(([label, value, key]) => [
+/** A definition list from [label, value, key] rows; key names the dd for tests and styling.
+ *  kind "cards" shows each pair as a tile (the overview's numbers). */
+export function facts(rows, kind = "list") {
+  return h("dl", { class: `facts ${kind}` }, rows.map(([label, value, key]) => h("div", null,
     h("dt", null, label),
     h("dd", key ? { "data-stat": key } : null, value),
-  ]));
+  )));
 }
 
 /** A table from headers and rows of cells; the caption names what it holds. */

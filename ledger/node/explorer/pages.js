@@ -43,7 +43,7 @@ function statusFacts(st) {
     ["Chain", st.chain_id, "chain_id"],
     ["Tip", blockLink(st.tip, short(st.tip, 16)), "tip"],
     ["Tip time", when(st.timestamp), "timestamp"],
-  ]);
+  ], "cards");
 }
 
 function latestTable(blocks) {
