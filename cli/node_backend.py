@@ -26,6 +26,7 @@ from ledger.node.cookie import authorization, read_cookie
 from ledger.node.record import NODE_RECORD_NAME
 
 DEFAULT_TIMEOUT = 60.0
+BACKUP_TIMEOUT = 24 * 3600.0
 """Seconds to wait for an answer; forging a full block can take a while."""
 
 IDLE_REOPEN = 4.0
@@ -157,7 +158,7 @@ class NodeBackend:
             return self._get("/blocks/latest")
         if ref.strip().lower() == "latest" or not ref.strip():
             # Chain.block_by_ref's own refusal: "latest" is a route, not a reference.
-            raise NotFound(f"{ref!r} is neither a block height nor a block hash (64 hex digits, or a unique prefix)")
+            raise NotFound(f"{ref!r} is neither a block height nor a 64-hex-digit block hash")
         return self._get("/blocks/" + quote(ref, safe=""))
 
     def blocks_last(self, count: int) -> list[dict[str, Any]]:
@@ -194,9 +195,17 @@ class NodeBackend:
         return self._request("POST", "/forge", b"", privileged=True)
 
     def backup(self, directory: str) -> dict[str, Any]:
-        """The node copies a snapshot of its own database (it holds LevelDB's lock)."""
-        return self._request("POST", "/backup", json.dumps({"dir": directory}).encode(), what=" while backing up",
-                             privileged=True)
+        """The node copies a snapshot of its own database (it holds LevelDB's lock). A large chain
+        takes longer than the usual timeout, and giving up early would report a node that is
+        still copying as one that stopped answering: this one request waits as long as it takes."""
+        previous, self.timeout = self.timeout, BACKUP_TIMEOUT
+        self._drop()
+        try:
+            return self._request("POST", "/backup", json.dumps({"dir": directory}).encode(),
+                                 what=" while backing up", privileged=True)
+        finally:
+            self._drop()
+            self.timeout = previous
 
     def close(self) -> None:
         self._drop()

@@ -48,11 +48,6 @@ CHAIN_DIRNAME = "chain"
 _HEIGHT = re.compile(r"[0-9]{1,19}")
 """A height as typed: ASCII digits only (``str.isdigit`` also accepts '²' and '١')."""
 
-_HEX = re.compile(r"[0-9a-f]+")
-
-MIN_HASH_PREFIX = 6
-"""Hex digits a block hash prefix needs: fewer would match a scan of most of the hash index."""
-
 
 @dataclass
 class ForgeResult:
@@ -290,31 +285,16 @@ class Chain:
         return self.block(schema.decode_u64(raw))
 
     def block_by_ref(self, ref: str) -> Block:
-        """A height (``12``: digits only), a 64-hex-digit block hash, or a unique prefix of one
-        (at least :data:`MIN_HASH_PREFIX` hex digits), as people copy them from a screen."""
+        """A height (``12``) or a 64-hex-digit block hash."""
         text = ref.strip().lower()
         if _HEIGHT.fullmatch(text):
             return self.block(int(text))
-        if len(text) == 64 and _HEX.fullmatch(text):
-            return self.block_by_hash(bytes.fromhex(text))
-        if MIN_HASH_PREFIX <= len(text) < 64 and _HEX.fullmatch(text):
-            return self.block_by_hash(self._unique_hash(text))
-        raise NotFound(f"{ref!r} is neither a block height nor a block hash (64 hex digits, or a unique prefix "
-                       f"of at least {MIN_HASH_PREFIX})")
-
-    def _unique_hash(self, prefix: str) -> bytes:
-        """The one block hash starting with the hex digits ``prefix``: an index range scan."""
-        whole = bytes.fromhex(prefix[: len(prefix) // 2 * 2])
-        found: list[bytes] = []
-        start = len(schema.BLOCK_HASH_PREFIX)
-        for key, _ in self.store.iterate(schema.BLOCK_HASH_PREFIX + whole):
-            if key[start:].hex().startswith(prefix):
-                found.append(key[start:])
-                if len(found) > 1:
-                    raise NotFound(f"more than one block hash starts with {prefix}: give more digits")
-        if not found:
-            raise NotFound(f"no block hash starts with {prefix}")
-        return found[0]
+        if len(text) == 64:
+            try:
+                return self.block_by_hash(bytes.fromhex(text))
+            except ValueError:
+                pass
+        raise NotFound(f"{ref!r} is neither a block height nor a 64-hex-digit block hash")
 
     def last_blocks(self, count: int) -> Iterator[Block]:
         """The newest ``count`` blocks, newest first."""

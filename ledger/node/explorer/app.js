@@ -60,8 +60,8 @@ async function search(text) {
       return `#/block/${q.toLowerCase()}`;
     }
   }
-  if (/^[0-9a-fA-F]{6,63}$/.test(q)) return `#/block/${q.toLowerCase()}`;
-  note.textContent = "search: type a height, a block hash (or 6+ of its first hex digits), a tx id or a pos1… address";
+  if (/^[0-9a-fA-F]{8,63}$/.test(q)) return `#/block/${q.toLowerCase()}`;
+  note.textContent = "search: type a height, a block hash (or 8+ of its first hex digits), a tx id or a pos1… address";
   return null;
 }
 

@@ -55,10 +55,10 @@ function latestTable(blocks) {
 
 async function pendingList() {
   if (!(await serves("GET /mempool"))) return null;
-  const pending = await api("/mempool");
-  const txs = Array.isArray(pending) ? pending : pending.txs || [];
-  return table(`Pending transactions (${txs.length})`, ["Tx", "Kind", "Sender", "What"],
-    txs.map((t) => { const tx = t.tx || t; return [txLink(tx.id), tx.kind, accountLink(tx.sender), summary(tx)]; }),
+  const pool = await api(`/mempool?limit=${LATEST}`);
+  return table(`Pending transactions: ${fmt(pool.count)}${pool.count > pool.txs.length ? `, the first ${pool.txs.length}` : ""}`,
+    ["Tx", "Kind", "Sender", "Nonce", "Bytes"],
+    pool.txs.map((tx) => [txLink(tx.id), tx.kind, accountLink(tx.sender), fmt(tx.nonce), fmt(tx.size)]),
     { id: "pending-txs" });
 }
 
@@ -167,18 +167,20 @@ async function historySection(address) {
   if (!(await serves("GET /accounts/{address}/history"))) {
     return section("History", unavailable("this node does not serve GET /accounts/{address}/history"));
   }
-  let rows;
+  let list;
   try {
-    rows = await api(`/accounts/${address}/history?limit=${HISTORY_LIMIT}`);
+    list = await api(`/accounts/${address}/history?limit=${HISTORY_LIMIT}`);
   } catch (error) {
-    if (error instanceof ApiFailure && error.status === 404) return section("History", unavailable(error.message));
+    // 404, or a chain created before the address index existed: the rest of the page still stands
+    if (error instanceof ApiFailure) return section("History", unavailable(error.message));
     throw error;
   }
-  const list = Array.isArray(rows) ? rows : rows.history || [];
-  return section(`History (newest ${list.length})`,
+  const present = (x) => x !== null && x !== undefined;
+  return section(`History (the newest ${list.length})`,
     table(null, ["Tx", "Block", "#", "Kind", "Direction", "Counterparty", "Amount", "Status"],
-      list.map((r) => [txLink(r.tx_id), r.height === null || r.height === undefined ? "—" : blockLink(r.height),
-                       fmt(r.index), r.kind, r.direction, accountLink(r.counterparty), fmt(r.amount), r.status]),
+      list.map((r) => [present(r.tx_id) ? txLink(r.tx_id) : "genesis", present(r.height) ? blockLink(r.height) : "—",
+                       present(r.index) ? fmt(r.index) : "—", r.kind, r.direction, accountLink(r.counterparty),
+                       fmt(r.amount), r.status]),
       { id: "history" }));
 }
 
