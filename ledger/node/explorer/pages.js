@@ -176,7 +176,7 @@ async function historySection(address) {
     throw error;
   }
   const present = (x) => x !== null && x !== undefined;
-  return section(`History (the newest ${list.length})`,
+  return section(list.length < HISTORY_LIMIT ? `History (${list.length})` : `History (the newest ${list.length})`,
     table(null, ["Tx", "Block", "#", "Kind", "Direction", "Counterparty", "Amount", "Status"],
       list.map((r) => [present(r.tx_id) ? txLink(r.tx_id) : "genesis", present(r.height) ? blockLink(r.height) : "—",
                        present(r.index) ? fmt(r.index) : "—", r.kind, r.direction, accountLink(r.counterparty),
@@ -208,7 +208,9 @@ export async function account(body, address) {
     section("Unbonding",
       acct.unbonding.length
         ? table(null, ["Amount", "Release height", "Blocks to go"],
-            acct.unbonding.map((u) => [fmt(u.amount), blockLink(u.release_height, fmt(u.release_height)),
+            acct.unbonding.map((u) => [fmt(u.amount),
+                                       u.release_height <= st.height ? blockLink(u.release_height, fmt(u.release_height))
+                                                                     : fmt(u.release_height),
                                        fmt(Math.max(u.release_height - st.height, 0))]), { id: "unbonding" })
         : h("p", null, "Nothing unbonding.")),
     await historySection(acct.address));
