@@ -139,6 +139,7 @@ def run(app: AppContext, listen: tuple[str, int], interval: float | None, dev: b
         f"node listening on {node_.url}: chain {chain.params.chain_id} at height {chain.height}, "
         f"forging every {interval:g}s, pid {os.getpid()}; Ctrl-C to stop"
     )
+    node_.log(f"explorer: open {node_.url}/ in a browser")
     for line in banner:
         node_.log(line)
     if hook is not None:

@@ -5,8 +5,11 @@ HTTP only. The node is reached through :class:`NodeService`, a small interface t
 underneath (uvicorn, with its timeouts and connection cap) is :mod:`ledger.node.http_server`;
 the OpenAPI document is :mod:`ledger.node.openapi`.
 
-Routes (all JSON; every error, whatever its status, is ``{"error": message, "type": ErrorClassName}``)::
+Routes (JSON, except the explorer's pages; every error, whatever its status, is
+``{"error": message, "type": ErrorClassName}``)::
 
+    GET  /                        the route index; a browser (Accept: text/html) gets the explorer
+    GET  /explorer/<name>         the explorer's scripts, style sheet and icon (:mod:`ledger.node.explorer`)
     GET  /status                  chain status (same view as ``posctl chain status --json``)
     GET  /node                    this node: pid, address, url, started, chain id, interval
     GET  /blocks/latest           the tip block
@@ -52,7 +55,7 @@ from ledger.chain.mempool import Admission, decode_submission
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.transactions import Transaction
 from ledger.errors import EncodingError, InvalidTransaction, LedgerError
-from ledger.node import openapi
+from ledger.node import explorer, openapi
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 9000
@@ -312,7 +315,14 @@ class NodeApi:
     # ---- reads -----------------------------------------------------------------------------
 
     async def get_index(self, request: Request) -> Any:
-        return {"routes": [f"{method} {path}" for method, path, _ in ROUTES if path != "/"]}
+        """The JSON route index, or the explorer's page for a browser (``Accept: text/html``)."""
+        if explorer.wants_html(request.headers.get("accept")):
+            return _asset_response("index.html", vary=True)
+        return json_response(200, {"routes": [f"{method} {path}" for method, path, _ in ROUTES if path != "/"]},
+                             {"Vary": "Accept"})
+
+    async def get_explorer_asset(self, request: Request) -> Any:
+        return _asset_response(request.path_params["name"])
 
     async def get_openapi(self, request: Request) -> Any:
         return openapi.document()
@@ -442,6 +452,7 @@ class NodeApi:
 
 ROUTES: tuple[tuple[str, str, str], ...] = (
     ("GET", "/", "get_index"),
+    ("GET", "/explorer/{name}", "get_explorer_asset"),
     ("GET", "/openapi.json", "get_openapi"),
     ("GET", "/status", "get_status"),
     ("GET", "/node", "get_node"),
@@ -460,6 +471,16 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
 """(method, path, :class:`NodeApi` method)."""
 
 
+def _asset_response(name: str, vary: bool = False) -> Response:
+    """One of the explorer's files, with its Content-Security-Policy; 404 (JSON) for any other name."""
+    found = explorer.asset(name)
+    if found is None:
+        raise ApiError(404, f"the explorer has no file {name!r}: open / in a browser", "NotFound")
+    data, media_type = found
+    headers = {**explorer.HEADERS, **({"Vary": "Accept"} if vary else {})}
+    return Response(data, 200, headers, media_type=media_type)
+
+
 def _endpoint(service: NodeService, handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
@@ -471,7 +492,7 @@ def _endpoint(service: NodeService, handler: Callable[[Request], Awaitable[Any]]
         except Exception as exc:  # a bug: report it, keep serving
             service.log(f"internal error serving {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
             return error_response(500, f"internal error: {type(exc).__name__}: {exc}", "InternalError")
-        return json_response(200, result)
+        return result if isinstance(result, Response) else json_response(200, result)
 
     return endpoint
 

@@ -73,7 +73,20 @@ def _operation(summary: str, responses: dict[str, Any], **more: Any) -> dict[str
 def document() -> dict[str, Any]:
     """The whole document (built once; callers must not modify it)."""
     paths: dict[str, Any] = {
-        "/": {"get": _operation("the list of routes", {**_ok("routes", OBJECT), **_errors()})},
+        "/": {"get": _operation(
+            "the list of routes as JSON; a browser (an Accept header naming text/html) gets the explorer's page",
+            {"200": {"description": "the routes, or the explorer's HTML page",
+                     "content": {"application/json": {"schema": OBJECT}, "text/html": {"schema": {"type": "string"}}}},
+             **_errors()},
+        )},
+        "/explorer/{name}": {"get": _operation(
+            "a file of the block explorer (its scripts, style sheet and icon)",
+            {"200": {"description": "the file",
+                     "content": {media: {"schema": {"type": "string"}}
+                                 for media in ("text/html", "text/javascript", "text/css", "image/svg+xml")}},
+             **_errors()},
+            parameters=[_path_param("name", "a file name, e.g. app.js")],
+        )},
         "/openapi.json": {"get": _operation("this document", {**_ok("OpenAPI 3.1", OBJECT), **_errors()})},
         "/status": {"get": _operation("chain status (as `posctl chain status --json`)",
                                       {**_ok("status", {"$ref": "#/components/schemas/Status"}), **_errors()})},

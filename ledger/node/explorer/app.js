@@ -1,0 +1,102 @@
+// The explorer's shell: hash routing, the search box and the live poll of GET /status.
+
+import { api, ApiFailure } from "./api.js";
+import { h, fmt } from "./dom.js";
+import { setWidth } from "./charts.js";
+import * as pages from "./pages.js";
+
+const POLL_MS = 1500;
+/** How often the overview asks GET /status (a cached, lock-free read on the node). */
+
+const ROUTES = [
+  [/^$/, pages.overview],
+  [/^block\/([^/]+)$/, pages.block],
+  [/^tx\/([0-9a-fA-F]{64})$/, pages.tx],
+  [/^account\/([^/]+)$/, pages.account],
+  [/^validators$/, pages.validators],
+  [/^heart$/, pages.heart],
+  [/^stake$/, pages.stake],
+];
+
+const main = document.getElementById("main");
+let generation = 0;
+let current = null;
+
+/** Render the page the hash names; a page returns an optional onStatus(status) for live updates. */
+async function route() {
+  const path = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
+  const mine = ++generation;
+  current = null;
+  const match = ROUTES.map(([re, page]) => [path.match(re), page]).find(([m]) => m);
+  const body = h("div", { class: "page" });
+  setWidth(main.clientWidth - 40);  // a figure's padding and border inside main
+  try {
+    if (!match) throw new ApiFailure(404, `no page ${path}: use the links above or the search box`);
+    const live = await match[1](body, ...match[0].slice(1));
+    if (mine !== generation) return;
+    current = live || null;
+  } catch (error) {
+    if (mine !== generation) return;
+    body.replaceChildren(h("p", { class: "error", role: "alert" }, `error: ${error.message}`));
+  }
+  main.replaceChildren(body);
+  main.dataset.page = match ? path.split("/")[0] || "overview" : "none";
+  main.dataset.ready = String(mine);
+  document.body.dataset.ready = "yes";
+}
+
+/** Where a search goes: a height, a block hash or prefix, a tx id, an address. */
+async function search(text) {
+  const q = text.trim();
+  const note = document.getElementById("live");
+  if (/^\d+$/.test(q)) return `#/block/${q}`;
+  if (/^pos1[02-9ac-hj-np-z]+$/i.test(q)) return `#/account/${q.toLowerCase()}`;
+  if (/^[0-9a-fA-F]{64}$/.test(q)) {
+    try {
+      await api(`/txs/${q}`);
+      return `#/tx/${q.toLowerCase()}`;
+    } catch (error) {
+      if (!(error instanceof ApiFailure) || error.status !== 404) throw error;
+      return `#/block/${q.toLowerCase()}`;
+    }
+  }
+  if (/^[0-9a-fA-F]{8,63}$/.test(q)) return `#/block/${q.toLowerCase()}`;
+  note.textContent = "search: type a height, a block hash (or 8+ of its first hex digits), a tx id or a pos1… address";
+  return null;
+}
+
+document.getElementById("search").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const input = document.getElementById("q");
+  try {
+    const target = await search(input.value);
+    if (target) {
+      input.value = "";
+      if (location.hash === target) route(); else location.hash = target;
+    }
+  } catch (error) {
+    document.getElementById("live").textContent = `search: ${error.message}`;
+  }
+});
+
+let polling = false;
+async function poll() {
+  if (polling || document.hidden) return;
+  polling = true;
+  try {
+    const status = await api("/status");
+    const live = document.getElementById("live");
+    live.textContent = `height ${fmt(status.height)} · live`;
+    live.dataset.height = String(status.height);
+    if (current) await current(status);
+  } catch (error) {
+    document.getElementById("live").textContent = `node unreachable: ${error.message}`;
+  } finally {
+    polling = false;
+  }
+}
+
+window.addEventListener("hashchange", route);
+route();
+poll();
+setInterval(poll, POLL_MS);
