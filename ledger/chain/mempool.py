@@ -209,6 +209,13 @@ class Mempool:
         raw = self._store.get(schema.MEMPOOL_PREFIX + seq)
         return None if raw is None else Transaction.decode(raw)
 
+    def sender_txs(self, address: Address) -> Iterator[Transaction]:
+        """The sender's pending txs, highest nonce (newest) first: O(its pending txs)."""
+        for _, tx_id in self._store.iterate(schema.make_mempool_sender_prefix(address), reverse=True):
+            tx = self.get(tx_id)
+            if tx is not None:
+                yield tx
+
     def sender_pending(self, address: Address) -> SenderPending:
         cached = self._senders.get(address)
         if cached is not None:
