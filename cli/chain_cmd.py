@@ -165,7 +165,7 @@ def show(app: AppContext, ref: str | None, last: int | None) -> None:
     HASH may be a unique prefix of 8 or more hex digits."""
     if ref is not None and ref.startswith("-"):
         if _NEGATIVE.fullmatch(ref):
-            raise fail(f"{ref} is not a block height: heights start at 0; for the newest blocks use --last N")
+            raise fail(f"no block at height {ref}: heights start at 0; for the newest blocks use --last N")
         raise click.NoSuchOption(ref)
     if ref is not None and last is not None:
         raise click.UsageError("give either a HEIGHT|HASH or --last N, not both")

@@ -6,7 +6,7 @@ height), as geth's ``export``/``import``::
     {"chain_id": …, "format": "posctl-chain-export", "height": N, "schema": 2, "version": 1}
     <the genesis configuration, canonical>
     <block 0> … <block N>, each in its canonical encoding
-    {"blocks": N+1, "end": true, "tip": "<hash of block N>"}
+    {"blocks": N+1, "end": 1, "tip": "<hash of block N>"}
 
 The last line makes a truncated file detectable. Import replays every block with the full
 state transition (signatures, VRF proofs, draws, state roots) into a scratch chain inside the
@@ -67,7 +67,8 @@ def export_chain(chain: Chain, out: IO[bytes], progress: Progress | None = None)
         tip_hash = block.hash
         if progress is not None:
             progress(height, top)
-    line(encoding.encode({"end": True, "blocks": top + 1, "tip": tip_hash.hex()}))
+    # 1, not true: the canonical form has integers only, and refused a boolean here
+    line(encoding.encode({"end": 1, "blocks": top + 1, "tip": tip_hash.hex()}))
     return ExportReport(height=top, blocks=top + 1, txs=txs, bytes=written)
 
 
@@ -137,7 +138,7 @@ def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None
                 if progress is not None:
                     progress(height, top)
             end = _read_json_line(handle, "the end line", top + 4)
-            if not isinstance(end, dict) or end.get("end") is not True or end.get("tip") != chain.tip.hash.hex() \
+            if not isinstance(end, dict) or end.get("end") != 1 or end.get("tip") != chain.tip.hash.hex() \
                     or end.get("blocks") != top + 1:
                 raise InvalidExport("the end line does not match the imported blocks: the file was edited or cut")
             chain.check_recent_blocks()

@@ -29,6 +29,9 @@ from ledger.storage.store import KeyValueStore
 ProgressCallback = Callable[[int, int], None]
 """Called with (height replayed, tip height) after each block."""
 
+BLOCK_CACHE = 256
+"""Blocks whose index entries are kept while naming an extra address index entry."""
+
 
 @dataclass
 class VerifyReport:
@@ -126,8 +129,10 @@ def _check_no_extra_address_entries(store: KeyValueStore, config: GenesisConfig,
     for key, _ in store.iterate(schema.ADDRESS_TX_PREFIX):
         address, at, index = schema.split_address_tx_key(key)
         if at not in made:
-            raw = store.get(schema.make_block_key(at)) if at <= height else None
-            made = {at: chaindb.address_index_changes(at, Block.decode(raw).txs) if raw is not None else {}}
+            if len(made) > BLOCK_CACHE:
+                made = {0: genesis}
+            raw = store.get(schema.make_block_key(at)) if 0 < at <= height else None
+            made[at] = chaindb.address_index_changes(at, Block.decode(raw).txs) if raw is not None else {}
         if key not in made[at]:
             raise VerificationError(
                 f"address index entry of {address} at height {at} (tx {index}) belongs to no transaction", height
