@@ -24,8 +24,8 @@ from cli.node_backend import NodeBackend
 from ledger.chain.facade import Chain
 from ledger.consensus.blocks import Block
 from ledger.consensus.transactions import Transaction, sign_transaction
-from ledger.errors import AddressIndexMissing
-from ledger.storage import schema
+from ledger.errors import AddressIndexMissing, EncodingError
+from ledger.storage import chaindb, schema
 from ledger.storage.store import LevelDBStore
 from tests import ledgerkit
 from tests.ledgerkit import Key, make_key, make_proposal
@@ -238,12 +238,34 @@ def test_verify_checks_the_index_exactly(busy: Path, keys: list[Key], damage: st
         write_raw(busy, {schema.make_address_tx_key(c.address, 99, 0): snapshot(busy)[key]})
         fragment = f"address index entry of {c.address} at height 99 (tx 0) belongs to no transaction"
     else:
-        stored = json.loads(snapshot(busy)[key])
-        stored["amount"] = stored.get("amount", 0) + 1000
-        write_raw(busy, {key: json.dumps(stored, sort_keys=True, separators=(",", ":")).encode()})
+        stored = chaindb.decode_address_entry(snapshot(busy)[key])
+        write_raw(busy, {key: chaindb.encode_address_entry(dataclasses.replace(stored, amount=(stored.amount or 0) + 1000))})
         fragment = f"height 1: address index entry of {c.address}"
     line = error_line(run(busy, "chain", "verify"))
     assert fragment in line, line
+
+
+def test_a_damaged_index_entry_is_one_line(busy: Path, keys: list[Key]) -> None:
+    c = keys[2]
+    key = _index_key(busy, c.address, 2)
+    write_raw(busy, {key: snapshot(busy)[key][:-3]})
+    line = error_line(run(busy, "chain", "history", c.address, "--limit", "100"))
+    assert f"address index entry of {c.address} at height 2 is damaged" in line and "chain verify" in line
+    assert "at height 2: address index entry" in error_line(run(busy, "chain", "verify"))
+
+
+def test_index_entries_read_back_as_written() -> None:
+    a, b = make_key("entry-a").address, make_key("entry-b").address
+    for entry in (chaindb.AddressEntry("transfer", "received", bytes(range(32)), a, 2**63 - 1),
+                  chaindb.AddressEntry("transfer", "sent", b"\xff" * 32, b, 1),
+                  chaindb.AddressEntry("stake", "sent", bytes(32), amount=5),
+                  chaindb.AddressEntry("bpm", "sent", bytes(32)),
+                  chaindb.AddressEntry("genesis", "received", amount=10)):
+        assert chaindb.decode_address_entry(chaindb.encode_address_entry(entry)) == entry
+    raw = chaindb.encode_address_entry(chaindb.AddressEntry("stake", "sent", bytes(32), amount=5))
+    for damaged in (raw[:-1], raw + b"x", b"", b"\x40\x00", raw[:2]):
+        with pytest.raises(EncodingError):
+            chaindb.decode_address_entry(damaged)
 
 
 def test_verify_last_checks_the_index_of_its_blocks(busy: Path, keys: list[Key]) -> None:
