@@ -10,7 +10,8 @@ Routes (all JSON; every error, whatever its status, is ``{"error": message, "typ
     GET  /status                  chain status (same view as ``posctl chain status --json``)
     GET  /node                    this node: pid, address, url, started, chain id, interval
     GET  /blocks/latest           the tip block
-    GET  /blocks/<height>         a block by height (a 64-hex-digit hash is accepted too)
+    GET  /blocks/<height>         a block by height (a 64-hex-digit hash, or a unique prefix of 8+
+                                  hex digits, is accepted too)
     GET  /blocks/hash/<hex>       a block by hash
     GET  /blocks?from=A&to=B      blocks A..B ascending, at most 100 (``to`` defaults to A+99)
     GET  /blocks?last=N           the newest N blocks (at most 100), newest first

@@ -93,8 +93,9 @@ def document() -> dict[str, Any]:
             parameters=[_path_param("hash", "64 hex digits", {"type": "string", "pattern": HEX64})],
         )},
         "/blocks/{ref}": {"get": _operation(
-            "a block by height or by 64-hex-digit hash", {**_ok("block", BLOCK), **_errors()},
-            parameters=[_path_param("ref", "a height (digits) or a block hash")],
+            "a block by height, by 64-hex-digit hash, or by a unique hash prefix of 8+ hex digits",
+            {**_ok("block", BLOCK), **_errors()},
+            parameters=[_path_param("ref", "a height (up to 19 digits), a block hash, or a unique prefix of one")],
         )},
         "/txs/{tx_id}": {"get": _operation(
             "where a tx is: pending, included (height, index) or evicted (reason)",
