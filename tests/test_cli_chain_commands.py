@@ -121,7 +121,7 @@ def home(tmp_path: Path, keys: list[Key]) -> Path:
 @pytest.fixture
 def busy(home: Path, keys: list[Key]) -> Path:
     """Two blocks: block 1 has a→b 5, b→c 7, c→c 1 (to itself), c stakes 20; block 2 has b→c 9
-    and c unstakes 5; then c→a 2 and c→b 3 wait in the mempool."""
+    and c unstakes 5; then c→a 2, a→c 4 and c→b 3 wait in the mempool, in that order."""
     a, b, c, _ = keys
     submit(home, next_proposal(home, a, 0), make_tx(a, 1, "transfer", to=b.address, amount=5),
            make_tx(b, 0, "transfer", to=c.address, amount=7), make_tx(c, 0, "transfer", to=c.address, amount=1),
@@ -130,7 +130,8 @@ def busy(home: Path, keys: list[Key]) -> Path:
     submit(home, next_proposal(home, a, 2), make_tx(b, 1, "transfer", to=c.address, amount=9),
            make_tx(c, 2, "unstake", amount=5))
     forge(home)
-    submit(home, make_tx(c, 3, "transfer", to=a.address, amount=2), make_tx(c, 4, "transfer", to=b.address, amount=3))
+    submit(home, make_tx(c, 3, "transfer", to=a.address, amount=2), make_tx(a, 3, "transfer", to=c.address, amount=4),
+           make_tx(c, 4, "transfer", to=b.address, amount=3))
     return home
 
 
@@ -155,11 +156,18 @@ def expected_history(home: Path, address: str) -> list[dict[str, Any]]:
                     "counterparty": (to if sent else tx.sender) if tx.kind == "transfer" else None,
                     "amount": getattr(tx, "amount", None), "status": "included",
                 })
-        pending = [tx for _, tx in chain.mempool.pending() if tx.sender == address]
+        pending = [(seq, tx) for seq, tx in chain.mempool.pending()
+                   if address in (tx.sender, getattr(tx, "to", None))]
     rows.reverse()
-    pending_rows = [{"tx_id": tx.id_hex, "height": None, "index": None, "kind": tx.kind, "direction": "sent",
-                     "counterparty": getattr(tx, "to", None), "amount": getattr(tx, "amount", None),
-                     "status": "pending"} for tx in sorted(pending, key=lambda t: -t.nonce)]
+    pending_rows = []
+    for _, tx in sorted(pending, key=lambda item: -item[0]):
+        sent = tx.sender == address
+        to = getattr(tx, "to", None)
+        pending_rows.append({
+            "tx_id": tx.id_hex, "height": None, "index": None, "kind": tx.kind,
+            "direction": "sent" if sent else "received", "counterparty": to if sent else tx.sender,
+            "amount": getattr(tx, "amount", None), "status": "pending",
+        })
     return pending_rows + rows
 
 
@@ -173,13 +181,14 @@ def test_history_lists_what_the_blocks_hold_newest_first(busy: Path, keys: list[
         assert as_json(busy, "chain", "history", key.address, "--limit", "100") == expected
     rows = as_json(busy, "chain", "history", c.address)
     assert [(r["status"], r["kind"], r["direction"], r["amount"]) for r in rows] == [
-        ("pending", "transfer", "sent", 3), ("pending", "transfer", "sent", 2),
+        ("pending", "transfer", "sent", 3), ("pending", "transfer", "received", 4), ("pending", "transfer", "sent", 2),
         ("included", "unstake", "sent", 5), ("included", "transfer", "received", 9),
         ("included", "stake", "sent", 20), ("included", "transfer", "sent", 1),
         ("included", "transfer", "received", 7), ("included", "genesis", "received", 500),
     ]
-    assert rows[5]["counterparty"] == c.address  # a transfer to oneself: one line, sent
-    assert rows[6]["counterparty"] == b.address and rows[3]["counterparty"] == b.address
+    assert rows[6]["counterparty"] == c.address  # a transfer to oneself: one line, sent
+    assert rows[7]["counterparty"] == b.address and rows[4]["counterparty"] == b.address
+    assert rows[1]["counterparty"] == a.address
     assert all(set(row) == HISTORY_KEYS for row in rows)
 
 
@@ -192,7 +201,8 @@ def test_history_limit_takes_the_newest(busy: Path, keys: list[Key]) -> None:
     lines = text.splitlines()
     assert lines[0].startswith(f"History of {c.address}") and "(3 shown)" in lines[0]
     assert lines[2].split()[:4] == ["pending", "transfer", "sent", "3"]
-    assert lines[4].split()[:4] == ["2", "unstake", "sent", "5"]
+    assert lines[3].split()[:4] == ["pending", "transfer", "received", "4"]
+    assert lines[4].split()[:4] == ["pending", "transfer", "sent", "2"]
     assert everything[2]["tx_id"] in lines[4]
 
 
@@ -216,6 +226,16 @@ def test_index_entries_are_written_in_the_block_batch(busy: Path, keys: list[Key
                     expected.add((tx.to, height, index))  # type: ignore[attr-defined]
     assert entries == expected
     assert data[schema.ADDRESS_INDEX_KEY] == b"1"
+
+
+def test_pending_transfers_are_indexed_by_recipient_until_they_leave(busy: Path, keys: list[Key]) -> None:
+    a, b, c, _ = keys
+    recipients = {k for k in snapshot(busy) if k.startswith(schema.MEMPOOL_RECIPIENT_PREFIX)}
+    assert {k[len(schema.MEMPOOL_RECIPIENT_PREFIX):].split(b":")[0].decode() for k in recipients} == {
+        a.address, b.address, c.address}
+    forge_with(busy, a, 4)
+    assert not any(k.startswith(schema.MEMPOOL_RECIPIENT_PREFIX) for k in snapshot(busy))
+    assert [r["status"] for r in as_json(busy, "chain", "history", c.address)][:3] == ["included"] * 3
 
 
 def _index_key(home: Path, address: str, height: int) -> bytes:
@@ -303,11 +323,11 @@ def test_a_chain_without_the_index_says_how_to_get_one(busy: Path, keys: list[Ke
 
 def test_account_of_any_address(busy: Path, keys: list[Key]) -> None:
     a, b, c, d = keys
-    forge_with(busy, a, 3)  # c's unstake at height 2 releases at 4: still unbonding at 3
+    forge_with(busy, a, 4)  # c's unstake at height 2 releases at 4: still unbonding at 3
     view = as_json(busy, "chain", "account", c.address)
     assert view["address"] == c.address
     assert view["bonded"] == 15 and view["unbonding"] == [{"amount": 5, "release_height": 4}]
-    assert view["balance"] == 500 + 7 + 1 - 1 + 9 - 20 - 2 - 3
+    assert view["balance"] == 500 + 7 + 1 - 1 + 9 - 20 - 2 + 4 - 3
     assert view["nonce"] == 5 and view["pending"] == 0
     text = ok(busy, "chain", "account", c.address).stdout
     assert text.startswith("Account\n")
@@ -335,7 +355,9 @@ def test_account_by_wallet_name_and_pending_count(home: Path, keys: list[Key]) -
     assert view["address"] == address and view["balance"] == 40
     assert as_json(home, "chain", "account", keys[1].address)["pending"] == 1
     assert ok(home, "chain", "account", "carol").stdout.startswith("Wallet carol\n")
-    assert as_json(home, "chain", "history", "carol")[0]["counterparty"] == keys[1].address
+    first = as_json(home, "chain", "history", "carol")[0]
+    assert (first["status"], first["direction"], first["counterparty"], first["amount"]) == (
+        "pending", "received", keys[1].address, 1)
 
 
 @pytest.mark.parametrize("command", ["account", "history"])
@@ -362,13 +384,13 @@ def test_mempool_lists_pending_txs_in_arrival_order(busy: Path, keys: list[Key])
     view = as_json(busy, "chain", "mempool")
     with Chain.open(busy) as chain:
         pending = [tx for _, tx in chain.mempool.pending()]
-    assert view["count"] == 2 and view["bytes"] == sum(len(tx.encode()) for tx in pending)
+    assert view["count"] == 3 and view["bytes"] == sum(len(tx.encode()) for tx in pending)
     assert view["txs"] == [{"id": tx.id_hex, "kind": tx.kind, "sender": tx.sender, "nonce": tx.nonce,
                             "size": len(tx.encode())} for tx in pending]
-    assert [tx["nonce"] for tx in view["txs"]] == [3, 4] and {tx["sender"] for tx in view["txs"]} == {c.address}
+    assert [(tx["sender"], tx["nonce"]) for tx in view["txs"]] == [(c.address, 3), (keys[0].address, 3), (c.address, 4)]
     assert as_json(busy, "chain", "mempool", "--limit", "1")["txs"] == view["txs"][:1]
     text = ok(busy, "chain", "mempool", "--limit", "1").stdout.splitlines()
-    assert text[0] == f"Mempool: 2 pending tx(s), {view['bytes']} bytes (the first 1 listed; --limit N for more)"
+    assert text[0] == f"Mempool: 3 pending tx(s), {view['bytes']} bytes (the first 1 listed; --limit N for more)"
     assert text[2].split() == [pending[0].id_hex, "transfer", c.address, "3", str(len(pending[0].encode()))]
 
 
@@ -517,7 +539,7 @@ def _forge_signature(key: Key, tx: Transaction) -> Transaction:
 
 def test_verify_last_checks_only_the_newest_blocks(busy: Path, keys: list[Key]) -> None:
     a, b = keys[0], keys[1]
-    forge_with(busy, a, 3)
+    forge_with(busy, a, 4)
     view = as_json(busy, "chain", "verify", "--last", "2")
     assert (view["ok"], view["height"], view["blocks"], view["mode"]) == (True, 3, 2, "last")
     assert as_json(busy, "chain", "verify", "--last", "99")["blocks"] == 4

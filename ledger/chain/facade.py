@@ -383,18 +383,15 @@ class Chain:
         )
 
     def history(self, address: str, limit: int = 20) -> list[HistoryEntry]:
-        """The newest ``limit`` txs ``address`` sent or received: its pending txs first (highest
-        nonce first), then the included ones from the address index, newest first. O(limit) reads
-        plus the address's own pending txs; never a scan of blocks.
-
-        Pending transfers *to* the address are not listed: the mempool indexes txs by sender only.
-        """
+        """The newest ``limit`` txs ``address`` sent or received: its pending txs first (newest
+        arrival first), then the included ones from the address index, newest first. O(limit)
+        index reads; never a scan of blocks or of the mempool."""
         address = parse_address(address)
         if limit < 1:
             return []
         if self.store.get(schema.ADDRESS_INDEX_KEY) is None:
             raise AddressIndexMissing(INDEX_MISSING_HINT)
-        out = [_pending_entry(tx) for tx in itertools.islice(self.mempool.sender_txs(address), limit)]
+        out = [_pending_entry(tx, address) for _, tx in itertools.islice(self.mempool.address_txs(address), limit)]
         entries = self.store.iterate(schema.make_address_tx_prefix(address), reverse=True)
         for key, value in itertools.islice(entries, limit - len(out)):
             _, height, index = schema.split_address_tx_key(key)
@@ -487,12 +484,13 @@ def not_a_block_ref(ref: str) -> NotFound:
     )
 
 
-def _pending_entry(tx: Transaction) -> HistoryEntry:
+def _pending_entry(tx: Transaction, address: str) -> HistoryEntry:
     """A pending tx as a history line: the same fields its index entry will have once included."""
-    sent = chaindb.tx_address_entries(tx)[0][1]
+    entry = next(entry for who, entry in chaindb.tx_address_entries(tx) if who == address)
     return HistoryEntry(
-        tx_id=tx.tx_id, height=None, index=None, kind=tx.kind, direction="sent",
-        counterparty=sent.counterparty, amount=sent.amount, status="pending",
+        tx_id=tx.tx_id, height=None, index=None, kind=tx.kind,
+        direction="sent" if entry.direction == chaindb.SENT else "received",
+        counterparty=entry.counterparty, amount=entry.amount, status="pending",
     )
 
 

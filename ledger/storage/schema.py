@@ -29,6 +29,7 @@ STATE_PREFIX = PREFIX + b"state:"
 MEMPOOL_PREFIX = PREFIX + b"mempool:"
 MEMPOOL_ID_PREFIX = PREFIX + b"mempool-id:"
 MEMPOOL_SENDER_PREFIX = PREFIX + b"mempool-sender:"
+MEMPOOL_RECIPIENT_PREFIX = PREFIX + b"mempool-recipient:"
 MEMPOOL_EVIDENCE_PREFIX = PREFIX + b"mempool-evidence:"
 EVICTED_PREFIX = PREFIX + b"evicted:"
 BLOCKS_WON_PREFIX = PREFIX + b"won:"
@@ -77,6 +78,15 @@ def make_mempool_sender_prefix(address: str) -> bytes:
 
 def make_mempool_sender_key(address: str, nonce: int) -> bytes:
     return make_mempool_sender_prefix(address) + encode_u64(nonce)
+
+
+def make_mempool_recipient_prefix(address: str) -> bytes:
+    return MEMPOOL_RECIPIENT_PREFIX + address.encode("ascii") + b":"
+
+
+def make_mempool_recipient_key(address: str, seq: int) -> bytes:
+    """A pending transfer to ``address``, by arrival: ``history`` lists incoming pending txs too."""
+    return make_mempool_recipient_prefix(address) + encode_u64(seq)
 
 
 def make_evicted_key(tx_id: bytes) -> bytes:
