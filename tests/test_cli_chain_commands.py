@@ -672,6 +672,10 @@ def test_api_history_and_mempool_routes(tmp_path: Path, node_on: Any) -> None:
     assert set(pool["txs"][0]) == {"id", "kind", "sender", "nonce", "size"}
     assert request(node.port, "GET", "/mempool?limit=1001")[0] == 400
     assert request(node.port, "GET", "/")[1]["routes"].count("GET /mempool") == 1
+    block = request(node.port, "GET", "/blocks/1")[1]
+    assert request(node.port, "GET", f"/blocks/{hash_prefix(block['hash'])}") == (200, block)
+    status, body = request(node.port, "GET", "/blocks/abcdefabcdef")
+    assert status == 404 and body["type"] == "NotFound" and "no block hash starts with" in body["error"]
 
 
 # ---- wallet --out -: stdout, and a hint naming the real node ---------------------------------
