@@ -416,6 +416,19 @@ def test_submit_broadcasts_files_and_reports_each(home: Path, keys: list[Key], t
     assert json.loads(ok(home, "chain", "tx", good[1].id_hex, "--json").stdout)["status"] == "pending"
 
 
+def test_submit_json(home: Path, keys: list[Key], tmp_path: Path) -> None:
+    tx = make_tx(keys[1], 0, "transfer", to=keys[2].address, amount=3)
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_bytes(tx.encode())
+    bad.write_text("{}")
+    result = run(home, "chain", "submit", str(good), str(bad), "--json")
+    assert result.exit_code == 1
+    rows = json.loads(result.stdout)
+    assert rows[0] == {"file": str(good), "tx_id": tx.id_hex}
+    assert set(rows[1]) == {"file", "error"} and rows[1]["file"] == str(bad)
+    assert result.stderr == f"error: {rows[1]['error']}\n"
+
+
 def test_submit_reads_stdin(home: Path, keys: list[Key]) -> None:
     tx = make_tx(keys[1], 0, "transfer", to=keys[2].address, amount=3)
     result = run(home, "chain", "submit", "-", stdin=tx.encode().decode() + "\n")
