@@ -293,6 +293,8 @@ def test_verify_last_checks_the_index_of_its_blocks(busy: Path, keys: list[Key])
     assert "last 1 blocks verified: heights 2..2" in ok(busy, "chain", "verify", "--last", "1").stdout
     write_raw(busy, {_index_key(busy, c.address, 2): None})
     assert "address index entry" in error_line(run(busy, "chain", "verify", "--last", "1"))
+    write_raw(busy, {_index_key(busy, c.address, 0): None})  # genesis: only a check down to 0 sees it
+    assert "at height 0: address index entry" in error_line(run(busy, "chain", "verify", "--last", "3"))
 
 
 def test_a_chain_without_the_index_says_how_to_get_one(busy: Path, keys: list[Key], tmp_path: Path) -> None:

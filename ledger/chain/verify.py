@@ -155,10 +155,12 @@ def verify_recent(store: KeyValueStore, tip: BlockHeader, params: Params, count:
         for height in range(low, tip.height + 1):
             block = _stored_block(store, height)
             tx_count += len(block.txs)
-            if indexed and height > 0:
-                _check_address_entries(store, height, chaindb.address_index_changes(height, block.txs))
             if height == 0:
+                if indexed:
+                    _check_address_entries(store, 0, _genesis_address_changes(store))
                 continue
+            if indexed:
+                _check_address_entries(store, height, chaindb.address_index_changes(height, block.txs))
             parent = _stored_block(store, height - 1).header
             signatures.check(height, block.txs)
             try:
@@ -168,6 +170,14 @@ def verify_recent(store: KeyValueStore, tip: BlockHeader, params: Params, count:
                 raise VerificationError(f"height {height}: {exc}", height) from None
         signatures.finish()
     return VerifyReport(tip.height, tip.height - low + 1, tx_count, time.perf_counter() - started, indexed)
+
+
+def _genesis_address_changes(store: KeyValueStore) -> chaindb.Changes:
+    try:
+        config = GenesisConfig.decode(store.get(schema.GENESIS_KEY) or b"")
+    except LedgerError as exc:
+        raise VerificationError(f"genesis configuration is damaged: {exc}", 0) from None
+    return chaindb.genesis_address_changes(config.allocations, config.bonds)
 
 
 def _check_block_alone(block: Block, parent: BlockHeader, params: Params) -> None:
