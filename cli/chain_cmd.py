@@ -13,6 +13,7 @@ exits 1 with one ``error: …`` line.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -150,14 +151,23 @@ def init(app: AppContext, chain_id: str | None, allocs: list[tuple[str, int]], b
     emit(app, view, lambda v: render.render_init(v, wallet_names(app)))
 
 
-@chain.command("show")
+_NEGATIVE = re.compile(r"-[0-9]+")
+
+
+@chain.command("show", context_settings={"ignore_unknown_options": True})
 @click.argument("ref", required=False, metavar="[HEIGHT|HASH]")
 @click.option("--last", type=click.IntRange(min=1), metavar="N", help="The last N blocks, newest first.")
 @json_option
 @pass_app
 @handles_errors
 def show(app: AppContext, ref: str | None, last: int | None) -> None:
-    """Show a block (default: the latest): header, lottery odds and winner, transactions."""
+    """Show a block (default: the latest): header, lottery odds and winner, transactions.
+
+    HASH may be a unique prefix of 8 or more hex digits."""
+    if ref is not None and ref.startswith("-"):
+        if _NEGATIVE.fullmatch(ref):
+            raise fail(f"no block at height {ref}: heights start at 0; for the newest blocks use --last N")
+        raise click.NoSuchOption(ref)
     if ref is not None and last is not None:
         raise click.UsageError("give either a HEIGHT|HASH or --last N, not both")
     backend = app.backend()
@@ -190,6 +200,100 @@ def tx(app: AppContext, tx_id: str) -> None:
 def status(app: AppContext) -> None:
     """Chain id, height, tip, mempool size, validators, supply and total bonded."""
     emit(app, app.backend().status(), render.render_status)
+
+
+@chain.command("account")
+@click.argument("who", metavar="ADDRESS|WALLET")
+@json_option
+@pass_app
+@handles_errors
+def account(app: AppContext, who: str) -> None:
+    """Any account: liquid, bonded, unbonding (with release heights), nonce and pending txs."""
+    address, name = resolve_account(app, who)
+    backend = app.backend()
+    view = backend.account(address)
+    if app.json_output:
+        emit(app, view)
+        return
+    height = backend.status()["height"]
+    emit(app, view, lambda v: render.render_account({**v, "height": height}, name or wallet_names(app).get(address)))
+
+
+@chain.command("history")
+@click.argument("who", metavar="ADDRESS|WALLET")
+@click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True, metavar="N",
+              help="How many lines, newest first (at most 100).")
+@json_option
+@pass_app
+@handles_errors
+def history(app: AppContext, who: str, limit: int) -> None:
+    """The txs an address sent or received, newest first: pending ones, then each block's."""
+    address, _ = resolve_account(app, who)
+    rows = app.backend().history(address, limit)
+    emit(app, rows, lambda v: render.render_history(address, v, wallet_names(app)))
+
+
+@chain.command("mempool")
+@click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True, metavar="N",
+              help="How many pending txs to list, in arrival order (the count covers them all).")
+@json_option
+@pass_app
+@handles_errors
+def mempool(app: AppContext, limit: int) -> None:
+    """The pending txs, in arrival order: id, kind, sender, nonce, size."""
+    emit(app, app.backend().mempool(limit), lambda v: render.render_mempool(v, wallet_names(app)))
+
+
+def read_signed_tx(path: Path) -> "Any":
+    """A signed tx file as `wallet … --out FILE` writes it ('-' is stdin); a one-line error if not."""
+    from ledger.consensus.transactions import Transaction
+    from ledger.errors import LedgerError
+
+    try:
+        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        return Transaction.decode(raw.strip())
+    except LedgerError as exc:
+        raise fail(f"{path} is not a signed transaction file (as `posctl wallet … --out FILE` writes): {exc}") from None
+
+
+@chain.command("submit")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+                metavar="FILE...")
+@json_option
+@pass_app
+@handles_errors
+def submit(app: AppContext, files: tuple[Path, ...]) -> None:
+    """Broadcast signed tx files (what `wallet … --out FILE` writes; '-' reads stdin), through a
+    running node or directly. One line per file: its tx id, or why it was refused; exit 1 if any was."""
+    from ledger.errors import LedgerError
+
+    backend = None
+    results: list[dict[str, Any]] = []
+    for path in files:
+        try:
+            tx = read_signed_tx(path)
+            backend = backend or app.backend()
+            results.append({"file": str(path), "tx_id": backend.submit(tx)["tx_id"]})
+        except click.ClickException as exc:
+            results.append({"file": str(path), "error": exc.format_message()})
+        except LedgerError as exc:
+            if backend is None:  # no chain to submit to: one error for the whole command
+                raise
+            results.append({"file": str(path), "error": f"{path}: {exc}"})
+    for row in results:
+        if "error" in row:
+            click.echo(f"error: {row['error']}", err=True)
+    if app.json_output:
+        emit(app, results)
+    else:
+        for row in results:
+            if "tx_id" in row:
+                click.echo(f"{row['file']}: {row['tx_id']}")
+    if any("error" in row for row in results):
+        sys.exit(1)
 
 
 @chain.command("validators")
@@ -260,10 +364,12 @@ def evidence(app: AppContext, file_a: Path, file_b: Path) -> None:
 
 
 @chain.command("verify")
+@click.option("--last", type=click.IntRange(min=1), metavar="N",
+              help="Check only the newest N blocks (links, indexes, signatures, VRF proofs): fast, no replay.")
 @json_option
 @pass_app
 @handles_errors
-def verify(app: AppContext) -> None:
+def verify(app: AppContext, last: int | None) -> None:
     """Replay the whole chain from genesis and check every block; exit 1 at the first bad height."""
     from cli.backend import require_no_node
     from ledger.chain.facade import Chain
@@ -273,7 +379,9 @@ def verify(app: AppContext) -> None:
     with Chain.open(app.home) as opened:
         total = opened.height
         try:
-            if sys.stderr.isatty():
+            if last is not None:
+                report = opened.verify_last(last)
+            elif sys.stderr.isatty():
                 with click.progressbar(length=max(total, 1), label=f"replaying blocks 1..{total}",
                                        file=sys.stderr, show_pos=True) as bar:
                     report = opened.verify(lambda height, _top: bar.update(1))
@@ -282,7 +390,8 @@ def verify(app: AppContext) -> None:
         except VerificationError as exc:
             raise fail(_verification_message(exc)) from None
     view = {"ok": True, "height": report.height, "blocks": report.blocks, "txs": report.txs,
-            "seconds": round(report.seconds, 3)}
+            "seconds": round(report.seconds, 3), "address_index": report.address_index,
+            "mode": "full" if last is None else "last"}
     emit(app, view, render.render_verify)
 
 

@@ -46,6 +46,12 @@ class DirectBackend:
     def account(self, address: str) -> dict[str, Any]:
         return views.account_view(self.chain.account(address))
 
+    def history(self, address: str, limit: int) -> list[dict[str, Any]]:
+        return [views.history_view(entry) for entry in self.chain.history(address, limit)]
+
+    def mempool(self, limit: int) -> dict[str, Any]:
+        return views.mempool_view(self.chain.pending_txs(limit))
+
     def validators(self) -> list[dict[str, Any]]:
         return [views.validator_view(row) for row in self.chain.validators()]
 

@@ -20,8 +20,9 @@ from cli.direct_backend import parse_tx_id
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.transactions import Transaction
 from ledger.crypto.address import parse_address
-from ledger.errors import LedgerError, NodeError, NodeUnavailable, NotFound
-from ledger.node.api import MAX_BLOCKS_PER_REQUEST
+from ledger.chain.facade import not_a_block_ref
+from ledger.errors import LedgerError, NodeError, NodeUnavailable
+from ledger.node.api import MAX_BLOCKS_PER_REQUEST, MAX_HISTORY, MAX_MEMPOOL_LIST
 from ledger.node.cookie import authorization, read_cookie
 from ledger.node.record import NODE_RECORD_NAME
 
@@ -158,7 +159,7 @@ class NodeBackend:
             return self._get("/blocks/latest")
         if ref.strip().lower() == "latest" or not ref.strip():
             # Chain.block_by_ref's own refusal: "latest" is a route, not a reference.
-            raise NotFound(f"{ref!r} is neither a block height nor a 64-hex-digit block hash")
+            raise not_a_block_ref(ref)
         return self._get("/blocks/" + quote(ref, safe=""))
 
     def blocks_last(self, count: int) -> list[dict[str, Any]]:
@@ -180,6 +181,13 @@ class NodeBackend:
     def account(self, address: str) -> dict[str, Any]:
         canonical = parse_address(address)  # the same refusal Chain.account gives
         return self._get("/accounts/" + quote(canonical, safe=""))
+
+    def history(self, address: str, limit: int) -> list[dict[str, Any]]:
+        canonical = parse_address(address)
+        return self._get(f"/accounts/{quote(canonical, safe='')}/history?limit={min(limit, MAX_HISTORY)}")
+
+    def mempool(self, limit: int) -> dict[str, Any]:
+        return self._get(f"/mempool?limit={min(limit, MAX_MEMPOOL_LIST)}")
 
     def validators(self) -> list[dict[str, Any]]:
         return self._get("/validators")

@@ -339,11 +339,51 @@ def render_validators(rows: Sequence[dict[str, Any]], names: Names | None = None
 
 
 def render_verify(view: dict[str, Any]) -> str:
-    return (
+    if view.get("mode") == "last":
+        low = view["height"] - view["blocks"] + 1
+        return (
+            f"last {view['blocks']} blocks verified: heights {low}..{view['height']} ({view['txs']} txs) in "
+            f"{view['seconds']:.2f} s; links, hash, tx and address indexes, signatures and VRF proofs match "
+            "(run `posctl chain verify` without --last to replay the state from genesis)"
+        )
+    text = (
         f"chain verified: heights 0..{view['height']} ({view['blocks']} blocks, {view['txs']} txs) "
         f"replayed from genesis in {view['seconds']:.2f} s; every hash, signature, lottery draw and "
         "state root matches"
     )
+    if view.get("address_index") is False:
+        text += " (this chain has no address index: it was made before posctl kept one)"
+    return text
+
+
+def render_history(address: str, rows: Sequence[dict[str, Any]], names: Names | None = None) -> str:
+    """``chain history``: one line per tx, newest first, pending ones on top."""
+    if not rows:
+        return f"No transactions sent or received by {label(address, names)}."
+    table = []
+    for row in rows:
+        where = "pending" if row["status"] == "pending" else str(row["height"])
+        arrow = "→" if row["direction"] == "sent" else "←"
+        other = f"{arrow} {label(row['counterparty'], names)}" if row["counterparty"] else ""
+        if row["kind"] == "genesis":
+            other = "← genesis allocation"
+        amount = "" if row["amount"] is None else str(row["amount"])
+        table.append([where, row["kind"], row["direction"], amount, other, row["tx_id"] or "-"])
+    lines = [f"History of {label(address, names)}, newest first ({len(rows)} shown)"]
+    lines += _table(["height", "kind", "direction", "amount", "counterparty", "tx"], table, right={3})
+    return "\n".join(lines)
+
+
+def render_mempool(view: dict[str, Any], names: Names | None = None) -> str:
+    """``chain mempool``: the pool's size, then its txs in arrival order."""
+    count, txs = view["count"], view["txs"]
+    title = f"Mempool: {count} pending tx(s), {view['bytes']} bytes"
+    if not txs:
+        return title
+    if len(txs) < count:
+        title += f" (the first {len(txs)} listed; --limit N for more)"
+    rows = [[tx["id"], tx["kind"], label(tx["sender"], names), str(tx["nonce"]), str(tx["size"])] for tx in txs]
+    return "\n".join([title] + _table(["id", "kind", "sender", "nonce", "size"], rows, right={3, 4}))
 
 
 def render_init(view: dict[str, Any], names: Names | None = None) -> str:

@@ -23,6 +23,7 @@ with one line; it never blocks waiting for an answer nobody can give.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -123,8 +124,10 @@ def account_options(func: F) -> F:
         return value
 
     func = click.option(
-        "--out", type=click.Path(dir_okay=False, path_type=Path), expose_value=False, callback=remember_out,
-        help="Write the signed tx (its canonical JSON, as POST /txs takes it) to FILE instead of submitting.",
+        "--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), expose_value=False,
+        callback=remember_out,
+        help="Write the signed tx (its canonical JSON, as POST /txs takes it) to FILE ('-': stdout) instead of "
+             "submitting; `posctl chain submit FILE` broadcasts it.",
     )(func)
     func = click.option(
         "--index", type=KEY_NUMBER, default=0, show_default=True,
@@ -851,25 +854,30 @@ class Submission:
         emit(self.app, result, text)
 
     def write_signed(self, tx: Transaction, what: str) -> None:
-        """``--out FILE``: the signed tx, not submitted; never overwrites a file."""
+        """``--out FILE``: the signed tx, not submitted; never overwrites a file. ``--out -``
+        writes it to stdout (one line, nothing else there) and the note to stderr."""
         path = self.app.sign_only
         if path is None:  # pragma: no cover - only called with --out
             return
-        try:
-            with open(path, "xb") as handle:
-                handle.write(tx.encode())
-        except FileExistsError:
-            raise fail(f"{path} already exists: choose another --out file (posctl never overwrites one)") from None
+        to_stdout = str(path) == "-"
+        if to_stdout:
+            click.echo(tx.encode().decode("ascii"))
+        else:
+            try:
+                with open(path, "xb") as handle:
+                    handle.write(tx.encode())
+            except FileExistsError:
+                raise fail(f"{path} already exists: choose another --out file (posctl never overwrites one)") from None
         view = {"tx_id": tx.id_hex, "tx": tx_view(tx), "file": str(path), "submitted": False}
-
-        def text(v: dict[str, Any]) -> str:
-            return "\n".join([
-                f"Signed {what} from {self.name} ({self.address}), nonce {tx.nonce}: NOT submitted.",
-                f"tx {v['tx_id']} written to {path}",
-                f"Submit it to a running node: curl -s -X POST --data-binary @{path} localhost:9000/txs",
-            ])
-
-        emit(self.app, view, text)
+        lines = [
+            f"Signed {what} from {self.name} ({self.address}), nonce {tx.nonce}: NOT submitted.",
+            f"tx {tx.id_hex} written to {'stdout' if to_stdout else path}",
+            submit_hint(self.app.home, "-" if to_stdout else str(path)),
+        ]
+        if to_stdout:
+            click.echo("\n".join(lines), err=True)
+            return
+        emit(self.app, view, lambda _v: "\n".join(lines))
 
     def confirm(self, sender: str) -> None:
         """A person's last look before signing; ``send`` asks at a terminal."""
@@ -879,6 +887,20 @@ class Submission:
 
     def before_release(self, tx: Transaction) -> None:
         """Last look at the signed tx before it is written or submitted (slashing protection)."""
+
+
+def submit_hint(home: Path, file: str) -> str:
+    """How to broadcast a signed tx file: ``chain submit`` always works; ``curl`` names the
+    running node's real address (from its record), or says that none runs."""
+    from ledger.node.record import find_running_node
+
+    source = "-" if file == "-" else shlex.quote(file)
+    record = find_running_node(home)
+    if record is not None:
+        where = f"curl -s -X POST --data-binary @{source} {record.url}/txs (the node running on this home)"
+    else:
+        where = "POST it to a node's /txs once one runs (`posctl node run`; no node runs on this home now)"
+    return f"Submit it with `posctl chain submit {source}`, or {where}"
 
 
 def require_eligible(submission: Submission, address: str, height: int) -> None:

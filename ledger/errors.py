@@ -131,6 +131,10 @@ class NotFound(LedgerError):
     http_status = 404
 
 
+class AmbiguousReference(LedgerError):
+    """A block hash prefix that more than one block hash starts with."""
+
+
 class ChainNotInitialized(LedgerError):
     """A home directory with no chain in it yet."""
 
@@ -153,6 +157,15 @@ class DatabaseCorrupted(DatabaseError):
     """A chain database whose files are damaged (checksum mismatch, bad magic, missing files).
 
     Its message always points to ``posctl chain repair``. A node answers it with 503: it stops."""
+
+    http_status = 503
+
+
+class AddressIndexMissing(DatabaseError):
+    """A chain made before posctl kept an address index: it has no history to show.
+
+    Not damage, and nothing a retry fixes: the node answers 503 (it cannot serve this) and the
+    message says how to rebuild the chain with the index."""
 
     http_status = 503
 

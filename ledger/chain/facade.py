@@ -8,6 +8,7 @@ holds either all of the block or none of it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import time
@@ -20,6 +21,8 @@ from ledger.storage import chaindb, schema
 from ledger.consensus import state
 from ledger.consensus.blocks import Block
 from ledger.errors import (
+    AddressIndexMissing,
+    AmbiguousReference,
     ChainExists,
     DatabaseCorrupted,
     DatabaseError,
@@ -37,9 +40,17 @@ from ledger.storage.store import KeyValueStore, LevelDBStore, holds_leveldb_file
 from ledger.consensus.transactions import Transaction, TxId
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.fork import next_seed, state_transition
-from ledger.chain.verify import ProgressCallback, VerifyReport, check_recent_blocks, verify_chain
+from ledger.chain.verify import ProgressCallback, VerifyReport, check_recent_blocks, verify_chain, verify_recent
 from ledger.chain import views
-from ledger.chain.results import AccountInfo, ChainStatus, TxStatus, ValidatorRow
+from ledger.chain.results import (
+    AccountInfo,
+    ChainStatus,
+    HistoryEntry,
+    MempoolInfo,
+    PendingTx,
+    TxStatus,
+    ValidatorRow,
+)
 
 CHAIN_DIRNAME = "chain"
 """The LevelDB directory inside a posctl home."""
@@ -47,6 +58,19 @@ CHAIN_DIRNAME = "chain"
 
 _HEIGHT = re.compile(r"[0-9]{1,19}")
 """A height as typed: ASCII digits only (``str.isdigit`` also accepts '²' and '١')."""
+
+_HEX = re.compile(r"[0-9a-f]+")
+
+MIN_HASH_PREFIX = 8
+"""Hex digits a block hash prefix needs: fewer would match many blocks on a long chain."""
+
+AMBIGUOUS_SHOWN = 3
+"""Matching hashes an ambiguous prefix's error names (the scan stops after one more)."""
+
+INDEX_MISSING_HINT = (
+    "this chain was created before posctl kept an address index, so it has no history: rebuild it "
+    "with `posctl chain export FILE` and `posctl --home NEW_HOME chain import FILE` (import indexes every block)"
+)
 
 
 @dataclass
@@ -141,7 +165,8 @@ class Chain:
         if store.get(schema.TIP_KEY) is not None:
             raise ChainExists("this database already holds a chain")
         block, genesis_state, muhash = build_genesis(config)
-        store.write(chaindb.genesis_changes(config.encode(), block, genesis_state.entries, muhash))
+        addresses = chaindb.genesis_address_changes(config.allocations, config.bonds)
+        store.write(chaindb.genesis_changes(config.encode(), block, genesis_state.entries, muhash, addresses))
         return cls(store, home)
 
     def close(self) -> None:
@@ -285,16 +310,41 @@ class Chain:
         return self.block(schema.decode_u64(raw))
 
     def block_by_ref(self, ref: str) -> Block:
-        """A height (``12``) or a 64-hex-digit block hash."""
+        """A height (``12``), a 64-hex-digit block hash, or a unique prefix of one (8+ digits).
+
+        All digits is a height up to 19 digits (a hash prefix that happens to be all digits needs
+        20 or more, or the full hash)."""
         text = ref.strip().lower()
         if _HEIGHT.fullmatch(text):
             return self.block(int(text))
-        if len(text) == 64:
-            try:
-                return self.block_by_hash(bytes.fromhex(text))
-            except ValueError:
-                pass
-        raise NotFound(f"{ref!r} is neither a block height nor a 64-hex-digit block hash")
+        if len(text) == 64 and _HEX.fullmatch(text):
+            return self.block_by_hash(bytes.fromhex(text))
+        if MIN_HASH_PREFIX <= len(text) < 64 and _HEX.fullmatch(text):
+            return self.block_by_hash_prefix(text)
+        raise not_a_block_ref(ref)
+
+    def block_by_hash_prefix(self, prefix: str) -> Block:
+        """The one block whose hash starts with ``prefix`` (lowercase hex): a LevelDB prefix scan
+        over the hash index, O(matches) and stopped after one more than it names."""
+        whole = prefix[: len(prefix) - len(prefix) % 2]
+        odd = prefix[len(whole):]
+        matches: list[tuple[bytes, bytes]] = []
+        for key, value in self.store.iterate(schema.make_block_hash_key(bytes.fromhex(whole))):
+            block_hash = key[len(schema.BLOCK_HASH_PREFIX):]
+            if odd and not block_hash.hex().startswith(prefix):
+                continue
+            matches.append((block_hash, value))
+            if len(matches) > AMBIGUOUS_SHOWN:
+                break
+        if not matches:
+            raise NotFound(f"no block hash starts with {prefix}")
+        if len(matches) > 1:
+            shown = ", ".join(h.hex()[:16] for h, _ in matches[:AMBIGUOUS_SHOWN])
+            more = " and more" if len(matches) > AMBIGUOUS_SHOWN else ""
+            raise AmbiguousReference(
+                f"block hash prefix {prefix} is ambiguous: it matches {shown}{more}: give more digits"
+            )
+        return self.block(schema.decode_u64(matches[0][1]))
 
     def last_blocks(self, count: int) -> Iterator[Block]:
         """The newest ``count`` blocks, newest first."""
@@ -331,6 +381,40 @@ class Chain:
             status=state.get_validator_status(account, self.params), missed=account.missed,
             slashed=account.slashed,
         )
+
+    def history(self, address: str, limit: int = 20) -> list[HistoryEntry]:
+        """The newest ``limit`` txs ``address`` sent or received: its pending txs first (newest
+        arrival first), then the included ones from the address index, newest first. O(limit)
+        index reads; never a scan of blocks or of the mempool."""
+        address = parse_address(address)
+        if limit < 1:
+            return []
+        if self.store.get(schema.ADDRESS_INDEX_KEY) is None:
+            raise AddressIndexMissing(INDEX_MISSING_HINT)
+        out = [_pending_entry(tx, address) for _, tx in itertools.islice(self.mempool.address_txs(address), limit)]
+        entries = self.store.iterate(schema.make_address_tx_prefix(address), reverse=True)
+        for key, value in itertools.islice(entries, limit - len(out)):
+            _, height, index = schema.split_address_tx_key(key)
+            try:
+                entry = chaindb.decode_address_entry(value)
+            except EncodingError as exc:
+                raise DatabaseCorrupted(
+                    f"the address index entry of {address} at height {height} is damaged ({exc}): run `posctl chain verify`"
+                ) from None
+            out.append(HistoryEntry(
+                tx_id=entry.tx_id, height=height, index=index, kind=entry.kind,
+                direction="sent" if entry.direction == chaindb.SENT else "received",
+                counterparty=entry.counterparty, amount=entry.amount, status="included",
+            ))
+        return out
+
+    def pending_txs(self, limit: int) -> MempoolInfo:
+        """The mempool's count and size, and its first ``limit`` txs in arrival order."""
+        txs = tuple(
+            PendingTx(tx.tx_id, tx.kind, tx.sender, tx.nonce, len(tx.encoded))
+            for _, tx in itertools.islice(self.mempool.pending(), max(limit, 0))
+        )
+        return MempoolInfo(count=self.mempool.count, bytes=self.mempool.bytes, txs=txs)
 
     def totals(self) -> state.Totals:
         return state.get_totals(self._state_view())
@@ -387,5 +471,27 @@ class Chain:
         """Replay from genesis and compare with what is stored (:mod:`ledger.chain.verify`)."""
         return verify_chain(self.store, self.tip, self._muhash, progress)
 
+    def verify_last(self, count: int) -> VerifyReport:
+        """Check only the newest ``count`` blocks, without replaying state (``chain verify --last``)."""
+        return verify_recent(self.store, self.tip, self.params, count)
 
-__all__ = ["Chain", "ForgeResult", "VerifyReport", "ensure_home", "Params"]
+
+def not_a_block_ref(ref: str) -> NotFound:
+    """The refusal of a block reference that is neither a height nor a hash (or a prefix of one)."""
+    return NotFound(
+        f"{ref!r} is neither a block height nor a block hash (64 hex digits, or a unique prefix of "
+        f"{MIN_HASH_PREFIX} or more)"
+    )
+
+
+def _pending_entry(tx: Transaction, address: str) -> HistoryEntry:
+    """A pending tx as a history line: the same fields its index entry will have once included."""
+    entry = next(entry for who, entry in chaindb.tx_address_entries(tx) if who == address)
+    return HistoryEntry(
+        tx_id=tx.tx_id, height=None, index=None, kind=tx.kind,
+        direction="sent" if entry.direction == chaindb.SENT else "received",
+        counterparty=entry.counterparty, amount=entry.amount, status="pending",
+    )
+
+
+__all__ = ["Chain", "ForgeResult", "VerifyReport", "ensure_home", "not_a_block_ref", "Params"]

@@ -14,6 +14,7 @@ order with one iterator; each sender's txs arrive in nonce order because gaps ar
 
 from __future__ import annotations
 
+import heapq
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Generic, Hashable, Iterable, Iterator, Sequence, TypeVar
@@ -209,6 +210,28 @@ class Mempool:
         raw = self._store.get(schema.MEMPOOL_PREFIX + seq)
         return None if raw is None else Transaction.decode(raw)
 
+    def address_txs(self, address: Address) -> Iterator[tuple[int, Transaction]]:
+        """(sequence, tx) of the pending txs ``address`` sent or will receive (transfers), newest
+        arrival first: O(those txs), from the sender and recipient indexes, never a pool scan.
+
+        Both lists are already newest first (a sender's nonces arrive in order: gaps are
+        refused), so they are merged as they are read."""
+        sent = self._sent_with_seq(address)
+        received = (
+            (schema.decode_u64(key[-8:]), tx_id)
+            for key, tx_id in self._store.iterate(schema.make_mempool_recipient_prefix(address), reverse=True)
+        )
+        for seq, tx_id in heapq.merge(sent, received, key=lambda item: -item[0]):
+            tx = self.get(tx_id)
+            if tx is not None:
+                yield seq, tx
+
+    def _sent_with_seq(self, address: Address) -> Iterator[tuple[int, TxId]]:
+        for _, tx_id in self._store.iterate(schema.make_mempool_sender_prefix(address), reverse=True):
+            seq = self._store.get(schema.make_mempool_id_key(tx_id))
+            if seq is not None:
+                yield schema.decode_u64(seq), tx_id
+
     def sender_pending(self, address: Address) -> SenderPending:
         cached = self._senders.get(address)
         if cached is not None:
@@ -367,6 +390,8 @@ class Mempool:
             changes[schema.make_mempool_key(seq)] = tx.encode()
             changes[schema.make_mempool_id_key(tx.tx_id)] = schema.encode_u64(seq)
             changes[schema.make_mempool_sender_key(sender, tx.nonce)] = tx.tx_id
+            if isinstance(tx, Transfer) and tx.to != sender:
+                changes[schema.make_mempool_recipient_key(tx.to, seq)] = tx.tx_id
             added.append(tx.tx_id)
             added_ids.add(tx.tx_id)
             added_bytes += len(tx.encoded)
@@ -399,6 +424,8 @@ class Mempool:
             changes[schema.make_mempool_key(seq)] = None
             changes[schema.make_mempool_id_key(tx.tx_id)] = None
             changes[schema.make_mempool_sender_key(tx.sender, tx.nonce)] = None
+            if isinstance(tx, Transfer):
+                changes[schema.make_mempool_recipient_key(tx.to, seq)] = None
             n += 1
             size += len(tx.encoded)
         changes[schema.MEMPOOL_META_KEY] = self._meta(self.count - n, self._next_seq, max(self.bytes - size, 0))

@@ -87,4 +87,45 @@ class TxStatus:
     reason: str | None = None
 
 
-__all__ = ["AccountInfo", "ChainStatus", "TxStatus", "ValidatorRow"]
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One tx an address sent or received (or its genesis funding), as ``chain history`` lists it."""
+
+    tx_id: bytes | None
+    """None only for the genesis entry (height 0), which no tx made."""
+    height: int | None
+    """None while pending."""
+    index: int | None
+    """Position among the block's txs; None while pending."""
+    kind: str
+    """A tx kind, or ``genesis``."""
+    direction: Literal["sent", "received"]
+    counterparty: str | None
+    """The other side of a transfer; None for every other kind."""
+    amount: int | None
+    """Tokens moved (transfer, stake, unstake, genesis); None for bpm and unjail."""
+    status: Literal["pending", "included"]
+
+
+@dataclass(frozen=True)
+class PendingTx:
+    """One tx waiting in the mempool, in arrival order."""
+
+    tx_id: bytes
+    kind: str
+    sender: str
+    nonce: int
+    size: int
+    """Bytes of its canonical encoding."""
+
+
+@dataclass(frozen=True)
+class MempoolInfo:
+    """The pool's totals, and the first ``len(txs)`` of its txs in arrival order."""
+
+    count: int
+    bytes: int
+    txs: tuple[PendingTx, ...]
+
+
+__all__ = ["AccountInfo", "ChainStatus", "HistoryEntry", "MempoolInfo", "PendingTx", "TxStatus", "ValidatorRow"]

@@ -16,16 +16,21 @@ from typing import Callable
 from ledger.chain.sigcheck import SignatureChecker
 from ledger.consensus import statehash
 from ledger.consensus.blocks import Block, BlockHeader
-from ledger.consensus.fork import state_transition
+from ledger.consensus.blocks import compute_evidence_root, compute_tx_root
+from ledger.consensus.fork import check_proposals, state_transition, validate_header
 from ledger.consensus.genesis import GenesisConfig, build_genesis
 from ledger.consensus.state import DictState, WorkingState
 from ledger.crypto.muhash import MuHash3072
+from ledger.params import Params
 from ledger.errors import LedgerError, VerificationError
 from ledger.storage import chaindb, schema
 from ledger.storage.store import KeyValueStore
 
 ProgressCallback = Callable[[int, int], None]
 """Called with (height replayed, tip height) after each block."""
+
+BLOCK_CACHE = 256
+"""Blocks whose index entries are kept while naming an extra address index entry."""
 
 
 @dataclass
@@ -34,6 +39,8 @@ class VerifyReport:
     blocks: int
     txs: int
     seconds: float
+    address_index: bool = True
+    """False for a chain made before the address index existed: there was none to check."""
 
 
 def verify_chain(
@@ -54,6 +61,12 @@ def verify_chain(
     parent = block0.header
     tx_count = 0
     won: dict[str, int] = {}
+    indexed = has_address_index(store)
+    index_entries = 0
+    if indexed:
+        index_entries += _check_address_entries(
+            store, 0, chaindb.genesis_address_changes(config.allocations, config.bonds)
+        )
     with SignatureChecker() as signatures:
         for height in range(1, tip.height + 1):
             block = _stored_block(store, height)
@@ -68,6 +81,8 @@ def verify_chain(
                 raise VerificationError(f"height {height}: {exc}", height) from None
             replayed.apply(writes)
             _check_tx_index(store, block)
+            if indexed:
+                index_entries += _check_address_entries(store, height, chaindb.address_index_changes(height, block.txs))
             won[block.header.validator] = won.get(block.header.validator, 0) + 1
             tx_count += len(block.txs)
             parent = block.header
@@ -80,7 +95,105 @@ def verify_chain(
         raise VerificationError("the stored state accumulator differs from the replayed one", parent.height)
     _compare_state(store, replayed, tip)
     _compare_blocks_won(store, won, tip.height)
-    return VerifyReport(tip.height, tip.height + 1, tx_count, time.perf_counter() - started)
+    if indexed:
+        _check_no_extra_address_entries(store, config, index_entries, tip.height)
+    return VerifyReport(tip.height, tip.height + 1, tx_count, time.perf_counter() - started, indexed)
+
+
+def has_address_index(store: KeyValueStore) -> bool:
+    """Whether this chain keeps the address index (a chain made before it existed does not)."""
+    return store.get(schema.ADDRESS_INDEX_KEY) is not None
+
+
+def _check_address_entries(store: KeyValueStore, height: int, expected: chaindb.Changes) -> int:
+    """Every entry the block at ``height`` makes is stored, byte for byte; returns their count."""
+    for key, value in expected.items():
+        if store.get(key) != value:
+            address, _, index = schema.split_address_tx_key(key)
+            raise VerificationError(
+                f"height {height}: address index entry of {address} (tx {index}) is "
+                f"{'missing' if store.get(key) is None else 'wrong'}", height
+            )
+    return len(expected)
+
+
+def _check_no_extra_address_entries(store: KeyValueStore, config: GenesisConfig, expected: int, height: int) -> None:
+    """Every expected entry is present (checked block by block), so equal counts mean nothing
+    extra. Only when the counts differ are the stored entries matched against their blocks, to
+    name the first entry no block made."""
+    stored = sum(1 for _ in store.iterate(schema.ADDRESS_TX_PREFIX))
+    if stored == expected:
+        return
+    genesis = chaindb.genesis_address_changes(config.allocations, config.bonds)
+    made: dict[int, chaindb.Changes] = {0: genesis}
+    for key, _ in store.iterate(schema.ADDRESS_TX_PREFIX):
+        address, at, index = schema.split_address_tx_key(key)
+        if at not in made:
+            if len(made) > BLOCK_CACHE:
+                made = {0: genesis}
+            raw = store.get(schema.make_block_key(at)) if 0 < at <= height else None
+            made[at] = chaindb.address_index_changes(at, Block.decode(raw).txs) if raw is not None else {}
+        if key not in made[at]:
+            raise VerificationError(
+                f"address index entry of {address} at height {at} (tx {index}) belongs to no transaction", height
+            )
+    raise VerificationError(f"the address index holds {stored} entries, the chain makes {expected}", height)
+
+
+def verify_recent(store: KeyValueStore, tip: BlockHeader, params: Params, count: int) -> VerifyReport:
+    """Check only the newest ``count`` blocks, cheaply (bitcoin-cli ``verifychain`` depth): each
+    decodes, is indexed (hash, txs, addresses), links to its parent, follows the parent's seed,
+    commits to its txs and evidence, carries good signatures and VRF proofs, and was won by a
+    proposer its trace names. What needs the parent *state* (the draw's weights, balances, the
+    state root) is left to the full replay."""
+    started = time.perf_counter()
+    check_recent_blocks(store, tip, count)
+    low = max(tip.height - count + 1, 0)
+    indexed = has_address_index(store)
+    tx_count = 0
+    with SignatureChecker() as signatures:
+        for height in range(low, tip.height + 1):
+            block = _stored_block(store, height)
+            tx_count += len(block.txs)
+            if height == 0:
+                if indexed:
+                    _check_address_entries(store, 0, _genesis_address_changes(store))
+                continue
+            if indexed:
+                _check_address_entries(store, height, chaindb.address_index_changes(height, block.txs))
+            parent = _stored_block(store, height - 1).header
+            signatures.check(height, block.txs)
+            try:
+                _check_block_alone(block, parent, params)
+            except LedgerError as exc:
+                signatures.finish()
+                raise VerificationError(f"height {height}: {exc}", height) from None
+        signatures.finish()
+    return VerifyReport(tip.height, tip.height - low + 1, tx_count, time.perf_counter() - started, indexed)
+
+
+def _genesis_address_changes(store: KeyValueStore) -> chaindb.Changes:
+    try:
+        config = GenesisConfig.decode(store.get(schema.GENESIS_KEY) or b"")
+    except LedgerError as exc:
+        raise VerificationError(f"genesis configuration is damaged: {exc}", 0) from None
+    return chaindb.genesis_address_changes(config.allocations, config.bonds)
+
+
+def _check_block_alone(block: Block, parent: BlockHeader, params: Params) -> None:
+    """The rules of a block that its parent header alone can check."""
+    header = block.header
+    validate_header(header, parent)
+    if header.tx_root != compute_tx_root([tx.tx_id for tx in block.txs]):
+        raise VerificationError("tx_root does not match its transactions", block.height)
+    if header.evidence_root != compute_evidence_root([item.evidence_id for item in block.evidence]):
+        raise VerificationError("evidence_root does not match its evidence", block.height)
+    outputs = check_proposals(block.txs, block.height, header.seed, params)
+    winners = [entry.address for entry in block.trace if entry.proposed]
+    if not winners or winners[0] != header.validator:
+        raise VerificationError(f"the draw trace does not name validator {header.validator} as the winner", block.height)
+    if header.vrf_output != outputs.get(header.validator):
+        raise VerificationError("vrf_output is not the VRF output of the winner's proposal", block.height)
 
 
 def check_recent_blocks(store: KeyValueStore, tip: BlockHeader, count: int) -> None:
@@ -160,4 +273,4 @@ def _compare_state(store: KeyValueStore, replayed: DictState, tip: BlockHeader) 
         raise VerificationError("the tip's state root does not commit to the stored state", tip.height)
 
 
-__all__ = ["ProgressCallback", "VerifyReport", "verify_chain"]
+__all__ = ["ProgressCallback", "VerifyReport", "has_address_index", "verify_chain", "verify_recent"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ledger.chain.results import AccountInfo, ChainStatus, TxStatus, ValidatorRow
+from ledger.chain.results import AccountInfo, ChainStatus, HistoryEntry, MempoolInfo, TxStatus, ValidatorRow
 from ledger.consensus.blocks import Block
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.transactions import Transaction
@@ -144,3 +144,30 @@ def tx_status_view(where: TxStatus) -> dict[str, Any]:
     if where.status == "evicted":
         return {"status": "evicted", "reason": where.reason, "height": where.height, "tx": tx_view(where.tx)}
     return {"status": where.status, "tx": tx_view(where.tx)}
+
+
+def history_view(entry: HistoryEntry) -> dict[str, Any]:
+    """One line of ``chain history`` / ``GET /accounts/{address}/history``; the explorer reads
+    exactly these keys."""
+    return {
+        "tx_id": entry.tx_id.hex() if entry.tx_id is not None else None,
+        "height": entry.height,
+        "index": entry.index,
+        "kind": entry.kind,
+        "direction": entry.direction,
+        "counterparty": entry.counterparty,
+        "amount": entry.amount,
+        "status": entry.status,
+    }
+
+
+def mempool_view(info: MempoolInfo) -> dict[str, Any]:
+    """``chain mempool`` / ``GET /mempool``: totals, and the txs listed in arrival order."""
+    return {
+        "count": info.count,
+        "bytes": info.bytes,
+        "txs": [
+            {"id": tx.tx_id.hex(), "kind": tx.kind, "sender": tx.sender, "nonce": tx.nonce, "size": tx.size}
+            for tx in info.txs
+        ],
+    }

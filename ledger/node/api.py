@@ -13,7 +13,8 @@ Routes (JSON, except the explorer's pages; every error, whatever its status, is
     GET  /status                  chain status (same view as ``posctl chain status --json``)
     GET  /node                    this node: pid, address, url, started, chain id, interval
     GET  /blocks/latest           the tip block
-    GET  /blocks/<height>         a block by height (a 64-hex-digit hash is accepted too)
+    GET  /blocks/<height>         a block by height (a 64-hex-digit hash, or a unique prefix of 8+
+                                  hex digits, is accepted too)
     GET  /blocks/hash/<hex>       a block by hash
     GET  /blocks?from=A&to=B      blocks A..B ascending, at most 100 (``to`` defaults to A+99)
     GET  /blocks?last=N           the newest N blocks (at most 100), newest first
@@ -22,6 +23,11 @@ Routes (JSON, except the explorer's pages; every error, whatever its status, is
                                   array of them → one answer per tx, in order
     POST /evidence                two signed proposals {"first", "second"} → {"evidence_id", "evidence"}
     GET  /accounts/<address>      an account
+    GET  /accounts/<address>/history?limit=N
+                                  the txs it sent or received, newest first (pending first);
+                                  N defaults to 20, at most 100
+    GET  /mempool?limit=N         pending txs in arrival order (N defaults to 100, at most 1000),
+                                  with the pool's count and bytes
     GET  /validators              everyone with bonded stake
     POST /forge                   forge now (needs the cookie) → the block, or {"forged": false, …}
     POST /backup                  {"dir": absolute path} (needs the cookie) → a consistent copy there
@@ -72,6 +78,14 @@ MAX_BATCH_TXS = 1000
 
 MAX_BLOCKS_PER_REQUEST = 100
 """The most blocks one range request returns."""
+
+DEFAULT_HISTORY = 20
+MAX_HISTORY = 100
+"""History lines one request returns by default, and at most."""
+
+DEFAULT_MEMPOOL_LIST = 100
+MAX_MEMPOOL_LIST = 1000
+"""Pending txs one ``GET /mempool`` lists by default, and at most (the count covers them all)."""
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 """Host names a browser can only mean this machine by (DNS rebinding guard)."""
@@ -251,6 +265,20 @@ def _query_int(query: dict[str, list[str]], name: str) -> int | None:
     return int(values[0])
 
 
+def _limit(request: Request, default: int, most: int) -> int:
+    """``?limit=N`` (the only query parameter allowed): 1 to ``most``, ``default`` when absent."""
+    query = _query(request)
+    unknown = sorted(set(query) - {"limit"})
+    if unknown:
+        raise ApiError(400, f"unknown query parameter {unknown[0]!r}: the only one is ?limit=N")
+    limit = _query_int(query, "limit")
+    if limit is None:
+        return default
+    if not 1 <= limit <= most:
+        raise ApiError(400, f"limit {limit} is out of range: use 1 to {most}")
+    return limit
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 (and the connection closed) once it passes ``limit``."""
     text = request.headers.get("content-length")
@@ -373,6 +401,15 @@ class NodeApi:
         address = request.path_params["address"]
         return views.account_view(await self._read(lambda chain: chain.account(address)))
 
+    async def get_history(self, request: Request) -> Any:
+        address = request.path_params["address"]
+        limit = _limit(request, DEFAULT_HISTORY, MAX_HISTORY)
+        return [views.history_view(entry) for entry in await self._read(lambda chain: chain.history(address, limit))]
+
+    async def get_mempool(self, request: Request) -> Any:
+        limit = _limit(request, DEFAULT_MEMPOOL_LIST, MAX_MEMPOOL_LIST)
+        return views.mempool_view(await self._read(lambda chain: chain.pending_txs(limit)))
+
     async def get_validators(self, request: Request) -> Any:
         return [views.validator_view(row) for row in await self._read(lambda chain: chain.validators())]
 
@@ -464,6 +501,8 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
     ("POST", "/txs", "post_tx"),
     ("POST", "/evidence", "post_evidence"),
     ("GET", "/accounts/{address}", "get_account"),
+    ("GET", "/accounts/{address}/history", "get_history"),
+    ("GET", "/mempool", "get_mempool"),
     ("GET", "/validators", "get_validators"),
     ("POST", "/forge", "post_forge"),
     ("POST", "/backup", "post_backup"),

@@ -55,9 +55,11 @@ def _path_param(name: str, description: str, schema: dict[str, Any] | None = Non
             "schema": schema or {"type": "string"}}
 
 
-def _query_param(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": {"type": "integer", "minimum": 0}}
+def _query_param(name: str, description: str, maximum: int | None = None, minimum: int = 0) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "integer", "minimum": minimum}
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
 
 
 OBJECT = {"type": "object"}
@@ -104,8 +106,9 @@ def document() -> dict[str, Any]:
             parameters=[_path_param("hash", "64 hex digits", {"type": "string", "pattern": HEX64})],
         )},
         "/blocks/{ref}": {"get": _operation(
-            "a block by height or by 64-hex-digit hash", {**_ok("block", BLOCK), **_errors()},
-            parameters=[_path_param("ref", "a height (digits) or a block hash")],
+            "a block by height, by 64-hex-digit hash, or by a unique hash prefix of 8+ hex digits",
+            {**_ok("block", BLOCK), **_errors()},
+            parameters=[_path_param("ref", "a height (up to 19 digits), a block hash, or a unique prefix of one")],
         )},
         "/txs/{tx_id}": {"get": _operation(
             "where a tx is: pending, included (height, index) or evicted (reason)",
@@ -140,6 +143,23 @@ def document() -> dict[str, Any]:
             {**_ok("account", OBJECT), **_errors()},
             parameters=[_path_param("address", "a pos1… bech32 address")],
         )},
+        "/accounts/{address}/history": {"get": _operation(
+            "the txs an address sent or received, newest first: its pending txs first, then the "
+            "included ones (and its genesis funding at height 0)",
+            {**_ok("history", {"type": "array", "items": {"$ref": "#/components/schemas/HistoryEntry"}}),
+             **_errors()},
+            parameters=[_path_param("address", "a pos1… bech32 address"),
+                        _query_param("limit", "how many lines (default 20)", maximum=100, minimum=1)],
+        )},
+        "/mempool": {"get": _operation(
+            "pending txs in arrival order, with the pool's count and size in bytes",
+            {**_ok("mempool", {"type": "object", "required": ["count", "bytes", "txs"], "properties": {
+                "count": {"type": "integer"}, "bytes": {"type": "integer"},
+                "txs": {"type": "array", "items": {"type": "object",
+                                                   "required": ["id", "kind", "sender", "nonce", "size"]}}}}),
+             **_errors()},
+            parameters=[_query_param("limit", "how many txs to list (default 100)", maximum=1000, minimum=1)],
+        )},
         "/validators": {"get": _operation("everyone with bonded stake",
                                           {**_ok("validators", {"type": "array", "items": OBJECT}), **_errors()})},
         "/forge": {"post": _operation(
@@ -173,6 +193,17 @@ def document() -> dict[str, Any]:
                              "properties": {"tx_id": {"type": "string", "pattern": HEX64}, "tx": TX}},
                 "Block": {"type": "object", "required": ["height", "hash", "prev_hash", "txs"]},
                 "Status": {"type": "object", "required": ["chain_id", "height", "tip", "mempool"]},
+                "HistoryEntry": {"type": "object", "required": [
+                    "tx_id", "height", "index", "kind", "direction", "counterparty", "amount", "status"],
+                    "properties": {
+                        "tx_id": {"type": ["string", "null"], "description": "null for the genesis entry"},
+                        "height": {"type": ["integer", "null"], "description": "null while pending"},
+                        "index": {"type": ["integer", "null"], "description": "position in the block"},
+                        "kind": {"type": "string", "description": "a tx kind, or genesis"},
+                        "direction": {"enum": ["sent", "received"]},
+                        "counterparty": {"type": ["string", "null"], "description": "the other side of a transfer"},
+                        "amount": {"type": ["integer", "null"]},
+                        "status": {"enum": ["pending", "included"]}}},
             },
             "securitySchemes": {"cookie": {"type": "http", "scheme": "basic",
                                            "description": "user and password: the contents of $POSCTL_HOME/.cookie"}},

@@ -29,9 +29,16 @@ STATE_PREFIX = PREFIX + b"state:"
 MEMPOOL_PREFIX = PREFIX + b"mempool:"
 MEMPOOL_ID_PREFIX = PREFIX + b"mempool-id:"
 MEMPOOL_SENDER_PREFIX = PREFIX + b"mempool-sender:"
+MEMPOOL_RECIPIENT_PREFIX = PREFIX + b"mempool-recipient:"
 MEMPOOL_EVIDENCE_PREFIX = PREFIX + b"mempool-evidence:"
 EVICTED_PREFIX = PREFIX + b"evicted:"
 BLOCKS_WON_PREFIX = PREFIX + b"won:"
+ADDRESS_TX_PREFIX = PREFIX + b"addr-tx:"
+"""The address index: one entry per (address, height, tx index) an address took part in."""
+
+ADDRESS_INDEX_KEY = PREFIX + b"addr-index"
+"""Present when the address index covers every block: written with genesis (and never by a chain
+made before the index existed, whose history is refused with what to do)."""
 
 def encode_u64(value: int) -> bytes:
     return value.to_bytes(8, "big")
@@ -73,12 +80,38 @@ def make_mempool_sender_key(address: str, nonce: int) -> bytes:
     return make_mempool_sender_prefix(address) + encode_u64(nonce)
 
 
+def make_mempool_recipient_prefix(address: str) -> bytes:
+    return MEMPOOL_RECIPIENT_PREFIX + address.encode("ascii") + b":"
+
+
+def make_mempool_recipient_key(address: str, seq: int) -> bytes:
+    """A pending transfer to ``address``, by arrival: ``history`` lists incoming pending txs too."""
+    return make_mempool_recipient_prefix(address) + encode_u64(seq)
+
+
 def make_evicted_key(tx_id: bytes) -> bytes:
     return EVICTED_PREFIX + tx_id
 
 
 def make_blocks_won_key(address: str) -> bytes:
     return BLOCKS_WON_PREFIX + address.encode("ascii")
+
+
+def make_address_tx_prefix(address: str) -> bytes:
+    """Every index entry of ``address``; a reverse scan of it yields the newest first."""
+    return ADDRESS_TX_PREFIX + address.encode("ascii") + b":"
+
+
+def make_address_tx_key(address: str, height: int, index: int) -> bytes:
+    """Height then index, big-endian, so byte order is chain order within one address."""
+    return make_address_tx_prefix(address) + encode_u64(height) + index.to_bytes(4, "big")
+
+
+def split_address_tx_key(key: bytes) -> tuple[str, int, int]:
+    """(address, height, index) of an address index key (inverse of :func:`make_address_tx_key`)."""
+    body = key[len(ADDRESS_TX_PREFIX):]
+    address, height, index = body[:-13], body[-12:-4], body[-4:]
+    return address.decode("ascii", "replace"), decode_u64(height), int.from_bytes(index, "big")
 
 
 def make_mempool_evidence_key(evidence_id: bytes) -> bytes:
