@@ -87,8 +87,12 @@ def _scenario_name(_ctx: click.Context, _param: click.Parameter, value: str) -> 
     return value
 
 
+def _complete_scenario(_ctx: click.Context, _param: click.Parameter, incomplete: str) -> list[str]:
+    return [name for name in SCENARIO_NAMES if name.startswith(incomplete)]
+
+
 @lab.command("run")
-@click.argument("name", metavar="NAME", callback=_scenario_name)
+@click.argument("name", metavar="NAME", callback=_scenario_name, shell_complete=_complete_scenario)
 @blocks_option
 @seed_option
 @json_option

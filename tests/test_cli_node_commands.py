@@ -385,7 +385,7 @@ def test_completion_of_wallet_names_and_param_keys(tmp_path: Path) -> None:
     assert _complete(home, "posctl wallet send alice ") == ["alfred", "alice", "bob"]
     assert _complete(home, "posctl chain init --param unb") == ["unbonding_blocks="]
     assert "min_stake=" in _complete(home, "posctl chain init --param ")
-    assert _complete(home, "posctl lab run gr") == ["grind"]  # a Choice keeps its own completion
+    assert _complete(home, "posctl lab run gr") == ["grind"]  # scenario names complete too
     assert _complete(tmp_path / "no-home", "posctl wallet show ") == []
 
 
