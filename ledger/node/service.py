@@ -277,18 +277,24 @@ class Node:
             if not self.closed:
                 self.closed = True
                 self.chain.close()
-            if self.record is not None:
-                try:
-                    remove_node_record(self.home, self.record)
-                except OSError:
-                    pass
-            if self._cookie is not None:
-                try:
-                    cookie.remove_cookie(self.home, self._cookie)
-                except OSError:
-                    pass
+            self._remove_cookie_and_record()
             self.log("node stopped (nothing was cut short: every commit is one atomic batch)")
             os._exit(status)
+
+    def _remove_cookie_and_record(self) -> None:
+        """Drop the files that advertise this node (best effort: a stale one is detected anyway)."""
+        if self._cookie is not None:
+            try:
+                cookie.remove_cookie(self.home, self._cookie)
+            except OSError:
+                pass
+            self._cookie = None
+        if self.record is not None:
+            try:
+                remove_node_record(self.home, self.record)
+            except OSError:
+                pass
+            self.record = None
 
     def close(self) -> None:
         """Stop accepting, finish admissions in progress, close the DB, drop cookie and record."""
@@ -300,21 +306,11 @@ class Node:
         if self._api is not None:
             self._api.executor.shutdown(wait=True)
             self._api = None
-        if self._cookie is not None:
-            try:
-                cookie.remove_cookie(self.home, self._cookie)
-            except OSError:
-                pass
         with self.lock:
             if not self.closed:
                 self.closed = True
                 self.chain.close()
-        if self.record is not None:
-            try:
-                remove_node_record(self.home, self.record)
-            except OSError:
-                pass
-            self.record = None
+        self._remove_cookie_and_record()
 
     # ---- forging ---------------------------------------------------------------------------
 
