@@ -101,3 +101,85 @@ def test_fast_address_check_agrees_with_the_decoder():
             valid = False
         assert bech32.is_canonical_address(typo) == (valid and typo.islower()), typo
     assert not bech32.is_canonical_address(address.upper())  # valid, but left to the decoder
+
+
+# ---- genesis in parts on every core equals the one-shot genesis ---------------------------------
+
+
+def _mixed_allocations(count: int) -> tuple[dict[str, int], dict[str, int]]:
+    """Allocations with the awkward cases: some in uppercase, some also bonded."""
+    listed = addresses(count, b"mixed")
+    allocations = {address.upper() if i % 97 == 0 else address: 1 + i * 7919 % 10**12 for i, address in enumerate(listed)}
+    bonds = {listed[5]: 10**6, listed[6]: 500, V.address: 10**9}
+    return allocations, bonds
+
+
+def test_parallel_genesis_equals_the_one_shot_genesis(tmp_path):
+    from ledger.chain.genesis_build import GenesisBuild, GenesisWorkers, checked_config
+    from ledger.consensus.genesis import build_genesis
+
+    allocations, bonds = _mixed_allocations(5000)
+    params = Params(chain_id="posctl-scale")
+    reference = GenesisConfig(params=params, allocations=allocations, bonds=bonds, timestamp=1_700_000_000)
+    block, state, muhash = build_genesis(reference)
+    done: list[int] = []
+    with GenesisWorkers(done.append, workers=2, parallel_from=1000, part=700) as workers:
+        config = checked_config(params, allocations, bonds, 1_700_000_000, workers)
+        assert config == reference
+        assert config.encode() == reference.encode() == __import__("ledger").encoding.encode(reference.to_dict())
+        build = GenesisBuild(config, workers)
+        entries = {key: value for part in build.state_parts() for key, value in part}
+        _, parallel_block, parallel_muhash = build.finished()
+    # each phase reported every allocation it handled (bonded accounts take the reference path)
+    assert sum(done) == 5000 + sum(1 for address in config.allocations if address not in bonds)
+    assert entries == state.entries
+    assert parallel_block.hash == block.hash
+    assert parallel_block.header.state_root == block.header.state_root == parallel_muhash.digest() == muhash.digest()
+
+    # written through the streamed batch, the chain opens with that genesis and verifies
+    home = tmp_path / "home"
+    with GenesisWorkers(workers=2, parallel_from=1000, part=700) as workers:
+        Chain.create(home, config, workers).close()
+    with Chain.open(home) as chain:
+        assert chain.block(0).hash == block.hash
+        assert chain.totals().supply == sum(allocations.values()) + sum(bonds.values())
+        chain.verify()
+
+
+def test_parallel_genesis_reports_the_first_bad_allocation_and_duplicates():
+    from ledger.chain.genesis_build import GenesisWorkers, checked_config
+    from ledger.errors import InvalidGenesis
+
+    allocations, bonds = _mixed_allocations(3000)
+    listed = list(allocations)
+    params = Params(chain_id="posctl-scale")
+    for bad, message in [({listed[2500]: 0}, r"\[1, 2\^63\)"), ({listed[1700][:-1] + "q": 5}, "allocation")]:
+        broken = {**allocations, **bad}
+        with GenesisWorkers(workers=2, parallel_from=1000, part=700) as workers:
+            with pytest.raises(InvalidGenesis, match=message):
+                checked_config(params, broken, bonds, 0, workers)
+    twice = {**allocations, listed[1].upper() if listed[1].islower() else listed[1].lower(): 9}
+    with GenesisWorkers(workers=2, parallel_from=1000, part=700) as workers:
+        with pytest.raises(InvalidGenesis, match="given twice"):
+            checked_config(params, twice, bonds, 0, workers)
+
+
+def test_muhash_in_parts_equals_one_by_one():
+    from ledger.crypto.muhash import MuHash3072
+
+    items = [b"entry-%d" % i for i in range(300)]
+    one_by_one = MuHash3072()
+    for item in items:
+        one_by_one.insert(item)
+    one_by_one.remove(items[7])
+    parts = []
+    for start, use_gmp in ((0, True), (100, False), (200, True)):
+        part = MuHash3072()
+        part.insert_many(items[start:start + 100], use_gmp=use_gmp)
+        parts.append(part)
+    combined = MuHash3072()
+    for part in reversed(parts):  # a product: any order
+        combined.combine(part)
+    combined.remove(items[7])
+    assert combined.digest() == one_by_one.digest()
+    assert combined.to_bytes() == one_by_one.to_bytes()

@@ -29,7 +29,8 @@ from ledger.errors import (
     VerificationError,
 )
 from ledger.chain.forger import Candidate, build_block
-from ledger.consensus.genesis import GenesisConfig, build_genesis
+from ledger.consensus.genesis import GenesisConfig
+from ledger.chain.genesis_build import GenesisBuild, GenesisWorkers
 from ledger.chain.mempool import Admission, Mempool
 from ledger.params import Params
 from ledger.consensus.state import WorkingState
@@ -114,7 +115,7 @@ class Chain:
         return cls(LevelDBStore.open(home / CHAIN_DIRNAME), home)
 
     @classmethod
-    def create(cls, home: Path, config: GenesisConfig) -> "Chain":
+    def create(cls, home: Path, config: GenesisConfig, workers: GenesisWorkers | None = None) -> "Chain":
         """Write genesis into a new database; refuses to touch an existing chain.
 
         Genesis, schema version included, is one atomic batch: an ``init`` killed half-way
@@ -133,18 +134,20 @@ class Chain:
         try:
             if store.get(schema.TIP_KEY) is not None:
                 raise ChainExists(f"a chain already exists in {home}: use another --home, or remove it first")
-            return cls.initialise(store, config, home)
+            return cls.initialise(store, config, home, workers)
         except BaseException:
             store.close()
             raise
 
     @classmethod
-    def initialise(cls, store: KeyValueStore, config: GenesisConfig, home: Path | None = None) -> "Chain":
-        """Write genesis into an empty store (any backend) in one atomic batch."""
+    def initialise(cls, store: KeyValueStore, config: GenesisConfig, home: Path | None = None,
+                   workers: GenesisWorkers | None = None) -> "Chain":
+        """Write genesis into an empty store (any backend) in one atomic batch, its state entries
+        streamed into the batch as the workers compute them (:mod:`ledger.chain.genesis_build`)."""
         if store.get(schema.TIP_KEY) is not None:
             raise ChainExists("this database already holds a chain")
-        block, genesis_state, muhash = build_genesis(config)
-        store.write(chaindb.genesis_changes(config.encode(), block, genesis_state.entries, muhash))
+        build = GenesisBuild(config, workers)
+        store.write_stream(chaindb.genesis_records(build.state_parts(), build.finished))
         return cls(store, home)
 
     def close(self) -> None:

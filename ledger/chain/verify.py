@@ -17,7 +17,8 @@ from ledger.chain.sigcheck import SignatureChecker
 from ledger.consensus import statehash
 from ledger.consensus.blocks import Block, BlockHeader
 from ledger.consensus.fork import state_transition
-from ledger.consensus.genesis import GenesisConfig, build_genesis
+from ledger.consensus.genesis import GenesisConfig
+from ledger.chain.genesis_build import build_state
 from ledger.consensus.state import DictState, WorkingState
 from ledger.crypto.muhash import MuHash3072
 from ledger.errors import LedgerError, VerificationError
@@ -47,8 +48,9 @@ def verify_chain(
         config = GenesisConfig.decode(store.get(schema.GENESIS_KEY) or b"")
     except LedgerError as exc:
         raise VerificationError(f"genesis configuration is damaged: {exc}", 0) from None
-    block0, genesis_state, replayed_muhash = build_genesis(config)
-    replayed = DictState(genesis_state.entries)  # with its validator index
+    block0, genesis_entries, replayed_muhash = build_state(config)
+    replayed = DictState(genesis_entries)  # with its validator index
+    del genesis_entries
     if _stored_block(store, 0).hash != block0.hash:
         raise VerificationError("height 0: stored genesis block does not match the genesis configuration", 0)
     parent = block0.header

@@ -9,7 +9,7 @@ keys and nowhere else. Nothing here writes: callers hand the returned changes to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Iterator, Mapping
 
 from ledger import encoding
 from ledger.consensus.blocks import Block, BlockHeader
@@ -92,6 +92,24 @@ def genesis_changes(
     return changes
 
 
+def genesis_records(
+    state_parts: Iterable[Iterable[tuple[bytes, bytes]]], finished: Callable[[], tuple[bytes, Block, MuHash3072]]
+) -> Iterator[tuple[bytes, bytes]]:
+    """:func:`genesis_changes` as a stream, for ``KeyValueStore.write_stream``: the state entries
+    part by part as they are computed, then (``finished`` gives config bytes, block and
+    accumulator once the parts are consumed) the records that name them. A million-account
+    genesis then never holds its entries twice before the one atomic batch."""
+    prefix = schema.STATE_PREFIX
+    for part in state_parts:
+        yield from [(prefix + key, value) for key, value in part]
+    config_bytes, block, muhash = finished()
+    yield schema.SCHEMA_VERSION_KEY, str(schema.SCHEMA_VERSION).encode("ascii")
+    yield schema.GENESIS_KEY, config_bytes
+    yield schema.make_block_key(0), block.encode()
+    yield schema.make_block_hash_key(block.hash), schema.encode_u64(0)
+    yield schema.TIP_KEY, encode_tip(block.header, muhash)
+
+
 def block_changes(
     block: Block, state_writes: Mapping[bytes, bytes | None], muhash: MuHash3072, blocks_won_before: int
 ) -> Changes:
@@ -117,5 +135,5 @@ def eviction_changes(records: Iterable[EvictedRecord]) -> Changes:
 __all__ = [
     "Changes", "EvictedRecord", "TxLocation", "block_changes", "decode_count", "decode_evicted",
     "decode_tip", "decode_tx_location", "encode_tip", "encode_tx_location", "eviction_changes",
-    "genesis_changes",
+    "genesis_changes", "genesis_records",
 ]
