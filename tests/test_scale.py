@@ -81,7 +81,7 @@ def test_opening_reads_no_allocation_whatever_the_genesis_size(tmp_path):
     # status reads the totals, whose numbers have more digits at 100k accounts: a few bytes
     assert abs(large_status - small_status) < 64, (small_status_keys, large_status_keys)
     for key in large_keys + large_status_keys:
-        assert key != schema.GENESIS_KEY
+        assert key != schema.GENESIS_KEY and not key.startswith(schema.GENESIS_PART_PREFIX)
         assert not key.startswith(schema.make_state_key(ACCOUNT_STATE_PREFIX)) or V.address.encode() in key
     with Chain.open(large) as chain:  # the allocations are still there for whoever asks
         assert len(chain.genesis.allocations) == 100_000
@@ -183,3 +183,20 @@ def test_muhash_in_parts_equals_one_by_one():
     combined.remove(items[7])
     assert combined.digest() == one_by_one.digest()
     assert combined.to_bytes() == one_by_one.to_bytes()
+
+
+def test_genesis_in_parts_and_the_older_single_record_both_read(tmp_path):
+    config = scale_config(3000)  # ~160 KB of configuration: three parts
+    home = tmp_path / "home"
+    Chain.create(home, config).close()
+    store = LevelDBStore.open(home / CHAIN_DIRNAME)
+    parts = list(store.iterate(schema.GENESIS_PART_PREFIX))
+    assert len(parts) == 3 and all(len(value) <= schema.GENESIS_PART_SIZE for _, value in parts)
+    assert store.get(schema.GENESIS_KEY) is None
+    # a database made before the parts holds one record: rewrite it so, and it still reads and verifies
+    changes: dict[bytes, bytes | None] = {key: None for key, _ in parts}
+    changes[schema.GENESIS_KEY] = config.encode()
+    store.write(changes)
+    with Chain(store, home) as chain:
+        assert chain.genesis == config
+        chain.verify()

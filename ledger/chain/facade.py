@@ -183,7 +183,7 @@ class Chain:
 
     @property
     def genesis(self) -> GenesisConfig:
-        return GenesisConfig.decode(self.store.get(schema.GENESIS_KEY) or b"")
+        return GenesisConfig.decode(chaindb.read_genesis_config(self.store) or b"")
 
     # ---- transactions ----------------------------------------------------------------------
 

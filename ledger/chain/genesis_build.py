@@ -23,7 +23,8 @@ from ledger.consensus import genesis
 from ledger.consensus.blocks import Block
 from ledger.consensus.genesis import GenesisConfig
 from ledger.crypto.muhash import MuHash3072
-from ledger.errors import InvalidGenesis
+from ledger import encoding
+from ledger.errors import EncodingError, InvalidGenesis
 from ledger.params import Params
 
 PARALLEL_THRESHOLD = 20_000
@@ -130,6 +131,19 @@ def checked_config(
     return GenesisConfig.from_checked_allocations(params, checked, bonds, timestamp)
 
 
+def decode_config(data: bytes, workers: GenesisWorkers | None = None) -> GenesisConfig:
+    """``GenesisConfig.decode`` with the allocations checked in parts on every core (a replay
+    of a million-account chain starts here)."""
+    try:
+        obj = encoding.decode(data)
+    except EncodingError as exc:
+        raise InvalidGenesis(f"genesis is not canonical: {exc}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("allocations", {}), dict):
+        return GenesisConfig.from_dict(obj)  # says what is wrong
+    rest = GenesisConfig.from_dict({**obj, "allocations": {}})
+    return checked_config(rest.params, obj.get("allocations", {}), rest.bonds, rest.timestamp, workers)
+
+
 class GenesisBuild:
     """Genesis state in parts: :meth:`state_parts` yields every entry (computing the
     liquid-only accounts on the workers as it goes); afterwards :attr:`block`, :attr:`muhash`
@@ -171,4 +185,4 @@ def build_state(config: GenesisConfig, workers: GenesisWorkers | None = None) ->
     return block, entries, muhash
 
 
-__all__ = ["GenesisBuild", "GenesisWorkers", "PARALLEL_THRESHOLD", "build_state", "checked_config"]
+__all__ = ["GenesisBuild", "GenesisWorkers", "PARALLEL_THRESHOLD", "build_state", "checked_config", "decode_config"]

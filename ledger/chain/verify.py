@@ -17,8 +17,7 @@ from ledger.chain.sigcheck import SignatureChecker
 from ledger.consensus import statehash
 from ledger.consensus.blocks import Block, BlockHeader
 from ledger.consensus.fork import state_transition
-from ledger.consensus.genesis import GenesisConfig
-from ledger.chain.genesis_build import build_state
+from ledger.chain.genesis_build import build_state, decode_config
 from ledger.consensus.state import DictState, WorkingState
 from ledger.crypto.muhash import MuHash3072
 from ledger.errors import LedgerError, VerificationError
@@ -45,7 +44,7 @@ def verify_chain(
     bad height or entry."""
     started = time.perf_counter()
     try:
-        config = GenesisConfig.decode(store.get(schema.GENESIS_KEY) or b"")
+        config = decode_config(chaindb.read_genesis_config(store) or b"")
     except LedgerError as exc:
         raise VerificationError(f"genesis configuration is damaged: {exc}", 0) from None
     block0, genesis_entries, replayed_muhash = build_state(config)

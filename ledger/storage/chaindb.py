@@ -16,6 +16,7 @@ from ledger.consensus.blocks import Block, BlockHeader
 from ledger.consensus.transactions import Transaction
 from ledger.crypto.muhash import MuHash3072
 from ledger.storage import schema
+from ledger.storage.store import KeyValueStore
 
 Changes = dict[bytes, "bytes | None"]
 """Database key → new value, or None to delete."""
@@ -75,6 +76,26 @@ def decode_count(raw: bytes | None) -> int:
     return schema.decode_u64(raw) if raw else 0
 
 
+def genesis_config_records(config_bytes: bytes) -> list[tuple[bytes, bytes]]:
+    """The canonical genesis configuration as records of at most ``GENESIS_PART_SIZE`` bytes."""
+    size = schema.GENESIS_PART_SIZE
+    return [
+        (schema.make_genesis_part_key(index), config_bytes[start:start + size])
+        for index, start in enumerate(range(0, max(len(config_bytes), 1), size))
+    ]
+
+
+def read_genesis_config(store: KeyValueStore) -> bytes | None:
+    """The canonical genesis configuration's bytes, from its parts (or, in a database made
+    before them, its single record); ``None`` if there is none. Whether the bytes are whole is
+    for their decoding and the genesis hash to say (``verify`` checks both)."""
+    whole = store.get(schema.GENESIS_KEY)
+    if whole is not None:
+        return whole
+    parts = [value for _, value in store.iterate(schema.GENESIS_PART_PREFIX)]
+    return b"".join(parts) if parts else None
+
+
 # ---- the batches -------------------------------------------------------------------------------
 
 
@@ -85,7 +106,7 @@ def genesis_changes(
     empty database, never half a chain."""
     changes: Changes = {schema.make_state_key(key): value for key, value in state_entries.items()}
     changes[schema.SCHEMA_VERSION_KEY] = str(schema.SCHEMA_VERSION).encode("ascii")
-    changes[schema.GENESIS_KEY] = config_bytes
+    changes.update(genesis_config_records(config_bytes))
     changes[schema.make_block_key(0)] = block.encode()
     changes[schema.make_block_hash_key(block.hash)] = schema.encode_u64(0)
     changes[schema.TIP_KEY] = encode_tip(block.header, muhash)
@@ -104,7 +125,7 @@ def genesis_records(
         yield from [(prefix + key, value) for key, value in part]
     config_bytes, block, muhash = finished()
     yield schema.SCHEMA_VERSION_KEY, str(schema.SCHEMA_VERSION).encode("ascii")
-    yield schema.GENESIS_KEY, config_bytes
+    yield from genesis_config_records(config_bytes)
     yield schema.make_block_key(0), block.encode()
     yield schema.make_block_hash_key(block.hash), schema.encode_u64(0)
     yield schema.TIP_KEY, encode_tip(block.header, muhash)
@@ -135,5 +156,5 @@ def eviction_changes(records: Iterable[EvictedRecord]) -> Changes:
 __all__ = [
     "Changes", "EvictedRecord", "TxLocation", "block_changes", "decode_count", "decode_evicted",
     "decode_tip", "decode_tx_location", "encode_tip", "encode_tx_location", "eviction_changes",
-    "genesis_changes", "genesis_records",
+    "genesis_changes", "genesis_config_records", "genesis_records", "read_genesis_config",
 ]
