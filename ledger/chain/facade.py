@@ -148,6 +148,7 @@ class Chain:
             raise ChainExists("this database already holds a chain")
         build = GenesisBuild(config, workers)
         store.write_stream(chaindb.genesis_records(build.state_parts(), build.finished))
+        store.compact()  # so that the first command after init does not replay the genesis batch
         return cls(store, home)
 
     def close(self) -> None:
