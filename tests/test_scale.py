@@ -200,3 +200,63 @@ def test_genesis_in_parts_and_the_older_single_record_both_read(tmp_path):
     with Chain(store, home) as chain:
         assert chain.genesis == config
         chain.verify()
+
+
+# ---- verify reading ahead, VRF proofs checked on the workers --------------------------------------
+
+
+def _proposal_chain(home: Path, blocks: int) -> None:
+    from tests.ledgerkit import make_chain, propose
+
+    with make_chain(home, {V.address: 1000}, {V.address: 500}) as chain:
+        for _ in range(blocks):
+            assert all(r.error is None for r in chain.submit_many([propose(chain, V)]))
+            assert chain.forge().block is not None
+
+
+@pytest.fixture
+def read_ahead(monkeypatch):
+    """Read ahead and check proofs on the workers from a few blocks on, in small batches."""
+    from ledger.chain import sigcheck
+
+    monkeypatch.setattr(sigcheck, "PROOF_THRESHOLD", 4)
+    monkeypatch.setattr(sigcheck, "PROOF_BATCH", 3)
+    monkeypatch.setattr(sigcheck, "PROOF_AHEAD", 2)
+
+
+def test_verify_reading_ahead_names_the_first_bad_height(tmp_path, read_ahead):
+    import json
+
+    from ledger.errors import VerificationError
+
+    home = tmp_path / "home"
+    _proposal_chain(home, 14)
+    with Chain.open(home) as chain:
+        assert chain.verify().blocks == 15
+    store = LevelDBStore.open(home / CHAIN_DIRNAME)
+    # block 7's proposal carries block 6's proof: it decodes, and does not verify for height 7
+    block6, block7 = (json.loads(store.get(schema.make_block_key(h))) for h in (6, 7))
+    original7 = json.dumps(block7, sort_keys=True, separators=(",", ":")).encode()
+    block7["txs"][0]["vrf_proof"] = block6["txs"][0]["vrf_proof"]
+    store.write({schema.make_block_key(7): json.dumps(block7, sort_keys=True, separators=(",", ":")).encode()})
+    store.close()
+    with Chain.open(home) as chain:
+        with pytest.raises(VerificationError, match=r"height 7") as info:
+            chain.verify()
+        assert info.value.height == 7
+    # a block missing further on (read ahead first) does not hide the earlier bad height
+    store = LevelDBStore.open(home / CHAIN_DIRNAME)
+    store.write({schema.make_block_key(11): None})
+    store.close()
+    with Chain.open(home) as chain:
+        with pytest.raises(VerificationError) as info:
+            chain.verify()
+        assert info.value.height == 7
+    # with block 7 restored, the missing block is the first bad height
+    store = LevelDBStore.open(home / CHAIN_DIRNAME)
+    store.write({schema.make_block_key(7): original7})
+    store.close()
+    with Chain.open(home) as chain:
+        with pytest.raises(VerificationError, match="height 11: block is missing") as info:
+            chain.verify()
+        assert info.value.height == 11

@@ -56,13 +56,14 @@ def verify_chain(
     tx_count = 0
     won: dict[str, int] = {}
     with SignatureChecker() as signatures:
-        for height in range(1, tip.height + 1):
-            block = _stored_block(store, height)
+        # blocks read ahead, their proposals' VRF proofs checked on the workers meanwhile
+        read = lambda height: _stored_block(store, height)  # noqa: E731
+        for height, block, vrf_outputs in signatures.blocks(read, 1, tip.height, config.params.chain_id):
             signatures.check(height, block.txs)
             try:
                 writes, replayed_muhash = state_transition(
                     replayed.get, replayed.items, replayed_muhash, block, parent, config.params,
-                    verify_signatures=False,
+                    verify_signatures=False, vrf_outputs=vrf_outputs,
                 )
             except LedgerError as exc:
                 signatures.finish()  # a bad signature at or below this height comes first

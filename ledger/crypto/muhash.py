@@ -73,6 +73,14 @@ def _mulmod(a: int, b: int) -> int:
     return x - MODULUS if x >= MODULUS else x
 
 
+def _inverse(number: int) -> int:
+    """``number**-1 mod p``: paid once per digest, so once per block by forging and by replay;
+    GMP's inverse is about twenty times faster than ``pow(x, -1, p)`` at 3072 bits."""
+    if gmpy2 is not None:
+        return int(gmpy2.invert(number, MODULUS))
+    return pow(number, -1, MODULUS)
+
+
 def _number_from_bytes(blob: bytes) -> int:
     return int.from_bytes(blob, "little")
 
@@ -133,7 +141,7 @@ class MuHash3072:
         no second inverse when both ``digest`` and ``to_bytes`` are asked for, as each block is.
         """
         if self._denominator != 1:
-            self._numerator = (self._numerator * pow(self._denominator, -1, MODULUS)) % MODULUS
+            self._numerator = (self._numerator * _inverse(self._denominator)) % MODULUS
             self._denominator = 1
         return self._numerator
 
