@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ledger.chain.sigcheck import SignatureChecker
-from ledger.consensus import statehash
 from ledger.consensus.blocks import Block, BlockHeader
 from ledger.consensus.fork import state_transition
-from ledger.chain.genesis_build import build_state, decode_config
+from ledger.chain.genesis_build import build_state, decode_config, hash_state
 from ledger.consensus.state import DictState, WorkingState
 from ledger.crypto.muhash import MuHash3072
 from ledger.errors import LedgerError, VerificationError
@@ -158,7 +157,7 @@ def _compare_state(store: KeyValueStore, replayed: DictState, tip: BlockHeader) 
         raise VerificationError(
             f"supply {totals.supply} differs from issued {totals.issued} minus burned {totals.burned}", tip.height
         )
-    if statehash.hash_of_entries(replayed.entries.items()).digest() != tip.state_root:
+    if hash_state(list(replayed.entries.items())).digest() != tip.state_root:
         raise VerificationError("the tip's state root does not commit to the stored state", tip.height)
 
 
