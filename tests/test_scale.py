@@ -260,3 +260,46 @@ def test_verify_reading_ahead_names_the_first_bad_height(tmp_path, read_ahead):
         with pytest.raises(VerificationError, match="height 11: block is missing") as info:
             chain.verify()
         assert info.value.height == 11
+
+
+def test_chain_init_from_a_large_genesis_file_equals_the_one_shot_genesis(tmp_path):
+    """The real command on a file above the parallel threshold: workers, parts, the streamed
+    batch; the same genesis hash and state root as the one-shot reference, one line per bad input."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from ledger.chain.genesis_build import PARALLEL_THRESHOLD
+    from ledger.consensus.genesis import build_genesis
+
+    allocations, bonds = _mixed_allocations(PARALLEL_THRESHOLD + 5000)
+    genesis = {"params": {"chain_id": "posctl-scale"}, "timestamp": 1_700_000_000,
+               "allocations": allocations, "bonds": bonds}
+    path = tmp_path / "genesis.json"
+    path.write_text(json.dumps(genesis), encoding="utf-8")
+    script = Path(sys.executable).parent / "posctl"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSCTL_")}
+
+    def init(home: Path, file: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command, "--home", str(home), "chain", "init", "--genesis", str(file), "--json"],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    done = init(tmp_path / "home", path)
+    assert done.returncode == 0, done.stderr
+    view = json.loads(done.stdout)
+    block, _, _ = build_genesis(GenesisConfig.from_dict(genesis))
+    assert view["genesis_hash"] == block.hash.hex()
+    assert len(view["allocations"]) == len(allocations)
+    with Chain.open(tmp_path / "home") as chain:
+        assert chain.tip.state_root == block.header.state_root
+
+    # a bad allocation deep in the file: one line, exit 1, no chain directory left behind
+    listed = list(allocations)
+    genesis["allocations"] = {**allocations, listed[-3]: 0}
+    path.write_text(json.dumps(genesis), encoding="utf-8")
+    bad = init(tmp_path / "bad", path)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ") and "[1, 2^63)" in bad.stderr
+    assert not (tmp_path / "bad" / "chain").exists()
