@@ -1,7 +1,8 @@
 """``python -m bench [--json FILE] [--quick]``: what posctl costs, on real LevelDB in a temp dir.
 
 Prints a table (name, value, unit, target, met?) and optionally writes the figures as JSON.
-The default run is the full one (about four minutes on a quiet 2-core machine); ``--quick`` is
+The default run is the full one (about six minutes on a 2-core machine, most of it the scale
+fixtures: a million-account genesis, a 100,000-block chain); ``--quick`` is
 a smaller smoke run whose figures are indicative only.
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import fixtures, measures
+from bench import fixtures, measures, scale
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,20 @@ class Sizes:
     """Proposals per block for the many-proposals forge figure."""
     proposal_blocks: int = 5
     vrf_repeat: int = 100
+    scale_accounts: tuple[int, ...] = (1000, 100_000, 1_000_000)
+    """Genesis accounts of the chains opened and asked for ``chain status``."""
+    genesis_sizes: tuple[int, ...] = (100_000, 1_000_000)
+    """Allocations of the timed ``chain init`` runs."""
+    verify_blocks: tuple[int, ...] = (1000, 100_000)
+    """Lengths of the one-proposal-block chains verified."""
+    scale_rounds: int = 7
 
 
 FULL = Sizes()
 QUICK = Sizes(main_blocks=4, child_txs=5000, long_blocks=1000, ceiling_verifies=1000, single_submits=100,
-              opens=7, shows=20, cli_repeat=3, proposal_blocks=2, vrf_repeat=30)
+              opens=7, shows=20, cli_repeat=3, proposal_blocks=2, vrf_repeat=30,
+              scale_accounts=(1000, 100_000), genesis_sizes=(100_000,), verify_blocks=(1000, 5000), scale_rounds=3)
+"""--quick: no million-account chain (accounts 1k/100k, genesis 100k only) and 1k/5k-block verify."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,22 @@ ROWS = [
     Row("cli_help_s", "s", "< 0.3", lambda f: f["cli_help_s"] < 0.3),
     Row("cli_status_s", "s"),
     Row("peak_rss_mb_admit_50k", "MB", "(child VmHWM)"),
+    # scale (issue 16): by genesis accounts, and by chain length in one-proposal blocks
+    Row("open_ms_1k", "ms", "(1k accounts)"),
+    Row("open_ms_100k", "ms", "(100k accounts)"),
+    Row("open_ms_1m", "ms", "(1M accounts)"),
+    Row("open_ratio_accounts", "x", "<= 1.5 largest/1k", lambda f: f["open_ratio_accounts"] <= 1.5),
+    Row("status_s_1k", "s", "(process, 1k acc.)"),
+    Row("status_s_100k", "s", "(100k accounts)"),
+    Row("status_s_1m", "s", "(1M accounts)"),
+    Row("status_ratio_accounts", "x", "<= 1.2 largest/1k", lambda f: f["status_ratio_accounts"] <= 1.2),
+    Row("genesis_s_100k", "s", "(chain init)"),
+    Row("genesis_s_1m", "s", "<= 25", lambda f: f["genesis_s_1m"] <= 25),
+    Row("genesis_rss_mb_100k", "MB", "(peak RSS)"),
+    Row("genesis_rss_mb_1m", "MB", "(peak RSS)"),
+    Row("verify_blocks_per_s_1k", "blocks/s", ">= 2000", lambda f: f["verify_blocks_per_s_1k"] >= 2000),
+    Row("verify_blocks_per_s_5k", "blocks/s", ">= 2000 (--quick)", lambda f: f["verify_blocks_per_s_5k"] >= 2000),
+    Row("verify_blocks_per_s_100k", "blocks/s", ">= 2000", lambda f: f["verify_blocks_per_s_100k"] >= 2000),
 ]
 """The table, in order; every key is also a JSON key."""
 
@@ -99,11 +125,19 @@ INFO_ROWS = [
     ("admit_child_txs", "", "txs admitted by the peak-memory child"),
     ("admit_child_baseline_rss_mb", "MB", "child peak RSS (VmHWM) before admitting"),
     ("admit_child_per_s", "txs/s", "child admission rate (ran alongside the long build)"),
+    ("verify_s_blocks_1k", "s", "verify() wall time, 1k one-proposal blocks"),
+    ("verify_s_blocks_5k", "s", "verify() wall time, 5k one-proposal blocks"),
+    ("verify_s_blocks_100k", "s", "verify() wall time, 100k one-proposal blocks"),
 ]
 
 
 def _log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def run_scale(sizes: Sizes, workdir: Path, world: fixtures.World) -> dict[str, float]:
+    return scale.run_scale(world, workdir, sizes.scale_accounts, sizes.genesis_sizes, sizes.verify_blocks,
+                           sizes.scale_rounds, _log)
 
 
 def run(sizes: Sizes, workdir: Path) -> dict[str, float]:
@@ -217,6 +251,9 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, float]:
     repo = Path(__file__).resolve().parent.parent
     figures["cli_help_s"] = measures.cli_seconds(["--help"], sizes.cli_repeat, repo)
     figures["cli_status_s"] = measures.cli_seconds(["--home", str(long_home), "chain", "status"], sizes.cli_repeat, repo)
+
+    # ---- 11. scale: genesis accounts and chain length ----
+    figures.update(run_scale(sizes, workdir, world))
     return figures
 
 
@@ -231,6 +268,8 @@ def _fmt(value: float) -> str:
 def render_table(figures: dict[str, float]) -> str:
     lines = [f"{'name':<26} {'value':>12} {'unit':<8} {'target':<20} met?", "-" * 74]
     for row in ROWS:
+        if row.key not in figures:
+            continue  # a size this run skips (--quick, --scale-only)
         met = "" if row.check is None else ("yes" if row.check(figures) else "NO")
         lines.append(f"{row.key:<26} {_fmt(figures[row.key]):>12} {row.unit:<8} {row.target:<20} {met}")
     lines.append("")
@@ -245,13 +284,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to FILE as JSON")
     parser.add_argument("--quick", action="store_true", help="smaller smoke run (figures indicative only)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory with the chains")
+    parser.add_argument("--scale-only", action="store_true",
+                        help="only the scale figures (genesis accounts, verify by chain length)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="posctl-bench-"))
     started = time.perf_counter()
     try:
-        figures = run(sizes, workdir)
+        if args.scale_only:
+            figures = run_scale(sizes, workdir, fixtures.make_world(sizes.senders))
+        else:
+            figures = run(sizes, workdir)
     finally:
         if args.keep:
             _log(f"kept {workdir}")
@@ -260,12 +304,13 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - started
     load_after = os.getloadavg()
     print(render_table(figures))
-    print(f"\n{'quick' if args.quick else 'full'} run, {total:.0f}s on {os.cpu_count()} cores; "
+    print(f"\n{'quick' if args.quick else 'full'}{' scale-only' if args.scale_only else ''} run, {total:.0f}s on {os.cpu_count()} cores; "
           f"1-min load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     if args.json:
-        out: dict[str, Any] = {row.key: round(figures[row.key], 3) for row in ROWS}
+        out: dict[str, Any] = {row.key: round(figures[row.key], 3) for row in ROWS if row.key in figures}
         out.update({key: round(figures[key], 3) for key, _, _ in INFO_ROWS if key in figures})
-        out["targets_met"] = {row.key: row.check(figures) for row in ROWS if row.check is not None}
+        out["targets_met"] = {row.key: row.check(figures) for row in ROWS
+                              if row.check is not None and row.key in figures}
         out["run"] = {"quick": args.quick, "seconds": round(total, 1), "cores": os.cpu_count(),
                       "load_before": round(load_before[0], 2), "load_after": round(load_after[0], 2)}
         args.json.write_text(json.dumps(out, indent=2) + "\n")

@@ -121,18 +121,25 @@ def init(app: AppContext, chain_id: str | None, allocs: list[tuple[str, int]], b
     """Create a new chain in the home directory (refuses to overwrite one)."""
     from cli.backend import require_no_node
     from ledger.chain.facade import Chain
+    from ledger.chain.genesis_build import PARALLEL_THRESHOLD, GenesisWorkers
     from ledger.chain.genesis_input import merge_genesis, read_genesis_file
 
     require_no_node(app.home, "create a chain")
     if chain_id is not None and params.get("chain_id", chain_id) != chain_id:
         raise click.UsageError("--chain-id and --param chain_id disagree: give one")
     base = read_genesis_file(genesis_file) if genesis_file is not None else {}
-    config = merge_genesis(
-        base, resolve=lambda who: resolve_account(app, who, "genesis account")[0], chain_id=chain_id, params=params,
-        allocations=allocs, bonds=bonds,
-    )
-
-    with Chain.create(app.home, config) as created:
+    listed = base.get("allocations")
+    count = (len(listed) if isinstance(listed, dict) else 0) + len(allocs)
+    # a large genesis shows a bar: its allocations are checked, then encoded and hashed
+    with (_progress(2 * count, f"genesis of {count:,} allocations") if count >= PARALLEL_THRESHOLD
+          else contextlib.nullcontext(None)) as bar, GenesisWorkers(bar.update if bar else None) as workers:
+        config = merge_genesis(
+            base, resolve=lambda who: resolve_account(app, who, "genesis account")[0], chain_id=chain_id,
+            params=params, allocations=allocs, bonds=bonds, workers=workers,
+        )
+        del base, listed
+        created = Chain.create(app.home, config, workers)
+    with created:
         genesis = created.block(0)
         totals = created.totals()
         view = {

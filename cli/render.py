@@ -10,6 +10,7 @@ names, so ``pos1…`` can be followed by ``(alice)`` when the wallet is local.
 
 from __future__ import annotations
 
+import itertools
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
@@ -386,6 +387,10 @@ def render_mempool(view: dict[str, Any], names: Names | None = None) -> str:
     return "\n".join([title] + _table(["id", "kind", "sender", "nonce", "size"], rows, right={3, 4}))
 
 
+INIT_ROWS = 20
+"""Allocation rows ``chain init`` prints; the rest are counted."""
+
+
 def render_init(view: dict[str, Any], names: Names | None = None) -> str:
     lines = [f"Created chain {view['chain_id']} in {view['home']}"]
     lines += _rows([
@@ -398,7 +403,11 @@ def render_init(view: dict[str, Any], names: Names | None = None) -> str:
         amounts = view[key]
         if amounts:
             lines.append(f"  {title}")
+            # a genesis may hold a million accounts: the first rows say enough (--json has all)
+            shown = list(itertools.islice(amounts.items(), INIT_ROWS))
             lines += _table(
-                ["address", "amount"], [[label(a, names), str(v)] for a, v in amounts.items()], right={1}, indent="    "
+                ["address", "amount"], [[label(a, names), str(v)] for a, v in shown], right={1}, indent="    "
             )[1:]
+            if len(amounts) > INIT_ROWS:
+                lines.append(f"    … and {len(amounts) - INIT_ROWS:,} more ({len(amounts):,} in all; --json lists every one)")
     return "\n".join(lines)

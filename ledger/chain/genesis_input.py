@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from ledger.chain.genesis_build import GenesisWorkers, checked_config
 from ledger.consensus.genesis import GenesisConfig
+from ledger.crypto.address import ADDRESS_PREFIX
 from ledger.encoding import reject_duplicate_keys
 from ledger.errors import EncodingError, InvalidGenesis
 
@@ -55,6 +57,7 @@ def merge_genesis(
     allocations: Sequence[tuple[str, int]] = (),
     bonds: Sequence[tuple[str, int]] = (),
     now: int | None = None,
+    workers: GenesisWorkers | None = None,
 ) -> GenesisConfig:
     """``base`` (a genesis file's object, or ``{}``) with the options applied on top.
 
@@ -77,7 +80,11 @@ def merge_genesis(
     for key, extra in (("allocations", allocations), ("bonds", bonds)):
         merged[key] = _resolve_amounts(key, merged.get(key, {}), extra, resolve)
     merged.setdefault("timestamp", int(time.time()) if now is None else now)
-    return GenesisConfig.from_dict(merged)
+    # Everything but the allocations is checked as any genesis is; the allocations (a million,
+    # perhaps) are checked in parts on every core, with the same checks and messages.
+    resolved_allocations = merged.pop("allocations")
+    rest = GenesisConfig.from_dict({**merged, "allocations": {}})
+    return checked_config(rest.params, resolved_allocations, rest.bonds, rest.timestamp, workers)
 
 
 def _resolve_amounts(
@@ -87,12 +94,24 @@ def _resolve_amounts(
         raise InvalidGenesis(f"genesis field {key!r} must map addresses (or wallet names) to amounts")
     resolved: dict[str, int] = {}
     named: dict[str, str] = {}
-    for who, amount in [*listed.items(), *extra]:
+    for who, amount in listed.items():
+        if type(amount) is not int:
+            raise InvalidGenesis(f"genesis {key} of {who}: {amount!r} is not a whole number of tokens")
+        if who[:len(ADDRESS_PREFIX)].lower() == ADDRESS_PREFIX:
+            # an address, never a wallet name: checked with the others, in parts on every core
+            resolved[who] = amount
+            continue
+        address = resolve(who)
+        if address in resolved:
+            also = "" if named.get(address, address) == who else f" (also as {named.get(address, address)})"
+            raise InvalidGenesis(f"{key}: {who} is given twice{also}: give each account once")
+        resolved[address], named[address] = amount, who
+    for who, amount in extra:
         if type(amount) is not int:
             raise InvalidGenesis(f"genesis {key} of {who}: {amount!r} is not a whole number of tokens")
         address = resolve(who)
         if address in resolved:  # most likely a typo: say so rather than add them up
-            also = "" if named[address] == who else f" (also as {named[address]})"
+            also = "" if named.get(address, address) == who else f" (also as {named.get(address, address)})"
             raise InvalidGenesis(f"{key}: {who} is given twice{also}: give each account once")
         resolved[address], named[address] = amount, who
     return resolved

@@ -411,8 +411,12 @@ class Mempool:
             self._decoded.update(admitted)
         return results
 
-    def _meta(self, count: int, next_seq: int, size: int) -> bytes:
+    @staticmethod
+    def meta_record(count: int, next_seq: int, size: int) -> bytes:
+        """The stored counters (written empty right after genesis: see ``Chain.initialise``)."""
         return encoding.encode({"count": count, "next_seq": next_seq, "bytes": size})
+
+    _meta = meta_record
 
     # ---- removal (inside a block's batch) --------------------------------------------------
 

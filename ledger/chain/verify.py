@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ledger.chain.sigcheck import SignatureChecker
-from ledger.consensus import statehash
 from ledger.consensus.blocks import Block, BlockHeader
 from ledger.consensus.blocks import compute_evidence_root, compute_tx_root
 from ledger.consensus.fork import check_proposals, state_transition, validate_header
-from ledger.consensus.genesis import GenesisConfig, build_genesis
+from ledger.consensus.genesis import GenesisConfig
+from ledger.chain.genesis_build import build_state, decode_config, hash_state
 from ledger.consensus.state import DictState, WorkingState
 from ledger.crypto.muhash import MuHash3072
 from ledger.params import Params
@@ -51,11 +51,12 @@ def verify_chain(
     bad height or entry."""
     started = time.perf_counter()
     try:
-        config = GenesisConfig.decode(store.get(schema.GENESIS_KEY) or b"")
+        config = decode_config(chaindb.read_genesis_config(store) or b"")
     except LedgerError as exc:
         raise VerificationError(f"genesis configuration is damaged: {exc}", 0) from None
-    block0, genesis_state, replayed_muhash = build_genesis(config)
-    replayed = DictState(genesis_state.entries)  # with its validator index
+    block0, genesis_entries, replayed_muhash = build_state(config)
+    replayed = DictState(genesis_entries)  # with its validator index
+    del genesis_entries
     if _stored_block(store, 0).hash != block0.hash:
         raise VerificationError("height 0: stored genesis block does not match the genesis configuration", 0)
     parent = block0.header
@@ -68,13 +69,14 @@ def verify_chain(
             store, 0, chaindb.genesis_address_changes(config.allocations, config.bonds)
         )
     with SignatureChecker() as signatures:
-        for height in range(1, tip.height + 1):
-            block = _stored_block(store, height)
+        # blocks read ahead, their proposals' VRF proofs checked on the workers meanwhile
+        read = lambda height: _stored_block(store, height)  # noqa: E731
+        for height, block, vrf_outputs in signatures.blocks(read, 1, tip.height, config.params.chain_id):
             signatures.check(height, block.txs)
             try:
                 writes, replayed_muhash = state_transition(
                     replayed.get, replayed.items, replayed_muhash, block, parent, config.params,
-                    verify_signatures=False,
+                    verify_signatures=False, vrf_outputs=vrf_outputs,
                 )
             except LedgerError as exc:
                 signatures.finish()  # a bad signature at or below this height comes first
@@ -174,7 +176,7 @@ def verify_recent(store: KeyValueStore, tip: BlockHeader, params: Params, count:
 
 def _genesis_address_changes(store: KeyValueStore) -> chaindb.Changes:
     try:
-        config = GenesisConfig.decode(store.get(schema.GENESIS_KEY) or b"")
+        config = decode_config(chaindb.read_genesis_config(store) or b"")
     except LedgerError as exc:
         raise VerificationError(f"genesis configuration is damaged: {exc}", 0) from None
     return chaindb.genesis_address_changes(config.allocations, config.bonds)
@@ -269,7 +271,7 @@ def _compare_state(store: KeyValueStore, replayed: DictState, tip: BlockHeader) 
         raise VerificationError(
             f"supply {totals.supply} differs from issued {totals.issued} minus burned {totals.burned}", tip.height
         )
-    if statehash.hash_of_entries(replayed.entries.items()).digest() != tip.state_root:
+    if hash_state(list(replayed.entries.items())).digest() != tip.state_root:
         raise VerificationError("the tip's state root does not commit to the stored state", tip.height)
 
 

@@ -20,8 +20,7 @@ def state_entry(key: bytes, value: bytes) -> bytes:
 def hash_of_entries(entries: Iterable[tuple[bytes, bytes]]) -> MuHash3072:
     """From scratch: used at genesis and by ``verify`` to check the stored state whole."""
     muhash = MuHash3072()
-    for key, value in entries:
-        muhash.insert(state_entry(key, value))
+    muhash.insert_many(state_entry(key, value) for key, value in entries)
     return muhash
 
 

@@ -39,6 +39,8 @@ def parse_address(address: str) -> Address:
     """Return the canonical (lowercase) form of a valid address; a typo fails its checksum."""
     if not isinstance(address, str):
         raise InvalidAddress("an address must be a string like pos1…")
+    if bech32.is_canonical_address(address):
+        return address
     payload = bech32.decode(address, bech32.ADDRESS_HRP)
     if len(payload) != ADDRESS_PAYLOAD_SIZE:
         raise InvalidAddress(

@@ -29,8 +29,14 @@ remove exactly the bytes they inserted.
 from __future__ import annotations
 
 import hashlib
+from typing import Iterable
 
 from Crypto.Cipher import ChaCha20
+
+try:  # optional (the ``fast`` extra): GMP's multiplication, for hashing many elements at once
+    import gmpy2
+except ImportError:  # pragma: no cover - depends on the installation
+    gmpy2 = None
 
 from ledger.errors import EncodingError
 
@@ -67,6 +73,14 @@ def _mulmod(a: int, b: int) -> int:
     return x - MODULUS if x >= MODULUS else x
 
 
+def _inverse(number: int) -> int:
+    """``number**-1 mod p``: paid once per digest, so once per block by forging and by replay;
+    GMP's inverse is about twenty times faster than ``pow(x, -1, p)`` at 3072 bits."""
+    if gmpy2 is not None:
+        return int(gmpy2.invert(number, MODULUS))
+    return pow(number, -1, MODULUS)
+
+
 def _number_from_bytes(blob: bytes) -> int:
     return int.from_bytes(blob, "little")
 
@@ -94,6 +108,24 @@ class MuHash3072:
         """Add one occurrence of ``data`` to the set."""
         self._numerator = _mulmod(self._numerator, _element(data))
 
+    def insert_many(self, items: Iterable[bytes], *, use_gmp: bool = True) -> None:
+        """Insert every element of ``items``: the same set as inserting them one by one.
+
+        A genesis inserts a million elements; their product is computed with GMP when gmpy2 is
+        installed (several times faster than Python's multiplication at 3072 bits), else with
+        :func:`_mulmod`. ``use_gmp=False`` forces the latter (tests compare the two)."""
+        if gmpy2 is not None and use_gmp:
+            modulus = gmpy2.mpz(MODULUS)
+            product = gmpy2.mpz(self._numerator)
+            for data in items:
+                product = product * gmpy2.mpz(_element(data)) % modulus
+            self._numerator = int(product)
+        else:
+            numerator = self._numerator
+            for data in items:
+                numerator = _mulmod(numerator, _element(data))
+            self._numerator = numerator
+
     def remove(self, data: bytes) -> None:
         """Take one occurrence of ``data`` out of the set.
 
@@ -109,7 +141,7 @@ class MuHash3072:
         no second inverse when both ``digest`` and ``to_bytes`` are asked for, as each block is.
         """
         if self._denominator != 1:
-            self._numerator = (self._numerator * pow(self._denominator, -1, MODULUS)) % MODULUS
+            self._numerator = (self._numerator * _inverse(self._denominator)) % MODULUS
             self._denominator = 1
         return self._numerator
 
@@ -178,6 +210,14 @@ class MuHash3072:
         state._numerator = numerator
         state._denominator = denominator
         return state
+
+    def combine(self, other: MuHash3072) -> None:
+        """Add every element of ``other`` to this set: the product of the two.
+
+        The hash is a product, so a large set can be hashed in parts (on several cores) and
+        the parts combined, in any order, into the hash of the whole."""
+        self._numerator = _mulmod(self._numerator, other._numerator)
+        self._denominator = _mulmod(self._denominator, other._denominator)
 
     def copy(self) -> MuHash3072:
         """An independent copy: updating either leaves the other unchanged."""

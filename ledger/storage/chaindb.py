@@ -9,7 +9,7 @@ keys and nowhere else. Nothing here writes: callers hand the returned changes to
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ledger import encoding
 from ledger.consensus.blocks import Block, BlockHeader
@@ -17,6 +17,7 @@ from ledger.consensus.transactions import Stake, Transaction, Transfer, Unstake
 from ledger.crypto.muhash import MuHash3072
 from ledger.errors import EncodingError
 from ledger.storage import schema
+from ledger.storage.store import KeyValueStore
 
 Changes = dict[bytes, "bytes | None"]
 """Database key → new value, or None to delete."""
@@ -161,16 +162,20 @@ def address_index_changes(height: int, txs: Sequence[Transaction]) -> Changes:
     return changes
 
 
+def genesis_address_records(allocations: Mapping[str, int], bonds: Mapping[str, int]) -> Iterator[tuple[bytes, bytes]]:
+    """One height-0 entry per address genesis gave tokens to (liquid plus bonded), streamed: a
+    million allocations are never copied into a second mapping."""
+    for address, amount in allocations.items():
+        total = amount + bonds.get(address, 0)
+        yield schema.make_address_tx_key(address, 0, 0), encode_address_entry(AddressEntry(GENESIS_KIND, RECEIVED, amount=total))
+    for address, amount in bonds.items():
+        if address not in allocations:
+            yield schema.make_address_tx_key(address, 0, 0), encode_address_entry(AddressEntry(GENESIS_KIND, RECEIVED, amount=amount))
+
+
 def genesis_address_changes(allocations: Mapping[str, int], bonds: Mapping[str, int]) -> Changes:
-    """One height-0 entry per address genesis gave tokens to: liquid plus bonded."""
-    totals: dict[str, int] = {}
-    for amounts in (allocations, bonds):
-        for address, amount in amounts.items():
-            totals[address] = totals.get(address, 0) + amount
-    return {
-        schema.make_address_tx_key(address, 0, 0): encode_address_entry(AddressEntry(GENESIS_KIND, RECEIVED, amount=total))
-        for address, total in sorted(totals.items())
-    }
+    """:func:`genesis_address_records` as a mapping, for verify to compare with."""
+    return dict(genesis_address_records(allocations, bonds))
 
 
 def decode_count(raw: bytes | None) -> int:
@@ -178,25 +183,50 @@ def decode_count(raw: bytes | None) -> int:
     return schema.decode_u64(raw) if raw else 0
 
 
+def genesis_config_records(config_bytes: bytes) -> list[tuple[bytes, bytes]]:
+    """The canonical genesis configuration as records of at most ``GENESIS_PART_SIZE`` bytes."""
+    size = schema.GENESIS_PART_SIZE
+    return [
+        (schema.make_genesis_part_key(index), config_bytes[start:start + size])
+        for index, start in enumerate(range(0, max(len(config_bytes), 1), size))
+    ]
+
+
+def read_genesis_config(store: KeyValueStore) -> bytes | None:
+    """The canonical genesis configuration's bytes, from its parts (or, in a database made
+    before them, its single record); ``None`` if there is none. Whether the bytes are whole is
+    for their decoding and the genesis hash to say (``verify`` checks both)."""
+    whole = store.get(schema.GENESIS_KEY)
+    if whole is not None:
+        return whole
+    parts = [value for _, value in store.iterate(schema.GENESIS_PART_PREFIX)]
+    return b"".join(parts) if parts else None
+
+
 # ---- the batches -------------------------------------------------------------------------------
 
 
-def genesis_changes(
-    config_bytes: bytes, block: Block, state_entries: Mapping[bytes, bytes], muhash: MuHash3072,
-    address_entries: Changes,
-) -> Changes:
-    """Genesis in one batch, schema version included: an ``init`` killed half-way leaves an
-    empty database, never half a chain. ``address_entries`` is :func:`genesis_address_changes`;
-    the marker that says the address index is complete goes in with them."""
-    changes: Changes = {schema.make_state_key(key): value for key, value in state_entries.items()}
-    changes.update(address_entries)
-    changes[schema.ADDRESS_INDEX_KEY] = b"1"
-    changes[schema.SCHEMA_VERSION_KEY] = str(schema.SCHEMA_VERSION).encode("ascii")
-    changes[schema.GENESIS_KEY] = config_bytes
-    changes[schema.make_block_key(0)] = block.encode()
-    changes[schema.make_block_hash_key(block.hash)] = schema.encode_u64(0)
-    changes[schema.TIP_KEY] = encode_tip(block.header, muhash)
-    return changes
+def genesis_records(
+    state_parts: Iterable[Iterable[tuple[bytes, bytes]]], finished: Callable[[], tuple[bytes, Block, MuHash3072]],
+    address_records: Iterable[tuple[bytes, bytes]],
+) -> Iterator[tuple[bytes, bytes]]:
+    """Genesis as one stream for ``KeyValueStore.write_stream`` (one atomic batch, schema version
+    included: an ``init`` killed half-way leaves an empty database, never half a chain): the state
+    entries part by part as they are computed, the address index's height-0 entries
+    (:func:`genesis_address_records`) and the marker saying the index is complete, then
+    (``finished`` gives config bytes, block and accumulator once the parts are consumed) the
+    records that name them. A million-account genesis never holds its entries twice."""
+    prefix = schema.STATE_PREFIX
+    for part in state_parts:
+        yield from [(prefix + key, value) for key, value in part]
+    yield from address_records
+    yield schema.ADDRESS_INDEX_KEY, b"1"
+    config_bytes, block, muhash = finished()
+    yield schema.SCHEMA_VERSION_KEY, str(schema.SCHEMA_VERSION).encode("ascii")
+    yield from genesis_config_records(config_bytes)
+    yield schema.make_block_key(0), block.encode()
+    yield schema.make_block_hash_key(block.hash), schema.encode_u64(0)
+    yield schema.TIP_KEY, encode_tip(block.header, muhash)
 
 
 def block_changes(
@@ -224,7 +254,7 @@ def eviction_changes(records: Iterable[EvictedRecord]) -> Changes:
 
 __all__ = [
     "AddressEntry", "Changes", "EvictedRecord", "GENESIS_KIND", "RECEIVED", "SENT", "address_index_changes",
-    "decode_address_entry", "encode_address_entry", "genesis_address_changes", "tx_address_entries", "TxLocation", "block_changes", "decode_count", "decode_evicted",
+    "decode_address_entry", "encode_address_entry", "genesis_address_changes", "genesis_address_records", "tx_address_entries", "TxLocation", "block_changes", "decode_count", "decode_evicted",
     "decode_tip", "decode_tx_location", "encode_tip", "encode_tx_location", "eviction_changes",
-    "genesis_changes",
+    "genesis_config_records", "genesis_records", "read_genesis_config",
 ]
