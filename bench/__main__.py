@@ -1,9 +1,10 @@
-"""``python -m bench [--json FILE] [--quick]``: what posctl costs, on real LevelDB in a temp dir.
+"""``python -m bench [--json FILE] [--quick] [--scale-only | --http-only]``: what posctl costs, on
+real LevelDB in a temp dir.
 
 Prints a table (name, value, unit, target, met?) and optionally writes the figures as JSON.
-The default run is the full one (about six minutes on a 2-core machine, most of it the scale
-fixtures: a million-account genesis, a 100,000-block chain); ``--quick`` is
-a smaller smoke run whose figures are indicative only.
+The default run is the full one (about seven minutes on a 2-core machine, most of it the scale
+fixtures: a million-account genesis, a 100,000-block chain; the HTTP figures against a node
+subprocess take about a minute); ``--quick`` is a smaller smoke run whose figures are indicative only.
 """
 
 from __future__ import annotations
