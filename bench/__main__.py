@@ -1,9 +1,10 @@
-"""``python -m bench [--json FILE] [--quick]``: what posctl costs, on real LevelDB in a temp dir.
+"""``python -m bench [--json FILE] [--quick] [--scale-only | --http-only]``: what posctl costs, on
+real LevelDB in a temp dir.
 
 Prints a table (name, value, unit, target, met?) and optionally writes the figures as JSON.
-The default run is the full one (about six minutes on a 2-core machine, most of it the scale
-fixtures: a million-account genesis, a 100,000-block chain); ``--quick`` is
-a smaller smoke run whose figures are indicative only.
+The default run is the full one (about seven minutes on a 2-core machine, most of it the scale
+fixtures: a million-account genesis, a 100,000-block chain; the HTTP figures against a node
+subprocess take about a minute); ``--quick`` is a smaller smoke run whose figures are indicative only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from bench import fixtures, measures, scale
+from bench import fixtures, http, measures, scale
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,20 @@ class Sizes:
     verify_blocks: tuple[int, ...] = (1000, 100_000)
     """Lengths of the one-proposal-block chains verified."""
     scale_rounds: int = 7
+    http_single_txs: int = 4000
+    """Txs posted one per request in each HTTP admission config (1/4/16 clients, each engine)."""
+    http_batch_txs: int = 20_000
+    """Txs posted in batches of 100 in each HTTP admission config."""
+    status_clients: int = 200
+    status_requests: int = 10
+    """``GET /status`` requests per client in the latency figure."""
 
 
 FULL = Sizes()
 QUICK = Sizes(main_blocks=4, child_txs=5000, long_blocks=1000, ceiling_verifies=1000, single_submits=100,
               opens=7, shows=20, cli_repeat=3, proposal_blocks=2, vrf_repeat=30,
-              scale_accounts=(1000, 100_000), genesis_sizes=(100_000,), verify_blocks=(1000, 5000), scale_rounds=3)
+              scale_accounts=(1000, 100_000), genesis_sizes=(100_000,), verify_blocks=(1000, 5000), scale_rounds=3,
+              http_single_txs=1000, http_batch_txs=4000, status_requests=3)
 """--quick: no million-account chain (accounts 1k/100k, genesis 100k only) and 1k/5k-block verify."""
 
 
@@ -106,6 +115,8 @@ ROWS = [
     Row("verify_blocks_per_s_1k", "blocks/s", ">= 2000", lambda f: f["verify_blocks_per_s_1k"] >= 2000),
     Row("verify_blocks_per_s_5k", "blocks/s", ">= 2000 (--quick)", lambda f: f["verify_blocks_per_s_5k"] >= 2000),
     Row("verify_blocks_per_s_100k", "blocks/s", ">= 2000", lambda f: f["verify_blocks_per_s_100k"] >= 2000),
+    # HTTP (issue 14): a real node subprocess, keep-alive clients, each engine; the ceiling is pycryptodome's
+    *(Row(key, unit, target, check) for key, unit, target, check in http.table_rows()),
 ]
 """The table, in order; every key is also a JSON key."""
 
@@ -128,6 +139,7 @@ INFO_ROWS = [
     ("verify_s_blocks_1k", "s", "verify() wall time, 1k one-proposal blocks"),
     ("verify_s_blocks_5k", "s", "verify() wall time, 5k one-proposal blocks"),
     ("verify_s_blocks_100k", "s", "verify() wall time, 100k one-proposal blocks"),
+    *http.info_rows(),
 ]
 
 
@@ -138,6 +150,27 @@ def _log(message: str) -> None:
 def run_scale(sizes: Sizes, workdir: Path, world: fixtures.World) -> dict[str, float]:
     return scale.run_scale(world, workdir, sizes.scale_accounts, sizes.genesis_sizes, sizes.verify_blocks,
                            sizes.scale_rounds, _log)
+
+
+def run_http(sizes: Sizes, workdir: Path, world: fixtures.World, transfers: list[bytes]) -> dict[str, float]:
+    return http.run_http(world, transfers, sizes.http_single_txs, sizes.http_batch_txs, sizes.status_clients,
+                         sizes.status_requests, _log, workdir)
+
+
+def run_http_only(sizes: Sizes, workdir: Path) -> dict[str, float]:
+    """The HTTP figures alone, with the verify ceiling sampled before, between and after them."""
+    world = fixtures.make_world(sizes.senders)
+    count = max(sizes.http_single_txs, sizes.http_batch_txs) * 11 // 10 + sizes.senders
+    transfers = fixtures.sign_all(fixtures.transfer_specs(world, count))
+    ceiling = [measures.verify_ceiling(transfers, sizes.ceiling_verifies)]
+    figures = run_http(sizes, workdir, world, transfers)
+    ceiling.append(measures.verify_ceiling(transfers, sizes.ceiling_verifies))
+    ceiling.append(measures.verify_ceiling(transfers, sizes.ceiling_verifies))
+    figures["verify_ceiling_per_s"] = sorted(ceiling)[1]
+    figures["verify_ceiling_min_per_s"], figures["verify_ceiling_max_per_s"] = min(ceiling), max(ceiling)
+    _log(f"verify ceiling samples {[round(c) for c in ceiling]}")
+    http.add_ratios(figures)
+    return figures
 
 
 def run(sizes: Sizes, workdir: Path) -> dict[str, float]:
@@ -254,6 +287,10 @@ def run(sizes: Sizes, workdir: Path) -> dict[str, float]:
 
     # ---- 11. scale: genesis accounts and chain length ----
     figures.update(run_scale(sizes, workdir, world))
+
+    # ---- 12. HTTP: a real node subprocess; ratios to the ceiling sampled above ----
+    figures.update(run_http(sizes, workdir, world, transfers))
+    http.add_ratios(figures)
     return figures
 
 
@@ -266,16 +303,17 @@ def _fmt(value: float) -> str:
 
 
 def render_table(figures: dict[str, float]) -> str:
-    lines = [f"{'name':<26} {'value':>12} {'unit':<8} {'target':<20} met?", "-" * 74]
+    width = max([26] + [len(key) for key in figures])
+    lines = [f"{'name':<{width}} {'value':>12} {'unit':<8} {'target':<20} met?", "-" * (width + 48)]
     for row in ROWS:
         if row.key not in figures:
-            continue  # a size this run skips (--quick, --scale-only)
+            continue  # a size this run skips (--quick, --scale-only, --http-only)
         met = "" if row.check is None else ("yes" if row.check(figures) else "NO")
-        lines.append(f"{row.key:<26} {_fmt(figures[row.key]):>12} {row.unit:<8} {row.target:<20} {met}")
+        lines.append(f"{row.key:<{width}} {_fmt(figures[row.key]):>12} {row.unit:<8} {row.target:<20} {met}")
     lines.append("")
     for key, unit, note in INFO_ROWS:
         if key in figures:
-            lines.append(f"{key:<26} {_fmt(figures[key]):>12} {unit:<8} {note}")
+            lines.append(f"{key:<{width}} {_fmt(figures[key]):>12} {unit:<8} {note}")
     return "\n".join(lines)
 
 
@@ -286,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp directory with the chains")
     parser.add_argument("--scale-only", action="store_true",
                         help="only the scale figures (genesis accounts, verify by chain length)")
+    parser.add_argument("--http-only", action="store_true",
+                        help="only the HTTP figures (admission through a node subprocess, status latency)")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     load_before = os.getloadavg()
@@ -294,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.scale_only:
             figures = run_scale(sizes, workdir, fixtures.make_world(sizes.senders))
+        elif args.http_only:
+            figures = run_http_only(sizes, workdir)
         else:
             figures = run(sizes, workdir)
     finally:
@@ -304,11 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - started
     load_after = os.getloadavg()
     print(render_table(figures))
-    print(f"\n{'quick' if args.quick else 'full'}{' scale-only' if args.scale_only else ''} run, {total:.0f}s on {os.cpu_count()} cores; "
+    print(f"\n{'quick' if args.quick else 'full'}{' scale-only' if args.scale_only else ''}{' http-only' if args.http_only else ''} run, {total:.0f}s on {os.cpu_count()} cores; "
           f"1-min load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
     if args.json:
         out: dict[str, Any] = {row.key: round(figures[row.key], 3) for row in ROWS if row.key in figures}
         out.update({key: round(figures[key], 3) for key, _, _ in INFO_ROWS if key in figures})
+        out.update({key: round(value, 3) for key, value in figures.items() if key.startswith("http_") and key not in out})
         out["targets_met"] = {row.key: row.check(figures) for row in ROWS
                               if row.check is not None and row.key in figures}
         out["run"] = {"quick": args.quick, "seconds": round(total, 1), "cores": os.cpu_count(),
