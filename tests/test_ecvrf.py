@@ -3,9 +3,11 @@ and properties (a proof verifies to its output; any single flipped bit is refuse
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 from Crypto.PublicKey import ECC
@@ -115,8 +117,52 @@ def test_vector_every_intermediate_value(vector: dict[str, Any]) -> None:
     assert ecvrf.prove(sk, alpha).hex() == vector["pi"]
 
 
+@pytest.fixture(params=secp256k1.ENGINES)
+def engine(request: pytest.FixtureRequest) -> Any:
+    """Each test that takes it runs under both secp256k1 engines: verify's point arithmetic goes
+    through libsecp256k1 when the engine is coincurve, through the pure-Python reference else."""
+    with engine_forced(request.param):
+        yield request.param
+
+
+@contextlib.contextmanager
+def engine_forced(name: str) -> Iterator[None]:
+    """``POSCTL_SECP256K1=name`` for the block (the engine is read once and cached)."""
+    before = os.environ.get(secp256k1.ENGINE_VARIABLE)
+    os.environ[secp256k1.ENGINE_VARIABLE] = name
+    secp256k1.engine.cache_clear()
+    try:
+        assert secp256k1.engine() == name
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(secp256k1.ENGINE_VARIABLE, None)
+        else:
+            os.environ[secp256k1.ENGINE_VARIABLE] = before
+        secp256k1.engine.cache_clear()
+
+
+def verify_outcome(name: str, public_key: bytes, alpha: bytes, proof: bytes) -> tuple[str, str]:
+    """("ok", beta) or (error class, message) of verify under engine ``name``."""
+    with engine_forced(name):
+        try:
+            return "ok", ecvrf.verify(public_key, alpha, proof).hex()
+        except InvalidProof as exc:
+            return type(exc).__name__, str(exc)
+
+
 @pytest.mark.parametrize("vector", POSITIVE, ids=[v["label"] for v in POSITIVE])
-def test_vector_verifies_to_beta(vector: dict[str, Any]) -> None:
+def test_libsecp256k1_computes_the_reference_h_u_and_v(vector: dict[str, Any]) -> None:
+    pk, alpha, pi = (bytes.fromhex(vector[name]) for name in ("pk", "alpha", "pi"))
+    with engine_forced("coincurve"):
+        points = ecvrf._libsecp256k1_points(ecvrf.SECP256K1, pk, alpha, pi)
+    assert points is not None and tuple(p.hex() for p in points) == (vector["h"], vector["u"], vector["v"])
+    with engine_forced("pycryptodome"):
+        assert ecvrf._libsecp256k1_points(ecvrf.SECP256K1, pk, alpha, pi) is None
+
+
+@pytest.mark.parametrize("vector", POSITIVE, ids=[v["label"] for v in POSITIVE])
+def test_vector_verifies_to_beta(vector: dict[str, Any], engine: str) -> None:
     pk, alpha, pi = (bytes.fromhex(vector[name]) for name in ("pk", "alpha", "pi"))
     assert ecvrf.verify(pk, alpha, pi).hex() == vector["beta"]
     assert ecvrf.proof_to_hash(pi).hex() == vector["beta"]
@@ -129,7 +175,7 @@ def test_vectors_file_is_the_one_described() -> None:
 
 
 @pytest.mark.parametrize("vector", NEGATIVE, ids=[v["description"] for v in NEGATIVE])
-def test_negative_vector(vector: dict[str, Any]) -> None:
+def test_negative_vector(vector: dict[str, Any], engine: str) -> None:
     assert vector["expected_verify"] is False
     pk, alpha, pi = (bytes.fromhex(vector[name]) for name in ("pk", "alpha", "pi"))
     expected = NEGATIVE_EXPECTED[vector["description"]]
@@ -344,3 +390,21 @@ def test_any_flipped_alpha_bit_is_refused(
     bit = data.draw(st.integers(min_value=0, max_value=len(alpha) * 8 - 1))
     with pytest.raises(ProofMismatch):
         ecvrf.verify(ecvrf.derive_public_key(secret_key), flip_bit(alpha, bit), pi)
+
+
+@VRF_SETTINGS
+@given(secret_key=secret_keys, alpha=alphas, flips=st.lists(st.integers(0, 81 * 8 - 1), max_size=2),
+       key_flip=st.one_of(st.none(), st.integers(0, 33 * 8 - 1)))
+def test_both_engines_give_the_same_verdict(secret_key: bytes, alpha: bytes, flips: list[int],
+                                            key_flip: int | None) -> None:
+    """The same β or the same error, class and message, whatever is flipped in proof or key."""
+    pi = ecvrf.prove(secret_key, alpha)
+    for bit in flips:
+        pi = flip_bit(pi, bit)
+    public_key = ecvrf.derive_public_key(secret_key)
+    if key_flip is not None:
+        public_key = flip_bit(public_key, key_flip)
+    reference = verify_outcome("pycryptodome", public_key, alpha, pi)
+    assert verify_outcome("coincurve", public_key, alpha, pi) == reference
+    if not flips and key_flip is None:
+        assert reference == ("ok", ecvrf.proof_to_hash(pi).hex())

@@ -449,6 +449,60 @@ def proof_to_hash(proof: bytes, *, suite: Suite = SECP256K1) -> bytes:
     return _output(suite, bytes(proof[: suite.point_size]))
 
 
+_IDENTITY = "VRF proof does not verify: U or V is the point at infinity"
+"""An honest prover's U = k·B and V = k·H with k in [1, n) are never the identity."""
+
+
+def _libsecp256k1_points(suite: Suite, public_key: bytes, alpha: bytes, proof: bytes) -> tuple[bytes, bytes, bytes] | None:
+    """(H, U, V) encoded, computed by libsecp256k1 (coincurve) when the secp256k1 engine in use is
+    coincurve, with U = s·B − c·Y and V = s·H − c·Γ (−c·Y as (n − c)·Y); encode_to_curve's
+    candidates are checked by libsecp256k1's point parser.
+
+    None hands the whole verification to the pure-Python reference: another curve, the
+    pycryptodome engine, anything that does not decode (the reference then raises the error
+    that names it) or a zero term libsecp256k1 cannot represent. Both paths are compared over
+    every published vector and random proofs in the tests.
+    """
+    from ledger.crypto import secp256k1
+
+    if suite is not SECP256K1 or secp256k1.engine() != "coincurve":
+        return None
+    from coincurve import PublicKey
+
+    size = suite.point_size
+    if len(public_key) != size or public_key[0] not in (EVEN_Y, ODD_Y) or len(proof) != suite.proof_size \
+            or proof[0] not in (EVEN_Y, ODD_Y):
+        return None  # libsecp256k1 would also take other encodings: the reference refuses them
+    c = int.from_bytes(proof[size:size + CHALLENGE_SIZE], "big")
+    s = int.from_bytes(proof[size + CHALLENGE_SIZE:], "big")
+    minus_c = (suite.n - c) % suite.n
+    if not 0 < s < suite.n or minus_c == 0:
+        return None
+    try:
+        y, gamma = PublicKey(public_key), PublicKey(proof[:size])
+    except ValueError:
+        return None
+    prefix = suite.suite_string + ENCODE_TO_CURVE_FRONT + public_key + alpha
+    h = None
+    for ctr in range(MAX_ENCODE_TRIES):
+        h_string = bytes([EVEN_Y]) + _hash(prefix + bytes([ctr]) + ENCODE_TO_CURVE_BACK)
+        try:
+            h = PublicKey(h_string)
+            break
+        except ValueError:  # x is no point's x (or not below p): the next counter
+            continue
+    if h is None:
+        return None
+    s_bytes = s.to_bytes(suite.scalar_size, "big")
+    minus_c_bytes = minus_c.to_bytes(suite.scalar_size, "big")
+    try:
+        u = PublicKey.combine_keys([PublicKey.from_secret(s_bytes), y.multiply(minus_c_bytes)])
+        v = PublicKey.combine_keys([h.multiply(s_bytes), gamma.multiply(minus_c_bytes)])
+    except ValueError:  # libsecp256k1 refuses a sum that is the point at infinity
+        raise ProofMismatch(_IDENTITY) from None
+    return h_string, u.format(compressed=True), v.format(compressed=True)
+
+
 def verify(public_key: bytes, alpha: bytes, proof: bytes, *, suite: Suite = SECP256K1) -> bytes:
     """β if π proves it for this key and α, else raise (RFC 9381 section 5.3, with validate_key).
 
@@ -457,25 +511,23 @@ def verify(public_key: bytes, alpha: bytes, proof: bytes, *, suite: Suite = SECP
     for a proof that does not decode, :class:`ProofMismatch` when the challenge disagrees.
     """
     public_key, alpha, proof = bytes(public_key), bytes(alpha), bytes(proof)
-    y = _decode_public_key(suite, public_key)
-    gamma, c, s = decode_proof(proof, suite=suite)
-    h, h_string, _ = _encode_to_curve(suite, public_key, alpha)
-    c_public = Integer(c, public=True)
-    # U = s·B − c·Y and V = s·H − c·Γ; s·B uses the generator's table (fastest as a plain int).
-    u = _generator(suite) * s + -(y * c_public)
-    v = h * Integer(s, public=True) + -(gamma * c_public)
-    if u.is_point_at_infinity() or v.is_point_at_infinity():
-        # An honest prover's U = k·B and V = k·H with k in [1, n) are never the identity.
-        raise ProofMismatch("VRF proof does not verify: U or V is the point at infinity")
+    fast = _libsecp256k1_points(suite, public_key, alpha, proof)
+    if fast is not None:
+        h_string, u_string, v_string = fast
+    else:
+        y = _decode_public_key(suite, public_key)
+        gamma, c, s = decode_proof(proof, suite=suite)
+        h, h_string, _ = _encode_to_curve(suite, public_key, alpha)
+        c_public = Integer(c, public=True)
+        # U = s·B − c·Y and V = s·H − c·Γ; s·B uses the generator's table (fastest as a plain int).
+        u = _generator(suite) * s + -(y * c_public)
+        v = h * Integer(s, public=True) + -(gamma * c_public)
+        if u.is_point_at_infinity() or v.is_point_at_infinity():
+            raise ProofMismatch(_IDENTITY)
+        u_string, v_string = point_to_string(u, suite=suite), point_to_string(v, suite=suite)
     gamma_string = proof[: suite.point_size]
-    expected = challenge(
-        public_key,
-        h_string,
-        gamma_string,
-        point_to_string(u, suite=suite),
-        point_to_string(v, suite=suite),
-        suite=suite,
-    )
+    c = int.from_bytes(proof[suite.point_size: suite.point_size + CHALLENGE_SIZE], "big")
+    expected = challenge(public_key, h_string, gamma_string, u_string, v_string, suite=suite)
     if expected != c:
         raise ProofMismatch(
             f"VRF proof does not verify for public key {public_key.hex()} and alpha "
