@@ -21,7 +21,7 @@ from ledger.consensus import lottery, state, statehash
 from ledger.consensus.blocks import Block, BlockHeader, compute_evidence_root, compute_tx_root
 from ledger.consensus.evidence import Evidence, check_evidence, check_evidence_form, make_evidence
 from ledger.consensus.fork import apply_block, apply_evidence, apply_tx, check_proposal, next_seed, state_transition
-from ledger.consensus.genesis import GenesisConfig
+from ledger.consensus.genesis import GenesisConfig, check_allocations
 from ledger.consensus.state import Account, DictState, WorkingState
 from ledger.consensus.transactions import (
     Bpm,
@@ -485,6 +485,21 @@ def test_an_account_given_twice_in_genesis_is_refused():
 def test_a_genesis_file_that_is_not_a_configuration_is_refused(data, match):
     with pytest.raises(InvalidGenesis, match=match):
         GenesisConfig.decode(data)
+
+
+@pytest.mark.parametrize("pairs, match", [
+    ([(U.address, 5), ("pos1notanaddress", 5)], "allocation: "),
+    ([(U.address, 5), (V.address, 0)], "allocation of .*: 0 is not a whole amount"),
+    ([(U.address, 2**63)], "is not a whole amount in \\[1, 2\\^63\\)"),
+    ([(U.address, True)], "True is not a whole amount"),
+])
+def test_a_large_genesis_checked_in_parts_refuses_what_the_constructor_refuses(pairs, match):
+    """The parallel genesis path (``check_allocations``, one part per worker) gives the
+    constructor's refusal for the first bad allocation of its part."""
+    with pytest.raises(InvalidGenesis, match=match):
+        check_allocations(pairs)
+    with pytest.raises(InvalidGenesis, match=match):
+        GenesisConfig(allocations=dict(pairs))
 
 
 # ---- evidence: the form (evidence.make_evidence, check_evidence_form) -------------------------
