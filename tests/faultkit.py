@@ -7,8 +7,6 @@ home is a real read-only mount, damage is bytes changed in LevelDB's own files.
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import os
 import socket
 import subprocess
@@ -20,6 +18,7 @@ from typing import Any, Iterator
 import pytest
 
 from ledger.consensus.transactions import Transaction
+from tests.test_node import request
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -82,20 +81,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def request(port: int, method: str, path: str, body: bytes | None = None, timeout: float = 10.0) -> tuple[int, Any]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
-        response = connection.getresponse()
-        raw = response.read()
-        try:
-            return response.status, json.loads(raw) if raw else None
-        except ValueError:
-            return response.status, raw
-    finally:
-        connection.close()
 
 
 class Node:

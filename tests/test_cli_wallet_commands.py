@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from cli.main import posctl
 from ledger.chain.facade import Chain
 from ledger.consensus.genesis import GenesisConfig
 from ledger.params import Params
+from tests.test_cli_wallet import ok, run
 from wallet import bip39
 from wallet.hd import ExtendedKey, base58check_decode, base58check_encode
 from wallet.errors import WatchOnlyWallet, WrongPassword
@@ -51,16 +51,6 @@ def wallet_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POSCTL_PASSWORD", PASSWORD)
     for name in ("POSCTL_PASSWORD_FILE", "POSCTL_HOME", "POSCTL_NEW_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
-
-
-def run(home: Path, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(posctl, ["--home", str(home), *args], input=input)
-
-
-def ok(home: Path, *args: str, input: str | None = None) -> Result:
-    result = run(home, *args, input=input)
-    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
-    return result
 
 
 def ok_json(home: Path, *args: str) -> Any:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 from ledger.chain.sigcheck import SignatureChecker
 from ledger.consensus.blocks import Block, BlockHeader
@@ -66,7 +66,7 @@ def verify_chain(
     index_entries = 0
     if indexed:
         index_entries += _check_address_entries(
-            store, 0, chaindb.genesis_address_changes(config.allocations, config.bonds)
+            store, 0, chaindb.genesis_address_records(config.allocations, config.bonds)
         )
     with SignatureChecker() as signatures:
         # blocks read ahead, their proposals' VRF proofs checked on the workers meanwhile
@@ -84,7 +84,7 @@ def verify_chain(
             replayed.apply(writes)
             _check_tx_index(store, block)
             if indexed:
-                index_entries += _check_address_entries(store, height, chaindb.address_index_changes(height, block.txs))
+                index_entries += _check_address_entries(store, height, chaindb.address_index_changes(height, block.txs).items())
             won[block.header.validator] = won.get(block.header.validator, 0) + 1
             tx_count += len(block.txs)
             parent = block.header
@@ -107,16 +107,20 @@ def has_address_index(store: KeyValueStore) -> bool:
     return store.get(schema.ADDRESS_INDEX_KEY) is not None
 
 
-def _check_address_entries(store: KeyValueStore, height: int, expected: chaindb.Changes) -> int:
-    """Every entry the block at ``height`` makes is stored, byte for byte; returns their count."""
-    for key, value in expected.items():
-        if store.get(key) != value:
+def _check_address_entries(store: KeyValueStore, height: int, expected: Iterable[tuple[bytes, bytes]]) -> int:
+    """Every entry the block at ``height`` makes is stored, byte for byte; returns their count.
+    Streamed: a million-account genesis is checked without a mapping of its entries."""
+    count = 0
+    for key, value in expected:
+        stored = store.get(key)
+        if stored != value:
             address, _, index = schema.split_address_tx_key(key)
             raise VerificationError(
                 f"height {height}: address index entry of {address} (tx {index}) is "
-                f"{'missing' if store.get(key) is None else 'wrong'}", height
+                f"{'missing' if stored is None else 'wrong'}", height
             )
-    return len(expected)
+        count += 1
+    return count
 
 
 def _check_no_extra_address_entries(store: KeyValueStore, config: GenesisConfig, expected: int, height: int) -> None:
@@ -159,10 +163,10 @@ def verify_recent(store: KeyValueStore, tip: BlockHeader, params: Params, count:
             tx_count += len(block.txs)
             if height == 0:
                 if indexed:
-                    _check_address_entries(store, 0, _genesis_address_changes(store))
+                    _check_address_entries(store, 0, _genesis_address_records(store))
                 continue
             if indexed:
-                _check_address_entries(store, height, chaindb.address_index_changes(height, block.txs))
+                _check_address_entries(store, height, chaindb.address_index_changes(height, block.txs).items())
             parent = _stored_block(store, height - 1).header
             signatures.check(height, block.txs)
             try:
@@ -174,12 +178,12 @@ def verify_recent(store: KeyValueStore, tip: BlockHeader, params: Params, count:
     return VerifyReport(tip.height, tip.height - low + 1, tx_count, time.perf_counter() - started, indexed)
 
 
-def _genesis_address_changes(store: KeyValueStore) -> chaindb.Changes:
+def _genesis_address_records(store: KeyValueStore) -> Iterator[tuple[bytes, bytes]]:
     try:
         config = decode_config(chaindb.read_genesis_config(store) or b"")
     except LedgerError as exc:
         raise VerificationError(f"genesis configuration is damaged: {exc}", 0) from None
-    return chaindb.genesis_address_changes(config.allocations, config.bonds)
+    return chaindb.genesis_address_records(config.allocations, config.bonds)
 
 
 def _check_block_alone(block: Block, parent: BlockHeader, params: Params) -> None:
