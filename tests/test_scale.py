@@ -219,7 +219,7 @@ def read_ahead(monkeypatch):
     """Read ahead and check proofs on the workers from a few blocks on, in small batches."""
     from ledger.chain import sigcheck
 
-    monkeypatch.setattr(sigcheck, "PROOF_THRESHOLD", 4)
+    monkeypatch.setattr(sigcheck, "PROOF_THRESHOLD", dict.fromkeys(sigcheck.PROOF_THRESHOLD, 4))
     monkeypatch.setattr(sigcheck, "PROOF_BATCH", 3)
     monkeypatch.setattr(sigcheck, "PROOF_AHEAD", 2)
 
