@@ -17,6 +17,7 @@ an account 1,000 times yet decode and encode it once.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Mapping, Protocol
 
@@ -185,6 +186,21 @@ class Account:
         )
 
 
+ACCOUNT_CACHE = 4096
+"""Decoded accounts kept by their stored bytes (a few MB at most)."""
+
+
+@functools.lru_cache(maxsize=ACCOUNT_CACHE)
+def decode_account(raw: bytes) -> Account:
+    """The account stored as ``raw``; raises :class:`EncodingError` if it is not one.
+
+    Cached by the bytes: an :class:`Account` is immutable, so one decoded object serves every
+    reader of the same entry. Every block's draw reads each validator's account, unchanged since
+    the block before, so the replay and the forger decoded the same bytes again block after block.
+    """
+    return Account.from_dict(encoding.decode_stored(raw))
+
+
 @dataclass(frozen=True)
 class Totals:
     """Supply by kind. ``issued`` = genesis allocations + genesis bonds + ``rewards``, and
@@ -231,7 +247,7 @@ class WorkingState:
         if cached is not None:
             return cached
         raw = self._get(make_account_state_key(address))
-        account = Account() if raw is None else Account.from_dict(encoding.decode_stored(raw))
+        account = Account() if raw is None else decode_account(raw)
         self._accounts[address] = account
         return account
 
