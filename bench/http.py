@@ -3,8 +3,10 @@
 Admission: 1, 4 and 16 keep-alive clients, one tx per ``POST /txs`` or batches of 100 (a JSON
 array), with the node's signature engine forced to pycryptodome and left at its default
 (coincurve, the ``fast`` extra, when installed). Each client is its own process with one
-persistent ``http.client`` connection: on 2 cores a client thread pool shares one GIL with the
-measuring parent, and the client side must not be what is measured. Every config gets a fresh
+persistent connection over which it sends pre-formatted requests and reads the answers with a
+minimal parser (see :func:`_client`): on 2 cores a client thread pool shares one GIL with the
+measuring parent, ``http.client`` costs more CPU per request than the node's HTTP layer, and the
+client side must not be what is measured. Every config gets a fresh
 home with the same genesis, so the one pre-signed stream is valid on each; the node forges every
 hour only, so nothing but admission takes its lock. Senders are split so no two clients share
 one (the mempool refuses nonce gaps, so one sender's txs must arrive in order).
@@ -164,28 +166,42 @@ def _client(port: int, bodies: list[bytes], nagle: bool, barrier, results) -> No
     """One keep-alive connection posting ``bodies`` in order; reports (accepted, first refusal,
     CPU seconds, finish time).
 
-    ``http.client`` sends a request's headers and body in two writes, so with Nagle's algorithm
-    on (its default) the body may wait for the node's delayed ACK of the headers. The clients set
-    ``TCP_NODELAY``, as curl does; ``nagle`` leaves it off for one figure that shows whether that
-    matters for a plain ``http.client`` user such as the CLI (the node's own side of this stall is
-    fixed in :func:`ledger.node.http_server.bind_listener`).
+    The admission figures use :func:`_raw_exchange`: each request is pre-formatted and sent in
+    one write, and only the status line, ``Content-Length`` and the JSON body are read back, so a
+    client costs tens of microseconds a request (as a C load generator would) and the two cores
+    are left to the node being measured. ``http.client`` costs about 220 us a request, which at
+    16 clients took half a core from the node. ``nagle`` switches to ``http.client`` with Nagle's
+    algorithm left on (its default), for the one figure that shows whether a plain
+    ``http.client`` user such as the CLI meets the delayed-ACK stall (the node's own side of it
+    is fixed in :func:`ledger.node.http_server.bind_listener`).
     """
     accepted, refusal, cpu0, waited = 0, "", time.process_time(), False
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    sock: socket.socket | None = None
+    connection: http.client.HTTPConnection | None = None
     try:
-        connection.connect()
-        if not nagle:
-            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        connection.request("GET", "/status")
-        connection.getresponse().read()
+        if nagle:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            connection.request("GET", "/status")
+            connection.getresponse().read()
+        else:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            exchange = _RawExchange(sock)
+            exchange.send(_STATUS_REQUEST)
+            exchange.response()
+            requests = [_post_request(body) for body in bodies]
         barrier.wait()
         waited = True
         cpu0 = time.process_time()
-        for body in bodies:
-            connection.request("POST", "/txs", body, {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            answer = json.loads(response.read())
-            items = answer if isinstance(answer, list) else [dict(answer, status=response.status)]
+        for index, body in enumerate(bodies):
+            if connection is not None:
+                connection.request("POST", "/txs", body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                status, answer = response.status, json.loads(response.read())
+            else:
+                exchange.send(requests[index])
+                status, answer = exchange.response()
+            items = answer if isinstance(answer, list) else [dict(answer, status=status)]
             for item in items:
                 if item.get("status") == 200:
                     accepted += 1
@@ -196,8 +212,45 @@ def _client(port: int, bodies: list[bytes], nagle: bool, barrier, results) -> No
         if not waited:
             barrier.abort()
     finally:
-        connection.close()
+        if connection is not None:
+            connection.close()
+        if sock is not None:
+            sock.close()
     results.put((accepted, refusal, time.process_time() - cpu0, time.monotonic()))
+
+
+def _post_request(body: bytes) -> bytes:
+    return (b"POST /txs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+
+class _RawExchange:
+    """Minimal HTTP/1.1 over one kept-alive socket: the node always answers with a
+    ``Content-Length`` (never chunked), which is all this reads."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buffer = b""
+
+    def send(self, request: bytes) -> None:
+        self.sock.sendall(request)
+
+    def response(self) -> tuple[int, object]:
+        while (end := self.buffer.find(b"\r\n\r\n")) < 0:
+            self._fill()
+        head, self.buffer = self.buffer[:end].decode("latin-1"), self.buffer[end + 4:]
+        lines = head.split("\r\n")
+        length = next(int(line.split(":", 1)[1]) for line in lines[1:] if line[:15].lower() == "content-length:")
+        while len(self.buffer) < length:
+            self._fill()
+        body, self.buffer = self.buffer[:length], self.buffer[length:]
+        return int(lines[0].split()[1]), json.loads(body)
+
+    def _fill(self) -> None:
+        data = self.sock.recv(262144)
+        if not data:
+            raise ConnectionError("the node closed the connection")
+        self.buffer += data
 
 
 def _split(raw_txs: Sequence[bytes], senders: int, clients: int, count: int) -> list[list[bytes]]:
