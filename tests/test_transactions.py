@@ -136,3 +136,42 @@ def test_decoded_txs_sign_the_same_bytes_as_freshly_built_ones(kind, nonce, amou
     assert "_signing_message" in decoded.__dict__  # the shortcut was taken
     assert decoded.signing_message() == rebuilt.signing_message()
     assert decoded.tx_id == built.tx_id
+
+
+def _decoded_or_error(decode) -> tuple:
+    """(encoded bytes, signing message, tx id) of what ``decode()`` returns, or its error."""
+    try:
+        tx = decode()
+    except EncodingError as exc:
+        return ("refused", str(exc))
+    return (tx.encoded, tx.signing_message(), tx.tx_id)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda o: None,
+        lambda o: o.update(amount=True),
+        lambda o: o.update(amount=5.0),
+        lambda o: o.update(amount=None),
+        lambda o: o.pop("nonce"),
+        lambda o: o.update(extra=[1, {"x": 2}]),
+        lambda o: o.update(chain_id='quote " comma , "signature":"'),
+        lambda o: o.update(public_key="zz"),
+        lambda o: o.update(to="X" * 70000),
+    ],
+)
+def test_a_batch_item_decodes_as_its_canonical_bytes_would(mutate):
+    """``from_json_value`` (each item of a ``POST /txs`` array, parsed once with the array) gives
+    exactly what decoding the item's canonical bytes gives: the same tx, bytes and id, or the
+    same refusal."""
+    obj = obj_of(make_tx(ALICE, 3, "transfer", to=BOB.address, amount=5))
+    mutate(obj)
+    via_value = _decoded_or_error(lambda: Transaction.from_json_value(obj))
+    try:
+        raw = encoding.encode(obj)
+    except EncodingError as exc:
+        via_bytes: tuple = ("refused", str(exc))
+    else:
+        via_bytes = _decoded_or_error(lambda: Transaction.decode(raw))
+    assert via_value == via_bytes

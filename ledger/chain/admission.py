@@ -58,10 +58,6 @@ class _Group:
     """(start, end) of each check task in the group's tx list."""
 
 
-def _key(tx: Transaction) -> tuple[bytes, bytes]:
-    return tx.tx_id, tx.signature
-
-
 class AdmissionPipeline:
     """Verify on a process pool, commit in groups; :meth:`submit` returns a future per request."""
 
@@ -214,15 +210,17 @@ class AdmissionPipeline:
 
     def _commit_groups(self, groups: list[_Group]) -> None:
         jobs: list[_Job] = []
-        verdicts: dict[tuple[bytes, bytes], str | None] = {}
+        verdicts: dict[int, str | None] = {}
+        """By the identity of each tx object, alive in ``everything`` until the commit returns:
+        the commit is handed these very objects, and anything else counts as unchecked."""
         for group in groups:
             txs = [tx for job in group.jobs for tx in job.txs]
             for tx, verdict in zip(txs, self._verdicts(group)):
-                verdicts[_key(tx)] = verdict
+                verdicts[id(tx)] = verdict
             jobs.extend(group.jobs)
 
         def verify(tx: Transaction) -> None:
-            reason = verdicts.get(_key(tx), "signature was not checked")
+            reason = verdicts.get(id(tx), "signature was not checked")
             if reason is not None:
                 raise InvalidSignature(reason)
 

@@ -247,11 +247,13 @@ class Mempool:
     # ---- admission -------------------------------------------------------------------------
 
     def check(self, tx: Transaction, extra: SenderPending | None = None, queued: int = 0,
-              queued_bytes: int = 0, verify: Callable[[Transaction], None] = verify_signature) -> None:
+              queued_bytes: int = 0, verify: Callable[[Transaction], None] = verify_signature,
+              view: WorkingState | None = None) -> None:
         """Every admission rule; raises the specific error of the first one broken.
 
         ``verify`` checks the signature in its place among the rules; the admission pipeline
-        passes the verdict of its worker processes instead of checking a second time.
+        passes the verdict of its worker processes instead of checking a second time. ``view``
+        reads the committed state (one per batch, so an account is decoded once per batch).
 
         ``queued`` counts txs admitted earlier in the same batch. A full pool still takes one
         pending ``bpm`` per eligible validator: otherwise a pool filled with anyone's txs would
@@ -273,7 +275,7 @@ class Mempool:
             raise DuplicateTransaction(f"tx {tx_id.hex()} is already in a block")
         verify(tx)
         sender = tx.sender
-        account = self.state_view().account(sender)
+        account = (view or self.state_view()).account(sender)
         pending = extra or self.sender_pending(sender)
         if full and (pending.proposals or not is_eligible_validator(account, self._params)):
             raise MempoolFull(f"the mempool holds {limit}: forge a block and retry")
@@ -369,6 +371,7 @@ class Mempool:
         added_ids: set[TxId] = set()
         admitted: dict[int, Transaction] = {}
         added_bytes = 0
+        view = self.state_view()  # committed state: unchanged until this batch's one write
         for tx in txs:
             sender = tx.sender if _has_valid_key(tx) else None
             pending = None
@@ -378,7 +381,7 @@ class Mempool:
             try:
                 if tx.tx_id in added_ids:
                     raise DuplicateTransaction(f"tx {tx.id_hex} is already pending")
-                self.check(tx, pending, queued=len(added), queued_bytes=added_bytes, verify=verify)
+                self.check(tx, pending, queued=len(added), queued_bytes=added_bytes, verify=verify, view=view)
             except LedgerError as exc:
                 results.append(Admission(None, exc))
                 continue
@@ -466,4 +469,12 @@ def decode_submission(data: bytes) -> Transaction:
         raise InvalidTransaction(f"undecodable transaction: {exc}") from None
 
 
-__all__ = ["Admission", "Mempool", "SenderPending", "decode_submission"]
+def decode_submitted_value(obj: object) -> Transaction:
+    """One parsed item of a submitted batch → a tx, as :func:`decode_submission` of its bytes."""
+    try:
+        return Transaction.from_json_value(obj)
+    except EncodingError as exc:
+        raise InvalidTransaction(f"undecodable transaction: {exc}") from None
+
+
+__all__ = ["Admission", "Mempool", "SenderPending", "decode_submission", "decode_submitted_value"]

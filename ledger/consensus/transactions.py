@@ -138,9 +138,23 @@ class Transaction:
         """Parse canonical bytes; refuses anything that would not re-encode identically."""
         if len(data) > DECODE_LIMIT:
             raise EncodingError(f"transaction is {len(data)} bytes, far above any limit")
-        tx = cls.from_dict(encoding.decode(data))
-        raw = bytes(data)
-        tx.__dict__["encoded"] = raw  # decode() proved these are the canonical bytes
+        return cls._from_canonical(encoding.decode(data), bytes(data))
+
+    @classmethod
+    def from_json_value(cls, obj: Any) -> "Transaction":
+        """A tx from an already parsed JSON value, such as one item of a batch: the same tx, and
+        the same refusals, as :meth:`decode` of the value's canonical bytes, without parsing
+        and re-encoding those bytes a second time."""
+        raw = encoding.encode(obj)
+        if len(raw) > DECODE_LIMIT:
+            raise EncodingError(f"transaction is {len(raw)} bytes, far above any limit")
+        return cls._from_canonical(obj, raw)
+
+    @classmethod
+    def _from_canonical(cls, obj: Any, raw: bytes) -> "Transaction":
+        """``obj`` whose canonical encoding is ``raw`` (the caller has established it)."""
+        tx = cls.from_dict(obj)
+        tx.__dict__["encoded"] = raw  # the canonical bytes of obj, so of the tx
         # The signed body is those bytes without the signature member: keys are sorted, so
         # ``"signature"`` follows ``"public_key"`` after a comma, and a quote inside a string is
         # always escaped, so the first `,"signature":"` is that member. Saves encoding the body

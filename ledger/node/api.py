@@ -20,7 +20,8 @@ Routes (JSON, except the explorer's pages; every error, whatever its status, is
     GET  /blocks?last=N           the newest N blocks (at most 100), newest first
     GET  /txs/<id>                where a tx is: pending, included or evicted
     POST /txs                     a signed tx (its canonical JSON) → {"tx_id", "tx"}; or a JSON
-                                  array of them → one answer per tx, in order
+                                  array of them → one answer per tx, in order: {"status",
+                                  "tx_id"}, plus {"error", "type"} when refused
     POST /evidence                two signed proposals {"first", "second"} → {"evidence_id", "evidence"}
     GET  /accounts/<address>      an account
     GET  /accounts/<address>/history?limit=N
@@ -57,7 +58,7 @@ from starlette.routing import Route
 from ledger import encoding
 from ledger.chain import views
 from ledger.chain.facade import Chain, ForgeResult
-from ledger.chain.mempool import Admission, decode_submission
+from ledger.chain.mempool import Admission, decode_submission, decode_submitted_value
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.transactions import Transaction
 from ledger.errors import EncodingError, InvalidTransaction, LedgerError
@@ -313,7 +314,7 @@ def _decode_batch(body: bytes) -> list[Transaction | LedgerError]:
     out: list[Transaction | LedgerError] = []
     for item in items:
         try:
-            out.append(decode_submission(encoding.encode(item)))
+            out.append(decode_submitted_value(item))
         except LedgerError as exc:
             out.append(exc)
         except (TypeError, ValueError) as exc:
@@ -438,13 +439,15 @@ class NodeApi:
         results = iter(await asyncio.wrap_future(self.service.admit(txs)) if txs else [])
         answers: list[dict[str, Any]] = []
         for item in decoded:
-            if isinstance(item, Transaction):
-                status, view = _admission_view(item, next(results))
-                if status != 200:
-                    view = {**view, "tx_id": item.id_hex}
+            if not isinstance(item, Transaction):
+                answers.append({"status": 400, **error_body(str(item), type(item).__name__)})
+                continue
+            result = next(results)
+            if result.error is None:  # the sender has the tx: its id is the answer, not an echo
+                answers.append({"status": 200, "tx_id": item.id_hex})
             else:
-                status, view = 400, error_body(str(item), type(item).__name__)
-            answers.append({"status": status, **view})
+                status, view = _admission_view(item, result)
+                answers.append({"status": status, **view, "tx_id": item.id_hex})
         return answers
 
     async def post_evidence(self, request: Request) -> Any:

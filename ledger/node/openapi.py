@@ -119,12 +119,13 @@ def document() -> dict[str, Any]:
         )},
         "/txs": {"post": _operation(
             "submit one signed tx (its canonical JSON), or a JSON array of up to 1000; acknowledged once durable",
-            {**_ok("the tx accepted; for an array, one answer per tx in order, each with its own status", {
+            {**_ok("the tx accepted; for an array, one answer per tx in order, each with its own status and "
+                   "tx_id (an accepted tx is not echoed back: the sender has it)", {
                 "oneOf": [
                     {"$ref": "#/components/schemas/Accepted"},
                     {"type": "array", "items": {"type": "object", "required": ["status"],
                                                 "properties": {"status": {"type": "integer"}, "tx_id": {"type": "string"},
-                                                               "tx": TX, "error": {"type": "string"},
+                                                               "error": {"type": "string"},
                                                                "type": {"type": "string"}}}},
                 ]}), **_errors(413, 422)},
             requestBody={"required": True, "content": {"application/json": {"schema": {
