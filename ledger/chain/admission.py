@@ -40,6 +40,12 @@ CommitFunction = Callable[[Sequence[Transaction], Callable[[Transaction], None]]
 MAX_GROUP_TXS = 4096
 """The most txs one verify round or one commit takes; more wait for the next."""
 
+INLINE_BELOW = {"coincurve": 64}
+"""By engine: a group of fewer signatures than this is checked in the collector thread. A round
+trip to a worker (pickling, two pipes, two thread hand-offs) costs more than libsecp256k1's ~30 us
+a check, so small groups — single-tx POSTs — only waited on it; pure Python's ~220 us is worth
+sending at any size."""
+
 MAX_IN_FLIGHT_PER_WORKER = 2
 """Verify tasks outstanding per worker; arrivals meanwhile gather into the next, larger task."""
 
@@ -148,6 +154,10 @@ class AdmissionPipeline:
 
     def _start_checks(self, jobs: list[_Job]) -> _Group:
         items = [(tx.public_key, tx.signing_message(), tx.signature) for job in jobs for tx in job.txs]
+        if len(items) < INLINE_BELOW.get(self.engine, 0):
+            done: concurrent.futures.Future[list[str | None]] = concurrent.futures.Future()
+            done.set_result(sigcheck.verdicts(items))
+            return _Group(jobs, [done], [(0, len(items))])
         parts = max(1, min(self._workers, len(items)))
         size = -(-len(items) // parts) if items else 0
         checks: list[concurrent.futures.Future[list[str | None]]] = []
