@@ -425,3 +425,16 @@ def test_jailed_validator_waits_then_proposes_after_unjail(tmp_path: Path, procs
     bob.wait_for(rf"proposed BPM \d+ for height {height + 2} ")
     assert bob.interrupt() == 0
     assert request(node.port, "GET", f"/accounts/{addresses['bob']}")[1]["status"] == "active"
+
+
+def test_node_stop_by_url_from_another_home(tmp_path: Path, procs) -> None:
+    """`--node URL node stop` finds the node by asking it (GET /node), as a user in another
+    directory would, and waits until it is gone."""
+    home, _ = wallet_home(tmp_path, {"alice": 600})
+    node = procs("node", home, None, 3600)
+    stopped = posctl(tmp_path / "elsewhere", "--node", node.url, "node", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == f"node stopped (pid {node.proc.pid}, {node.url})"
+    assert node.proc.poll() == 0 and read_node_record(home) is None
+    again = one_error_line(posctl(tmp_path / "elsewhere", "--node", node.url, "node", "stop"))
+    assert f"no node is running at {node.url}" in again
