@@ -226,18 +226,32 @@ def account(app: AppContext, who: str) -> None:
     emit(app, view, lambda v: render.render_account({**v, "height": height}, name or wallet_names(app).get(address)))
 
 
+def _history_cursor(value: str | None) -> tuple[int, int] | None:
+    from ledger.chain.results import parse_history_cursor
+
+    if value is None:
+        return None
+    try:
+        return parse_history_cursor(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @chain.command("history")
 @click.argument("who", metavar="ADDRESS|WALLET")
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True, metavar="N",
               help="How many lines, newest first (at most 100).")
+@click.option("--before", callback=lambda _ctx, _param, value: _history_cursor(value), default=None,
+              metavar="HEIGHT[:INDEX]", help="The next page: only txs included before this place (a full page "
+              "ends with the command for the next).")
 @json_option
 @pass_app
 @handles_errors
-def history(app: AppContext, who: str, limit: int) -> None:
+def history(app: AppContext, who: str, limit: int, before: tuple[int, int] | None) -> None:
     """The txs an address sent or received, newest first: pending ones, then each block's."""
     address, _ = resolve_account(app, who)
-    rows = app.backend().history(address, limit)
-    emit(app, rows, lambda v: render.render_history(address, v, wallet_names(app)))
+    rows = app.backend().history(address, limit, before)
+    emit(app, rows, lambda v: render.render_history(address, v, wallet_names(app), limit, who))
 
 
 @chain.command("mempool")

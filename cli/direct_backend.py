@@ -46,8 +46,8 @@ class DirectBackend:
     def account(self, address: str) -> dict[str, Any]:
         return views.account_view(self.chain.account(address))
 
-    def history(self, address: str, limit: int) -> list[dict[str, Any]]:
-        return [views.history_view(entry) for entry in self.chain.history(address, limit)]
+    def history(self, address: str, limit: int, before: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        return [views.history_view(entry) for entry in self.chain.history(address, limit, before)]
 
     def mempool(self, limit: int) -> dict[str, Any]:
         return views.mempool_view(self.chain.pending_txs(limit))

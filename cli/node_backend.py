@@ -182,9 +182,10 @@ class NodeBackend:
         canonical = parse_address(address)  # the same refusal Chain.account gives
         return self._get("/accounts/" + quote(canonical, safe=""))
 
-    def history(self, address: str, limit: int) -> list[dict[str, Any]]:
+    def history(self, address: str, limit: int, before: tuple[int, int] | None = None) -> list[dict[str, Any]]:
         canonical = parse_address(address)
-        return self._get(f"/accounts/{quote(canonical, safe='')}/history?limit={min(limit, MAX_HISTORY)}")
+        page = "" if before is None else f"&before={before[0]}:{before[1]}"
+        return self._get(f"/accounts/{quote(canonical, safe='')}/history?limit={min(limit, MAX_HISTORY)}{page}")
 
     def mempool(self, limit: int) -> dict[str, Any]:
         return self._get(f"/mempool?limit={min(limit, MAX_MEMPOOL_LIST)}")

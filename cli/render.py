@@ -357,8 +357,10 @@ def render_verify(view: dict[str, Any]) -> str:
     return text
 
 
-def render_history(address: str, rows: Sequence[dict[str, Any]], names: Names | None = None) -> str:
-    """``chain history``: one line per tx, newest first, pending ones on top."""
+def render_history(address: str, rows: Sequence[dict[str, Any]], names: Names | None = None,
+                   limit: int | None = None, who: str | None = None) -> str:
+    """``chain history``: one line per tx, newest first, pending ones on top; a full page ends
+    with the command for the next one."""
     if not rows:
         return f"No transactions sent or received by {label(address, names)}."
     table = []
@@ -372,6 +374,10 @@ def render_history(address: str, rows: Sequence[dict[str, Any]], names: Names | 
         table.append([where, row["kind"], row["direction"], amount, other, row["tx_id"] or "-"])
     lines = [f"History of {label(address, names)}, newest first ({len(rows)} shown)"]
     lines += _table(["height", "kind", "direction", "amount", "counterparty", "tx"], table, right={3})
+    last = rows[-1]
+    if limit is not None and len(rows) >= limit and last["status"] != "pending" and (last["height"], last["index"]) != (0, 0):
+        lines.append(f"Older: posctl chain history {who or address} --before {last['height']}:{last['index']}"
+                     + (f" --limit {limit}" if limit != 20 else ""))
     return "\n".join(lines)
 
 

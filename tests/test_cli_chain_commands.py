@@ -206,6 +206,31 @@ def test_history_limit_takes_the_newest(busy: Path, keys: list[Key]) -> None:
     assert everything[2]["tx_id"] in lines[4]
 
 
+def test_history_pages_by_following_each_full_page_hint(busy: Path, keys: list[Key]) -> None:
+    """A full page ends with the command for the next; following them lists every line once, in
+    order, including a page that starts in the middle of a block (block 2 holds two of c's txs)."""
+    c = keys[2]
+    everything = as_json(busy, "chain", "history", c.address, "--limit", "100")
+    assert [r["height"] for r in everything[3:5]] == [2, 2]  # the first page ends between these
+    seen: list[dict[str, Any]] = []
+    args = ["chain", "history", c.address, "--limit", "4"]
+    for _ in range(10):
+        text = ok(busy, *args).stdout
+        seen += as_json(busy, *args)
+        hint = [line for line in text.splitlines() if line.startswith("Older: ")]
+        if not hint:
+            break
+        command = hint[0].removeprefix("Older: posctl ").split()
+        assert command[:3] == ["chain", "history", c.address] and "--before" in command
+        args = command
+    assert seen == everything
+    assert as_json(busy, "chain", "history", c.address, "--before", "2") == everything[5:]  # below height 2
+    assert as_json(busy, "chain", "history", c.address, "--before", "1:0", "--limit", "1") == everything[-1:]
+    assert as_json(busy, "chain", "history", c.address, "--before", "0") == []
+    for bad in ("x", "1:", ":1", "-1", "1:2:3", "99999999999999999999"):
+        assert "history position" in error_line(run(busy, "chain", "history", c.address, "--before", bad), 2)
+
+
 def test_history_of_an_address_nobody_used_is_empty(busy: Path, keys: list[Key]) -> None:
     d = keys[3]
     assert as_json(busy, "chain", "history", d.address) == []
@@ -677,7 +702,12 @@ def test_api_history_and_mempool_routes(tmp_path: Path, node_on: Any) -> None:
     assert [r["status"] for r in rows] == ["pending", "pending", "included"]
     status, everything = request(node.port, "GET", f"/accounts/{alice.address}/history")
     assert status == 200 and everything[:3] == rows and everything[-1]["kind"] == "genesis"
-    for query in ("limit=0", "limit=101", "limit=x", "limit=1&limit=2", "before=3"):
+    included = [row for row in everything if row["status"] == "included"]
+    last = included[1]
+    status, page = request(node.port, "GET", f"/accounts/{alice.address}/history?before={last['height']}:{last['index']}")
+    assert status == 200 and page == included[2:]
+    for query in ("limit=0", "limit=101", "limit=x", "limit=1&limit=2", "after=3", "before=x", "before=1:",
+                  "before=1&before=2", "before=-1"):
         status, body = request(node.port, "GET", f"/accounts/{alice.address}/history?{query}")
         assert status == 400 and body["error"] and body["type"], (query, body)
     status, body = request(node.port, "GET", "/accounts/pos1nope/history")

@@ -32,6 +32,20 @@ def test_prefix_iteration_in_byte_order_and_reverse(store):
     assert store.last(b"none:") is None
 
 
+def test_prefix_iteration_below_a_key_both_ways(store):
+    """``below`` cuts a prefix scan at a key (excluded): where a page of an index starts. Keys
+    just outside the prefix, on either side, never appear, even for a prefix ending in 0xff."""
+    for prefix in (b"p:", b"p\xff"):
+        keys = [prefix + bytes([i]) for i in (0, 1, 5, 9)]
+        store.write({k: k for k in keys} | {prefix[:-1]: b"x", prefix + b"\xff\xff": b"y", b"q": b"z"})
+        scanned = [k for k, _ in store.iterate(prefix)]
+        assert scanned == keys + [prefix + b"\xff\xff"]
+        assert [k for k, _ in store.iterate(prefix, below=prefix + bytes([5]))] == keys[:2]
+        assert [k for k, _ in store.iterate(prefix, reverse=True, below=prefix + bytes([5]))] == keys[1::-1]
+        assert [k for k, _ in store.iterate(prefix, reverse=True, below=b"\xff" * 4)] == scanned[::-1]
+        assert list(store.iterate(prefix, below=prefix)) == []
+
+
 def test_atomic_batch_reads_its_own_writes_and_commits_only_on_success(store):
     with store.atomic_batch() as batch:
         batch.put(b"k", b"v")

@@ -397,17 +397,22 @@ class Chain:
             slashed=account.slashed,
         )
 
-    def history(self, address: str, limit: int = 20) -> list[HistoryEntry]:
+    def history(self, address: str, limit: int = 20, before: tuple[int, int] | None = None) -> list[HistoryEntry]:
         """The newest ``limit`` txs ``address`` sent or received: its pending txs first (newest
-        arrival first), then the included ones from the address index, newest first. O(limit)
-        index reads; never a scan of blocks or of the mempool."""
+        arrival first), then the included ones from the address index, newest first. With
+        ``before`` (height, index), the next page: the included txs before that position only
+        (pending ones are always on the first page). O(limit) index reads; never a scan of blocks
+        or of the mempool."""
         address = parse_address(address)
         if limit < 1:
             return []
         if self.store.get(schema.ADDRESS_INDEX_KEY) is None:
             raise AddressIndexMissing(INDEX_MISSING_HINT)
-        out = [_pending_entry(tx, address) for _, tx in itertools.islice(self.mempool.address_txs(address), limit)]
-        entries = self.store.iterate(schema.make_address_tx_prefix(address), reverse=True)
+        out = [] if before is not None else [
+            _pending_entry(tx, address) for _, tx in itertools.islice(self.mempool.address_txs(address), limit)
+        ]
+        below = None if before is None else schema.make_address_tx_key(address, *before)
+        entries = self.store.iterate(schema.make_address_tx_prefix(address), reverse=True, below=below)
         for key, value in itertools.islice(entries, limit - len(out)):
             _, height, index = schema.split_address_tx_key(key)
             try:

@@ -107,6 +107,17 @@ class HistoryEntry:
     status: Literal["pending", "included"]
 
 
+def parse_history_cursor(text: str) -> tuple[int, int]:
+    """``HEIGHT`` or ``HEIGHT:INDEX`` → the (height, index) a history page starts below: the
+    next page is every included entry before that position. ``HEIGHT`` alone means (HEIGHT, 0),
+    everything below that height. Raises ValueError saying what a cursor looks like."""
+    height, _, index = text.partition(":")
+    if not (height.isdigit() and height.isascii()) or (index and not (index.isdigit() and index.isascii())) \
+            or text.endswith(":") or len(text) > 30 or int(height) >= 2**63 or int(index or 0) >= 2**32:
+        raise ValueError(f"{text[:40]!r} is not a history position: give HEIGHT or HEIGHT:INDEX, as the last page's hint says")
+    return int(height), int(index or 0)
+
+
 @dataclass(frozen=True)
 class PendingTx:
     """One tx waiting in the mempool, in arrival order."""
@@ -128,4 +139,5 @@ class MempoolInfo:
     txs: tuple[PendingTx, ...]
 
 
-__all__ = ["AccountInfo", "ChainStatus", "HistoryEntry", "MempoolInfo", "PendingTx", "TxStatus", "ValidatorRow"]
+__all__ = ["AccountInfo", "ChainStatus", "HistoryEntry", "MempoolInfo", "PendingTx", "TxStatus", "ValidatorRow",
+           "parse_history_cursor"]

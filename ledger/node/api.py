@@ -24,9 +24,10 @@ Routes (JSON, except the explorer's pages; every error, whatever its status, is
                                   "tx_id"}, plus {"error", "type"} when refused
     POST /evidence                two signed proposals {"first", "second"} → {"evidence_id", "evidence"}
     GET  /accounts/<address>      an account
-    GET  /accounts/<address>/history?limit=N
+    GET  /accounts/<address>/history?limit=N&before=H[:I]
                                   the txs it sent or received, newest first (pending first);
-                                  N defaults to 20, at most 100
+                                  N defaults to 20, at most 100; ``before`` pages on: only the
+                                  included txs before height H (index I), the last row's place
     GET  /mempool?limit=N         pending txs in arrival order (N defaults to 100, at most 1000),
                                   with the pool's count and bytes
     GET  /validators              everyone with bonded stake
@@ -57,6 +58,7 @@ from starlette.routing import Route
 
 from ledger import encoding
 from ledger.chain import views
+from ledger.chain.results import parse_history_cursor
 from ledger.chain.facade import Chain, ForgeResult
 from ledger.chain.mempool import Admission, decode_submission, decode_submitted_value
 from ledger.consensus.evidence import Evidence
@@ -266,18 +268,34 @@ def _query_int(query: dict[str, list[str]], name: str) -> int | None:
     return int(values[0])
 
 
-def _limit(request: Request, default: int, most: int) -> int:
-    """``?limit=N`` (the only query parameter allowed): 1 to ``most``, ``default`` when absent."""
+def _limit(request: Request, default: int, most: int, also: tuple[str, ...] = ()) -> int:
+    """``?limit=N``: 1 to ``most``, ``default`` when absent. Any parameter other than ``limit``
+    and those in ``also`` is refused."""
     query = _query(request)
-    unknown = sorted(set(query) - {"limit"})
+    unknown = sorted(set(query) - {"limit", *also})
     if unknown:
-        raise ApiError(400, f"unknown query parameter {unknown[0]!r}: the only one is ?limit=N")
+        allowed = " and ".join(f"?{name}=" for name in ("limit", *also))
+        raise ApiError(400, f"unknown query parameter {unknown[0]!r}: the only ones are {allowed}"
+                       if also else f"unknown query parameter {unknown[0]!r}: the only one is ?limit=N")
     limit = _query_int(query, "limit")
     if limit is None:
         return default
     if not 1 <= limit <= most:
         raise ApiError(400, f"limit {limit} is out of range: use 1 to {most}")
     return limit
+
+
+def _history_cursor(query: dict[str, list[str]]) -> tuple[int, int] | None:
+    """``?before=HEIGHT[:INDEX]``: where the next page of a history starts, if given."""
+    values = query.get("before")
+    if values is None:
+        return None
+    if len(values) != 1:
+        raise ApiError(400, "query parameter 'before' must be given once")
+    try:
+        return parse_history_cursor(values[0])
+    except ValueError as exc:
+        raise ApiError(400, str(exc)) from None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -404,8 +422,10 @@ class NodeApi:
 
     async def get_history(self, request: Request) -> Any:
         address = request.path_params["address"]
-        limit = _limit(request, DEFAULT_HISTORY, MAX_HISTORY)
-        return [views.history_view(entry) for entry in await self._read(lambda chain: chain.history(address, limit))]
+        limit = _limit(request, DEFAULT_HISTORY, MAX_HISTORY, also=("before",))
+        before = _history_cursor(_query(request))
+        return [views.history_view(entry)
+                for entry in await self._read(lambda chain: chain.history(address, limit, before))]
 
     async def get_mempool(self, request: Request) -> Any:
         limit = _limit(request, DEFAULT_MEMPOOL_LIST, MAX_MEMPOOL_LIST)

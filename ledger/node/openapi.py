@@ -150,7 +150,11 @@ def document() -> dict[str, Any]:
             {**_ok("history", {"type": "array", "items": {"$ref": "#/components/schemas/HistoryEntry"}}),
              **_errors()},
             parameters=[_path_param("address", "a pos1… bech32 address"),
-                        _query_param("limit", "how many lines (default 20)", maximum=100, minimum=1)],
+                        _query_param("limit", "how many lines (default 20)", maximum=100, minimum=1),
+                        {"name": "before", "in": "query", "required": False,
+                         "description": "the next page: only included txs before HEIGHT (or HEIGHT:INDEX), "
+                                        "the height and index of the previous page's last line",
+                         "schema": {"type": "string", "pattern": "^[0-9]{1,19}(:[0-9]{1,10})?$"}}],
         )},
         "/mempool": {"get": _operation(
             "pending txs in arrival order, with the pool's count and size in bytes",

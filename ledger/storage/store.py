@@ -76,7 +76,9 @@ class KeyValueStore:
     def get(self, key: bytes) -> bytes | None:
         raise NotImplementedError
 
-    def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def iterate(self, prefix: bytes, *, reverse: bool = False, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Entries whose key starts with ``prefix``, in key order (``reverse``: descending), and
+        with ``below``, only keys less than it: a page of an index starts where the last ended."""
         raise NotImplementedError
 
     def write(self, changes: Changes) -> None:
@@ -108,6 +110,14 @@ class KeyValueStore:
         return None
 
 
+def prefix_end(prefix: bytes) -> bytes | None:
+    """The least key above every key that starts with ``prefix`` (None if there is none)."""
+    trimmed = prefix.rstrip(b"\xff")
+    if not trimmed:
+        return None
+    return trimmed[:-1] + bytes([trimmed[-1] + 1])
+
+
 class MemoryStore(KeyValueStore):
     """A dict with sorted iteration: same semantics as LevelDB, no durability."""
 
@@ -118,11 +128,11 @@ class MemoryStore(KeyValueStore):
     def get(self, key: bytes) -> bytes | None:
         return self._data.get(key)
 
-    def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def iterate(self, prefix: bytes, *, reverse: bool = False, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         start = bisect.bisect_left(self._keys, prefix)
         keys = []
         for key in self._keys[start:]:
-            if not key.startswith(prefix):
+            if not key.startswith(prefix) or (below is not None and key >= below):
                 break
             keys.append(key)
         for key in reversed(keys) if reverse else keys:
@@ -342,9 +352,15 @@ class LevelDBStore(KeyValueStore):
         except plyvel.Error as exc:
             raise _classify(self.path, _message(exc), "reading") from None
 
-    def iterate(self, prefix: bytes, *, reverse: bool = False) -> Iterator[tuple[bytes, bytes]]:
+    def iterate(self, prefix: bytes, *, reverse: bool = False, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         try:
-            with self._db.iterator(prefix=prefix, reverse=reverse, verify_checksums=True) as iterator:
+            if below is None:
+                iterator = self._db.iterator(prefix=prefix, reverse=reverse, verify_checksums=True)
+            else:  # plyvel takes a prefix or a range, not both: the range the prefix spans, cut at below
+                end = prefix_end(prefix)
+                stop = below if end is None else min(below, end)
+                iterator = self._db.iterator(start=prefix, stop=stop, reverse=reverse, verify_checksums=True)
+            with iterator:
                 yield from iterator
         except plyvel.Error as exc:
             raise _classify(self.path, _message(exc), "reading") from None
