@@ -303,3 +303,88 @@ def test_chain_init_from_a_large_genesis_file_equals_the_one_shot_genesis(tmp_pa
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("error: ") and "[1, 2^63)" in bad.stderr
     assert not (tmp_path / "bad" / "chain").exists()
+
+
+def test_init_killed_half_way_is_started_over_by_the_next_init(tmp_path):
+    """Genesis is written in parts with the tip last: ``kill -9`` once the first part is on disk
+    leaves entries without a tip. Commands then say the chain was never initialised completely,
+    and the next ``chain init`` — with another genesis — deletes them first: nothing of the first
+    file is left, and ``verify`` passes."""
+    import itertools
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from ledger.chain.facade import GENESIS_PART_BYTES
+
+    big = {address: 1000 + i for i, address in enumerate(addresses(200_000, b"killed-init"))}
+    small = {address: 7 for address in addresses(30, b"second-init")}
+    for name, allocations in (("big", big), ("small", small)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({
+            "params": {"chain_id": "posctl-killed"}, "timestamp": 1_700_000_000,
+            "allocations": allocations, "bonds": {V.address: 10**9}}), encoding="utf-8")
+    script = Path(sys.executable).parent / "posctl"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "cli.main"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSCTL_")}
+    home = tmp_path / "home"
+
+    def posctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*command, "--home", str(home), *args], capture_output=True, text=True,
+                              env=env, timeout=300)
+
+    init = subprocess.Popen([*command, "--home", str(home), "chain", "init", "--genesis", str(tmp_path / "big.json")],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chain_dir = home / CHAIN_DIRNAME
+    deadline = time.monotonic() + 120
+    while init.poll() is None and time.monotonic() < deadline:
+        written = sum(f.stat().st_size for f in chain_dir.glob("*") if f.suffix in (".log", ".ldb")) \
+            if chain_dir.is_dir() else 0
+        if written >= GENESIS_PART_BYTES:  # the first part is in: the tip comes seconds later
+            init.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    assert init.wait(timeout=30) == -signal.SIGKILL, "init finished before it could be killed half-way"
+    store = LevelDBStore.open(chain_dir)
+    try:  # half a genesis: entries, no tip
+        assert store.get(schema.TIP_KEY) is None
+        assert sum(1 for _ in itertools.islice(store.iterate(schema.STATE_PREFIX), 1000)) == 1000
+    finally:
+        store.close()
+
+    status = posctl("chain", "status")
+    assert status.returncode == 1 and "never initialised completely" in status.stderr
+    assert len(status.stderr.strip().splitlines()) == 1
+    again = posctl("chain", "init", "--genesis", str(tmp_path / "small.json"))
+    assert again.returncode == 0, again.stderr
+    assert posctl("chain", "verify").returncode == 0
+    with Chain.open(home) as chain:
+        assert chain.genesis.allocations == small
+        store = chain.store
+        leftovers = [a for a in list(big)[:: len(big) // 50] if store.get(schema.make_state_key(
+            ACCOUNT_STATE_PREFIX + a.encode())) is not None]
+        assert leftovers == []
+        assert chain.account(next(iter(small))).balance == 7
+
+
+def test_init_refuses_a_database_with_blocks_but_no_tip(tmp_path):
+    """That is a damaged chain, not an unfinished genesis: nothing is deleted, and opening it says
+    to repair it rather than to run init again."""
+    from ledger.errors import ChainExists, DatabaseCorrupted
+
+    home = tmp_path / "home"
+    with Chain.create(home, scale_config(3)) as chain:
+        store = chain.store
+        store.write({schema.make_block_key(1): b"{}", schema.TIP_KEY: None})
+        kept = sum(1 for _ in store.iterate(b""))
+    with pytest.raises(ChainExists, match="blocks but no tip"):
+        Chain.create(home, scale_config(5))
+    with pytest.raises(DatabaseCorrupted, match="blocks but no tip record: it is damaged: run `posctl chain repair`"):
+        Chain.open(home)
+    store = LevelDBStore.open(home / CHAIN_DIRNAME)
+    try:
+        assert sum(1 for _ in store.iterate(b"")) == kept
+    finally:
+        store.close()

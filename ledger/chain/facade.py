@@ -37,7 +37,7 @@ from ledger.chain.genesis_build import GenesisBuild, GenesisWorkers
 from ledger.chain.mempool import Admission, Mempool
 from ledger.params import Params
 from ledger.consensus.state import WorkingState
-from ledger.storage.store import KeyValueStore, LevelDBStore, holds_leveldb_files
+from ledger.storage.store import REPAIR_HINT, KeyValueStore, LevelDBStore, holds_leveldb_files
 from ledger.consensus.transactions import Transaction, TxId
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.fork import next_seed, state_transition
@@ -55,6 +55,10 @@ from ledger.chain.results import (
 
 CHAIN_DIRNAME = "chain"
 """The LevelDB directory inside a posctl home."""
+
+GENESIS_PART_BYTES = 16 * 1024 * 1024
+"""Bytes of genesis entries written per part: enough that the parts cost no time, small
+enough that LevelDB holds little of a large genesis at once."""
 
 
 _HEIGHT = re.compile(r"[0-9]{1,19}")
@@ -106,20 +110,33 @@ def ensure_home(home: Path) -> None:
         raise DatabaseError(f"home directory {home} is not writable: choose another with --home")
 
 
+def _delete_everything(store: KeyValueStore, part: int = 50_000) -> None:
+    """Delete every entry, a part at a time (an unfinished million-account genesis)."""
+    while True:
+        keys = [key for key, _ in itertools.islice(store.iterate(b""), part)]
+        if not keys:
+            return
+        store.write(dict.fromkeys(keys))
+
+
 class Chain:
     """One open chain. Not thread-safe: the node serialises calls with a lock."""
 
     def __init__(self, store: KeyValueStore, home: Path | None = None) -> None:
         self.store = store
         self.home = home
-        # The tip and the parameters are all opening needs. Both are small records written in
-        # the genesis batch (the parameters as the ``params`` state entry, which the state root
+        # The tip and the parameters are all opening needs. Both are small records written by
+        # genesis (the parameters as the ``params`` state entry, which the state root
         # commits to), so opening never touches the genesis record, whose allocations grow with
         # the chain's accounts (50 MB at a million): it stays for ``verify`` and ``chain show 0``.
         raw_tip = store.get(schema.TIP_KEY)
         if raw_tip is None:
+            damaged = store.get(schema.make_block_key(1)) is not None
             store.close()
-            raise DatabaseError("the chain database has no tip: it was never initialised completely")
+            if damaged:
+                raise DatabaseCorrupted(f"the chain database has blocks but no tip record: it is damaged: {REPAIR_HINT}")
+            raise DatabaseError("the chain database has no tip: it was never initialised completely "
+                                "(an interrupted `posctl chain init`?): run `posctl chain init` again, it starts over")
         try:
             self.tip, self._muhash = chaindb.decode_tip(raw_tip)
             self.params = state.get_params(self._state_view())
@@ -142,8 +159,9 @@ class Chain:
     def create(cls, home: Path, config: GenesisConfig, workers: GenesisWorkers | None = None) -> "Chain":
         """Write genesis into a new database; refuses to touch an existing chain.
 
-        Genesis, schema version included, is one atomic batch: an ``init`` killed half-way
-        leaves an empty database, which the next ``create`` simply fills.
+        An ``init`` killed half-way leaves genesis entries without a tip: this starts over,
+        deleting them first, so a second try with another genesis inherits nothing. A database
+        with blocks but no tip is damaged, not unfinished, and is refused.
         """
         ensure_home(home)
         path = home / CHAIN_DIRNAME
@@ -158,6 +176,12 @@ class Chain:
         try:
             if store.get(schema.TIP_KEY) is not None:
                 raise ChainExists(f"a chain already exists in {home}: use another --home, or remove it first")
+            if store.get(schema.make_block_key(1)) is not None:
+                raise ChainExists(
+                    f"the chain in {home} has blocks but no tip record: it is damaged, not unfinished; "
+                    "see `posctl chain repair`, or use another --home"
+                )
+            _delete_everything(store)  # an unfinished genesis, if any
             return cls.initialise(store, config, home, workers)
         except BaseException:
             store.close()
@@ -166,21 +190,28 @@ class Chain:
     @classmethod
     def initialise(cls, store: KeyValueStore, config: GenesisConfig, home: Path | None = None,
                    workers: GenesisWorkers | None = None) -> "Chain":
-        """Write genesis into an empty store (any backend) in one atomic batch, its state entries
-        streamed into the batch as the workers compute them (:mod:`ledger.chain.genesis_build`)."""
+        """Write genesis into an empty store (any backend), its state entries streamed into the
+        store as the workers compute them (:mod:`ledger.chain.genesis_build`), in parts of
+        :data:`GENESIS_PART_BYTES`: the store holds one part at a time, not the whole genesis
+        (a million accounts: 950 MB at the peak as one batch). The tip is written last, after
+        the parts are settled on disk; a database without one was never initialised completely,
+        and :meth:`create` starts it over."""
         if store.get(schema.TIP_KEY) is not None:
             raise ChainExists("this database already holds a chain")
         build = GenesisBuild(config, workers)
         addresses = chaindb.genesis_address_records(config.allocations, config.bonds)
-        store.write_stream(chaindb.genesis_records(build.state_parts(), build.finished, addresses))
-        # What opening reads, written again (same bytes; the mempool counters, empty) in a write
-        # of its own: LevelDB keeps it in a small table that is searched first, so opening never
-        # loads the index of the large table the genesis batch becomes (4 ms in every process at
-        # a million accounts). Then compact, so the first command does not replay the batch.
-        opened = (schema.SCHEMA_VERSION_KEY, schema.TIP_KEY, schema.make_state_key(state.PARAMS_STATE_KEY))
-        again: dict[bytes, bytes | None] = {key: store.get(key) for key in opened}
-        again[schema.MEMPOOL_META_KEY] = Mempool.meta_record(0, 0, 0)
-        store.write(again)
+        store.write_stream(chaindb.genesis_records(build.state_parts(), build.finished, addresses),
+                           part_bytes=GENESIS_PART_BYTES)
+        store.compact()  # the parts in synced tables before the tip can say they are whole
+        # The tip, with what opening reads written again (same bytes; the mempool counters, empty),
+        # in a write of its own: LevelDB keeps it in a small table that is searched first, so
+        # opening never loads the index of the large tables genesis becomes (4 ms in every
+        # process at a million accounts). Then compact, so the first command replays no log.
+        opened = (schema.SCHEMA_VERSION_KEY, schema.make_state_key(state.PARAMS_STATE_KEY))
+        last: dict[bytes, bytes | None] = {key: store.get(key) for key in opened}
+        last[schema.MEMPOOL_META_KEY] = Mempool.meta_record(0, 0, 0)
+        last.update(chaindb.genesis_tip_record(build.finished))
+        store.write(last)
         store.compact()
         return cls(store, home)
 

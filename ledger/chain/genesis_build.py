@@ -5,8 +5,8 @@ account encoding, MuHash3072 element and multiplication): half a minute. Each al
 independent and the state accumulator is a product, so parts of the allocations go to worker
 processes and their partial products are multiplied together (:mod:`ledger.consensus.genesis`
 holds the rules of each part; this module only schedules them). Parts come back in order, so
-the first bad allocation is still the one reported, and the state entries stream into the
-genesis batch as they arrive instead of being held twice. A small genesis never starts the
+the first bad allocation is still the one reported, and the state entries stream to the store
+as they arrive instead of being held twice. A small genesis never starts the
 workers: starting them costs more than it saves. Workers are spawned (the parent may hold
 LevelDB's threads); if the pool cannot start or breaks, the parts run inline.
 """

@@ -210,23 +210,30 @@ def genesis_records(
     state_parts: Iterable[Iterable[tuple[bytes, bytes]]], finished: Callable[[], tuple[bytes, Block, MuHash3072]],
     address_records: Iterable[tuple[bytes, bytes]],
 ) -> Iterator[tuple[bytes, bytes]]:
-    """Genesis as one stream for ``KeyValueStore.write_stream`` (one atomic batch, schema version
-    included: an ``init`` killed half-way leaves an empty database, never half a chain): the state
-    entries part by part as they are computed, the address index's height-0 entries
+    """Genesis but its tip, as one stream for ``KeyValueStore.write_stream``: the state entries
+    part by part as they are computed, the address index's height-0 entries
     (:func:`genesis_address_records`) and the marker saying the index is complete, then
     (``finished`` gives config bytes, block and accumulator once the parts are consumed) the
-    records that name them. A million-account genesis never holds its entries twice."""
+    records that name them. A million-account genesis never holds its entries twice. The tip
+    (:func:`genesis_tip_record`) is written after all of it, on its own: a chain without one was
+    never initialised completely."""
+    yield schema.SCHEMA_VERSION_KEY, str(schema.SCHEMA_VERSION).encode("ascii")  # first: a part
+    # of genesis on disk is then a posctl chain that was never finished, not a foreign database
     prefix = schema.STATE_PREFIX
     for part in state_parts:
         yield from [(prefix + key, value) for key, value in part]
     yield from address_records
     yield schema.ADDRESS_INDEX_KEY, b"1"
     config_bytes, block, muhash = finished()
-    yield schema.SCHEMA_VERSION_KEY, str(schema.SCHEMA_VERSION).encode("ascii")
     yield from genesis_config_records(config_bytes)
     yield schema.make_block_key(0), block.encode()
     yield schema.make_block_hash_key(block.hash), schema.encode_u64(0)
-    yield schema.TIP_KEY, encode_tip(block.header, muhash)
+
+
+def genesis_tip_record(finished: Callable[[], tuple[bytes, Block, MuHash3072]]) -> Changes:
+    """The tip naming the genesis block: written last, it says the genesis before it is whole."""
+    _, block, muhash = finished()
+    return {schema.TIP_KEY: encode_tip(block.header, muhash)}
 
 
 def block_changes(
@@ -256,5 +263,5 @@ __all__ = [
     "AddressEntry", "Changes", "EvictedRecord", "GENESIS_KIND", "RECEIVED", "SENT", "address_index_changes",
     "decode_address_entry", "encode_address_entry", "genesis_address_changes", "genesis_address_records", "tx_address_entries", "TxLocation", "block_changes", "decode_count", "decode_evicted",
     "decode_tip", "decode_tx_location", "encode_tip", "encode_tx_location", "eviction_changes",
-    "genesis_config_records", "genesis_records", "read_genesis_config",
+    "genesis_config_records", "genesis_records", "genesis_tip_record", "read_genesis_config",
 ]

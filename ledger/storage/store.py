@@ -87,10 +87,15 @@ class KeyValueStore:
     def compact(self) -> None:
         """Settle what was written into sorted tables now (a no-op without a log to settle)."""
 
-    def write_stream(self, items: Iterable[tuple[bytes, bytes]]) -> None:
-        """Put every (key, value) of ``items`` in one atomic batch, consuming them as they come
-        (a genesis of a million entries is not collected twice). An exception from ``items``
-        writes nothing."""
+    def write_stream(self, items: Iterable[tuple[bytes, bytes]], *, part_bytes: int | None = None) -> None:
+        """Put every (key, value) of ``items``, consuming them as they come (a genesis of a
+        million entries is not collected twice).
+
+        Without ``part_bytes``: one synced atomic batch, and an exception from ``items`` writes
+        nothing. With it: parts of about that many bytes, each committed unsynced as it fills —
+        the store never holds more than one part, but a failure or a kill leaves the parts before
+        it. The caller then calls :meth:`compact` (which settles them into synced tables) and
+        writes last a record saying the whole is there (genesis: its tip)."""
         self.write(dict(items))
 
     def close(self) -> None:
@@ -313,7 +318,7 @@ class LevelDBStore(KeyValueStore):
 
     def _check_schema_version(self, create: bool) -> None:
         """Refuse a database of another schema version. An empty database is a chain whose
-        ``init`` never committed (the version key is part of the genesis batch)."""
+        ``init`` never wrote anything (the version key is the first thing genesis writes)."""
         raw = self.get(schema.SCHEMA_VERSION_KEY)
         expected = str(schema.SCHEMA_VERSION).encode("ascii")
         if raw is None:
@@ -397,19 +402,26 @@ class LevelDBStore(KeyValueStore):
                     "start again; nothing acknowledged is lost"
                 ))
 
-    def write_stream(self, items: Iterable[tuple[bytes, bytes]]) -> None:
-        """One synced atomic batch filled from ``items`` as they come; as :meth:`write` (free
-        space checked first, fail-stop), and nothing is written if ``items`` raises."""
+    def write_stream(self, items: Iterable[tuple[bytes, bytes]], *, part_bytes: int | None = None) -> None:
+        """As :meth:`KeyValueStore.write_stream`; fail-stop as :meth:`write`, free space checked
+        for each part."""
         if self.failure is not None:
             raise type(self.failure)(str(self.failure))
         self._check_free_space(0)
-        size = 0
+        limit = part_bytes if part_bytes is not None else float("inf")
+        stream = iter(items)
         try:
-            with self._db.write_batch(transaction=True, sync=True) as batch:
-                for key, value in items:
-                    batch.put(key, value)
-                    size += len(key) + len(value)
-                self._check_free_space(size)  # raising here discards the batch
+            while True:
+                size = 0
+                with self._db.write_batch(transaction=True, sync=part_bytes is None) as batch:
+                    for key, value in stream:
+                        batch.put(key, value)
+                        size += len(key) + len(value)
+                        if size >= limit:
+                            break
+                    self._check_free_space(size)  # raising here discards this part
+                if size < limit:
+                    break
         except plyvel.Error as exc:
             cause = _classify(self.path, _message(exc), "writing")
             failure = cause if isinstance(cause, StorageFailure) else WriteFailed(str(cause))
@@ -418,7 +430,9 @@ class LevelDBStore(KeyValueStore):
     def compact(self) -> None:
         """Flush the write buffer and compact, as LevelDB would at the next open: a large batch
         (a million-account genesis) otherwise sits in the log, and the next process to open the
-        database replays it first (8 s at a million accounts) and holds it all in memory."""
+        database replays it first (8 s at a million accounts) and holds it all in memory. What it
+        settles is in synced tables afterwards, named by a synced manifest: on disk even if the
+        machine loses power, whatever was written unsynced before."""
         try:
             self._db.compact_range()
         except plyvel.Error as exc:
