@@ -226,7 +226,7 @@ def account(app: AppContext, who: str) -> None:
     emit(app, view, lambda v: render.render_account({**v, "height": height}, name or wallet_names(app).get(address)))
 
 
-def _history_cursor(value: str | None) -> tuple[int, int] | None:
+def _history_cursor(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
     from ledger.chain.results import parse_history_cursor
 
     if value is None:
@@ -241,7 +241,7 @@ def _history_cursor(value: str | None) -> tuple[int, int] | None:
 @click.argument("who", metavar="ADDRESS|WALLET")
 @click.option("--limit", type=click.IntRange(1, 100), default=20, show_default=True, metavar="N",
               help="How many lines, newest first (at most 100).")
-@click.option("--before", callback=lambda _ctx, _param, value: _history_cursor(value), default=None,
+@click.option("--before", callback=_history_cursor, default=None,
               metavar="HEIGHT[:INDEX]", help="The next page: only txs included before this place (a full page "
               "ends with the command for the next).")
 @json_option

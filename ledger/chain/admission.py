@@ -64,6 +64,13 @@ class _Group:
     """(start, end) of each check task in the group's tx list."""
 
 
+def _checked_here(items: list[sigcheck.Item]) -> "concurrent.futures.Future[list[str | None]]":
+    """The verdicts of ``items``, checked in this thread, as a done future like a worker's."""
+    done: concurrent.futures.Future[list[str | None]] = concurrent.futures.Future()
+    done.set_result(sigcheck.verdicts(items))
+    return done
+
+
 class AdmissionPipeline:
     """Verify on a process pool, commit in groups; :meth:`submit` returns a future per request."""
 
@@ -155,9 +162,7 @@ class AdmissionPipeline:
     def _start_checks(self, jobs: list[_Job]) -> _Group:
         items = [(tx.public_key, tx.signing_message(), tx.signature) for job in jobs for tx in job.txs]
         if len(items) < INLINE_BELOW.get(self.engine, 0):
-            done: concurrent.futures.Future[list[str | None]] = concurrent.futures.Future()
-            done.set_result(sigcheck.verdicts(items))
-            return _Group(jobs, [done], [(0, len(items))])
+            return _Group(jobs, [_checked_here(items)], [(0, len(items))])
         parts = max(1, min(self._workers, len(items)))
         size = -(-len(items) // parts) if items else 0
         checks: list[concurrent.futures.Future[list[str | None]]] = []
@@ -180,9 +185,7 @@ class AdmissionPipeline:
             else:
                 future.add_done_callback(lambda _f: self._slots.release())
                 return future
-        done: concurrent.futures.Future[list[str | None]] = concurrent.futures.Future()
-        done.set_result(sigcheck.verdicts(chunk))
-        return done
+        return _checked_here(chunk)
 
     # ---- stage 2: commit -------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ turns that into text. (A forged block and a verify report live with the code tha
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -107,15 +108,18 @@ class HistoryEntry:
     status: Literal["pending", "included"]
 
 
+_CURSOR = re.compile(r"([0-9]+)(?::([0-9]+))?")
+
+
 def parse_history_cursor(text: str) -> tuple[int, int]:
     """``HEIGHT`` or ``HEIGHT:INDEX`` → the (height, index) a history page starts below: the
     next page is every included entry before that position. ``HEIGHT`` alone means (HEIGHT, 0),
     everything below that height. Raises ValueError saying what a cursor looks like."""
-    height, _, index = text.partition(":")
-    if not (height.isdigit() and height.isascii()) or (index and not (index.isdigit() and index.isascii())) \
-            or text.endswith(":") or len(text) > 30 or int(height) >= 2**63 or int(index or 0) >= 2**32:
+    found = _CURSOR.fullmatch(text) if len(text) <= 30 else None
+    height, index = (int(found[1]), int(found[2] or 0)) if found else (-1, -1)
+    if not (0 <= height < 2**63 and 0 <= index < 2**32):
         raise ValueError(f"{text[:40]!r} is not a history position: give HEIGHT or HEIGHT:INDEX, as the last page's hint says")
-    return int(height), int(index or 0)
+    return height, index
 
 
 @dataclass(frozen=True)
