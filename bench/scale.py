@@ -15,7 +15,9 @@ import os
 import shutil
 import statistics
 import subprocess
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -46,12 +48,24 @@ def write_genesis_file(path: Path, accounts: int, validator: str) -> None:
     path.write_text(json.dumps(genesis), encoding="utf-8")
 
 
-def init_from_file(home: Path, genesis_file: Path) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of ``posctl chain init --genesis FILE`` in a fresh process.
+@dataclass
+class InitFigures:
+    """One ``posctl chain init --genesis FILE`` run."""
 
-    The peak is the largest of the process and the workers it waited for. It is read by GNU
-    ``time`` when installed: a child's ``ru_maxrss`` also counts the memory of the (large) bench
-    process it was forked from, before its ``exec``; ``time`` forks from a small process."""
+    seconds: float
+    peak_rss_mb: float
+    """The largest peak RSS of the process and its workers (VmHWM): counts the pages of LevelDB's
+    own tables that it maps read-only while compacting (page cache, reclaimed under pressure)."""
+    peak_anon_mb: float
+    """The process's largest anonymous RSS, sampled every 10 ms: the memory init needs."""
+
+
+def init_from_file(home: Path, genesis_file: Path) -> InitFigures:
+    """Time and memory of ``posctl chain init --genesis FILE`` in a fresh process.
+
+    The peak RSS is read by GNU ``time`` when installed: a child's ``ru_maxrss`` also counts the
+    memory of the (large) bench process it was forked from, before its ``exec``; ``time`` forks
+    from a small process."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("POSCTL_")}
     command = posctl_command() + ["--home", str(home), "chain", "init", "--genesis", str(genesis_file)]
     gnu_time = shutil.which("time") or ("/usr/bin/time" if Path("/usr/bin/time").exists() else None)
@@ -60,16 +74,48 @@ def init_from_file(home: Path, genesis_file: Path) -> tuple[float, float]:
         command = [gnu_time, "-f", "%M", "-o", str(report)] + command
     started = time.perf_counter()
     child = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    sampler = _AnonSampler(child.pid, through_time=gnu_time is not None)
+    sampler.start()
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - started
+    sampler.stop()
     err = child.stderr.read().decode() if child.stderr else ""
     if status != 0:
         raise RuntimeError(f"chain init exited with status {status}: {err[-500:]}")
+    peak_mb = usage.ru_maxrss / 1024
     if gnu_time is not None:
-        peak_kb = float(report.read_text().split()[-1])
+        peak_mb = float(report.read_text().split()[-1]) / 1024
         report.unlink()
-        return seconds, peak_kb / 1024
-    return seconds, usage.ru_maxrss / 1024
+    return InitFigures(seconds, peak_mb, sampler.peak_kb / 1024)
+
+
+class _AnonSampler(threading.Thread):
+    """Samples the anonymous RSS (``RssAnon``) of the posctl process: ``pid`` itself, or its
+    child when ``pid`` is GNU ``time``."""
+
+    def __init__(self, pid: int, through_time: bool) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.through_time = pid, through_time
+        self.peak_kb = 0
+        self._done = threading.Event()
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join()
+
+    def run(self) -> None:
+        target: int | None = None if self.through_time else self.pid
+        while not self._done.wait(0.01):
+            try:
+                if target is None:
+                    children = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
+                    target = int(children[0]) if children else None
+                    continue
+                for line in Path(f"/proc/{target}/status").read_text().splitlines():
+                    if line.startswith("RssAnon:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            except (OSError, ValueError):
+                continue
 
 
 def open_ms(home: Path) -> float:
@@ -145,11 +191,16 @@ def run_scale(world: World, workdir: Path, accounts: Sequence[int], genesis_size
         write_genesis_file(genesis_file, count, world.chain_validator.address)
         log(f"genesis file of {count:,} accounts written in {time.perf_counter() - started:.1f}s")
         home = workdir / f"accounts-{name}"
-        seconds, rss = init_from_file(home, genesis_file)
+        file_mb = genesis_file.stat().st_size / (1024 * 1024)
+        init = init_from_file(home, genesis_file)
         genesis_file.unlink()
         if count in genesis_sizes:
-            figures[f"genesis_s_{name}"], figures[f"genesis_rss_mb_{name}"] = seconds, rss
-        log(f"chain init of {count:,} allocations: {seconds:.1f}s, peak RSS {rss:.0f} MB")
+            figures[f"genesis_s_{name}"], figures[f"genesis_rss_mb_{name}"] = init.seconds, init.peak_rss_mb
+            figures[f"genesis_anon_mb_{name}"] = init.peak_anon_mb
+            figures[f"genesis_file_mb_{name}"] = file_mb
+            figures[f"genesis_memory_x_{name}"] = init.peak_anon_mb / file_mb
+        log(f"chain init of {count:,} allocations ({file_mb:.0f} MB file): {init.seconds:.1f}s, peak RSS "
+            f"{init.peak_rss_mb:.0f} MB, peak anonymous {init.peak_anon_mb:.0f} MB")
         if count in accounts:
             homes[name] = home
     figures.update(compare_accounts(homes, rounds))

@@ -13,6 +13,7 @@ exits 1 with one ``error: …`` line.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 import sys
 from pathlib import Path
@@ -122,26 +123,34 @@ def init(app: AppContext, chain_id: str | None, allocs: list[tuple[str, int]], b
     from cli.backend import require_no_node
     from ledger.chain.facade import Chain
     from ledger.chain.genesis_build import PARALLEL_THRESHOLD, GenesisWorkers
-    from ledger.chain.genesis_input import merge_genesis, read_genesis_file
+    from ledger.chain.genesis_file import scan_genesis_file
+    from ledger.chain.genesis_input import genesis_from_file, merge_genesis
 
     require_no_node(app.home, "create a chain")
     if chain_id is not None and params.get("chain_id", chain_id) != chain_id:
         raise click.UsageError("--chain-id and --param chain_id disagree: give one")
-    base = read_genesis_file(genesis_file) if genesis_file is not None else {}
-    listed = base.get("allocations")
-    count = (len(listed) if isinstance(listed, dict) else 0) + len(allocs)
+    # A genesis file is streamed (a million allocations never held at once): scanned first, so
+    # everything but its allocations is checked before anything is written.
+    scanned = scan_genesis_file(genesis_file) if genesis_file is not None else None
+    count = (scanned.allocation_count if scanned is not None else 0) + len(allocs)
+    resolve = lambda who: resolve_account(app, who, "genesis account")[0]  # noqa: E731
     # a large genesis shows a bar: its allocations are checked, then encoded and hashed
     with (_progress(2 * count, f"genesis of {count:,} allocations") if count >= PARALLEL_THRESHOLD
           else contextlib.nullcontext(None)) as bar, GenesisWorkers(bar.update if bar else None) as workers:
-        config = merge_genesis(
-            base, resolve=lambda who: resolve_account(app, who, "genesis account")[0], chain_id=chain_id,
-            params=params, allocations=allocs, bonds=bonds, workers=workers,
-        )
-        del base, listed
-        created = Chain.create(app.home, config, workers)
+        if scanned is not None:
+            build = genesis_from_file(scanned, resolve=resolve, chain_id=chain_id, params=params,
+                                      allocations=allocs, bonds=bonds, workers=workers)
+            config = build.rest
+            created = Chain.create_from_file(app.home, build)
+        else:
+            config = merge_genesis({}, resolve=resolve, chain_id=chain_id, params=params, allocations=allocs,
+                                   bonds=bonds, workers=workers)
+            created = Chain.create(app.home, config, workers)
     with created:
         genesis = created.block(0)
         totals = created.totals()
+        # --json lists every allocation (as it always has); the text shows the first few
+        shown = None if app.json_output else render.INIT_ROWS
         view = {
             "chain_id": created.params.chain_id,
             "home": str(app.home),
@@ -149,7 +158,8 @@ def init(app: AppContext, chain_id: str | None, allocs: list[tuple[str, int]], b
             "genesis_hash": genesis.hash.hex(),
             "timestamp": config.timestamp,
             "params": created.params.to_dict(),
-            "allocations": dict(sorted(config.allocations.items())),
+            "allocations": dict(itertools.islice(created.genesis_allocations(), shown)),
+            "allocation_count": count,
             "bonds": dict(sorted(config.bonds.items())),
             "supply": totals.supply,
             "liquid": totals.liquid,

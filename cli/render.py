@@ -414,6 +414,7 @@ def render_init(view: dict[str, Any], names: Names | None = None) -> str:
             lines += _table(
                 ["address", "amount"], [[label(a, names), str(v)] for a, v in shown], right={1}, indent="    "
             )[1:]
-            if len(amounts) > INIT_ROWS:
-                lines.append(f"    … and {len(amounts) - INIT_ROWS:,} more ({len(amounts):,} in all; --json lists every one)")
+            total = view.get(f"{key[:-1]}_count", len(amounts))
+            if total > INIT_ROWS:
+                lines.append(f"    … and {total - INIT_ROWS:,} more ({total:,} in all; --json lists every one)")
     return "\n".join(lines)

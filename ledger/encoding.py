@@ -150,6 +150,13 @@ def tagged_hash(tag: str, data: bytes) -> Hash32:
     return hashlib.sha256(tag_digest + tag_digest + data).digest()
 
 
+def tagged_hasher(tag: str) -> "hashlib._Hash":
+    """A SHA-256 primed as :func:`tagged_hash` primes it, for data that arrives in parts:
+    ``tagged_hasher(tag)`` updated with ``data`` digests to ``tagged_hash(tag, data)``."""
+    tag_digest = hashlib.sha256(tag.encode("ascii")).digest()
+    return hashlib.sha256(tag_digest + tag_digest)
+
+
 def tagged_preimage(tag: str, data: bytes) -> bytes:
     """The exact bytes :func:`tagged_hash` hashes, for signers that hash internally."""
     tag_digest = hashlib.sha256(tag.encode("ascii")).digest()

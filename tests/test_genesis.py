@@ -67,7 +67,8 @@ def test_malformed_genesis_documents_raise_the_specific_error(document, error, m
 
 # ---- genesis as people give it: file + options, merged by the ledger ---------------------------
 
-from ledger.chain.genesis_input import merge_genesis, read_genesis_file  # noqa: E402
+from ledger.chain.genesis_file import scan_genesis_file  # noqa: E402
+from ledger.chain.genesis_input import merge_genesis  # noqa: E402
 
 
 def _by_name(who: str) -> str:
@@ -109,8 +110,8 @@ def test_malformed_genesis_input_is_invalid_genesis(base, fragment):
 def test_genesis_file_with_a_duplicate_key_is_refused(tmp_path):
     path = tmp_path / "genesis.json"
     path.write_text('{"bonds": {"a": 1, "a": 2}}')
-    with pytest.raises(InvalidGenesis, match="ambiguous"):
-        read_genesis_file(path)
+    with pytest.raises(InvalidGenesis, match="ambiguous: duplicate field 'a'"):
+        scan_genesis_file(path)
     path.write_text("[]")
     with pytest.raises(InvalidGenesis, match="must hold a JSON object"):
-        read_genesis_file(path)
+        scan_genesis_file(path)

@@ -17,7 +17,7 @@ import concurrent.futures
 import multiprocessing
 import os
 from collections import deque
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from ledger.consensus import genesis, statehash
 from ledger.consensus.blocks import Block
@@ -62,11 +62,18 @@ class GenesisWorkers:
 
     def map_parts(self, function: Callable[[Sequence[Any]], Result], items: Sequence[Any]) -> Iterator[Result]:
         """``function`` of each part of ``items``, in order; on the workers once ``items`` is large."""
-        parts = [items[start:start + self.part] for start in range(0, len(items), self.part)]
-        if self._broken or self._workers < 2 or len(items) < self._parallel_from:
+        parts = (items[start:start + self.part] for start in range(0, len(items), self.part))
+        return self.map_stream(function, parts, len(items))
+
+    def map_stream(self, function: Callable[[Sequence[Any]], Result], parts: Iterable[Sequence[Any]],
+                   total: int) -> Iterator[Result]:
+        """``function`` of each of ``parts`` (``total`` items in all), in order, pulling the parts
+        only as workers free up (a genesis file streams its allocations through here): on the
+        workers once ``total`` is large."""
+        if self._broken or self._workers < 2 or total < self._parallel_from:
             for part in parts:
                 yield function(part)
-                self._advance(len(part))
+                self.advance(len(part))
             return
         if self._pool is None:
             self._pool = concurrent.futures.ProcessPoolExecutor(
@@ -88,7 +95,7 @@ class GenesisWorkers:
                 self._broken = True
                 result = function(part)
             yield result
-            self._advance(len(part))
+            self.advance(len(part))
             following = next(upcoming, None)
             if following is not None:
                 if self._broken:
@@ -96,7 +103,8 @@ class GenesisWorkers:
                 else:
                     pending.append((following, self._pool.submit(function, following)))
 
-    def _advance(self, count: int) -> None:
+    def advance(self, count: int) -> None:
+        """Report ``count`` more allocations finished (to the progress callback, if any)."""
         if self.progress is not None:
             self.progress(count)
 

@@ -7,45 +7,20 @@ front end (CLI, tests, a future API) builds the same genesis from the same input
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
-from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 from ledger.chain.genesis_build import GenesisWorkers, checked_config
+from ledger.chain.genesis_file import GenesisFileBuild, Resolver, ScannedGenesis
 from ledger.consensus.genesis import GenesisConfig
 from ledger.crypto.address import ADDRESS_PREFIX
-from ledger.encoding import reject_duplicate_keys
-from ledger.errors import EncodingError, InvalidGenesis
-
-Resolver = Callable[[str], str]
-"""Turns what the user wrote for an account (a wallet name or a ``pos1…`` address) into an address."""
-
+from ledger.errors import InvalidGenesis
 
 def default_chain_id() -> str:
     """A fresh chain id per chain: signatures name it, so txs signed for one local chain cannot
     be replayed on another."""
     return f"posctl-{secrets.token_hex(3)}"
-
-
-def read_genesis_file(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``, refusing duplicate keys (a typo would otherwise win silently)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InvalidGenesis(f"cannot read genesis file {path}: {exc.strerror}") from None
-    except UnicodeDecodeError:
-        raise InvalidGenesis(f"genesis file {path} is not UTF-8 text: write it as JSON") from None
-    try:
-        obj = json.loads(text, object_pairs_hook=reject_duplicate_keys)
-    except EncodingError as exc:
-        raise InvalidGenesis(f"genesis file {path} is ambiguous: {exc}") from None
-    except ValueError as exc:
-        raise InvalidGenesis(f"genesis file {path} is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise InvalidGenesis(f"genesis file {path} must hold a JSON object with params, allocations and bonds")
-    return obj
 
 
 def merge_genesis(
@@ -65,6 +40,43 @@ def merge_genesis(
     the two when they disagree); a missing chain id gets :func:`default_chain_id`, a missing
     timestamp ``now``. Each account may appear once per list, whatever name it is given under.
     """
+    rest, resolved_allocations = _merge_rest(
+        base, resolve=resolve, chain_id=chain_id, params=params, allocations=allocations, bonds=bonds, now=now
+    )
+    # The allocations (a million, perhaps) are checked in parts on every core, with the same
+    # checks and messages as the constructor's.
+    return checked_config(rest.params, resolved_allocations, rest.bonds, rest.timestamp, workers)
+
+
+def genesis_from_file(
+    scanned: ScannedGenesis,
+    *,
+    resolve: Resolver,
+    workers: GenesisWorkers,
+    chain_id: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    allocations: Sequence[tuple[str, int]] = (),
+    bonds: Sequence[tuple[str, int]] = (),
+    now: int | None = None,
+) -> GenesisFileBuild:
+    """:func:`merge_genesis` for a genesis file (:func:`scan_genesis_file`) whose allocations
+    stream from it as the chain is written: everything else is merged and checked here, before
+    anything is written; the allocations (the file's, then ``allocations``) as they stream."""
+    rest, _ = _merge_rest(
+        scanned.fields, resolve=resolve, chain_id=chain_id, params=params, allocations=(), bonds=bonds, now=now
+    )
+    for who, amount in allocations:
+        if type(amount) is not int:
+            raise InvalidGenesis(f"genesis allocations of {who}: {amount!r} is not a whole number of tokens")
+    return GenesisFileBuild(scanned, rest, list(allocations), resolve, workers)
+
+
+def _merge_rest(
+    base: Mapping[str, Any], *, resolve: Resolver, chain_id: str | None, params: Mapping[str, Any] | None,
+    allocations: Sequence[tuple[str, int]], bonds: Sequence[tuple[str, int]], now: int | None,
+) -> tuple[GenesisConfig, dict[str, int]]:
+    """The merged configuration without its allocations (checked), and the allocations resolved
+    (names to addresses; each account once) but not yet checked."""
     merged = dict(base)
     file_params = merged.get("params", {})
     if not isinstance(file_params, dict):
@@ -80,11 +92,8 @@ def merge_genesis(
     for key, extra in (("allocations", allocations), ("bonds", bonds)):
         merged[key] = _resolve_amounts(key, merged.get(key, {}), extra, resolve)
     merged.setdefault("timestamp", int(time.time()) if now is None else now)
-    # Everything but the allocations is checked as any genesis is; the allocations (a million,
-    # perhaps) are checked in parts on every core, with the same checks and messages.
     resolved_allocations = merged.pop("allocations")
-    rest = GenesisConfig.from_dict({**merged, "allocations": {}})
-    return checked_config(rest.params, resolved_allocations, rest.bonds, rest.timestamp, workers)
+    return GenesisConfig.from_dict({**merged, "allocations": {}}), resolved_allocations
 
 
 def _resolve_amounts(
@@ -117,4 +126,4 @@ def _resolve_amounts(
     return resolved
 
 
-__all__ = ["default_chain_id", "merge_genesis", "read_genesis_file"]
+__all__ = ["default_chain_id", "genesis_from_file", "merge_genesis"]

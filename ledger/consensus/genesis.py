@@ -103,11 +103,18 @@ class GenesisConfig:
         costs seconds; every allocation is already a checked lowercase address and an int, so
         their canonical text is spliced into the encoding of the rest. Identical bytes (tested).
         """
-        rest = encoding.encode({**self._dict_without_allocations(), "allocations": {}})
-        head, tail = rest.split(b'{"allocations":{}', 1)
+        head, tail = self.allocations_frame()
         allocations = self.allocations
         body = ",".join([f'"{address}":{allocations[address]}' for address in sorted(allocations)])
-        return b"".join((head, b'{"allocations":{', body.encode("ascii"), b"}", tail))
+        return b"".join((head, body.encode("ascii"), tail))
+
+    def allocations_frame(self) -> tuple[bytes, bytes]:
+        """The canonical encoding without its allocations, split where they go: the canonical
+        bytes are ``head``, the sorted ``"address":amount`` entries joined by commas, ``tail``
+        (a genesis streamed from a file writes and hashes them as they come)."""
+        rest = encoding.encode({**self._dict_without_allocations(), "allocations": {}})
+        head, tail = rest.split(b'{"allocations":{}', 1)
+        return head + b'{"allocations":{', b"}" + tail
 
     def _dict_without_allocations(self) -> dict[str, Any]:
         return {"params": self.params.to_dict(), "bonds": dict(sorted(self.bonds.items())), "timestamp": self.timestamp}
@@ -155,13 +162,24 @@ def build_genesis(config: GenesisConfig) -> tuple[Block, DictState, MuHash3072]:
     return _genesis_block(config, config.encode(), muhash), genesis_state, muhash
 
 
+def config_hash(config_bytes: bytes) -> bytes:
+    """The hash of the canonical configuration, carried in the genesis header's ``seed``."""
+    return encoding.tagged_hash(GENESIS_TAG, config_bytes)
+
+
 def _genesis_block(config: GenesisConfig, config_bytes: bytes, muhash: MuHash3072) -> Block:
+    return genesis_block(config.timestamp, config_hash(config_bytes), muhash)
+
+
+def genesis_block(timestamp: int, config_digest: bytes, muhash: MuHash3072) -> Block:
+    """The block of height 0, from the hash of its canonical configuration (:func:`config_hash`,
+    or the same hash computed as the configuration streams) and its state accumulator."""
     header = BlockHeader(
         height=0,
         prev_hash=ZERO_HASH,
-        timestamp=config.timestamp,
+        timestamp=timestamp,
         validator="",
-        seed=encoding.tagged_hash(GENESIS_TAG, config_bytes),
+        seed=config_digest,
         vrf_output=ZERO_HASH,
         tx_root=compute_tx_root([]),
         evidence_root=compute_evidence_root([]),
@@ -239,11 +257,31 @@ def assemble_genesis(
     entries (parameters, totals, bonded accounts, the validator index) built by the reference
     path; returns those other entries and the whole state's accumulator."""
     _, small = split_allocations(config)
+    entries, muhash = rest_entries(config.params, small, config.bonds, bulk_muhash, bulk_supply)
+    return _genesis_block(config, config_bytes, muhash), entries, muhash
+
+
+def rest_entries(
+    params: Params, small: Mapping[Address, int], bonds: Mapping[Address, int], bulk_muhash: MuHash3072, bulk_supply: int
+) -> tuple[dict[bytes, bytes], MuHash3072]:
+    """The state entries besides the liquid-only accounts (parameters, totals counting
+    ``bulk_supply``, the bonded accounts with their allocations ``small``, the validator index)
+    by the reference path, and the whole state's accumulator (theirs times ``bulk_muhash``)."""
     working = WorkingState(lambda key: None)
-    state.build_genesis_state(working, config.params, small, config.bonds)
+    state.build_genesis_state(working, params, small, bonds)
     totals = working.totals()
     working.set_totals(replace(totals, liquid=totals.liquid + bulk_supply, issued=totals.issued + bulk_supply))
     entries = {key: value for key, value in working.changes()[1].items() if value is not None}
     muhash = statehash.hash_of_entries(entries.items())
     muhash.combine(bulk_muhash)
-    return _genesis_block(config, config_bytes, muhash), entries, muhash
+    return entries, muhash
+
+
+def liquid_balance(value: bytes) -> int:
+    """The liquid balance of an encoded genesis account: read from :func:`liquid_account_value`'s
+    frame when it is one, else decoded. At genesis an account's balance is its allocation."""
+    if value.startswith(_LIQUID_HEAD) and value.endswith(_LIQUID_TAIL):
+        digits = value[len(_LIQUID_HEAD):len(value) - len(_LIQUID_TAIL)]
+        if digits.isdigit():
+            return int(digits)
+    return state.decode_account(value).balance

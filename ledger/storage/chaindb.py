@@ -166,11 +166,15 @@ def genesis_address_records(allocations: Mapping[str, int], bonds: Mapping[str, 
     """One height-0 entry per address genesis gave tokens to (liquid plus bonded), streamed: a
     million allocations are never copied into a second mapping."""
     for address, amount in allocations.items():
-        total = amount + bonds.get(address, 0)
-        yield schema.make_address_tx_key(address, 0, 0), encode_address_entry(AddressEntry(GENESIS_KIND, RECEIVED, amount=total))
+        yield genesis_address_record(address, amount + bonds.get(address, 0))
     for address, amount in bonds.items():
         if address not in allocations:
-            yield schema.make_address_tx_key(address, 0, 0), encode_address_entry(AddressEntry(GENESIS_KIND, RECEIVED, amount=amount))
+            yield genesis_address_record(address, amount)
+
+
+def genesis_address_record(address: str, amount: int) -> tuple[bytes, bytes]:
+    """The height-0 entry of an address genesis gave ``amount`` tokens (liquid plus bonded)."""
+    return schema.make_address_tx_key(address, 0, 0), encode_address_entry(AddressEntry(GENESIS_KIND, RECEIVED, amount=amount))
 
 
 def genesis_address_changes(allocations: Mapping[str, int], bonds: Mapping[str, int]) -> Changes:
@@ -199,8 +203,24 @@ def read_genesis_config(store: KeyValueStore) -> bytes | None:
     whole = store.get(schema.GENESIS_KEY)
     if whole is not None:
         return whole
-    parts = [value for _, value in store.iterate(schema.GENESIS_PART_PREFIX)]
+    parts = list(genesis_config_parts(store))
     return b"".join(parts) if parts else None
+
+
+def genesis_config_parts(store: KeyValueStore) -> Iterator[bytes]:
+    """The canonical genesis configuration's bytes a part at a time, in order (a million
+    allocations are 50 MB: a reader that streams them never holds them whole)."""
+    whole = store.get(schema.GENESIS_KEY)
+    if whole is not None:
+        yield whole
+        return
+    for _, value in store.iterate(schema.GENESIS_PART_PREFIX):
+        yield value
+
+
+def genesis_block_records(block: Block) -> list[tuple[bytes, bytes]]:
+    """The genesis block and its hash's index entry."""
+    return [(schema.make_block_key(0), block.encode()), (schema.make_block_hash_key(block.hash), schema.encode_u64(0))]
 
 
 # ---- the batches -------------------------------------------------------------------------------
@@ -217,8 +237,8 @@ def genesis_records(
     records that name them. A million-account genesis never holds its entries twice. The tip
     (:func:`genesis_tip_record`) is written after all of it, on its own: a chain without one was
     never initialised completely."""
-    yield schema.SCHEMA_VERSION_KEY, str(schema.SCHEMA_VERSION).encode("ascii")  # first: a part
-    # of genesis on disk is then a posctl chain that was never finished, not a foreign database
+    yield schema_version_record()  # first: a part of genesis on disk is then a posctl chain that
+    # was never finished, not a foreign database
     prefix = schema.STATE_PREFIX
     for part in state_parts:
         yield from [(prefix + key, value) for key, value in part]
@@ -226,8 +246,12 @@ def genesis_records(
     yield schema.ADDRESS_INDEX_KEY, b"1"
     config_bytes, block, muhash = finished()
     yield from genesis_config_records(config_bytes)
-    yield schema.make_block_key(0), block.encode()
-    yield schema.make_block_hash_key(block.hash), schema.encode_u64(0)
+    yield from genesis_block_records(block)
+
+
+def schema_version_record() -> tuple[bytes, bytes]:
+    """The schema version: the first record genesis writes."""
+    return schema.SCHEMA_VERSION_KEY, str(schema.SCHEMA_VERSION).encode("ascii")
 
 
 def genesis_tip_record(finished: Callable[[], tuple[bytes, Block, MuHash3072]]) -> Changes:
@@ -263,5 +287,5 @@ __all__ = [
     "AddressEntry", "Changes", "EvictedRecord", "GENESIS_KIND", "RECEIVED", "SENT", "address_index_changes",
     "decode_address_entry", "encode_address_entry", "genesis_address_changes", "genesis_address_records", "tx_address_entries", "TxLocation", "block_changes", "decode_count", "decode_evicted",
     "decode_tip", "decode_tx_location", "encode_tip", "encode_tx_location", "eviction_changes",
-    "genesis_config_records", "genesis_records", "genesis_tip_record", "read_genesis_config",
+    "genesis_address_record", "genesis_block_records", "genesis_config_parts", "genesis_config_records", "genesis_records", "genesis_tip_record", "read_genesis_config", "schema_version_record",
 ]
