@@ -221,9 +221,10 @@ def test_export_streams_block_by_block(source, tmp_path):
             self.lines = 0
 
         def write(self, data: bytes) -> int:
-            self.lines += 1
-            if 3 <= self.lines <= HEIGHT + 3:  # block lines
-                reads_at_write.append(store.block_reads)
+            if data.endswith(b"\n"):  # a line ends (the genesis comes in parts)
+                self.lines += 1
+                if 3 <= self.lines <= HEIGHT + 3:  # block lines
+                    reads_at_write.append(store.block_reads)
             return len(data)
 
     with Chain(store, source) as chain:

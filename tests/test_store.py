@@ -58,3 +58,26 @@ def test_atomic_batch_reads_its_own_writes_and_commits_only_on_success(store):
             batch.delete(b"k")
             raise RuntimeError("abort")
     assert store.get(b"k2") is None and store.get(b"k") == b"v"
+
+
+def test_leveldb_flush_settles_the_write_buffer_and_compact_leaves_no_level_0_table(tmp_path):
+    """``flush`` writes the write buffer to a table and compacts nothing; ``compact`` leaves every
+    key in sorted, non-overlapping tables (plyvel's unbounded ``compact_range()`` only flushed,
+    leaving a large genesis in level-0 tables that each later open set out to compact again)."""
+    import random
+
+    store = LevelDBStore.open(tmp_path / "db", create=True)
+    try:
+        keys = [b"k:%08d" % i for i in range(60_000)]
+        random.Random(7).shuffle(keys)  # as a genesis file lists its accounts: in no order
+        for start in range(0, len(keys), 20_000):  # three overlapping tables, one per flush
+            store.write_stream(((key, key * 8) for key in keys[start:start + 20_000]), part_bytes=1 << 30)
+            store.flush()
+        assert all(log.stat().st_size == 0 for log in (tmp_path / "db").glob("*.log"))  # all in tables
+        assert len([count for count in store.tables_by_level() if count]) > 1
+        store.compact()
+        levels = store.tables_by_level()
+        assert levels[0] == 0 and len([count for count in levels if count]) == 1, levels
+        assert [k for k, _ in store.iterate(b"k:")] == sorted(keys)
+    finally:
+        store.close()

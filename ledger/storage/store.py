@@ -84,8 +84,13 @@ class KeyValueStore:
     def write(self, changes: Changes) -> None:
         raise NotImplementedError
 
+    def flush(self) -> None:
+        """Settle what was written into synced tables now, without compacting them (a no-op
+        without a log to settle)."""
+
     def compact(self) -> None:
-        """Settle what was written into sorted tables now (a no-op without a log to settle)."""
+        """Settle what was written into sorted, non-overlapping tables now (a no-op without
+        tables)."""
 
     def write_stream(self, items: Iterable[tuple[bytes, bytes]], *, part_bytes: int | None = None) -> None:
         """Put every (key, value) of ``items``, consuming them as they come (a genesis of a
@@ -94,7 +99,7 @@ class KeyValueStore:
         Without ``part_bytes``: one synced atomic batch, and an exception from ``items`` writes
         nothing. With it: parts of about that many bytes, each committed unsynced as it fills —
         the store never holds more than one part, but a failure or a kill leaves the parts before
-        it. The caller then calls :meth:`compact` (which settles them into synced tables) and
+        it. The caller then calls :meth:`flush` (which settles them into synced tables) and
         writes last a record saying the whole is there (genesis: its tip)."""
         self.write(dict(items))
 
@@ -427,16 +432,37 @@ class LevelDBStore(KeyValueStore):
             failure = cause if isinstance(cause, StorageFailure) else WriteFailed(str(cause))
             self._fail(failure)
 
-    def compact(self) -> None:
-        """Flush the write buffer and compact, as LevelDB would at the next open: a large batch
-        (a million-account genesis) otherwise sits in the log, and the next process to open the
-        database replays it first (8 s at a million accounts) and holds it all in memory. What it
-        settles is in synced tables afterwards, named by a synced manifest: on disk even if the
-        machine loses power, whatever was written unsynced before."""
+    def flush(self) -> None:
+        """As :meth:`KeyValueStore.flush`: LevelDB writes its write buffer to a synced table and
+        names it in its synced manifest, and compacts nothing — the range given lies beyond every
+        key (posctl's keys start with ASCII prefixes), so no table overlaps it. Unsynced writes
+        before it are then on disk even if the machine loses power."""
+        beyond = b"\xff" * 32
         try:
-            self._db.compact_range()
+            self._db.compact_range(start=beyond, stop=beyond)
+        except plyvel.Error as exc:
+            raise _classify(self.path, _message(exc), "flushing") from None
+
+    def compact(self) -> None:
+        """Flush the write buffer (see :meth:`flush`) and compact every table into sorted,
+        non-overlapping ones."""
+        try:
+            # Between the first and the last key: plyvel's compact_range() without bounds
+            # compacts the empty key's range, which is only a flush (see flush()).
+            first = next(self._db.iterator(include_value=False), None)
+            if first is None:
+                return
+            last = next(self._db.iterator(reverse=True, include_value=False))
+            self._db.compact_range(start=first, stop=last)
         except plyvel.Error as exc:
             raise _classify(self.path, _message(exc), "compacting") from None
+
+    def tables_by_level(self) -> list[int]:
+        """How many tables LevelDB holds at each level (level 0 first): what a compaction left."""
+        try:
+            return [int(self._db.get_property(b"leveldb.num-files-at-level%d" % level) or 0) for level in range(7)]
+        except plyvel.Error as exc:
+            raise _classify(self.path, _message(exc), "reading") from None
 
     def _fail(self, failure: StorageFailure) -> None:
         self.failure = failure
