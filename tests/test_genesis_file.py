@@ -141,7 +141,7 @@ def test_an_account_given_twice_is_named_whatever_its_spelling(tmp_path: Path) -
     named = dict(document, allocations={**document["allocations"], ALICE.address: 4})
     _refused(tmp_path, named, f"allocations: {ALICE.address} is given twice .also as alice.")
     bonded = text.replace('"allocations": {', f'"allocations": {{"{listed[5]}": 3, ', 1)
-    _refused(tmp_path, bonded, f"allocation of {listed[5]} is given twice")
+    _refused(tmp_path, bonded, f"allocations: {listed[5]} is given twice: give each account once")
     _refused(tmp_path, document, f"allocations: {listed[7]} is given twice", extra=[(listed[7], 1)])
 
 

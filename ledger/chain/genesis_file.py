@@ -267,7 +267,7 @@ class GenesisFileBuild:
             self.liquid_written += liquid
             for address, amount in held:
                 if address in self.held:
-                    raise InvalidGenesis(f"allocation of {address} is given twice: give each account once")
+                    raise self._given_twice()
                 self.held[address] = amount
         rest = self.rest
         if self.bulk_supply + sum(self.held.values()) + sum(rest.bonds.values()) >= MAX_AMOUNT:
