@@ -61,13 +61,16 @@ def write(path: Path, document: dict[str, Any] | str) -> Path:
     return path
 
 
-def streamed(home: Path, path: Path, *, extra: Sequence[tuple[str, int]] = (), bonds: Sequence[tuple[str, int]] = ()) -> Chain:
+Amounts = Sequence[tuple[str, int]]
+
+
+def streamed(home: Path, path: Path, *, extra: Amounts = (), bonds: Amounts = ()) -> Chain:
     with workers() as pool:
         build = genesis_from_file(scan_genesis_file(path), resolve=by_name, workers=pool, allocations=extra, bonds=bonds)
         return Chain.create_from_file(home, build)
 
 
-def in_memory(home: Path, path: Path, *, extra: Sequence[tuple[str, int]] = (), bonds: Sequence[tuple[str, int]] = ()) -> Chain:
+def in_memory(home: Path, path: Path, *, extra: Amounts = (), bonds: Amounts = ()) -> Chain:
     config = merge_genesis(json.loads(path.read_text()), resolve=by_name, allocations=extra, bonds=bonds)
     return Chain.create(home, config)
 

@@ -217,7 +217,11 @@ def stored_allocations(parts: Iterable[bytes]) -> Iterator[tuple[str, int]]:
     yield from _FAST.kvitems(_Parts(parts), "allocations", use_float=True, buf_size=READ_BYTES)
 
 
-def _file_part(bonded: frozenset[str], pairs: Sequence[tuple[Any, Any]]) -> tuple[list[tuple[bytes, bytes]], bytes, int, list[tuple[str, int]], int]:
+PartResult = tuple[list[tuple[bytes, bytes]], bytes, int, list[tuple[str, int]], int]
+"""(records to write, the part's MuHash, its supply, allocations of bonded addresses, liquid count)."""
+
+
+def _file_part(bonded: frozenset[str], pairs: Sequence[tuple[Any, Any]]) -> PartResult:
     """One part of a file's allocations, on a worker: checked (the in-memory path's checks and
     messages), and for the accounts that are only liquid their state entries with their
     address-index entries, the part's accumulator and supply; the allocations of bonded
@@ -260,7 +264,8 @@ class GenesisFileBuild:
         """Pass two: the liquid-only accounts' state and address entries, as the workers finish
         each part; then the rest of the state (parameters, totals, bonded accounts, validators)."""
         work = functools.partial(_file_part, frozenset(self.rest.bonds))
-        for records, part_hash, supply, held, liquid in self.workers.map_stream(work, self._parts(), self.allocation_count):
+        parts = self.workers.map_stream(work, self._parts(), self.allocation_count)
+        for records, part_hash, supply, held, liquid in parts:
             yield from records
             self.bulk.combine(MuHash3072.from_bytes(part_hash))
             self.bulk_supply += supply
