@@ -19,6 +19,7 @@ from ledger.params import Params
 from ledger.storage import schema
 from ledger.storage.store import Changes, KeyValueStore, LevelDBStore
 from tests.ledgerkit import make_key
+from tests.test_pools import wait_gone
 
 V = make_key("scale-validator")
 
@@ -305,6 +306,17 @@ def test_chain_init_from_a_large_genesis_file_equals_the_one_shot_genesis(tmp_pa
     assert not (tmp_path / "bad" / "chain").exists()
 
 
+def children_of(pid: int) -> list[int]:
+    """The processes ``pid``'s threads started (its workers), from /proc."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:  # a thread that ended meanwhile
+            continue
+    return found
+
+
 def test_init_killed_half_way_is_started_over_by_the_next_init(tmp_path):
     """Genesis is written in parts with the tip last: ``kill -9`` once the first part is on disk
     leaves entries without a tip. Commands then say the chain was never initialised completely,
@@ -346,10 +358,12 @@ def test_init_killed_half_way_is_started_over_by_the_next_init(tmp_path):
         # a new log and the full one becomes a table: either sign means the first part is in
         # whole (its log's size alone does not: a killed write leaves a torn record, dropped).
         if len(logs) >= 2 or any(name.endswith(".ldb") for name in names):
+            workers = children_of(init.pid)
             init.send_signal(signal.SIGKILL)  # the tip comes seconds later
             break
         time.sleep(0.002)
     assert init.wait(timeout=30) == -signal.SIGKILL, "init finished before it could be killed half-way"
+    assert workers and wait_gone(workers, 5.0) == []  # its genesis workers (and tracker) end with it
     store = LevelDBStore.open(chain_dir)
     try:  # half a genesis: entries, no tip
         assert store.get(schema.TIP_KEY) is None

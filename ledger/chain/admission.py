@@ -22,7 +22,6 @@ signatures are checked in the collector thread: slower, never skipped.
 from __future__ import annotations
 
 import concurrent.futures
-import multiprocessing
 import os
 import queue
 import threading
@@ -31,6 +30,7 @@ from typing import Callable, Sequence
 
 from ledger.chain import sigcheck
 from ledger.chain.mempool import Admission
+from ledger.chain.pools import spawn_pool
 from ledger.consensus.transactions import Transaction
 from ledger.errors import InvalidSignature, NodeUnavailable
 
@@ -80,9 +80,7 @@ class AdmissionPipeline:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         if self._workers >= 1:
             try:
-                self._pool = concurrent.futures.ProcessPoolExecutor(
-                    self._workers, mp_context=multiprocessing.get_context("spawn")
-                )
+                self._pool = spawn_pool(self._workers)
             except (OSError, ValueError):
                 self._pool = None
         self._incoming: "queue.SimpleQueue[_Job | None]" = queue.SimpleQueue()

@@ -14,7 +14,6 @@ LevelDB's threads); if the pool cannot start or breaks, the parts run inline.
 from __future__ import annotations
 
 import concurrent.futures
-import multiprocessing
 import os
 from collections import deque
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
@@ -26,6 +25,7 @@ from ledger.crypto.muhash import MuHash3072
 from ledger import encoding
 from ledger.errors import EncodingError, InvalidGenesis
 from ledger.params import Params
+from ledger.chain.pools import spawn_pool
 
 PARALLEL_THRESHOLD = 20_000
 """Allocations from which the work is spread over worker processes."""
@@ -76,9 +76,7 @@ class GenesisWorkers:
                 self.advance(len(part))
             return
         if self._pool is None:
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                self._workers, mp_context=multiprocessing.get_context("spawn")
-            )
+            self._pool = spawn_pool(self._workers)
         pending: deque[tuple[Sequence[Any], concurrent.futures.Future]] = deque()
         upcoming = iter(parts)
         for part in upcoming:

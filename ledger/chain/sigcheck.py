@@ -11,7 +11,6 @@ start or breaks, the checks run inline — slower, never skipped.
 from __future__ import annotations
 
 import concurrent.futures
-import multiprocessing
 import os
 from collections import deque
 from typing import Callable, Iterator, Sequence
@@ -21,6 +20,7 @@ from ledger.consensus.lottery import vrf_alpha
 from ledger.consensus.transactions import Bpm, Transaction
 from ledger.crypto import ecvrf, secp256k1
 from ledger.errors import InvalidProof, InvalidSignature, LedgerError, VerificationError
+from ledger.chain.pools import spawn_pool
 
 PARALLEL_THRESHOLD = 2000
 """Signatures seen before the pool starts; below this, checking inline is faster."""
@@ -164,9 +164,7 @@ class SignatureChecker:
 
     def _start_pool(self) -> None:
         if self._pool is None:
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                self._workers, mp_context=multiprocessing.get_context("spawn")
-            )
+            self._pool = spawn_pool(self._workers)
 
     def _submit_proofs(self, items: list[ProofItem]) -> concurrent.futures.Future | None:
         if not items or self._broken or self._pool is None:

@@ -1,0 +1,42 @@
+"""The worker processes that check signatures and build genesis, and how they end.
+
+Every pool here spawns its workers (never forks: the parent holds LevelDB's threads). A worker
+of :class:`concurrent.futures.ProcessPoolExecutor` waits on a pipe whose writing end it holds
+itself, so when its parent is killed (``kill -9`` of the node, of ``chain init``, of ``verify``)
+it never sees the end of its input and waits forever: idle processes of ~50 MB each that a user
+has to find and kill. So each worker watches its parent and exits when the parent is gone.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import threading
+import time
+
+PARENT_CHECK_SECONDS = 0.5
+"""How often a worker checks that its parent is alive: the longest an orphan outlives it."""
+
+
+def spawn_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
+    """A process pool of ``workers`` spawned processes, each exiting once its parent is gone."""
+    return concurrent.futures.ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"),
+        initializer=_exit_with_parent, initargs=(os.getpid(),),
+    )
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: a daemon thread that ends the process when it is no longer ``parent``'s child
+    (an orphan is adopted by init or a subreaper, so its parent pid changes)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_CHECK_SECONDS)
+        os._exit(0)  # nothing to flush: a worker writes nothing; its parent's results are lost with it
+
+    threading.Thread(target=watch, name="posctl-parent-watch", daemon=True).start()
+
+
+__all__ = ["PARENT_CHECK_SECONDS", "spawn_pool"]
