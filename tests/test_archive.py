@@ -136,6 +136,40 @@ def test_import_refuses_a_truncated_file(exported, tmp_path, cut):
     assert_no_chain_left(target)
 
 
+def _edit_genesis_line(line: bytes, how: str) -> bytes:
+    config = json.loads(line)
+    if how == "an amount changed":
+        address = next(iter(config["allocations"]))
+        config["allocations"][address] += 1
+    elif how == "a wallet name":
+        config["allocations"]["alice"] = 5
+    elif how == "not JSON":
+        return line[: len(line) // 2] + b"\n"
+    elif how == "cut":
+        return line[: len(line) // 2]
+    return json.dumps(config, separators=(",", ":"), sort_keys=True).encode() + b"\n"
+
+
+@pytest.mark.parametrize("how, message", [
+    ("an amount changed", "block 0 does not match the genesis configuration on line 2"),
+    ("a wallet name", "line 2 (genesis) is not a valid genesis configuration: 'alice' is not an address"),
+    ("not JSON", "line 2 (genesis) is not a valid genesis configuration: the genesis line is not valid JSON"),
+    ("cut", "ends at line 2, in or before the genesis: it is truncated"),
+])
+def test_import_refuses_a_genesis_line_it_cannot_trust(exported, tmp_path, how, message):
+    """The genesis line is streamed into the scratch chain like a genesis file: what is wrong with
+    it is named, and nothing is left behind."""
+    lines = lines_of(exported)
+    edited = _edit_genesis_line(lines[1], how)
+    broken = tmp_path / "genesis.export"
+    broken.write_bytes(lines[0] + edited + (b"".join(lines[2:]) if how != "cut" else b""))
+    target = tmp_path / "target"
+    result = posctl(target, "chain", "import", str(broken))
+    assert result.returncode == 1
+    assert message in one_error_line(result)
+    assert_no_chain_left(target)
+
+
 def test_import_refuses_a_tampered_block_and_names_its_height(exported, tmp_path):
     lines = lines_of(exported)
     tampered_height = 5

@@ -24,15 +24,20 @@ from typing import IO, Any, Callable
 
 from ledger import encoding
 from ledger.chain.facade import CHAIN_DIRNAME, Chain
+from ledger.chain.genesis_build import GenesisWorkers
+from ledger.chain.genesis_file import scan_genesis_file
+from ledger.chain.genesis_input import genesis_from_file
 from ledger.consensus.blocks import Block
-from ledger.consensus.genesis import GenesisConfig
-from ledger.errors import ChainExists, EncodingError, InvalidBlock, InvalidExport, LedgerError
+from ledger.errors import ChainExists, EncodingError, InvalidBlock, InvalidExport, InvalidGenesis, LedgerError
 from ledger.storage import schema
 
 EXPORT_FORMAT = "posctl-chain-export"
 EXPORT_VERSION = 1
 IMPORT_SCRATCH = ".import-in-progress"
 """A scratch home inside the target home; the imported chain is renamed into place from it."""
+
+GENESIS_COPY_BYTES = 1024 * 1024
+"""Bytes of the genesis line copied at a time to the scratch file it is streamed from."""
 
 Progress = Callable[[int, int], None]
 
@@ -108,18 +113,11 @@ def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None
         raise ChainExists(f"{target} is not empty: import into a new --home (import never merges into a chain)")
     header = read_header(handle)
     top = header["height"]
-    genesis_raw = handle.readline()
-    if not genesis_raw.endswith(b"\n"):
-        raise InvalidExport("the export file ends at line 2, in or before the genesis: it is truncated; export it again")
-    try:
-        config = GenesisConfig.decode(genesis_raw.rstrip(b"\n"))
-    except LedgerError as exc:
-        raise InvalidExport(f"line 2 (genesis) is not a valid genesis configuration: {exc}") from None
     scratch_home = home / IMPORT_SCRATCH
     shutil.rmtree(scratch_home, ignore_errors=True)  # a previous import that was interrupted
     txs = 0
     try:
-        with Chain.create(scratch_home, config) as chain:
+        with _genesis_chain(handle, scratch_home) as chain:
             for height in range(top + 1):
                 raw = handle.readline()
                 if not raw or not raw.endswith(b"\n"):
@@ -155,6 +153,37 @@ def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None
     finally:
         shutil.rmtree(scratch_home, ignore_errors=True)
     return ExportReport(height=top, blocks=top + 1, txs=txs, bytes=0)
+
+
+def _genesis_chain(handle: IO[bytes], scratch_home: Path) -> Chain:
+    """The scratch chain of line 2's genesis, streamed as ``chain init --genesis`` streams a file
+    (:mod:`ledger.chain.genesis_file`): the line is copied to a scratch file a part at a time, so
+    a million-account genesis (50 MB) is never held whole, and checked on every core."""
+    scratch_home.mkdir(mode=0o700, parents=True)
+    path = scratch_home / "genesis.json"
+    with open(path, "wb") as copy:
+        while True:
+            part = handle.readline(GENESIS_COPY_BYTES)
+            copy.write(part)
+            if part.endswith(b"\n"):
+                break
+            if not part:
+                raise InvalidExport("the export file ends at line 2, in or before the genesis: it is truncated; "
+                                    "export it again")
+    try:
+        scanned = scan_genesis_file(path, label="the genesis line")
+        with GenesisWorkers() as workers:
+            build = genesis_from_file(scanned, resolve=_address_only, workers=workers)
+            chain = Chain.create_from_file(scratch_home, build)
+    except InvalidGenesis as exc:
+        raise InvalidExport(f"line 2 (genesis) is not a valid genesis configuration: {exc}") from None
+    path.unlink()
+    return chain
+
+
+def _address_only(who: str) -> str:
+    """An export names every account by its address: a name there is not one."""
+    raise InvalidGenesis(f"{who!r} is not an address (an export names accounts by address)")
 
 
 def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:

@@ -63,9 +63,9 @@ _ACCOUNTS = schema.STATE_PREFIX + state.ACCOUNT_STATE_PREFIX
 class _Text:
     """A binary file whose bytes are checked to be UTF-8 as the parser reads them."""
 
-    def __init__(self, raw: BinaryIO, path: Path) -> None:
+    def __init__(self, raw: BinaryIO, label: str) -> None:
         self._raw = raw
-        self._path = path
+        self._label = label
         self._decoder = codecs.getincrementaldecoder("utf-8")()
 
     def read(self, size: int = -1) -> bytes:
@@ -73,7 +73,7 @@ class _Text:
         try:
             self._decoder.decode(data, final=not data)
         except UnicodeDecodeError:
-            raise InvalidGenesis(f"genesis file {self._path} is not UTF-8 text: write it as JSON") from None
+            raise InvalidGenesis(f"{self._label} is not UTF-8 text: write it as JSON") from None
         return data
 
 
@@ -104,31 +104,34 @@ class ScannedGenesis:
     path: Path
     fields: dict[str, Any]
     """The file's object, with ``allocations`` as ``{}`` when it is an object (else as given)."""
+    label: str = ""
+    """What messages call the file (default: ``genesis file PATH``)."""
     allocation_count: int = 0
     exact: bool = False
     """Holds an integer beyond 64 bits: read with the pure-Python parser."""
 
 
-def scan_genesis_file(path: Path) -> ScannedGenesis:
+def scan_genesis_file(path: Path, label: str | None = None) -> ScannedGenesis:
     """Parse ``path`` but its allocations; count those, refusing any amount that is not a whole
     number. Refuses a file that is unreadable, not UTF-8, not JSON or not an object, and a key
     given twice in any object but the allocations (an account given twice there is caught as the
     allocations stream, see the module's doc)."""
+    name = label or f"genesis file {path}"
     try:
-        return _scan(path, _FAST, exact=False)
+        return _scan(path, name, _FAST, exact=False)
     except _TooLarge:
-        return _scan(path, _EXACT, exact=True)
+        return _scan(path, name, _EXACT, exact=True)
 
 
 class _TooLarge(Exception):
     """The fast parser met an integer beyond 64 bits."""
 
 
-def _scan(path: Path, backend: Any, exact: bool) -> ScannedGenesis:
+def _scan(path: Path, label: str, backend: Any, exact: bool) -> ScannedGenesis:
     try:
         with open(path, "rb") as raw:
-            events = backend.basic_parse(_Text(raw, path), use_float=True, buf_size=READ_BYTES)
-            scanned = ScannedGenesis(path, {}, exact=exact)
+            events = backend.basic_parse(_Text(raw, label), use_float=True, buf_size=READ_BYTES)
+            scanned = ScannedGenesis(path, {}, label, exact=exact)
             try:
                 _scan_object(events, scanned)
                 for _ in events:  # a second value after the object: the parser says what
@@ -137,10 +140,10 @@ def _scan(path: Path, backend: Any, exact: bool) -> ScannedGenesis:
                 text = str(exc).splitlines()[0] if str(exc) else "it ends too early"
                 if "integer overflow" in text and not exact:
                     raise _TooLarge() from None
-                raise InvalidGenesis(f"genesis file {path} is not valid JSON: {text}") from None
+                raise InvalidGenesis(f"{label} is not valid JSON: {text}") from None
             return scanned
     except OSError as exc:
-        raise InvalidGenesis(f"cannot read genesis file {path}: {exc.strerror}") from None
+        raise InvalidGenesis(f"cannot read {label}: {exc.strerror}") from None
 
 
 def _scan_object(events: Iterator[tuple[str, Any]], scanned: ScannedGenesis) -> None:
@@ -148,23 +151,21 @@ def _scan_object(events: Iterator[tuple[str, Any]], scanned: ScannedGenesis) -> 
     if event == "end":
         raise ijson.IncompleteJSONError("the file is empty")
     if event != "start_map":
-        raise InvalidGenesis(
-            f"genesis file {scanned.path} must hold a JSON object with params, allocations and bonds"
-        )
+        raise InvalidGenesis(f"{scanned.label} must hold a JSON object with params, allocations and bonds")
     for event, key in events:
         if event == "end_map":
             return
         if key in scanned.fields:
-            raise InvalidGenesis(f"genesis file {scanned.path} is ambiguous: duplicate field {key!r}")
+            raise InvalidGenesis(f"{scanned.label} is ambiguous: duplicate field {key!r}")
         event, value = next(events)
         if key == "allocations" and event == "start_map":
-            scanned.allocation_count = _scan_allocations(events, scanned.path)
+            scanned.allocation_count = _scan_allocations(events, scanned.label)
             scanned.fields[key] = {}
         else:
-            scanned.fields[key] = _build(event, value, events, scanned.path)
+            scanned.fields[key] = _build(event, value, events, scanned.label)
 
 
-def _scan_allocations(events: Iterator[tuple[str, Any]], path: Path) -> int:
+def _scan_allocations(events: Iterator[tuple[str, Any]], label: str) -> int:
     """Count the allocations, refusing an amount that is not an integer as the in-memory path
     does (its checks of addresses and ranges run in the second pass, on the workers)."""
     count = 0
@@ -173,13 +174,13 @@ def _scan_allocations(events: Iterator[tuple[str, Any]], path: Path) -> int:
             return count
         event, amount = next(events)
         if event != "number" or type(amount) is not int:
-            amount = _build(event, amount, events, path)
+            amount = _build(event, amount, events, label)
             raise InvalidGenesis(f"genesis allocations of {who}: {amount!r} is not a whole number of tokens")
         count += 1
     return count
 
 
-def _build(event: str, value: Any, events: Iterator[tuple[str, Any]], path: Path) -> Any:
+def _build(event: str, value: Any, events: Iterator[tuple[str, Any]], label: str) -> Any:
     """The value an event starts, refusing a key given twice in any object."""
     if event == "start_map":
         built: dict[str, Any] = {}
@@ -187,16 +188,16 @@ def _build(event: str, value: Any, events: Iterator[tuple[str, Any]], path: Path
             if event == "end_map":
                 return built
             if key in built:
-                raise InvalidGenesis(f"genesis file {path} is ambiguous: duplicate field {key!r}")
+                raise InvalidGenesis(f"{label} is ambiguous: duplicate field {key!r}")
             event, value = next(events)
-            built[key] = _build(event, value, events, path)
+            built[key] = _build(event, value, events, label)
         return built
     if event == "start_array":
         items: list[Any] = []
         for event, value in events:
             if event == "end_array":
                 return items
-            items.append(_build(event, value, events, path))
+            items.append(_build(event, value, events, label))
         return items
     return value
 
@@ -206,9 +207,9 @@ def _allocations(scanned: ScannedGenesis) -> Iterator[tuple[str, Any]]:
     backend = _EXACT if scanned.exact else _FAST
     try:
         with open(scanned.path, "rb") as raw:
-            yield from backend.kvitems(_Text(raw, scanned.path), "allocations", use_float=True, buf_size=READ_BYTES)
+            yield from backend.kvitems(_Text(raw, scanned.label), "allocations", use_float=True, buf_size=READ_BYTES)
     except (OSError, ijson.JSONError) as exc:
-        raise InvalidGenesis(f"genesis file {scanned.path} changed while it was read ({exc}): run init again") from None
+        raise InvalidGenesis(f"{scanned.label} changed while it was read ({exc}): try again") from None
 
 
 def stored_allocations(parts: Iterable[bytes]) -> Iterator[tuple[str, int]]:
