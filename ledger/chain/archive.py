@@ -63,7 +63,7 @@ def export_chain(chain: Chain, out: IO[bytes], progress: Progress | None = None)
     line(encoding.encode({"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "schema": schema.SCHEMA_VERSION,
                           "chain_id": chain.params.chain_id, "height": top}))
     # The genesis configuration as stored, canonical (verify checks it against the genesis hash,
-    # import decodes it): 50 MB at a million accounts, a part at a time, not decoded and encoded.
+    # import streams it): 50 MB at a million accounts, a part at a time, not decoded and encoded.
     for part in chain.genesis_config_parts():
         out.write(part)
         written += len(part)
