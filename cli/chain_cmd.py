@@ -22,7 +22,8 @@ from typing import Any, Iterator
 import click
 
 from cli import render
-from cli.context import INTEGER_TEXT, AppContext, emit, fail, handles_errors, json_option, pass_app, resolve_account
+from cli.context import (INTEGER_TEXT, AppContext, echo_json_streaming, emit, fail, handles_errors, json_option,
+                         pass_app, resolve_account)
 
 
 
@@ -149,8 +150,6 @@ def init(app: AppContext, chain_id: str | None, allocs: list[tuple[str, int]], b
     with created:
         genesis = created.block(0)
         totals = created.totals()
-        # --json lists every allocation (as it always has); the text shows the first few
-        shown = None if app.json_output else render.INIT_ROWS
         view = {
             "chain_id": created.params.chain_id,
             "home": str(app.home),
@@ -158,13 +157,16 @@ def init(app: AppContext, chain_id: str | None, allocs: list[tuple[str, int]], b
             "genesis_hash": genesis.hash.hex(),
             "timestamp": config.timestamp,
             "params": created.params.to_dict(),
-            "allocations": dict(itertools.islice(created.genesis_allocations(), shown)),
             "allocation_count": count,
             "bonds": dict(sorted(config.bonds.items())),
             "supply": totals.supply,
             "liquid": totals.liquid,
             "bonded": totals.bonded,
         }
+        if app.json_output:  # every allocation, streamed from the stored genesis as it is printed
+            echo_json_streaming(view, "allocations", created.genesis_allocations())
+            return
+        view["allocations"] = dict(itertools.islice(created.genesis_allocations(), render.INIT_ROWS))
     emit(app, view, lambda v: render.render_init(v, wallet_names(app)))
 
 

@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, TypeVar
 
 import click
 
@@ -107,6 +107,22 @@ def emit(app: AppContext, data: Any, text: Callable[[Any], str] | str | None = N
         click.echo(text)
     else:
         click.echo(text(data))
+
+
+def echo_json_streaming(data: dict[str, Any], key: str, items: Iterable[tuple[str, Any]]) -> None:
+    """Print ``data`` with ``key`` mapping ``items`` exactly as :func:`emit` prints JSON (indent 2,
+    sorted keys: ``items`` must come in key order), writing the mapping as it is read: the
+    allocations of a million-account genesis are 50 MB of JSON, never held as a dict."""
+    head, tail = json.dumps({**data, key: None}, indent=2, sort_keys=True).split(f"{json.dumps(key)}: null", 1)
+    out = sys.stdout
+    out.write(f"{head}{json.dumps(key)}: ")
+    opening = "{\n"
+    for name, value in items:
+        out.write(f"{opening}    {json.dumps(name)}: {json.dumps(value)}")
+        opening = ",\n"
+    out.write("{}" if opening == "{\n" else "\n  }")
+    out.write(f"{tail}\n")
+    out.flush()
 
 
 OUTPUT_FORMATS = ("text", "json")

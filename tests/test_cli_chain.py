@@ -174,6 +174,22 @@ def test_init_from_genesis_file_plus_options(tmp_path: Path, keys: list[Key]) ->
     assert view["allocations"] == dict(sorted({a.address: 40, b.address: 60}.items()))
 
 
+@pytest.mark.parametrize("listed", [0, 1, 30])
+def test_init_json_streams_the_allocations_in_the_usual_layout(tmp_path: Path, keys: list[Key], listed: int) -> None:
+    """--json lists every allocation, written as it is read back from the chain (a million would
+    be 50 MB), in the same layout as every other --json output."""
+    from tests.test_scale import addresses
+
+    allocations = {address: 1000 + i for i, address in enumerate(addresses(listed, b"init-json"))}
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(json.dumps({"allocations": allocations, "bonds": {keys[0].address: 100}}))
+    result = ok(tmp_path / "h", "chain", "init", "--genesis", str(genesis), "--json")
+    view = json.loads(result.stdout)
+    assert result.stdout == json.dumps(view, indent=2, sort_keys=True) + "\n"
+    assert view["allocations"] == dict(sorted(allocations.items()))
+    assert view["allocation_count"] == listed
+
+
 def test_init_refuses_an_existing_chain(home: Path, keys: list[Key]) -> None:
     before = as_json(home, "chain", "status")
     result = run(home, "chain", "init", "--bond", f"{keys[2].address}=500")
