@@ -226,7 +226,7 @@ def resolve_account(app: AppContext, who: str, role: str = "account") -> tuple[s
     integrity tag); text that starts like an address but is not one reports the address error
     (typo, checksum), so a mistyped address is never taken for a missing wallet.
     """
-    from ledger.crypto.address import ADDRESS_PREFIX, is_valid_address, parse_address
+    from ledger.crypto.address import is_valid_address, parse_address, starts_like_address
     from wallet.keystore import WALLET_NAME_PATTERN, Keystore
 
     if is_valid_address(who):
@@ -235,7 +235,7 @@ def resolve_account(app: AppContext, who: str, role: str = "account") -> tuple[s
     if WALLET_NAME_PATTERN.fullmatch(who) and store.exists(who):
         wallet = store.load_verified(who)
         return wallet.address(wallet.default_account, 0), who  # a watch-only wallet may hold another account
-    if who.lower().startswith(ADDRESS_PREFIX):
+    if starts_like_address(who):
         parse_address(who)  # raises InvalidAddress naming what is wrong
     raise fail(
         f"{role} {who!r} is neither a pos1… address nor a wallet in {app.wallets_dir}: "

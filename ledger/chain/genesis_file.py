@@ -38,7 +38,7 @@ from ledger.chain.genesis_build import GenesisWorkers
 from ledger.consensus import genesis, state
 from ledger.consensus.blocks import Block
 from ledger.consensus.genesis import GENESIS_TAG, GenesisConfig
-from ledger.crypto.address import ADDRESS_PREFIX
+from ledger.crypto.address import starts_like_address
 from ledger.crypto.muhash import MuHash3072
 from ledger.errors import InvalidGenesis
 from ledger.params import MAX_AMOUNT
@@ -247,8 +247,6 @@ class GenesisFileBuild:
     extra: Sequence[tuple[str, int]]
     resolve: Resolver
     workers: GenesisWorkers
-    named: dict[str, str] = field(default_factory=dict)
-    """Address → the wallet name the file gave it under (few)."""
     held: dict[str, int] = field(default_factory=dict)
     """Allocations of bonded addresses (few): they go through the reference path."""
     bulk: MuHash3072 = field(default_factory=MuHash3072)
@@ -297,11 +295,7 @@ class GenesisFileBuild:
 
     def _address(self, who: str) -> str:
         """An address as written (the workers check it), or the address of a wallet name."""
-        if who[:len(ADDRESS_PREFIX)].lower() == ADDRESS_PREFIX:
-            return who
-        address = self.resolve(who)
-        self.named.setdefault(address, who)
-        return address
+        return who if starts_like_address(who) else self.resolve(who)
 
     def config_records(self, store: KeyValueStore) -> Iterator[tuple[bytes, bytes]]:
         """Pass three, once the accounts are written: the canonical configuration in stored

@@ -14,8 +14,9 @@ from typing import Any, Mapping, Sequence
 from ledger.chain.genesis_build import GenesisWorkers, checked_config
 from ledger.chain.genesis_file import GenesisFileBuild, Resolver, ScannedGenesis
 from ledger.consensus.genesis import GenesisConfig
-from ledger.crypto.address import ADDRESS_PREFIX
+from ledger.crypto.address import starts_like_address
 from ledger.errors import InvalidGenesis
+
 
 def default_chain_id() -> str:
     """A fresh chain id per chain: signatures name it, so txs signed for one local chain cannot
@@ -62,12 +63,11 @@ def genesis_from_file(
     """:func:`merge_genesis` for a genesis file (:func:`scan_genesis_file`) whose allocations
     stream from it as the chain is written: everything else is merged and checked here, before
     anything is written; the allocations (the file's, then ``allocations``) as they stream."""
+    # the options' allocations are checked here as any are (the file's stand as {} in its fields)
     rest, _ = _merge_rest(
-        scanned.fields, resolve=resolve, chain_id=chain_id, params=params, allocations=(), bonds=bonds, now=now
+        scanned.fields, resolve=resolve, chain_id=chain_id, params=params, allocations=allocations, bonds=bonds,
+        now=now,
     )
-    for who, amount in allocations:
-        if type(amount) is not int:
-            raise InvalidGenesis(f"genesis allocations of {who}: {amount!r} is not a whole number of tokens")
     return GenesisFileBuild(scanned, rest, list(allocations), resolve, workers)
 
 
@@ -106,7 +106,7 @@ def _resolve_amounts(
     for who, amount in listed.items():
         if type(amount) is not int:
             raise InvalidGenesis(f"genesis {key} of {who}: {amount!r} is not a whole number of tokens")
-        if who[:len(ADDRESS_PREFIX)].lower() == ADDRESS_PREFIX:
+        if starts_like_address(who):
             # an address, never a wallet name: checked with the others, in parts on every core
             resolved[who] = amount
             continue

@@ -23,6 +23,12 @@ Address = str
 """A bech32 ``pos1…`` string."""
 
 
+def starts_like_address(text: str) -> bool:
+    """Whether ``text`` begins as an address does (``pos1``, in either case): a wallet name never
+    does, so such text is an address to check, never a name to look up."""
+    return text[:len(ADDRESS_PREFIX)].lower() == ADDRESS_PREFIX
+
+
 def hash160(data: bytes) -> bytes:
     """RIPEMD160(SHA256(data)), as Bitcoin derives its key hashes."""
     return RIPEMD160.new(SHA256.new(data).digest()).digest()
