@@ -358,6 +358,41 @@ def test_a_batch_answers_each_tx(tmp_path: Path, node_at) -> None:
     assert request(node.port, "POST", "/txs", b"[]")[0] == 400
 
 
+def test_single_posts_arriving_together_each_get_their_own_answer(tmp_path: Path, node_at) -> None:
+    """Requests that arrive in one turn of the node's loop are admitted as one group (the API's
+    coalescer); each connection must still get the answer for its own tx, in the order the
+    mempool's rules give: of two txs spending one nonce, one is admitted, the other refused."""
+    setup = make_home(tmp_path, users=6)
+    node = node_at(setup.home)
+    alice, bob = setup.users[0], setup.users[1]
+    first = signed(alice, 0, "transfer", to=bob.address, amount=5)
+    rival = signed(alice, 0, "transfer", to=bob.address, amount=6)
+    forged = json.loads(signed(bob, 0, "transfer", to=alice.address, amount=7).encode())
+    forged["signature"] = json.loads(first.encode())["signature"]
+    others = [signed(key, 0, "stake", amount=10 + i) for i, key in enumerate(setup.users[2:])]
+    bodies = [first.encode(), rival.encode(), json.dumps(forged, sort_keys=True, separators=(",", ":")).encode(),
+              *(tx.encode() for tx in others)]
+    sockets = [socket.create_connection(("127.0.0.1", node.port), timeout=15) for _ in bodies]
+    try:
+        for sock, body in zip(sockets, bodies):  # everything sent before anything is read
+            sock.sendall(b"POST /txs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        answers = [read_response(sock) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+    statuses = [status for status, _, _ in answers]
+    rivals = sorted(statuses[:2])
+    assert rivals == [200, 422], answers[:2]
+    winner = 0 if statuses[0] == 200 else 1
+    assert answers[winner][2]["tx_id"] == (first, rival)[winner].id_hex
+    assert answers[1 - winner][2]["type"] in {"NonceMismatch", "DuplicateTransaction"}
+    assert statuses[2] == 422 and answers[2][2]["type"] == "InvalidSignature", answers[2]
+    for (status, _, body), tx in zip(answers[3:], others):
+        assert status == 200 and body["tx_id"] == tx.id_hex and body["tx"]["amount"] == tx.amount
+    assert request(node.port, "GET", "/status")[1]["mempool"] == 1 + len(others)
+
+
 # ---- kill -9 under concurrent submissions ------------------------------------------------------
 
 
