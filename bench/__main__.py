@@ -53,7 +53,8 @@ class Sizes:
     """Lengths of the one-proposal-block chains verified."""
     scale_rounds: int = 7
     http_single_txs: int = 4000
-    """Txs posted one per request in each HTTP admission config (1/4/16 clients, each engine)."""
+    """Txs posted one per request in each HTTP admission config per 4 clients (at least this many:
+    4,000 from 1 or 4 clients, 16,000 from 16; :func:`bench.http.single_run_txs`)."""
     http_batch_txs: int = 20_000
     """Txs posted in batches of 100 in each HTTP admission config."""
     status_clients: int = 200
@@ -164,7 +165,8 @@ def run_http(sizes: Sizes, workdir: Path, world: fixtures.World, transfers: list
 def run_http_only(sizes: Sizes, workdir: Path) -> dict[str, float]:
     """The HTTP figures alone, with the verify ceiling sampled before, between and after them."""
     world = fixtures.make_world(sizes.senders)
-    count = max(sizes.http_single_txs, sizes.http_batch_txs) * 11 // 10 + sizes.senders
+    most = max(http.single_run_txs(sizes.http_single_txs, max(http.CLIENT_COUNTS)), sizes.http_batch_txs)
+    count = most * 11 // 10 + sizes.senders
     transfers = fixtures.sign_all(fixtures.transfer_specs(world, count))
     ceiling = [measures.verify_ceiling(transfers, sizes.ceiling_verifies)]
     figures = run_http(sizes, workdir, world, transfers)

@@ -102,7 +102,7 @@ def run(app: AppContext, listen: tuple[str, int], interval: float | None, dev: b
     """
     from ledger.node.api import format_address, is_loopback_host
     from ledger.node.http_server import HttpLimits
-    from ledger.node.service import Node
+    from ledger.node.service import Node, tune_garbage_collector
     from ledger.node.record import check_no_running_node, open_node_chain
 
     host, port = listen
@@ -135,6 +135,7 @@ def run(app: AppContext, listen: tuple[str, int], interval: float | None, dev: b
     except BaseException:
         chain.close()
         raise
+    tune_garbage_collector()
     node_.log(
         f"node listening on {node_.url}: chain {chain.params.chain_id} at height {chain.height}, "
         f"forging every {interval:g}s, pid {os.getpid()}; Ctrl-C to stop"

