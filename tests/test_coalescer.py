@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
+import time
 from typing import Any, Sequence
 
 import pytest
@@ -31,6 +33,7 @@ class FakeService:
         self.calls: list[list[str]] = []
         self.fail_with = fail_with
         self.refuse_now = refuse_now
+        self.answered = False
 
     def admit(self, txs: Sequence[Any]) -> "concurrent.futures.Future[list[Admission]]":
         if self.refuse_now:
@@ -44,6 +47,7 @@ class FakeService:
             else:
                 future.set_result([Admission(None, InvalidTransaction(tx.name)) if tx.name.startswith("bad")
                                    else Admission(tx.name.encode()) for tx in txs])
+            self.answered = True
 
         threading.Timer(0.01, answer).start()
         return future
@@ -118,3 +122,21 @@ def test_a_cancelled_request_does_not_stop_the_others_being_answered() -> None:
 
     kept = run(go())
     assert service.calls == [["gone", "kept"]] and kept[0].tx_id == b"kept"
+
+
+def test_an_answer_after_the_server_stopped_is_dropped_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    """The pipeline finishes what was queued when the node stops, after the HTTP loop may have
+    closed: the late answer must not raise in the pipeline's thread (nobody waits for it)."""
+    service = FakeService()
+
+    async def go() -> None:
+        Coalescer(service).admit([FakeTx("late")])  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the flush runs; the answer comes 10 ms later, from a thread
+
+    with caplog.at_level(logging.ERROR):
+        run(go())
+        deadline = time.monotonic() + 5
+        while not service.answered and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert service.calls == [["late"]] and service.answered
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

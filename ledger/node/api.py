@@ -381,7 +381,10 @@ class Coalescer:
         def done(answer: "concurrent.futures.Future[list[Admission]]") -> None:
             error = answer.exception()
             results = None if error is not None else answer.result()
-            loop.call_soon_threadsafe(self._deal, waiting, results, error)
+            try:
+                loop.call_soon_threadsafe(self._deal, waiting, results, error)
+            except RuntimeError:  # the loop has closed (the server stopped): nobody is waiting
+                pass
 
         answer.add_done_callback(done)
 
