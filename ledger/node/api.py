@@ -63,7 +63,7 @@ from ledger.chain.facade import Chain, ForgeResult
 from ledger.chain.mempool import Admission, decode_submission, decode_submitted_value
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.transactions import Transaction
-from ledger.errors import EncodingError, InvalidTransaction, LedgerError, NodeUnavailable
+from ledger.errors import EncodingError, InvalidTransaction, LedgerError
 from ledger.node import explorer, openapi
 
 DEFAULT_HOST = "127.0.0.1"
@@ -375,14 +375,13 @@ class Coalescer:
         try:
             answer = self.service.admit([tx for txs, _ in waiting for tx in txs])
         except Exception as exc:  # refused before queueing (not serving yet): everyone hears why
-            self._deal(waiting, None, exc)
+            self._deal(waiting, exc)
             return
 
         def done(answer: "concurrent.futures.Future[list[Admission]]") -> None:
-            error = answer.exception()
-            results = None if error is not None else answer.result()
+            outcome = answer.exception() or answer.result()
             try:
-                loop.call_soon_threadsafe(self._deal, waiting, results, error)
+                loop.call_soon_threadsafe(self._deal, waiting, outcome)
             except RuntimeError:  # the loop has closed (the server stopped): nobody is waiting
                 pass
 
@@ -390,15 +389,16 @@ class Coalescer:
 
     @staticmethod
     def _deal(waiting: list[tuple[list[Transaction], "asyncio.Future[list[Admission]]"]],
-              results: list[Admission] | None, error: BaseException | None) -> None:
+              outcome: list[Admission] | BaseException) -> None:
+        """Each submitter's slice of the admissions, in order, or the error that stopped them all."""
         start = 0
         for txs, future in waiting:
             end = start + len(txs)
             if not future.done():  # a client that went away cancelled its request
-                if results is None:
-                    future.set_exception(error or NodeUnavailable("admission failed: retry"))
+                if isinstance(outcome, BaseException):
+                    future.set_exception(outcome)
                 else:
-                    future.set_result(results[start:end])
+                    future.set_result(outcome[start:end])
             start = end
 
 
