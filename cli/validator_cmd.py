@@ -13,16 +13,14 @@ proposals for one height: it skips that height and says why.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import queue
 import random
-import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import click
 
@@ -30,6 +28,7 @@ from cli.context import AppContext, INTEGER_TEXT, color_setting, fail, handles_e
 from cli.wallet_cmd import KEY_NUMBER, unlock
 from ledger.consensus.state import check_can_propose
 from ledger.errors import InvalidProposal, LedgerError, NodeUnavailable
+from ledger.node.signals import signals_to_thread
 from ledger.params import Params
 from wallet.keystore import Keystore
 from wallet.protection import SlashingProtection, WouldEquivocate
@@ -279,18 +278,6 @@ def open_validator_backend(app: AppContext) -> Any:
     return NodeBackend(record.url, home=app.home) if record is not None else None
 
 
-@contextlib.contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGINT and SIGTERM ask the loop to stop after the call in progress: a proposal is never cut
-    between its slashing-protection record and its submission."""
-    previous = {signum: signal.signal(signum, lambda _s, _f: stop.set()) for signum in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def make_logger(app: AppContext) -> Callable[..., None]:
     """One line per event: timestamped text, or one JSON object per line with ``--json``."""
 
@@ -361,7 +348,9 @@ def run(app: AppContext, name: str, bpm_source: str, account: int, index: int, p
     log("started", f"validator '{name}' ({address}) proposing through {backend.url} on chain "
         f"{status['chain_id']} from height {status['height'] + 1}, BPM from {bpm_source}; Ctrl-C to stop",
         address=address, node=backend.url, chain_id=status["chain_id"], height=status["height"])
-    with stop_on_signals(runner.stop):
+    # stops after the call in progress: a proposal is never cut between its slashing-protection
+    # record and its submission
+    with signals_to_thread(lambda _signum: runner.stop.set()):
         try:
             runner.run()
         finally:

@@ -42,6 +42,7 @@ from ledger.node.record import (
     remove_node_record,
     write_node_record,
 )
+from ledger.node.signals import signals_to_thread
 
 RoundHook = Callable[[Chain], None]
 """Run under the lock before each forge attempt (``--dev`` proposes a BPM reading with it)."""
@@ -132,7 +133,7 @@ class Node:
         self.started = _utc_now()
         self.record: NodeRecord | None = None
         self._log_sink = log or _print_line
-        self._log_lock = threading.RLock()  # RLock: a signal handler may log while the main thread logs
+        self._log_lock = threading.Lock()
         self._stop = threading.Event()
         self.failure: LedgerError | None = None
         """The storage failure that stopped the node: calls get 503, then the node exits non-zero."""
@@ -264,26 +265,23 @@ class Node:
 
     def run(self, *, install_signals: bool = True) -> None:
         """Forge every ``interval`` seconds until asked to stop; then close everything."""
-        previous: dict[int, Any] = {}
-        if install_signals and threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                previous[signum] = signal.signal(signum, self._on_signal)
-        try:
-            while not self._stop.wait(self.interval):
-                try:
-                    self.forge_once(quiet_errors=True)
-                except Exception as exc:  # a bug or an I/O error: say so, keep the node up
-                    self.log(f"forging failed: {type(exc).__name__}: {exc}")
-        finally:
-            if self.failure is not None:
-                time.sleep(FAILURE_GRACE_SECONDS)  # let the 503s in flight reach their clients
-            self.close()
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+        signals = install_signals and threading.current_thread() is threading.main_thread()
+        with signals_to_thread(self._on_signal) if signals else contextlib.nullcontext():
+            try:
+                while not self._stop.wait(self.interval):
+                    try:
+                        self.forge_once(quiet_errors=True)
+                    except Exception as exc:  # a bug or an I/O error: say so, keep the node up
+                        self.log(f"forging failed: {type(exc).__name__}: {exc}")
+            finally:
+                if self.failure is not None:
+                    time.sleep(FAILURE_GRACE_SECONDS)  # let the 503s in flight reach their clients
+                self.close()
 
-    def _on_signal(self, signum: int, _frame: Any) -> None:
+    def _on_signal(self, signum: int) -> None:
         """First signal: stop after the call in progress. Second: exit as soon as the commit in
-        progress is done, without waiting for HTTP connections to wind down."""
+        progress is done, without waiting for HTTP connections to wind down. Runs in the signal
+        watcher thread (:mod:`ledger.node.signals`), not in a handler."""
         name = signal.Signals(signum).name
         self._signals += 1
         if self._signals == 1:
