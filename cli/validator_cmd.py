@@ -14,8 +14,10 @@ proposals for one height: it skips that height and says why.
 from __future__ import annotations
 
 import json
+import os
 import queue
 import random
+import signal
 import sys
 import threading
 import time
@@ -138,6 +140,30 @@ class Validator:
         self.node_lost = False
         self.carried: int | None = None
         """A reading that arrived after the block it was read for: used for the next height."""
+        self.signals = 0
+
+    def on_signal(self, signum: int) -> None:
+        """SIGINT or SIGTERM, in the signal watcher thread (:mod:`ledger.node.signals`).
+
+        The first stops the loop after the call in progress, so a proposal is never cut between
+        its slashing-protection record and its submission. The second stops at once, abandoning
+        that call (a node that stopped answering holds one for up to a minute): safe, because
+        the record is written, atomically, before a proposal leaves, and a proposal that never
+        arrives costs only its block.
+        """
+        what = signal.Signals(signum).name
+        self.signals += 1
+        if self.signals == 1:
+            self.log("stopping", f"received {what}: stopping after the call in progress (Ctrl-C again to stop "
+                     "at once)", signal=what)
+            self.stop.set()
+            return
+        tally = self.tally
+        self.log("stopped", f"validator '{self.name}' stopped at once on a second {what}, abandoning the call "
+                 f"in progress: {tally.proposals} proposals, {tally.wins} blocks won",
+                 proposals=tally.proposals, wins=tally.wins, abandoned=True)
+        sys.stdout.flush()
+        os._exit(128 + signum)
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -325,7 +351,8 @@ def run(app: AppContext, name: str, bpm_source: str, account: int, index: int, p
     Unlocks the wallet once (POSCTL_PASSWORD, --password-file, or a prompt), then logs each
     proposal and each block won. A height this wallet already signed (say, before a restart) is
     skipped: slashing protection. Not eligible (no bond, jailed) → it says why and waits.
-    Ctrl-C stops it (exit 0). With --json, one JSON object per line.
+    Ctrl-C stops it after the call in progress (exit 0); Ctrl-C again stops it at once (exit 130).
+    With --json, one JSON object per line.
     """
     Keystore(app.wallets_dir).load(name)  # unknown or damaged wallet: fail before anything else
     backend = open_validator_backend(app)
@@ -348,9 +375,7 @@ def run(app: AppContext, name: str, bpm_source: str, account: int, index: int, p
     log("started", f"validator '{name}' ({address}) proposing through {backend.url} on chain "
         f"{status['chain_id']} from height {status['height'] + 1}, BPM from {bpm_source}; Ctrl-C to stop",
         address=address, node=backend.url, chain_id=status["chain_id"], height=status["height"])
-    # stops after the call in progress: a proposal is never cut between its slashing-protection
-    # record and its submission
-    with signals_to_thread(lambda _signum: runner.stop.set()):
+    with signals_to_thread(runner.on_signal):
         try:
             runner.run()
         finally:

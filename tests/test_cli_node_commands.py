@@ -189,6 +189,33 @@ def test_two_validators_propose_and_win_and_stop_cleanly(tmp_path: Path, procs) 
         assert chain.account(addresses["alice"]).nonce >= len(alice_won)
 
 
+def test_ctrl_c_waits_for_the_call_in_progress_and_a_second_one_stops_at_once(tmp_path: Path, procs) -> None:
+    """A node that stops answering (frozen with SIGSTOP) holds the validator's call for up to a
+    minute: the first Ctrl-C says it is stopping and waits for that call, the second exits at once
+    with 130 and its tally."""
+    home, _ = wallet_home(tmp_path, {"alice": 600})
+    node = procs("node", home, None, 3600.0)  # no blocks: after its proposal the validator only polls
+    alice = procs("validator", home, "alice", "--json")
+    alice.wait_for(r'"event": "proposed"')
+    os.kill(node.proc.pid, signal.SIGSTOP)
+    try:
+        time.sleep(0.5)  # ten polls: one is now waiting on the frozen node
+        alice.proc.send_signal(signal.SIGINT)
+        alice.wait_for(r'"event": "stopping"')
+        time.sleep(1.0)
+        assert alice.proc.poll() is None  # the call in progress is not cut by the first Ctrl-C
+        alice.proc.send_signal(signal.SIGINT)
+        assert alice.proc.wait(timeout=10) == 128 + signal.SIGINT
+    finally:
+        os.kill(node.proc.pid, signal.SIGCONT)
+    events = [json.loads(line) for line in alice.output().strip().splitlines()]
+    assert events[-2]["event"] == "stopping" and events[-2]["signal"] == "SIGINT"
+    assert events[-1]["event"] == "stopped" and events[-1]["abandoned"] is True
+    assert events[-1]["proposals"] == 1 and events[-1]["wins"] == 0
+    assert alice.errors() == ""
+    assert node.stop() == 0  # the node itself was only paused
+
+
 def test_slashing_protection_holds_across_a_restart(tmp_path: Path, procs) -> None:
     home, addresses = wallet_home(tmp_path, {"alice": 600}, others=("carol",))
     node = procs("node", home, None, 3600.0)  # blocks only when the test forges one
