@@ -303,6 +303,39 @@ def test_conflicting_content_length_is_refused(tmp_path: Path, node_at) -> None:
     assert request(node.port, "GET", "/status")[1]["mempool"] == 0  # nothing was admitted
 
 
+def test_post_txs_answers_like_every_json_route_and_a_client_leaving_mid_body_is_no_error(
+        tmp_path: Path, node_at) -> None:
+    """``POST /txs`` is served outside Starlette's layers (``PostTxs``): its answers must carry
+    the same headers as the other JSON routes, other methods on /txs still get 405, and a client
+    that goes away halfway through a body is nobody's internal error, on that route or another."""
+    setup = make_home(tmp_path)
+    node = node_at(setup.home)
+    host = b"Host: 127.0.0.1\r\n"
+    first = signed(setup.users[0], 0, "transfer", to=setup.users[1].address, amount=5)
+    tx = first.encode()
+    status, headers, body = raw_exchange(node.port, b"POST /txs HTTP/1.1\r\n" + host +
+                                         b"Content-Length: %d\r\n\r\n" % len(tx) + tx)
+    assert status == 200 and body["tx_id"] == first.id_hex
+    _, status_headers, _ = raw_exchange(node.port, b"GET /status HTTP/1.1\r\n" + host + b"\r\n")
+    varying = ("content-length", "date")
+    assert {k: v for k, v in headers.items() if k not in varying} == \
+        {k: v for k, v in status_headers.items() if k not in varying}
+    refused = raw_exchange(node.port, b"POST /txs HTTP/1.1\r\n" + host + b"Content-Length: 2\r\n\r\n[]")
+    assert refused[0] == 400 and {k: v for k, v in refused[1].items() if k not in varying} == \
+        {k: v for k, v in status_headers.items() if k not in varying}
+    status, headers, body = raw_exchange(node.port, b"GET /txs HTTP/1.1\r\n" + host + b"\r\n")
+    assert status == 405 and headers["allow"] == "POST" and body["type"] == "MethodNotAllowed"
+
+    for path in (b"/txs", b"/evidence"):
+        with socket.create_connection(("127.0.0.1", node.port), timeout=5) as sock:
+            sock.sendall(b"POST " + path + b" HTTP/1.1\r\n" + host + b"Content-Length: 100\r\n\r\n{\"first\":")
+            time.sleep(0.3)
+    assert request(node.port, "GET", "/status")[1]["mempool"] == 1  # still serving; the one tx stands
+    assert node.stop() == 0
+    log = node.output()
+    assert "internal error" not in log and "ClientDisconnect" not in log, log
+
+
 # ---- the cookie --------------------------------------------------------------------------------
 
 

@@ -52,7 +52,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -232,11 +232,25 @@ def _refusal_status(exc: LedgerError) -> int:
 
 
 _JSON_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+_RAW_JSON_HEADERS = [(b"content-type", b"application/json")] + [
+    (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in _JSON_HEADERS.items()]
+""":data:`_JSON_HEADERS` and the media type, as an ASGI response start carries them."""
+
+
+def _json_bytes(payload: Any) -> bytes:
+    return (json.dumps(payload) + "\n").encode("utf-8")  # insertion order, as direct mode
 
 
 def json_response(status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
-    data = (json.dumps(payload) + "\n").encode("utf-8")  # insertion order, as direct mode
-    return Response(data, status, {**_JSON_HEADERS, **(headers or {})}, media_type="application/json")
+    return Response(_json_bytes(payload), status, {**_JSON_HEADERS, **(headers or {})}, media_type="application/json")
+
+
+async def send_json(send: Any, status: int, payload: Any) -> None:
+    """What :func:`json_response` sends, straight to an ASGI ``send`` (no Response object)."""
+    data = _json_bytes(payload)
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*_RAW_JSON_HEADERS, (b"content-length", b"%d" % len(data))]})
+    await send({"type": "http.response.body", "body": data})
 
 
 def error_body(message: str, kind: str) -> dict[str, str]:
@@ -300,22 +314,34 @@ def _history_cursor(query: dict[str, list[str]]) -> tuple[int, int] | None:
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 (and the connection closed) once it passes ``limit``."""
-    text = request.headers.get("content-length")
-    if text is not None:
-        if not _NUMBER.fullmatch(text.strip()):
-            raise ApiError(400, "the Content-Length header is not a number")
-        if int(text) > limit:
-            raise ApiError(413, f"the body is {int(text)} bytes, above the limit of {limit}", "PayloadTooLarge",
-                           {"Connection": "close"})
+    return await receive_body(request.scope, request.receive, limit)
+
+
+async def receive_body(scope: dict[str, Any], receive: Any, limit: int) -> bytes:
+    """:func:`read_body` for an ASGI route; :class:`ClientDisconnect` if the client goes away."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":  # the Guard refused two; uvicorn, a malformed one
+            text = value.decode("latin-1").strip()
+            if not _NUMBER.fullmatch(text):
+                raise ApiError(400, "the Content-Length header is not a number")
+            if int(text) > limit:
+                raise ApiError(413, f"the body is {int(text)} bytes, above the limit of {limit}", "PayloadTooLarge",
+                               {"Connection": "close"})
+            break
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise ApiError(413, f"the body is above the limit of {limit} bytes", "PayloadTooLarge",
                            {"Connection": "close"})
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _decode_batch(body: bytes) -> list[Transaction | LedgerError]:
@@ -402,6 +428,32 @@ class Coalescer:
             start = end
 
 
+class PostTxs:
+    """``POST /txs`` as a bare ASGI app: the one route a load of small requests hits.
+
+    Every other route is a Starlette endpoint behind its middleware and router; this one is
+    reached straight from :class:`Guard` (after its Host, Origin and Content-Length checks) and
+    answers without a ``Request`` or ``Response`` object. Measured with 16 clients posting one tx
+    each, alternating runs of 12,000 against the Starlette route: +8% over eleven pairs (nine won;
+    its prototype +13% over seven rounds, where skipping only Starlette's layers gave +6%). Same
+    limits, answers and error bodies as the other routes (:func:`receive_body`, :func:`send_json`,
+    :func:`error_for`).
+    """
+
+    def __init__(self, api: "NodeApi") -> None:
+        self.api = api
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        try:
+            payload = await self.api.submit_txs(await receive_body(scope, receive, MAX_BATCH_BODY_BYTES))
+        except ClientDisconnect:  # nobody to answer
+            return
+        except Exception as exc:
+            await error_for(self.api.service, exc, scope["method"], scope["path"])(scope, receive, send)
+            return
+        await send_json(send, 200, payload)
+
+
 class NodeApi:
     """The routes' logic over a :class:`NodeService`; blocking chain calls run in a thread pool."""
 
@@ -409,6 +461,7 @@ class NodeApi:
         self.service = service
         self.executor = concurrent.futures.ThreadPoolExecutor(API_THREADS, thread_name_prefix="posctl-api")
         self.coalescer = Coalescer(service)
+        self.post_tx = PostTxs(self)
 
     async def _run(self, func: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, func)
@@ -493,8 +546,8 @@ class NodeApi:
 
     # ---- writes ----------------------------------------------------------------------------
 
-    async def post_tx(self, request: Request) -> Any:
-        body = await read_body(request, MAX_BATCH_BODY_BYTES)
+    async def submit_txs(self, body: bytes) -> Any:
+        """``POST /txs``: one tx or a JSON array of them (served by :class:`PostTxs`)."""
         if body.lstrip()[:1] == b"[":
             return await self._post_batch(body)
         if len(body) > MAX_BODY_BYTES:
@@ -600,17 +653,24 @@ def _asset_response(name: str, vary: bool = False) -> Response:
     return Response(data, 200, headers, media_type=media_type)
 
 
+def error_for(service: NodeService, exc: Exception, method: str, path: str) -> Response:
+    """The JSON error answering ``exc``, raised by a route's handler."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.message, exc.kind, exc.headers)
+    if isinstance(exc, LedgerError):
+        return error_response(status_of(exc), str(exc), type(exc).__name__)
+    service.log(f"internal error serving {method} {path}: {type(exc).__name__}: {exc}")  # a bug: keep serving
+    return error_response(500, f"internal error: {type(exc).__name__}: {exc}", "InternalError")
+
+
 def _endpoint(service: NodeService, handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
             result = await handler(request)
-        except ApiError as exc:
-            return error_response(exc.status, exc.message, exc.kind, exc.headers)
-        except LedgerError as exc:
-            return error_response(status_of(exc), str(exc), type(exc).__name__)
-        except Exception as exc:  # a bug: report it, keep serving
-            service.log(f"internal error serving {request.method} {request.url.path}: {type(exc).__name__}: {exc}")
-            return error_response(500, f"internal error: {type(exc).__name__}: {exc}", "InternalError")
+        except ClientDisconnect:  # gone mid-body: nobody to answer, nothing to report
+            return Response(status_code=400)
+        except Exception as exc:
+            return error_for(service, exc, request.method, request.url.path)
         return result if isinstance(result, Response) else json_response(200, result)
 
     return endpoint
@@ -634,11 +694,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 class Guard:
-    """ASGI middleware: the Host/Origin checks, duplicate-header refusals, trailing slashes."""
+    """ASGI middleware: the Host/Origin checks, duplicate-header refusals, trailing slashes, and
+    the shortcut past Starlette for the routes in ``shortcuts``."""
 
-    def __init__(self, app: Any, service: NodeService) -> None:
+    def __init__(self, app: Any, service: NodeService, shortcuts: Mapping[tuple[str, str], Any] | None = None) -> None:
         self.app = app
         self.service = service
+        self.shortcuts = dict(shortcuts or {})
+        """(method, path) → an ASGI app that serves it without Starlette's layers (:class:`PostTxs`)."""
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -669,18 +732,25 @@ class Guard:
         path = scope["path"]
         if len(path) > 1 and path.endswith("/"):
             scope = dict(scope, path=path.rstrip("/") or "/")
-        await self.app(scope, receive, send)
+        shortcut = self.shortcuts.get((scope["method"], scope["path"]))
+        await (shortcut or self.app)(scope, receive, send)
 
 
 def build_app(service: NodeService) -> tuple[Guard, NodeApi]:
     """The ASGI application over ``service`` (and the :class:`NodeApi` behind it, to close)."""
     api = NodeApi(service)
-    routes = [
-        Route(path, _endpoint(service, getattr(api, handler)), methods=[method], include_in_schema=False)
-        for method, path, handler in ROUTES
-    ]
+    routes = [Route(path, _route_app(service, getattr(api, handler)), methods=[method], include_in_schema=False)
+              for method, path, handler in ROUTES]
     for route in routes:
         route.methods.discard("HEAD")  # as before: a GET route is GET only  # type: ignore[union-attr]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.router.redirect_slashes = False
-    return Guard(app, service), api
+    return Guard(app, service, {("POST", "/txs"): api.post_tx}), api
+
+
+def _route_app(service: NodeService, handler: Any) -> Any:
+    """A route's endpoint: a handler wrapped by :func:`_endpoint`, or an ASGI app as it is.
+
+    :class:`PostTxs` keeps its Starlette route although :class:`Guard` serves it first: the
+    router needs it to answer other methods on ``/txs`` with 405 and the ``Allow`` header."""
+    return handler if isinstance(handler, PostTxs) else _endpoint(service, handler)
