@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import inspect
 import ipaddress
 import json
 import re
@@ -739,18 +740,21 @@ class Guard:
 def build_app(service: NodeService) -> tuple[Guard, NodeApi]:
     """The ASGI application over ``service`` (and the :class:`NodeApi` behind it, to close)."""
     api = NodeApi(service)
-    routes = [Route(path, _route_app(service, getattr(api, handler)), methods=[method], include_in_schema=False)
-              for method, path, handler in ROUTES]
+    handlers = {(method, path): getattr(api, name) for method, path, name in ROUTES}
+    routes = [Route(path, handler if _is_asgi_app(handler) else _endpoint(service, handler), methods=[method],
+                    include_in_schema=False)
+              for (method, path), handler in handlers.items()]
     for route in routes:
         route.methods.discard("HEAD")  # as before: a GET route is GET only  # type: ignore[union-attr]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     app.router.redirect_slashes = False
-    return Guard(app, service, {("POST", "/txs"): api.post_tx}), api
+    # Guard serves a bare ASGI app (PostTxs) straight; its Starlette route stays, so the router
+    # still answers other methods on that path with 405 and the Allow header
+    shortcuts = {key: handler for key, handler in handlers.items() if _is_asgi_app(handler) and "{" not in key[1]}
+    return Guard(app, service, shortcuts), api
 
 
-def _route_app(service: NodeService, handler: Any) -> Any:
-    """A route's endpoint: a handler wrapped by :func:`_endpoint`, or an ASGI app as it is.
-
-    :class:`PostTxs` keeps its Starlette route although :class:`Guard` serves it first: the
-    router needs it to answer other methods on ``/txs`` with 405 and the ``Allow`` header."""
-    return handler if isinstance(handler, PostTxs) else _endpoint(service, handler)
+def _is_asgi_app(handler: Any) -> bool:
+    """A :class:`NodeApi` attribute named in :data:`ROUTES` is a request handler method, which
+    :func:`_endpoint` wraps, or an ASGI app (:class:`PostTxs`), served as it is."""
+    return not inspect.ismethod(handler)
