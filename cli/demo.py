@@ -321,6 +321,9 @@ def _tell(home: Path) -> None:
             Story(home).tell()
         except DemoFailed as exc:
             raise fail(f"the demo stopped at `posctl {exc}") from None
+        except KeyboardInterrupt:  # the generic "nothing was changed" would be untrue here
+            raise fail(f"the demo was interrupted: what it did so far is in {home} "
+                       "(explore it, or delete it when you are done)") from None
     click.secho("The demo finished: the chain verified after a restart.", bold=True)
     click.echo("Explore it yourself (and delete the directory when you are done):")
     click.echo(f"  posctl --home {shlex.quote(str(home))} chain show --last 3")
