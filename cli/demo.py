@@ -316,11 +316,15 @@ def _tell(home: Path) -> None:
     )
     click.echo("To type these commands yourself:")
     click.echo(f"  export POSCTL_HOME={shlex.quote(str(home))} POSCTL_PASSWORD={DEMO_PASSWORD}")
+    kept = f"what it did so far is in {home} (explore it, or delete it when you are done)"
     with demo_environment():
         try:
             Story(home).tell()
         except DemoFailed as exc:
-            raise fail(f"the demo stopped at `posctl {exc}") from None
+            raise fail(f"the demo stopped at `posctl {exc}; {kept}") from None
+        except (KeyboardInterrupt, click.Abort):  # the generic "nothing was changed" would be untrue
+            # (a command the story runs in this process turns Ctrl-C into click.Abort)
+            raise fail(f"the demo was interrupted; {kept}") from None
     click.secho("The demo finished: the chain verified after a restart.", bold=True)
     click.echo("Explore it yourself (and delete the directory when you are done):")
     click.echo(f"  posctl --home {shlex.quote(str(home))} chain show --last 3")

@@ -138,7 +138,7 @@ class NodeBackend:
             ) from None
         try:
             payload = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             if status != 200:
                 raise error_from_api(None, status) from None
             raise NodeError(f"the node at {self.url} sent a reply that is not JSON") from None

@@ -131,23 +131,28 @@ def run(app: AppContext, listen: tuple[str, int], interval: float | None, dev: b
     try:
         node_ = Node(chain, app.home, host=host, port=port, interval=interval, round_hook=hook,
                      allow_remote=allow_remote, log=_log_line, limits=HttpLimits(request_timeout=request_timeout))
-        node_.start()
     except BaseException:
         chain.close()
         raise
-    tune_garbage_collector()
-    node_.log(
-        f"node listening on {node_.url}: chain {chain.params.chain_id} at height {chain.height}, "
-        f"forging every {interval:g}s, pid {os.getpid()}; Ctrl-C to stop"
-    )
-    node_.log(f"explorer: open {node_.url}/ in a browser")
-    for line in banner:
-        node_.log(line)
-    if hook is not None:
-        hook.log = node_.log
-        node_.log(f"node URL: {node_.url}/ ; in other terminals: `posctl chain status`, `posctl chain show`, "
-                  "`posctl chain validators`, `posctl node status`")
-    node_.run()
+    with node_.stop_on_signals():  # before start(): `node stop` may signal us once the record exists
+        try:
+            node_.start()
+        except BaseException:
+            chain.close()
+            raise
+        tune_garbage_collector()
+        node_.log(
+            f"node listening on {node_.url}: chain {chain.params.chain_id} at height {chain.height}, "
+            f"forging every {interval:g}s, pid {os.getpid()}; Ctrl-C to stop"
+        )
+        node_.log(f"explorer: open {node_.url}/ in a browser")
+        for line in banner:
+            node_.log(line)
+        if hook is not None:
+            hook.log = node_.log
+            node_.log(f"node URL: {node_.url}/ ; in other terminals: `posctl chain status`, `posctl chain show`, "
+                      "`posctl chain validators`, `posctl node status`")
+        node_.run()
     if node_.failure is not None:
         raise fail(f"the node stopped after a storage failure: {node_.failure}")
     _log_line(f"{time.strftime('%Y-%m-%d %H:%M:%S')} node stopped")

@@ -95,6 +95,20 @@ def _reject_constant(text: str) -> Any:
     raise EncodingError(f"{text} is not allowed in the canonical form")
 
 
+def json_error_text(exc: ValueError | RecursionError) -> str:
+    """What ``json.loads`` refused, in words meant for the person who sent it.
+
+    Python's own message for an integer of over 4,300 digits tells the reader to call
+    ``sys.set_int_max_str_digits()``, which no user of ours can or should do.
+    """
+    if isinstance(exc, RecursionError):
+        return "nested too deeply"
+    text = str(exc)
+    if "integer string conversion" in text:
+        return "a number has thousands of digits, far above any amount"
+    return text
+
+
 def decode(data: bytes) -> Any:
     """Parse canonical bytes; anything that would not re-encode identically is refused."""
     if not isinstance(data, (bytes, bytearray)):
@@ -113,7 +127,7 @@ def decode(data: bytes) -> Any:
     except EncodingError:
         raise
     except (ValueError, RecursionError) as exc:
-        raise EncodingError(f"not valid JSON: {exc}") from None
+        raise EncodingError(f"not valid JSON: {json_error_text(exc)}") from None
     if encode(obj) != bytes(data):
         raise EncodingError("not in canonical form (sorted keys, no whitespace, minimal escapes)")
     return obj
@@ -136,8 +150,10 @@ def decode_stored(data: bytes) -> Any:
         )
     except EncodingError:
         raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+    except UnicodeDecodeError as exc:
         raise EncodingError(f"stored entry is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        raise EncodingError(f"stored entry is not valid JSON: {json_error_text(exc)}") from None
 
 
 def sha256(data: bytes) -> Hash32:

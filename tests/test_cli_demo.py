@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -109,3 +110,33 @@ def test_installed_posctl_demo_exits_0_quickly(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     demos = list((tmp_path / "posctl-home" / "demos").iterdir())
     assert len(demos) == 1 and Chain.exists(demos[0])
+
+
+def test_an_interrupted_demo_says_where_its_work_is(tmp_path: Path) -> None:
+    """Ctrl-C in the middle of the demo: by then it has made wallets and a chain, so the generic
+    "aborted: nothing was changed" would be untrue; it names the directory instead — whether the
+    signal lands between commands or inside one the story runs in its own process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSCTL_")}
+    env["PYTHONPATH"] = str(ROOT)
+    for delay in (0.0, 0.01, 0.03, 0.1, 0.3):
+        home = tmp_path / f"demo-{delay}"
+        proc = subprocess.Popen([sys.executable, "-m", "cli.main", "demo", "--home", str(home)], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # wait until the chain exists and the rounds have begun
+            seen.append(line)
+            if "$ posctl wallet propose" in line:
+                break
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        rest, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 1, "".join(seen) + rest + stderr
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, (delay, stderr)
+        # between commands, or inside a `chain forge` that says truthfully what it committed
+        assert errors[0].startswith(("error: the demo was interrupted; ",
+                                     "error: the demo stopped at `posctl chain forge`: interrupted by SIGINT")), errors
+        assert errors[0].endswith(f"; what it did so far is in {home} (explore it, or delete it when you are done)")
+        assert "Traceback" not in stderr
+        assert Chain.exists(home)

@@ -39,6 +39,8 @@ def test_canonical_form_is_sorted_compact_ascii():
         (b'{"a":"\\u0041"}', "not in canonical form"),
         (b"\xff", "not ASCII"),
         (b"{", "not valid JSON"),
+        (b'{"a":' + b"9" * 5000 + b"}", "not valid JSON: a number has thousands of digits, far above any amount"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON: nested too deeply"),
     ],
 )
 def test_decode_rejects_non_canonical_input(raw, message):

@@ -391,6 +391,28 @@ def test_a_batch_answers_each_tx(tmp_path: Path, node_at) -> None:
     assert request(node.port, "POST", "/txs", b"[]")[0] == 400
 
 
+def test_hostile_json_bodies_get_a_400_that_says_what_is_wrong(tmp_path: Path, node_at) -> None:
+    """Deeply nested arrays once made ``POST /txs`` answer 500 (a RecursionError, logged as an
+    internal error), and a number of thousands of digits answered with Python's advice to call
+    ``sys.set_int_max_str_digits()``."""
+    setup = make_home(tmp_path)
+    node = node_at(setup.home)
+    huge = b"9" * 5000
+    cases = [
+        (b"[" * 100_000 + b"]" * 100_000, "the body is not a JSON array of transactions: nested too deeply"),
+        (b'[{"amount":' + huge + b"}]",
+         "the body is not a JSON array of transactions: a number has thousands of digits, far above any amount"),
+        (b'{"amount":' + huge + b"}",
+         "undecodable transaction: not valid JSON: a number has thousands of digits, far above any amount"),
+    ]
+    for body, error in cases:
+        status, answer = request(node.port, "POST", "/txs", body)
+        assert (status, answer) == (400, {"error": error, "type": "InvalidTransaction"})
+    assert request(node.port, "GET", "/status")[1]["mempool"] == 0
+    assert node.stop() == 0
+    assert "internal error" not in node.output()
+
+
 def test_single_posts_arriving_together_each_get_their_own_answer(tmp_path: Path, node_at) -> None:
     """Requests that arrive in one turn of the node's loop are admitted as one group (the API's
     coalescer); each connection must still get the answer for its own tx, in the order the

@@ -165,3 +165,31 @@ def test_second_sigint_exits_as_soon_as_the_commit_is_on_disk(template, tmp_path
     assert waited < 30, f"took {waited:.1f} s to exit after the second Ctrl-C"
     check_after(home, log)
     assert not (home / "node.json").exists() and not (home / ".cookie").exists()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_node_stopped_the_moment_it_advertises_itself_stops_cleanly(tmp_path, signum):
+    """``posctl node stop`` signals the pid in ``node.json`` as soon as that file exists; the node
+    must already be handling signals then (it once tuned its garbage collector and logged first,
+    and a SIGTERM there killed it outright, leaving its cookie and record behind)."""
+    home = tmp_path / "home"
+    with make_chain(home, {A.address: 10**6}, {V.address: 500}):
+        pass
+    for round_ in range(3):
+        log_path = tmp_path / f"node-{round_}.log"
+        with open(log_path, "w") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cli.main", "--home", str(home), "node", "run",
+                 "--listen", "127.0.0.1:0", "--interval", "3600"],
+                cwd=ROOT, env=env(), stdout=log, stderr=subprocess.STDOUT,
+            )
+            deadline = time.monotonic() + 30
+            while not (home / "node.json").exists():
+                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.001)
+            proc.send_signal(signum)
+            status = proc.wait(timeout=30)
+        output = log_path.read_text()
+        assert status == 0, f"round {round_}: exit {status}\n{output}"
+        assert "Traceback" not in output and "node stopped" in output, output
+        assert not (home / "node.json").exists() and not (home / ".cookie").exists()

@@ -349,8 +349,11 @@ def _decode_batch(body: bytes) -> list[Transaction | LedgerError]:
     """A JSON array of txs → each decoded tx, or the error that refused it."""
     try:
         items = json.loads(body, object_pairs_hook=encoding.reject_duplicate_keys)
-    except (ValueError, EncodingError) as exc:
+    except EncodingError as exc:
         raise ApiError(400, f"the body is not a JSON array of transactions: {exc}", "InvalidTransaction") from None
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, f"the body is not a JSON array of transactions: {encoding.json_error_text(exc)}",
+                       "InvalidTransaction") from None
     if not isinstance(items, list) or not items:
         raise ApiError(400, "a batch is a non-empty JSON array of transactions", "InvalidTransaction")
     if len(items) > MAX_BATCH_TXS:
@@ -613,7 +616,7 @@ class NodeApi:
         body = await read_body(request, MAX_BODY_BYTES)
         try:
             parsed = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             parsed = None
         directory = parsed.get("dir") if isinstance(parsed, dict) else None
         if not isinstance(directory, str) or not directory.startswith("/"):

@@ -69,7 +69,7 @@ def read_node_record(home: Path) -> NodeRecord | None:
         return None
     try:
         return NodeRecord.from_dict(json.loads(raw))
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -146,7 +146,7 @@ def query_node(url: str, timeout: float = PROBE_TIMEOUT) -> dict[str, Any] | Non
         if response.status != 200:
             return None
         info = json.loads(response.read(PROBE_MAX_BYTES))
-    except (OSError, http.client.HTTPException, ValueError):
+    except (OSError, http.client.HTTPException, ValueError, RecursionError):
         return None
     finally:
         connection.close()

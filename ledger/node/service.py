@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, TypeVar
+from typing import Any, Callable, ContextManager, Iterator, Sequence, TypeVar
 
 from ledger.chain import views
 from ledger.chain.admission import AdmissionPipeline
@@ -263,20 +263,28 @@ class Node:
     def request_stop(self) -> None:
         self._stop.set()
 
-    def run(self, *, install_signals: bool = True) -> None:
+    def stop_on_signals(self) -> ContextManager[None]:
+        """While the block runs, SIGINT and SIGTERM stop this node (:meth:`_on_signal`).
+
+        ``node run`` enters it before :meth:`start`: from the moment the node record names this
+        process, ``posctl node stop`` may signal it, and a signal arriving before the handling is
+        in place would kill the node outright, leaving its cookie and record behind. A signal
+        that arrives before :meth:`run` makes it return at once. Main thread only.
+        """
+        return signals_to_thread(self._on_signal)
+
+    def run(self) -> None:
         """Forge every ``interval`` seconds until asked to stop; then close everything."""
-        signals = install_signals and threading.current_thread() is threading.main_thread()
-        with signals_to_thread(self._on_signal) if signals else contextlib.nullcontext():
-            try:
-                while not self._stop.wait(self.interval):
-                    try:
-                        self.forge_once(quiet_errors=True)
-                    except Exception as exc:  # a bug or an I/O error: say so, keep the node up
-                        self.log(f"forging failed: {type(exc).__name__}: {exc}")
-            finally:
-                if self.failure is not None:
-                    time.sleep(FAILURE_GRACE_SECONDS)  # let the 503s in flight reach their clients
-                self.close()
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    self.forge_once(quiet_errors=True)
+                except Exception as exc:  # a bug or an I/O error: say so, keep the node up
+                    self.log(f"forging failed: {type(exc).__name__}: {exc}")
+        finally:
+            if self.failure is not None:
+                time.sleep(FAILURE_GRACE_SECONDS)  # let the 503s in flight reach their clients
+            self.close()
 
     def _on_signal(self, signum: int) -> None:
         """First signal: stop after the call in progress. Second: exit as soon as the commit in
