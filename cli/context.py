@@ -75,9 +75,30 @@ def color_setting() -> bool | None:
     return False if os.environ.get(NO_COLOR_ENV) else None
 
 
+def one_line(text: str) -> str:
+    """``text`` as one printable line: line breaks and tabs become spaces, other control
+    characters (a terminal's escape sequences among them) are shown escaped.
+
+    Error messages carry text from outside — a node's reply, an OS error, a file name — and an
+    error must stay one line on stderr that cannot rewrite the user's terminal.
+    """
+    if text.isprintable():
+        return text
+    out = []
+    for char in text:
+        if char.isprintable():
+            out.append(char)
+        elif char in "\n\r\t":
+            out.append(" ")
+        else:
+            out.append(f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+    return "".join(out).strip()
+
+
 def echo_error(message: str, file: Any = None) -> None:
     """``error: message`` on stderr; the prefix in red on a terminal unless NO_COLOR is set."""
     prefix = click.style("error:", fg="red", bold=True)
+    message = one_line(message)
     if file is None:
         click.echo(f"{prefix} {message}", err=True, color=color_setting())
     else:
@@ -178,8 +199,25 @@ def handles_errors(func: F) -> F:
             raise fail(f"permission denied: {exc.filename}: choose another --home or fix its permissions") from None
         except OSError as exc:
             raise fail(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")) from None
+        except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+            url = _node_url_in_use()
+            if url is None:
+                raise  # with the database opened directly this is a bug: let it be seen
+            raise fail(f"the node at {url} sent a reply this posctl cannot read ({type(exc).__name__}: {exc}): "
+                       "is it a posctl node of the same version?") from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _node_url_in_use() -> str | None:
+    """The URL of the node the current command had a reply from, if any.
+
+    A node's reply is outside data: another posctl version, or whatever else listens on the
+    port given to ``--node``, may send JSON of another shape than the views the commands render.
+    """
+    from cli.node_backend import replied_from
+
+    return replied_from.get()
 
 
 def check_home_usable(home: Path) -> None:

@@ -12,6 +12,7 @@ import http.client
 import json
 import socket
 import time
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -29,6 +30,14 @@ from ledger.node.record import NODE_RECORD_NAME
 DEFAULT_TIMEOUT = 60.0
 BACKUP_TIMEOUT = 24 * 3600.0
 """Seconds to wait for an answer; forging a full block can take a while."""
+
+MAX_REPLY_BYTES = 256 * 1024 * 1024
+"""The largest reply read: 100 full blocks of the default 1,000 txs are ~60 MB as JSON. A
+process on the node's port that promises gigabytes gets an error, not the machine's memory."""
+
+replied_from: ContextVar[str | None] = ContextVar("replied_from", default=None)
+"""The URL of the last node that sent this command a reply: an error rendering outside data
+is then reported as the node's (:func:`cli.context.handles_errors`), not as a traceback."""
 
 IDLE_REOPEN = 4.0
 """Seconds after which a kept-alive connection is not reused: the node closes idle ones at 5."""
@@ -104,7 +113,13 @@ class NodeBackend:
             try:
                 connection.request(method, path, body=body, headers=headers)
                 response = connection.getresponse()
-                raw = response.read()
+                if (response.length or 0) > MAX_REPLY_BYTES:
+                    raise NodeError(f"the node at {self.url} announced a reply of {response.length} bytes, above "
+                                    f"the {MAX_REPLY_BYTES} this client reads: ask for fewer blocks")
+                raw = response.read(MAX_REPLY_BYTES + 1)
+                if len(raw) > MAX_REPLY_BYTES:
+                    raise NodeError(f"the node at {self.url} sent a reply above the {MAX_REPLY_BYTES} bytes "
+                                    "this client reads: ask for fewer blocks")
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
                 self._drop()
                 if reused:
@@ -133,9 +148,10 @@ class NodeBackend:
             status, raw = self._exchange(method, path, body, headers)
         except (http.client.HTTPException, socket.timeout, OSError) as exc:
             raise NodeUnavailable(
-                f"the node at {self.url} stopped answering ({exc}){what}: "
+                f"the node at {self.url} stopped answering ({str(exc).strip() or type(exc).__name__}){what}: "
                 "if it was stopped, run the command again and it will use the database directly"
             ) from None
+        replied_from.set(self.url)
         try:
             payload = json.loads(raw)
         except (ValueError, RecursionError):
