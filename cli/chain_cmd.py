@@ -23,7 +23,10 @@ import click
 
 from cli import render
 from cli.context import (INTEGER_TEXT, AppContext, echo_json_streaming, emit, fail, handles_errors, json_option,
-                         pass_app, resolve_account)
+                         pass_app, read_bounded, resolve_account)
+
+MAX_TX_FILE_BYTES = 1024 * 1024
+"""Far above any signed tx (the decoder's limit is 64 KiB); a larger file was named by mistake."""
 
 
 
@@ -282,10 +285,7 @@ def read_signed_tx(path: Path) -> "Any":
     from ledger.consensus.transactions import Transaction
     from ledger.errors import LedgerError
 
-    try:
-        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
-    except OSError as exc:
-        raise fail(f"cannot read {path}: {exc.strerror}") from None
+    raw = read_bounded(path, MAX_TX_FILE_BYTES, "a signed transaction file", dash_is_stdin=True)
     try:
         return Transaction.decode(raw.strip())
     except LedgerError as exc:
@@ -376,10 +376,7 @@ def evidence(app: AppContext, file_a: Path, file_b: Path) -> None:
 
     proposals = []
     for path in (file_a, file_b):
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise fail(f"cannot read {path}: {exc.strerror}") from None
+        raw = read_bounded(path, MAX_TX_FILE_BYTES, "a signed transaction file")
         try:
             proposals.append(Transaction.decode(raw.strip()))
         except LedgerError as exc:

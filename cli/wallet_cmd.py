@@ -41,6 +41,7 @@ from cli.context import (
     json_option,
     pass_app,
     read_password,
+    read_password_file,
 )
 from cli.render import render_account
 from ledger.chain.facade import ensure_home
@@ -217,12 +218,7 @@ def read_chosen_password(app: AppContext) -> str:
 def read_new_password(new_password_file: Path | None) -> str:
     """``wallet passwd``'s new password: --new-password-file, POSCTL_NEW_PASSWORD, else typed twice."""
     if new_password_file is not None:
-        try:
-            password = new_password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise fail(f"cannot read new password file {new_password_file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise fail(f"new password file {new_password_file} is not UTF-8 text") from None
+        password = read_password_file(new_password_file, "new password file")
     elif NEW_PASSWORD_ENV in os.environ:
         password = os.environ[NEW_PASSWORD_ENV]
     elif at_terminal():
