@@ -7,10 +7,12 @@ traceback (``node run --dev --password-file`` once raised ``UnicodeDecodeError``
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from tests.faultkit import one_error_line, posctl
+from tests.faultkit import ROOT, env, one_error_line, posctl
 
 LIGHT = {"POSCTL_KDF": "light", "POSCTL_PASSWORD": "pw"}
 
@@ -51,3 +53,15 @@ def test_password_files_that_are_not_text_or_far_too_long(tmp_path: Path) -> Non
     assert result.returncode == 1
     assert one_error_line(result) == f"error: new password file {binary} is not UTF-8 text"
     assert not (home / "dev").exists()
+
+
+def test_recover_reads_no_more_of_stdin_than_a_phrase_could_need(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    for extra in ((), ("--passphrase",)):
+        result = subprocess.run([sys.executable, "-m", "cli.main", "--home", str(home), "wallet", "recover", "w", *extra],
+                                input="abandon " * 20_000, capture_output=True, text=True, cwd=ROOT,
+                                env=env(**LIGHT), timeout=30)
+        assert result.returncode == 1, result.stderr
+        assert one_error_line(result) == ("error: stdin holds more than 65536 characters where the recovery phrase "
+                                          "belongs: pipe in the phrase alone; nothing was written")
+        assert not (home / "wallets" / "w.json").exists()
