@@ -23,7 +23,10 @@ import click
 
 from cli import render
 from cli.context import (INTEGER_TEXT, AppContext, echo_json_streaming, emit, fail, handles_errors, json_option,
-                         pass_app, resolve_account)
+                         pass_app, read_bounded, resolve_account)
+
+MAX_TX_FILE_BYTES = 1024 * 1024
+"""Far above any signed tx (the decoder's limit is 64 KiB); a larger file was named by mistake."""
 
 
 
@@ -282,10 +285,7 @@ def read_signed_tx(path: Path) -> "Any":
     from ledger.consensus.transactions import Transaction
     from ledger.errors import LedgerError
 
-    try:
-        raw = sys.stdin.buffer.read() if str(path) == "-" else path.read_bytes()
-    except OSError as exc:
-        raise fail(f"cannot read {path}: {exc.strerror}") from None
+    raw = read_bounded(path, MAX_TX_FILE_BYTES, "a signed transaction file", dash_is_stdin=True)
     try:
         return Transaction.decode(raw.strip())
     except LedgerError as exc:
@@ -376,10 +376,7 @@ def evidence(app: AppContext, file_a: Path, file_b: Path) -> None:
 
     proposals = []
     for path in (file_a, file_b):
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise fail(f"cannot read {path}: {exc.strerror}") from None
+        raw = read_bounded(path, MAX_TX_FILE_BYTES, "a signed transaction file")
         try:
             proposals.append(Transaction.decode(raw.strip()))
         except LedgerError as exc:
@@ -550,24 +547,45 @@ def export(app: AppContext, file: Path) -> None:
     with Chain.open(app.home) as opened:
         with _progress(opened.height + 1, f"exporting blocks 0..{opened.height}") as bar:
             step = None if bar is None else (lambda _h, _t: bar.update(1))
-            if str(file) == "-":
+            if str(file) == "-" or _is_stdout(file):
                 report = export_chain(opened, sys.stdout.buffer, step)
                 sys.stdout.buffer.flush()
                 return
-            partial = file.with_name(file.name + ".partial")
+            target = Path(os.path.realpath(file))  # through a symlink: the link stays, its target is replaced
             try:
-                with open(partial, "wb") as out:
-                    report = export_chain(opened, out, step)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(partial, file)
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
+                if target.exists() and not target.is_file():
+                    # a device or a named pipe: stream into it; renaming a file over it would
+                    # replace the device itself (as root, `chain export /dev/full` once did)
+                    with open(target, "wb") as out:
+                        report = export_chain(opened, out, step)
+                else:
+                    partial = target.with_name(target.name + ".partial")
+                    try:
+                        with open(partial, "wb") as out:
+                            report = export_chain(opened, out, step)
+                            out.flush()
+                            os.fsync(out.fileno())
+                        os.replace(partial, target)
+                    except BaseException:
+                        partial.unlink(missing_ok=True)
+                        raise
+            except OSError as exc:
+                raise fail(f"cannot write the export to {file}: {exc.strerror or exc}") from None
     view = {"file": str(file), "height": report.height, "blocks": report.blocks, "txs": report.txs,
             "bytes": report.bytes}
     emit(app, view, lambda v: f"exported heights 0..{v['height']} ({v['blocks']} blocks, {v['txs']} txs, "
                               f"{v['bytes']} bytes) to {v['file']}")
+
+
+def _is_stdout(path: Path) -> bool:
+    """Whether ``path`` names this process's stdout (``/dev/stdout``, ``/proc/self/fd/1``)."""
+    import os
+
+    try:
+        named, out = os.stat(path), os.fstat(sys.stdout.fileno())
+    except (OSError, ValueError):
+        return False
+    return (named.st_dev, named.st_ino) == (out.st_dev, out.st_ino)
 
 
 @chain.command("import")

@@ -232,18 +232,42 @@ def check_home_usable(home: Path) -> None:
         raise fail(f"cannot use {home} as the posctl home: {probe} is not writable; choose another with --home")
 
 
+MAX_PASSWORD_FILE_BYTES = 64 * 1024
+"""Far above any password; a file beyond it was named by mistake."""
+
+
+def read_bounded(path: Path, limit: int, what: str, *, dash_is_stdin: bool = False, role: str = "") -> bytes:
+    """The bytes of ``path`` if they are at most ``limit``, else a one-line error saying it is
+    not ``what``: a mistaken argument (an export of gigabytes, ``/dev/zero``) is not read whole.
+    ``role`` names the file in the error when it cannot be read ("password file")."""
+    try:
+        if dash_is_stdin and str(path) == "-":
+            raw = sys.stdin.buffer.read(limit + 1)
+        else:
+            with open(path, "rb") as handle:
+                raw = handle.read(limit + 1)
+    except OSError as exc:
+        raise fail(f"cannot read {role + ' ' if role else ''}{path}: {exc.strerror}") from None
+    if len(raw) > limit:
+        raise fail(f"{path} is larger than {limit} bytes: it is not {what}")
+    return raw
+
+
+def read_password_file(path: Path, what: str = "password file") -> str:
+    """A password from the first line's worth of ``path``: its text without the final newline."""
+    raw = read_bounded(path, MAX_PASSWORD_FILE_BYTES, f"a {what}", role=what)
+    try:
+        return raw.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise fail(f"{what} {path} is not UTF-8 text") from None
+
+
 def read_password(
     app: AppContext, *, confirm: bool = False, prompt: str = "Wallet password", why: str = ""
 ) -> str:
     """From ``--password-file``, else ``POSCTL_PASSWORD``, else a hidden prompt."""
     if app.password_file is not None:
-        try:
-            text = app.password_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise fail(f"cannot read password file {app.password_file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise fail(f"password file {app.password_file} is not UTF-8 text") from None
-        password = text.rstrip("\r\n")
+        password = read_password_file(app.password_file)
     elif "POSCTL_PASSWORD" in os.environ:
         password = os.environ["POSCTL_PASSWORD"]
     elif not sys.stdin.isatty():

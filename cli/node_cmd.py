@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from cli.context import AppContext, emit, fail, handles_errors, json_option, pass_app
+from cli.context import AppContext, emit, fail, handles_errors, json_option, pass_app, read_password_file
 
 DEFAULT_INTERVAL = 5.0
 """Seconds between forging rounds."""
@@ -277,11 +277,7 @@ def stop(app: AppContext, timeout: float) -> None:
 def _dev_password(app: AppContext) -> tuple[str, str]:
     """(password, where it came from): --password-file, POSCTL_PASSWORD, else the default."""
     if app.password_file is not None:
-        try:
-            text = app.password_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise fail(f"cannot read password file {app.password_file}: {exc.strerror}") from None
-        return text.rstrip("\r\n"), f"from {app.password_file}"
+        return read_password_file(app.password_file), f"from {app.password_file}"
     if os.environ.get("POSCTL_PASSWORD"):
         return os.environ["POSCTL_PASSWORD"], "from POSCTL_PASSWORD"
     return DEV_PASSWORD, f"'{DEV_PASSWORD}'"

@@ -41,6 +41,7 @@ from cli.context import (
     json_option,
     pass_app,
     read_password,
+    read_password_file,
 )
 from cli.render import render_account
 from ledger.chain.facade import ensure_home
@@ -217,12 +218,7 @@ def read_chosen_password(app: AppContext) -> str:
 def read_new_password(new_password_file: Path | None) -> str:
     """``wallet passwd``'s new password: --new-password-file, POSCTL_NEW_PASSWORD, else typed twice."""
     if new_password_file is not None:
-        try:
-            password = new_password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise fail(f"cannot read new password file {new_password_file}: {exc.strerror}") from None
-        except UnicodeDecodeError:
-            raise fail(f"new password file {new_password_file} is not UTF-8 text") from None
+        password = read_password_file(new_password_file, "new password file")
     elif NEW_PASSWORD_ENV in os.environ:
         password = os.environ[NEW_PASSWORD_ENV]
     elif at_terminal():
@@ -417,14 +413,25 @@ def read_recovery_phrase(ask_passphrase: bool) -> tuple[str, str]:
             )
         return phrase, passphrase
     if not ask_passphrase:
-        return stdin.read(), ""
-    phrase = stdin.readline()
+        return _bounded(stdin.read(MAX_STDIN_CHARS + 1), "the recovery phrase"), ""
+    phrase = _bounded(stdin.readline(MAX_STDIN_CHARS + 1), "the recovery phrase")
     return phrase, _stdin_line("--passphrase reads the BIP-39 passphrase from the line after the phrase")
+
+
+MAX_STDIN_CHARS = 64 * 1024
+"""Far above a 24-word phrase or any passphrase: more on stdin is the wrong input, not read whole."""
+
+
+def _bounded(text: str, what: str) -> str:
+    if len(text) > MAX_STDIN_CHARS:
+        raise fail(f"stdin holds more than {MAX_STDIN_CHARS} characters where {what} belongs: "
+                   "pipe in the phrase alone; nothing was written")
+    return text
 
 
 def _stdin_line(what: str) -> str:
     """One line of stdin, which must be there: a missing passphrase would mean another wallet."""
-    line = sys.stdin.readline()
+    line = _bounded(sys.stdin.readline(MAX_STDIN_CHARS + 1), "the passphrase")
     if not line:
         raise fail(f"{what}, and stdin has no such line: nothing was written")
     passphrase = line.rstrip("\r\n")

@@ -96,6 +96,41 @@ def test_export_then_import_gives_the_same_chain(source, exported, tmp_path):
     assert again.read_bytes() == exported.read_bytes()
 
 
+def test_export_writes_into_a_pipe_through_a_link_or_to_stdout_without_replacing_them(source, exported, tmp_path):
+    """A target that is not a regular file is written into, never renamed over: as root,
+    `chain export /dev/full` once replaced the device node with a regular file. A symlink stays a
+    link (its target gets the export), and `/dev/stdout` is the same as `-`."""
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    result = posctl(source, "chain", "export", str(fifo))
+    reader.join(30)
+    assert result.returncode == 0, result.stderr
+    assert received == [exported.read_bytes()]
+    assert fifo.is_fifo()
+
+    real = tmp_path / "real.export"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.export"
+    link.symlink_to(real)
+    assert posctl(source, "chain", "export", str(link)).returncode == 0
+    assert link.is_symlink() and real.read_bytes() == exported.read_bytes()
+    assert not list(tmp_path.glob("*.partial"))
+
+    to_stdout = posctl(source, "chain", "export", "/dev/stdout")
+    assert to_stdout.returncode == 0, to_stdout.stderr
+    assert to_stdout.stdout.encode() == exported.read_bytes()  # the export alone, no summary line after it
+
+    missing = posctl(source, "chain", "export", str(tmp_path / "no" / "such.export"))
+    assert missing.returncode == 1
+    assert one_error_line(missing) == (
+        f"error: cannot write the export to {tmp_path / 'no' / 'such.export'}: No such file or directory")
+
+
 def test_export_file_layout(exported):
     lines = lines_of(exported)
     assert len(lines) == 1 + 1 + (HEIGHT + 1) + 1  # header, genesis, blocks 0..HEIGHT, end line

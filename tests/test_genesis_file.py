@@ -162,6 +162,9 @@ def test_an_account_given_twice_is_named_whatever_its_spelling(tmp_path: Path) -
     (b'{"allocations": {}, "surprise": 1}', "unknown field 'surprise'"),
     (b'{"bonds": {"val": 1000}, "timestamp": 99999999999999999999}', "timestamp 99999999999999999999 is out of range"),
     (b'\xff{}', "not UTF-8"),
+    (b'{"params": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", r"nested too deeply \(over 32 levels\)"),
+    (b'{"allocations": {"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}", r"nested too deeply \(over 32 levels\)"),
+    (b'{"params": {"min_stake": ' + b"9" * 5000 + b"}}", r"not valid JSON: .{1,160}…$"),
 ])
 def test_a_malformed_file_is_refused_before_anything_is_written(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "g.json"

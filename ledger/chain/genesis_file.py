@@ -46,6 +46,14 @@ from ledger.storage import chaindb, schema
 from ledger.storage.store import KeyValueStore
 
 READ_BYTES = 64 * 1024
+
+MAX_NESTING = 32
+"""Deepest nesting of objects and arrays read from a genesis file; a real one has 3 levels.
+Deeper is refused with a message rather than a RecursionError from :func:`_build`."""
+
+ERROR_TEXT_CHARS = 160
+"""The parser quotes the offending token in its message; a 5,000-digit number need not be
+printed whole."""
 PROGRESS_EVERY = 10_000
 
 _FAST = ijson
@@ -138,6 +146,8 @@ def _scan(path: Path, label: str, backend: Any, exact: bool) -> ScannedGenesis:
                     pass
             except ijson.JSONError as exc:
                 text = str(exc).splitlines()[0] if str(exc) else "it ends too early"
+                if len(text) > ERROR_TEXT_CHARS:
+                    text = text[:ERROR_TEXT_CHARS] + "…"
                 if "integer overflow" in text and not exact:
                     raise _TooLarge() from None
                 raise InvalidGenesis(f"{label} is not valid JSON: {text}") from None
@@ -180,8 +190,10 @@ def _scan_allocations(events: Iterator[tuple[str, Any]], label: str) -> int:
     return count
 
 
-def _build(event: str, value: Any, events: Iterator[tuple[str, Any]], label: str) -> Any:
+def _build(event: str, value: Any, events: Iterator[tuple[str, Any]], label: str, depth: int = 1) -> Any:
     """The value an event starts, refusing a key given twice in any object."""
+    if event in ("start_map", "start_array") and depth > MAX_NESTING:
+        raise InvalidGenesis(f"{label} is nested too deeply (over {MAX_NESTING} levels): it is not a genesis file")
     if event == "start_map":
         built: dict[str, Any] = {}
         for event, key in events:
@@ -190,14 +202,14 @@ def _build(event: str, value: Any, events: Iterator[tuple[str, Any]], label: str
             if key in built:
                 raise InvalidGenesis(f"{label} is ambiguous: duplicate field {key!r}")
             event, value = next(events)
-            built[key] = _build(event, value, events, label)
+            built[key] = _build(event, value, events, label, depth + 1)
         return built
     if event == "start_array":
         items: list[Any] = []
         for event, value in events:
             if event == "end_array":
                 return items
-            items.append(_build(event, value, events, label))
+            items.append(_build(event, value, events, label, depth + 1))
         return items
     return value
 
