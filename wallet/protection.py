@@ -66,7 +66,7 @@ from ledger.errors import EncodingError, InvalidAddress
 from ledger.crypto.address import parse_address
 from ledger.params import CHAIN_ID_PATTERN
 from wallet.errors import InvalidWalletName, WalletError
-from wallet.keystore import FILE_MODE, Keystore, _write_atomically, check_wallet_name
+from wallet.keystore import FILE_MODE, Keystore, WalletFile, _write_atomically, check_wallet_name
 
 FORMAT_VERSION = 1
 """Version of the record layout; another version is refused, never guessed at."""
@@ -249,8 +249,11 @@ class SlashingProtection:
         its own; without this, a validator run as the second name after the first signed a height
         would sign it again and be slashed (a test did exactly that). Each record is replaced
         atomically by its writer, so reading it without its lock sees a whole version; a damaged
-        one is refused, as this wallet's own would be.
+        one is refused, as this wallet's own would be. Records of wallets from another seed are
+        skipped unread (their account 0 differs), so the cost stays small with many validators.
         """
+        keystore = Keystore(self.directory)
+        mine = _public_wallet(keystore, self.wallet_name)
         for path in sorted(self.directory.glob(f"*{RECORD_SUFFIX}")):
             if path == self.path or path.name.startswith("."):
                 continue
@@ -258,7 +261,10 @@ class SlashingProtection:
                 other = SlashingProtection(self.directory, path.name[: -len(RECORD_SUFFIX)])
             except InvalidWalletName:  # not a record this program wrote
                 continue
-            history = other._load().get(chain_id, {}).get(address)
+            theirs = _public_wallet(keystore, other.wallet_name)
+            if mine is not None and theirs is not None and _other_seed(mine, theirs):
+                continue
+            history = other._load(mentioning=address).get(chain_id, {}).get(address)
             if history is not None:
                 _refuse_conflict(history, address, height, tx_id,
                                  f" in the record of wallet '{other.wallet_name}', which holds the same key")
@@ -336,8 +342,14 @@ class SlashingProtection:
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 
-    def _load(self) -> _Record:
-        """The record on disk; an absent file is an empty record, a damaged one is refused."""
+    def _load(self, mentioning: str | None = None) -> _Record:
+        """The record on disk; an absent file is an empty record, a damaged one is refused.
+
+        With ``mentioning``, a whole-looking record (ending as this module writes one) whose
+        bytes do not contain that address is not parsed (an empty record is returned): another
+        wallet's record is read for every proposal, and parsing ~1 MB of JSON per record costs
+        far more than the search. A record cut short is parsed, and so refused as damaged.
+        """
         try:
             with open(self.path, "rb") as handle:
                 raw = handle.read(MAX_RECORD_BYTES + 1)
@@ -350,6 +362,8 @@ class SlashingProtection:
                 f"cannot read slashing-protection record {self.path}: {exc.strerror or exc}; "
                 "no proposal is signed without it"
             ) from None
+        if mentioning is not None and raw.endswith(b"}\n") and mentioning.encode("ascii") not in raw:
+            return {}
         return self._parse(raw)
 
     def _save(self, record: _Record) -> None:
@@ -448,6 +462,20 @@ class SlashingProtection:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _public_wallet(keystore: Keystore, name: str) -> WalletFile | None:
+    """The wallet's public data, or None if it is gone (a record outlives its wallet) or unreadable."""
+    try:
+        return keystore.load(name)
+    except WalletError:
+        return None
+
+
+def _other_seed(mine: WalletFile, theirs: WalletFile) -> bool:
+    """Whether two wallets surely hold no key in common: both store account 0 and it differs
+    (another seed or passphrase). Anything less certain counts as possibly the same keys."""
+    return 0 in mine.accounts and 0 in theirs.accounts and mine.accounts[0] != theirs.accounts[0]
 
 
 def _refuse_conflict(history: _History, address: str, height: int, tx_id: bytes, where: str = "") -> None:
