@@ -372,15 +372,16 @@ def run(app: AppContext, name: str, bpm_source: str, account: int, index: int, p
         heart = SimulatedHeart(address, low, max(min(SIMULATED_RANGE[1], params.bpm_max), low))
     runner = Validator(app, name, unlocked.private_key(account, index), address, heart, poll, log)
     runner.backend, runner.chain_id = backend, status["chain_id"]
-    log("started", f"validator '{name}' ({address}) proposing through {backend.url} on chain "
-        f"{status['chain_id']} from height {status['height'] + 1}, BPM from {bpm_source}; Ctrl-C to stop",
-        address=address, node=backend.url, chain_id=status["chain_id"], height=status["height"])
-    with signals_to_thread(runner.on_signal):
-        try:
-            runner.run()
-        finally:
-            if runner.backend is not None:
-                runner.backend.close()
+    with runner.protection.sole_validator(address):
+        log("started", f"validator '{name}' ({address}) proposing through {backend.url} on chain "
+            f"{status['chain_id']} from height {status['height'] + 1}, BPM from {bpm_source}; Ctrl-C to stop",
+            address=address, node=backend.url, chain_id=status["chain_id"], height=status["height"])
+        with signals_to_thread(runner.on_signal):
+            try:
+                runner.run()
+            finally:
+                if runner.backend is not None:
+                    runner.backend.close()
     tally = runner.tally
     log("stopped", f"validator '{name}' stopped: {tally.proposals} proposals, {tally.wins} blocks won",
         proposals=tally.proposals, wins=tally.wins)

@@ -216,6 +216,47 @@ def test_ctrl_c_waits_for_the_call_in_progress_and_a_second_one_stops_at_once(tm
     assert node.stop() == 0  # the node itself was only paused
 
 
+def node_chain_id(node: Any) -> str:
+    return request(node.port, "GET", "/status")[1]["chain_id"]
+
+
+def test_one_validator_per_key_even_under_another_wallet_name(tmp_path: Path, procs) -> None:
+    """Two processes proposing with one key never equivocate (slashing protection decides), but
+    they race for every height; a second `validator run` for the key is refused — also when the
+    key was recovered under another name, whose protection record is another file. A validator
+    that was killed leaves nothing to clean up."""
+    home = tmp_path / "home"
+    made = posctl(home, "wallet", "new", "alice", "--words", "12", "--json")
+    assert made.returncode == 0, made.stderr
+    alice = json.loads(made.stdout)
+    twin = subprocess.run([sys.executable, "-m", "cli.main", "--home", str(home), "wallet", "recover", "twin"],
+                          input=alice["mnemonic"], capture_output=True, text=True, cwd=ROOT, env=env(), timeout=60)
+    assert twin.returncode == 0, twin.stderr
+    created = posctl(home, "chain", "init", "--alloc", "alice=100000", "--bond", "alice=600")
+    assert created.returncode == 0, created.stderr
+    node = procs("node", home, None, 0.5)
+    first = procs("validator", home, "alice")
+    first.wait_for(r"proposed BPM")
+    for name in ("alice", "twin"):
+        refused = posctl(home, "validator", "run", name, timeout=30)
+        assert one_error_line(refused) == (
+            f"error: a validator for {alice['address']} is already running (pid {first.proc.pid}): two processes "
+            "proposing with one key race each other for every height; stop that one first")
+        assert "started" not in refused.stdout
+    first.proc.kill()  # perhaps after signing the current height: the twin must not sign it again
+    first.proc.wait(timeout=15)
+    signed = SlashingProtection(home / "wallets", "alice").signed_heights(alice["address"],
+                                                                          chain_id=node_chain_id(node))
+    again = procs("validator", home, "twin")  # the lock went with the killed process
+    start = int(again.wait_for(r"from height (\d+)").group(1))
+    again.wait_for(rf"proposed BPM \d+ for height {max(start, *signed) + 1}\b")
+    assert again.interrupt() == 0
+    if start in signed:  # alice had signed twin's first height: the twin knew, from alice's record
+        assert f"in the record of wallet 'alice', which holds the same key" in again.output()
+    account = request(node.port, "GET", f"/accounts/{alice['address']}")[1]
+    assert (account["status"], account["slashed"], account["bonded"]) == ("active", 0, 600), account
+
+
 def test_slashing_protection_holds_across_a_restart(tmp_path: Path, procs) -> None:
     home, addresses = wallet_home(tmp_path, {"alice": 600}, others=("carol",))
     node = procs("node", home, None, 3600.0)  # blocks only when the test forges one

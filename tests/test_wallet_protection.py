@@ -56,6 +56,31 @@ def guard(tmp_path: Path) -> SlashingProtection:
 # ---- the rule --------------------------------------------------------------------------------
 
 
+def test_the_same_key_under_another_wallet_name_is_guarded_by_both_records(tmp_path: Path) -> None:
+    """A phrase recovered under a second name has its own record; a proposal that either name
+    signed closes that height for the other, and a damaged record of a third wallet is refused
+    rather than ignored (it might hold the key); files that are not ours are ignored."""
+    wallets = tmp_path / "wallets"
+    first, twin = SlashingProtection(wallets, "alice"), SlashingProtection(wallets, "twin")
+    first.record(KEY.address, 5, tx_id("a"), chain_id=CHAIN_ID)
+    with pytest.raises(WouldEquivocate, match="in the record of wallet 'alice', which holds the same key"):
+        twin.check(KEY.address, 5, tx_id("b"), chain_id=CHAIN_ID)
+    with pytest.raises(WouldEquivocate, match="in the record of wallet 'alice'"):
+        twin.record(KEY.address, 5, tx_id("b"), chain_id=CHAIN_ID)
+    twin.record(KEY.address, 5, tx_id("a"), chain_id=CHAIN_ID)  # the same proposal again: fine
+    twin.record(OTHER.address, 5, tx_id("b"), chain_id=CHAIN_ID)  # another key: unrelated
+    twin.record(KEY.address, 5, tx_id("b"), chain_id="posctl-other")  # another chain: unrelated
+    twin.record(KEY.address, 6, tx_id("c"), chain_id=CHAIN_ID)
+    with pytest.raises(WouldEquivocate, match="in the record of wallet 'twin'"):
+        first.check(KEY.address, 6, tx_id("d"), chain_id=CHAIN_ID)
+    (wallets / "not a wallet.protection.json").write_text("junk")
+    first.check(KEY.address, 7, tx_id("e"), chain_id=CHAIN_ID)
+    (wallets / "third.protection.json").write_text("{")
+    with pytest.raises(ProtectionRecordDamaged):
+        first.check(KEY.address, 7, tx_id("e"), chain_id=CHAIN_ID)
+
+
+
 def test_a_second_different_proposal_for_a_height_is_refused(guard: SlashingProtection) -> None:
     first = make_proposal(KEY, 0, 5, SEED, bpm=70)
     second = make_proposal(KEY, 0, 5, SEED, bpm=71)

@@ -65,14 +65,17 @@ from ledger.encoding import reject_duplicate_keys
 from ledger.errors import EncodingError, InvalidAddress
 from ledger.crypto.address import parse_address
 from ledger.params import CHAIN_ID_PATTERN
-from wallet.errors import WalletError
-from wallet.keystore import FILE_MODE, Keystore, _write_atomically, check_wallet_name
+from wallet.errors import InvalidWalletName, WalletError
+from wallet.keystore import FILE_MODE, Keystore, WalletFile, _write_atomically, check_wallet_name
 
 FORMAT_VERSION = 1
 """Version of the record layout; another version is refused, never guessed at."""
 
 RECORD_SUFFIX = ".protection.json"
 LOCK_SUFFIX = ".protection.lock"
+VALIDATOR_LOCK = ".validator-{address}.lock"
+"""Held by a running validator for its address, whatever the wallet's name (a key recovered
+under a second name has a second record, but the same address)."""
 
 PRUNE_DISTANCE = 10_000
 """Heights more than this far below an address's highest signed height are forgotten (and
@@ -150,6 +153,7 @@ class SlashingProtection:
         address, height, tx_id, chain_id = _checked(address, height, tx_id, chain_id)
         history = self._load().get(chain_id, {}).get(address, _History())
         _refuse_conflict(history, address, height, tx_id)
+        self._refuse_conflict_elsewhere(address, height, tx_id, chain_id)
 
     def signed_heights(self, address: str, *, chain_id: str) -> dict[int, bytes]:
         """Height -> tx id of every proposal ``address`` signed on ``chain_id`` still listed."""
@@ -182,6 +186,7 @@ class SlashingProtection:
             history = record.setdefault(chain_id, {}).setdefault(address, _History())
             if not replace:
                 _refuse_conflict(history, address, height, tx_id)
+                self._refuse_conflict_elsewhere(address, height, tx_id, chain_id)
                 if history.signed.get(height) == tx_id:
                     return
             elif height < history.floor:
@@ -237,6 +242,71 @@ class SlashingProtection:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
 
+    def _refuse_conflict_elsewhere(self, address: str, height: int, tx_id: bytes, chain_id: str) -> None:
+        """Apply the rule to the records of the other wallets in the directory as well.
+
+        A recovery phrase restored under a second name holds the same keys but gets a record of
+        its own; without this, a validator run as the second name after the first signed a height
+        would sign it again and be slashed (a test did exactly that). Each record is replaced
+        atomically by its writer, so reading it without its lock sees a whole version; a damaged
+        one is refused, as this wallet's own would be. Records of wallets from another seed are
+        skipped unread (their account 0 differs), so the cost stays small with many validators.
+        """
+        keystore = Keystore(self.directory)
+        mine = _public_wallet(keystore, self.wallet_name)
+        for path in sorted(self.directory.glob(f"*{RECORD_SUFFIX}")):
+            if path == self.path or path.name.startswith("."):
+                continue
+            try:
+                other = SlashingProtection(self.directory, path.name[: -len(RECORD_SUFFIX)])
+            except InvalidWalletName:  # not a record this program wrote
+                continue
+            theirs = _public_wallet(keystore, other.wallet_name)
+            if mine is not None and theirs is not None and _other_seed(mine, theirs):
+                continue
+            history = other._load(mentioning=address).get(chain_id, {}).get(address)
+            if history is not None:
+                _refuse_conflict(history, address, height, tx_id,
+                                 f" in the record of wallet '{other.wallet_name}', which holds the same key")
+
+    # one validator per key ----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def sole_validator(self, address: str) -> Iterator[None]:
+        """Held while a validator proposes as ``address``; a second one for the key is refused.
+
+        Two processes with one key never equivocate (:meth:`record` decides between them), but
+        they race: each skips the heights the other signed, and which one proposes is chance.
+        Validator clients refuse to share a key for this reason. The lock is an ``flock``, so a
+        validator that was killed leaves nothing to clean up; the file (holding the last
+        holder's pid, for the message) is never deleted, as for the record's lock.
+        """
+        address = _checked_address(address)
+        path = self.directory / VALIDATOR_LOCK.format(address=address)
+        try:
+            Keystore(self.directory)._ensure_directory()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise WalletError(f"cannot open validator lock {path}: {exc.strerror or exc}; "
+                              "check that the wallets directory exists and is writable") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise WalletError(f"cannot lock {path}: {exc.strerror or exc}") from None
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                pid = f" (pid {holder})" if holder.isdigit() else ""
+                raise WalletError(
+                    f"a validator for {address} is already running{pid}: two processes proposing with "
+                    "one key race each other for every height; stop that one first"
+                ) from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the flock
+
     # files -----------------------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -272,8 +342,14 @@ class SlashingProtection:
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 
-    def _load(self) -> _Record:
-        """The record on disk; an absent file is an empty record, a damaged one is refused."""
+    def _load(self, mentioning: str | None = None) -> _Record:
+        """The record on disk; an absent file is an empty record, a damaged one is refused.
+
+        With ``mentioning``, a whole-looking record (ending as this module writes one) whose
+        bytes do not contain that address is not parsed (an empty record is returned): another
+        wallet's record is read for every proposal, and parsing ~1 MB of JSON per record costs
+        far more than the search. A record cut short is parsed, and so refused as damaged.
+        """
         try:
             with open(self.path, "rb") as handle:
                 raw = handle.read(MAX_RECORD_BYTES + 1)
@@ -286,6 +362,8 @@ class SlashingProtection:
                 f"cannot read slashing-protection record {self.path}: {exc.strerror or exc}; "
                 "no proposal is signed without it"
             ) from None
+        if mentioning is not None and raw.endswith(b"}\n") and mentioning.encode("ascii") not in raw:
+            return {}
         return self._parse(raw)
 
     def _save(self, record: _Record) -> None:
@@ -386,19 +464,34 @@ class SlashingProtection:
 # --- helpers -----------------------------------------------------------------------------------
 
 
-def _refuse_conflict(history: _History, address: str, height: int, tx_id: bytes) -> None:
-    """The one rule: a height is signed for at most one tx id, and pruned heights are closed."""
+def _public_wallet(keystore: Keystore, name: str) -> WalletFile | None:
+    """The wallet's public data, or None if it is gone (a record outlives its wallet) or unreadable."""
+    try:
+        return keystore.load(name)
+    except WalletError:
+        return None
+
+
+def _other_seed(mine: WalletFile, theirs: WalletFile) -> bool:
+    """Whether two wallets surely hold no key in common: both store account 0 and it differs
+    (another seed or passphrase). Anything less certain counts as possibly the same keys."""
+    return 0 in mine.accounts and 0 in theirs.accounts and mine.accounts[0] != theirs.accounts[0]
+
+
+def _refuse_conflict(history: _History, address: str, height: int, tx_id: bytes, where: str = "") -> None:
+    """The one rule: a height is signed for at most one tx id, and pruned heights are closed.
+    ``where`` names the record when it is another wallet's."""
     signed = history.signed.get(height)
     if signed is not None and signed != tx_id:
         raise WouldEquivocate(
             f"this would be equivocation and would be slashed: {address} already signed a "
-            f"different proposal for height {height} (tx {signed.hex()}); pass "
+            f"different proposal for height {height} (tx {signed.hex()}){where}; pass "
             "--allow-equivocation only to demonstrate slashing",
             address, height, signed,
         )
     if height < history.floor:
         raise WouldEquivocate(
-            f"this could be equivocation and would be slashed: the record of {address} no "
+            f"this could be equivocation and would be slashed: the record of {address}{where} no "
             f"longer lists heights below {history.floor} (it keeps {PRUNE_DISTANCE} below the "
             f"highest signed), so it cannot tell whether height {height} was signed; pass "
             "--allow-equivocation only to demonstrate slashing",
