@@ -464,6 +464,10 @@ def test_bad_requests(tmp_path: Path, nodes) -> None:
     assert status == 400 and body["type"] == "InvalidAddress"
     for query in ("/blocks", "/blocks?last=x", "/blocks?from=-1", "/blocks?last=1&from=0", "/blocks?page=2", "/blocks?last"):
         assert request(port, "GET", query)[0] == 400, query
+    for query in ("/blocks?last=" + "9" * 20, "/blocks?last=1&last=2", "/blocks?last=-1"):
+        assert request(port, "GET", query) == (400, {
+            "error": "query parameter 'last' must be given once, as a whole number of 1 to 19 digits",
+            "type": "BadRequest"}), query
 
     status, body = request(port, "GET", "/forge")
     assert status == 405 and body["type"] == "MethodNotAllowed"

@@ -279,7 +279,7 @@ def _query_int(query: dict[str, list[str]], name: str) -> int | None:
     if values is None:
         return None
     if len(values) != 1 or not _NUMBER.fullmatch(values[0]):
-        raise ApiError(400, f"query parameter {name!r} must be one non-negative integer")
+        raise ApiError(400, f"query parameter {name!r} must be given once, as a whole number of 1 to 19 digits")
     return int(values[0])
 
 
