@@ -283,24 +283,15 @@ class SlashingProtection:
         """
         address = _checked_address(address)
         path = self.directory / VALIDATOR_LOCK.format(address=address)
+        fd = self._open_lock(path, "validator lock")
         try:
-            Keystore(self.directory)._ensure_directory()
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-        except OSError as exc:
-            raise WalletError(f"cannot open validator lock {path}: {exc.strerror or exc}; "
-                              "check that the wallets directory exists and is writable") from None
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    raise WalletError(f"cannot lock {path}: {exc.strerror or exc}") from None
+            if not _try_lock(fd, path):
                 holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
                 pid = f" (pid {holder})" if holder.isdigit() else ""
                 raise WalletError(
                     f"a validator for {address} is already running{pid}: two processes proposing with "
                     "one key race each other for every height; stop that one first"
-                ) from None
+                )
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
             yield
@@ -312,25 +303,10 @@ class SlashingProtection:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the wallet's protection lock; bounded wait, then a message naming the cause."""
-        try:
-            Keystore(self.directory)._ensure_directory()
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, FILE_MODE)
-        except OSError as exc:
-            raise WalletError(
-                f"cannot open slashing-protection lock {self.lock_path}: {exc.strerror or exc}; "
-                "check that the wallets directory exists and is writable"
-            ) from None
+        fd = self._open_lock(self.lock_path, "slashing-protection lock")
         try:
             deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError as exc:
-                    if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                        raise WalletError(
-                            f"cannot lock {self.lock_path}: {exc.strerror or exc}"
-                        ) from None
+            while not _try_lock(fd, self.lock_path):
                 if time.monotonic() >= deadline:
                     raise WalletError(
                         f"another process has held the slashing-protection lock of wallet "
@@ -341,6 +317,17 @@ class SlashingProtection:
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the flock
+
+    def _open_lock(self, path: Path, what: str) -> int:
+        """A descriptor of the lock file ``path`` in the wallets directory (created if need be)."""
+        try:
+            Keystore(self.directory)._ensure_directory()
+            return os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise WalletError(
+                f"cannot open {what} {path}: {exc.strerror or exc}; "
+                "check that the wallets directory exists and is writable"
+            ) from None
 
     def _load(self, mentioning: str | None = None) -> _Record:
         """The record on disk; an absent file is an empty record, a damaged one is refused.
@@ -462,6 +449,17 @@ class SlashingProtection:
 
 
 # --- helpers -----------------------------------------------------------------------------------
+
+
+def _try_lock(fd: int, path: Path) -> bool:
+    """Take the exclusive ``flock`` on ``fd`` without waiting: whether it was free."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise WalletError(f"cannot lock {path}: {exc.strerror or exc}") from None
+        return False
 
 
 def _public_wallet(keystore: Keystore, name: str) -> WalletFile | None:
