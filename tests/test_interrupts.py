@@ -193,3 +193,40 @@ def test_a_node_stopped_the_moment_it_advertises_itself_stops_cleanly(tmp_path, 
         assert status == 0, f"round {round_}: exit {status}\n{output}"
         assert "Traceback" not in output and "node stopped" in output, output
         assert not (home / "node.json").exists() and not (home / ".cookie").exists()
+
+
+INTERRUPT_ON_IMPORT = '''
+import importlib.abc, os, signal, sys
+
+class InterruptOnImport(importlib.abc.MetaPathFinder):
+    """Sends this process SIGINT the moment the named module starts to import: a Ctrl-C that
+    lands exactly there, every time."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["POSCTL_TEST_INTERRUPT_AT"]:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, InterruptOnImport())
+'''
+
+
+@pytest.mark.parametrize("module, returncode, stderr", [
+    ("click", -signal.SIGINT, ""),  # the executable's own imports: ends quietly, as a C tool does
+    ("cli.chain_cmd", 1, "error: aborted: nothing was changed"),  # the command's: its handler
+])
+def test_a_ctrl_c_while_the_executable_imports_prints_no_traceback(tmp_path, module, returncode, stderr):
+    """The installed ``posctl`` executable (not ``python -m``), interrupted while Python imports
+    its code: a ``sitecustomize`` on the path sends the signal when ``module`` is imported. Python
+    left alone prints a ``KeyboardInterrupt`` traceback there (seen at random Ctrl-Cs in ~1 of 4
+    interrupted commands)."""
+    executable = shutil.which("posctl", path=str(Path(sys.executable).parent))
+    assert executable, "the test needs posctl installed beside this Python"
+    (tmp_path / "sitecustomize.py").write_text(INTERRUPT_ON_IMPORT)
+    result = subprocess.run(
+        [executable, "--home", str(tmp_path / "home"), "chain", "status"], capture_output=True, text=True,
+        env=env(POSCTL_TEST_INTERRUPT_AT=module, PYTHONPATH=str(tmp_path)), timeout=60,
+    )
+    assert (result.returncode, result.stderr.strip(), result.stdout) == (returncode, stderr, "")
+    assert not (tmp_path / "home").exists()
