@@ -9,8 +9,10 @@ import os
 import pty
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,6 +21,7 @@ import pytest
 
 from ledger.chain.facade import Chain
 from ledger.node.record import read_node_record
+from tests.test_cli_strange_node import FakeNode
 from tests.test_node import ROOT, NodeProcess, clean_env, free_port, request
 from wallet.bip39 import validate_mnemonic
 from wallet.keystore import Keystore, ScryptParams
@@ -511,34 +514,19 @@ def test_node_stop_by_url_from_another_home(tmp_path: Path, procs) -> None:
 # ---- a Ctrl-C while the node holds the answer ------------------------------------------------------
 
 
-class WithholdingProxy:
+class WithholdingProxy(FakeNode):
     """Forwards each request to the real node and its answer back, except that the answer to a
     ``POST`` is kept (the node has acted on it): the client waits, as on a slow node, until the
     test interrupts it. ``withheld`` is set once the node has answered a POST."""
 
     def __init__(self, node_port: int) -> None:
-        import socket
-        import threading
-
         self.node_port = node_port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
         self.withheld = threading.Event()
         self.answers: list[bytes] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        import threading
-
-        while True:
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().__init__(reply=b"")
 
     @staticmethod
-    def _read_message(sock: Any, buffered: bytes) -> tuple[bytes, bytes] | None:
+    def _read_message(sock: socket.socket, buffered: bytes) -> tuple[bytes, bytes] | None:
         """One HTTP message with a Content-Length body (or none) from ``sock``: (message, rest)."""
         while b"\r\n\r\n" not in buffered:
             chunk = sock.recv(65536)
@@ -555,9 +543,7 @@ class WithholdingProxy:
             rest += chunk
         return head + b"\r\n\r\n" + rest[:length], rest[length:]
 
-    def _serve(self, conn: Any) -> None:
-        import socket
-
+    def _serve(self, conn: socket.socket) -> None:
         buffered = b""
         with conn:
             while True:
@@ -576,9 +562,6 @@ class WithholdingProxy:
                     conn.recv(1)  # until the client goes away
                     return
                 conn.sendall(answer[0])
-
-    def close(self) -> None:
-        self.listener.close()
 
 
 @pytest.mark.parametrize("command", ["wallet send", "chain submit"])
