@@ -22,8 +22,9 @@ from typing import Any, Iterator
 import click
 
 from cli import render
-from cli.context import (INTEGER_TEXT, AppContext, echo_json_streaming, emit, fail, handles_errors, json_option,
-                         pass_app, read_bounded, resolve_account)
+from cli.context import (INTEGER_TEXT, AppContext, echo_json_streaming, emit, fail, handles_errors,
+                         interrupts_reported_as, json_option, may_have_been_submitted, pass_app, read_bounded,
+                         resolve_account)
 
 MAX_TX_FILE_BYTES = 1024 * 1024
 """Far above any signed tx (the decoder's limit is 64 KiB); a larger file was named by mistake."""
@@ -309,7 +310,8 @@ def submit(app: AppContext, files: tuple[Path, ...]) -> None:
         try:
             tx = read_signed_tx(path)
             backend = backend or app.backend()
-            results.append({"file": str(path), "tx_id": backend.submit(tx)["tx_id"]})
+            with interrupts_reported_as(_submit_interrupted(tx.id_hex, path, results)):
+                results.append({"file": str(path), "tx_id": backend.submit(tx)["tx_id"]})
         except click.ClickException as exc:
             results.append({"file": str(path), "error": exc.format_message()})
         except LedgerError as exc:
@@ -327,6 +329,14 @@ def submit(app: AppContext, files: tuple[Path, ...]) -> None:
                 click.echo(f"{row['file']}: {row['tx_id']}")
     if any("error" in row for row in results):
         sys.exit(1)
+
+
+def _submit_interrupted(tx_id: str, path: Path, results: list[dict[str, Any]]) -> str:
+    """What a Ctrl-C during ``chain submit`` of ``path`` means: this tx may be in, and the files
+    before it were answered (their results are not printed yet, so they are named here)."""
+    done = [row for row in results if "tx_id" in row]
+    before = f"; accepted before it: {', '.join(row['file'] for row in done)}" if done else ""
+    return f"{path}: {may_have_been_submitted(tx_id)}{before}"
 
 
 @chain.command("validators")
@@ -381,7 +391,8 @@ def evidence(app: AppContext, file_a: Path, file_b: Path) -> None:
             proposals.append(Transaction.decode(raw.strip()))
         except LedgerError as exc:
             raise fail(f"{path} is not a signed transaction file: {exc}") from None
-    view = app.backend().submit_evidence(make_evidence(*proposals))
+    evidence = make_evidence(*proposals)
+    backend = app.backend()
 
     def text(v: dict[str, Any]) -> str:
         ev = v["evidence"]
@@ -390,7 +401,11 @@ def evidence(app: AppContext, file_a: Path, file_b: Path) -> None:
             "The next block slashes it and tombstones it (see `posctl chain validators`).",
         ])
 
-    emit(app, view, text)
+    with interrupts_reported_as(
+        f"interrupted after evidence {evidence.id_hex} was sent: it may have been accepted; the next block's "
+        "evidence count (`posctl chain show`) or `posctl chain validators` shows whether the validator was slashed"
+    ):
+        emit(app, backend.submit_evidence(evidence), text)
 
 
 @chain.command("verify")

@@ -7,6 +7,7 @@ line on stderr — ``error: …`` — and exit status 1; a traceback is a bug.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -14,7 +15,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import click
 
@@ -115,6 +116,24 @@ class CliError(click.ClickException):
 def fail(message: str) -> "click.ClickException":
     """An error a user can act on: printed as ``error: message``, exit status 1."""
     return CliError(message)
+
+
+@contextlib.contextmanager
+def interrupts_reported_as(message: str) -> Iterator[None]:
+    """A Ctrl-C inside is reported as ``message`` (exit 1) instead of the generic "aborted:
+    nothing was changed", which stops being true once a tx may have left for the chain: a node
+    that is slow to answer has often admitted the tx already, and a user who then presses Ctrl-C
+    must not be told to sign it again."""
+    try:
+        yield
+    except (KeyboardInterrupt, click.Abort):
+        raise fail(message) from None
+
+
+def may_have_been_submitted(tx_id: str) -> str:
+    """What to tell a user whose command was interrupted after it began to submit ``tx_id``."""
+    return (f"interrupted after tx {tx_id} was sent for submission: it may have been accepted; "
+            f"`posctl chain tx {tx_id}` says whether it was (do not sign it again before you know)")
 
 
 def emit(app: AppContext, data: Any, text: Callable[[Any], str] | str | None = None) -> None:

@@ -37,6 +37,8 @@ from cli.context import (
     check_home_usable,
     emit,
     fail,
+    interrupts_reported_as,
+    may_have_been_submitted,
     handles_errors,
     json_option,
     pass_app,
@@ -849,7 +851,6 @@ class Submission:
         if self.app.sign_only is not None:
             self.write_signed(tx, what)
             return
-        result = self.backend.submit(tx)
 
         def text(view: dict[str, Any]) -> str:
             return "\n".join([
@@ -858,7 +859,8 @@ class Submission:
                 "It is pending until the next block: `posctl chain forge`, or a running node, includes it.",
             ])
 
-        emit(self.app, result, text)
+        with interrupts_reported_as(may_have_been_submitted(tx.id_hex)):
+            emit(self.app, self.backend.submit(tx), text)
 
     def write_signed(self, tx: Transaction, what: str) -> None:
         """``--out FILE``: the signed tx, not submitted; never overwrites a file. ``--out -``

@@ -9,8 +9,10 @@ import os
 import pty
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,6 +21,7 @@ import pytest
 
 from ledger.chain.facade import Chain
 from ledger.node.record import read_node_record
+from tests.test_cli_strange_node import FakeNode
 from tests.test_node import ROOT, NodeProcess, clean_env, free_port, request
 from wallet.bip39 import validate_mnemonic
 from wallet.keystore import Keystore, ScryptParams
@@ -506,3 +509,94 @@ def test_node_stop_by_url_from_another_home(tmp_path: Path, procs) -> None:
     assert node.proc.poll() == 0 and read_node_record(home) is None
     again = one_error_line(posctl(tmp_path / "elsewhere", "--node", node.url, "node", "stop"))
     assert f"no node is running at {node.url}" in again
+
+
+# ---- a Ctrl-C while the node holds the answer ------------------------------------------------------
+
+
+class WithholdingProxy(FakeNode):
+    """Forwards each request to the real node and its answer back, except that the answer to a
+    ``POST`` is kept (the node has acted on it): the client waits, as on a slow node, until the
+    test interrupts it. ``withheld`` is set once the node has answered a POST."""
+
+    def __init__(self, node_port: int) -> None:
+        self.node_port = node_port
+        self.withheld = threading.Event()
+        self.answers: list[bytes] = []
+        super().__init__(reply=b"")
+
+    @staticmethod
+    def _read_message(sock: socket.socket, buffered: bytes) -> tuple[bytes, bytes] | None:
+        """One HTTP message with a Content-Length body (or none) from ``sock``: (message, rest)."""
+        while b"\r\n\r\n" not in buffered:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            buffered += chunk
+        head, _, rest = buffered.partition(b"\r\n\r\n")
+        match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        length = int(match.group(1)) if match else 0
+        while len(rest) < length:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return None
+            rest += chunk
+        return head + b"\r\n\r\n" + rest[:length], rest[length:]
+
+    def _serve(self, conn: socket.socket) -> None:
+        buffered = b""
+        with conn:
+            while True:
+                message = self._read_message(conn, buffered)
+                if message is None:
+                    return
+                request_bytes, buffered = message
+                with socket.create_connection(("127.0.0.1", self.node_port)) as upstream:
+                    upstream.sendall(request_bytes)
+                    answer = self._read_message(upstream, b"")
+                if answer is None:
+                    return
+                if request_bytes.startswith(b"POST "):
+                    self.answers.append(answer[0])
+                    self.withheld.set()
+                    conn.recv(1)  # until the client goes away
+                    return
+                conn.sendall(answer[0])
+
+
+@pytest.mark.parametrize("command", ["wallet send", "chain submit"])
+def test_a_ctrl_c_while_the_node_holds_the_answer_does_not_claim_nothing_changed(tmp_path: Path, procs,
+                                                                                 command: str) -> None:
+    """The node admitted the tx; its answer is slow (here: held by a proxy) and the user presses
+    Ctrl-C. "aborted: nothing was changed" was printed there, and the tx was in the mempool: a
+    user who believed it would sign the transfer again. The line must name the tx and how to
+    look it up, and the lookup must find it."""
+    home, addresses = wallet_home(tmp_path, {"alice": 600}, others=("bob",))
+    node = procs("node", home, None, 3600.0)
+    proxy = WithholdingProxy(node.port)
+    try:
+        if command == "wallet send":
+            args = ["wallet", "send", "alice", addresses["bob"], "5", "-y"]
+        else:
+            signed = posctl(home, "--node", node.url, "wallet", "send", "alice", addresses["bob"], "5", "-y",
+                            "--out", str(tmp_path / "send.tx"))
+            assert signed.returncode == 0, signed.stderr
+            args = ["chain", "submit", str(tmp_path / "send.tx")]
+        client = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "--home", str(home), "--node", proxy.url, *args],
+            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert proxy.withheld.wait(WAIT), client.communicate(timeout=5)
+        client.send_signal(signal.SIGINT)
+        out, err = client.communicate(timeout=WAIT)
+    finally:
+        proxy.close()
+    assert client.returncode == 1 and out == "", (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    tx_id = json.loads(proxy.answers[0].split(b"\r\n\r\n", 1)[1])["tx_id"]
+    assert f"interrupted after tx {tx_id} was sent for submission: it may have been accepted" in lines[0]
+    assert f"`posctl chain tx {tx_id}`" in lines[0] and "nothing was changed" not in lines[0]
+    found = posctl(home, "--node", node.url, "chain", "tx", tx_id, "--json")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["status"] == "pending"

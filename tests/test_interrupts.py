@@ -9,6 +9,7 @@ exit as soon as the commit in progress is on disk, and the chain verifies afterw
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -22,6 +23,7 @@ import pytest
 from ledger.chain.facade import Chain
 from tests.faultkit import ROOT, Node, env, no_traceback, posctl
 from tests.ledgerkit import make_chain, make_key, make_tx, propose
+from tests.test_pools import wait_gone
 
 A, B, V = make_key("a"), make_key("b"), make_key("v")
 PENDING = 8000
@@ -193,3 +195,80 @@ def test_a_node_stopped_the_moment_it_advertises_itself_stops_cleanly(tmp_path, 
         assert status == 0, f"round {round_}: exit {status}\n{output}"
         assert "Traceback" not in output and "node stopped" in output, output
         assert not (home / "node.json").exists() and not (home / ".cookie").exists()
+
+
+INTERRUPT_ON_IMPORT = '''
+import importlib.abc, os, signal, sys
+
+class InterruptOnImport(importlib.abc.MetaPathFinder):
+    """Sends this process SIGINT the moment the named module starts to import: a Ctrl-C that
+    lands exactly there, every time."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == os.environ["POSCTL_TEST_INTERRUPT_AT"]:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, InterruptOnImport())
+'''
+
+
+@pytest.mark.parametrize("module, returncode, stderr", [
+    ("click", -signal.SIGINT, ""),  # the executable's own imports: ends quietly, as a C tool does
+    ("cli.chain_cmd", 1, "error: aborted: nothing was changed"),  # the command's: its handler
+])
+def test_a_ctrl_c_while_the_executable_imports_prints_no_traceback(tmp_path, module, returncode, stderr):
+    """The installed ``posctl`` executable (not ``python -m``), interrupted while Python imports
+    its code: a ``sitecustomize`` on the path sends the signal when ``module`` is imported. Python
+    left alone prints a ``KeyboardInterrupt`` traceback there (seen at random Ctrl-Cs in ~1 of 4
+    interrupted commands)."""
+    executable = shutil.which("posctl", path=str(Path(sys.executable).parent))
+    assert executable, "the test needs posctl installed beside this Python"
+    (tmp_path / "sitecustomize.py").write_text(INTERRUPT_ON_IMPORT)
+    result = subprocess.run(
+        [executable, "--home", str(tmp_path / "home"), "chain", "status"], capture_output=True, text=True,
+        env=env(POSCTL_TEST_INTERRUPT_AT=module, PYTHONPATH=str(tmp_path)), timeout=60,
+    )
+    assert (result.returncode, result.stderr.strip(), result.stdout) == (returncode, stderr, "")
+    assert not (tmp_path / "home").exists()
+
+
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes (its pool workers, for a node)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def test_a_ctrl_c_at_the_terminal_stops_a_node_and_its_workers_quietly(tmp_path):
+    """A terminal's Ctrl-C reaches every process in the foreground group: the node and its
+    signature-checking workers. The node stops as usual; the workers, which once printed a
+    ``KeyboardInterrupt`` traceback each under "node stopped", leave it to the node."""
+    home = tmp_path / "home"
+    log_path = tmp_path / "node.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "--home", str(home), "node", "run", "--dev",
+             "--listen", "127.0.0.1:0", "--interval", "0.1"],
+            cwd=ROOT, env=env(POSCTL_KDF="light"), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "block 3 validator" not in log_path.read_text() or not children(proc.pid):
+                assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.05)
+            workers = children(proc.pid)
+            os.killpg(proc.pid, signal.SIGINT)
+            status = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    output = log_path.read_text()
+    assert status == 0, output
+    assert "node stopped" in output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+    assert wait_gone(workers, 5.0) == []
+    assert posctl(home, "chain", "verify").returncode == 0

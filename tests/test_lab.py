@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import importlib
 import json
+import math
 import os
 import pty
 import re
@@ -331,6 +332,7 @@ def test_all_prints_the_table_and_one_json_list() -> None:
         (["run", "grind", "--blocks", "many"], "--blocks"),
         (["run", "grind", "--seed", "-1"], "--seed"),
         (["all", "--blocks", "0"], "--blocks"),
+        (["run", "grind", "--blocks", "100001"], "100001 is not in the range 1<=x<=100000"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], says: str) -> None:
@@ -339,6 +341,31 @@ def test_bad_input_is_one_line(args: list[str], says: str) -> None:
     assert result.stdout == ""
     assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith("error: ")
     assert says in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_offline_expectation_does_not_sum_the_whole_run() -> None:
+    """E[min(T, cap)] of the negative binomial: exact against rational arithmetic where the cap
+    bites, the uncapped mean m/p where it cannot; and a cap of 10^12 blocks returns (the sum
+    once ran to the cap: ``lab run offline --blocks 100000000`` did not finish in minutes)."""
+    from fractions import Fraction
+
+    from cli.lab.stats import negative_binomial_capped_mean
+
+    def exact(m: int, p: Fraction, cap: int) -> Fraction:
+        masses = {t: math.comb(t - 1, m - 1) * p**m * (1 - p) ** (t - m) for t in range(m, cap)}
+        return sum(t * mass for t, mass in masses.items()) + cap * (1 - sum(masses.values()))
+
+    for m, p, cap in [(10, Fraction(1, 2), 15), (10, Fraction(1, 2), 25), (3, Fraction(1, 10), 40), (1, Fraction(1), 5)]:
+        assert negative_binomial_capped_mean(m, float(p), cap) == pytest.approx(float(exact(m, p, cap)), rel=1e-12)
+    assert negative_binomial_capped_mean(10, 0.5, 10**12) == pytest.approx(20.0, rel=1e-9)
+    assert negative_binomial_capped_mean(10, 0.01, 10**12) == pytest.approx(1000.0, rel=1e-9)
+
+
+def test_offline_with_a_huge_block_count_stops_when_the_validator_is_jailed() -> None:
+    result = posctl("lab", "run", "offline", "--blocks", "100000", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "jailed at height 15 after 10 missed turns" in result.stdout  # as with the default (seed 1)
+    assert "posctl, 100000 blocks" in result.stdout
 
 
 def test_progress_bar_only_on_a_terminal() -> None:

@@ -1,5 +1,6 @@
 """Worker processes end with their parent: ``kill -9`` of a node, an init or a verify leaves no
-idle workers behind (a stdlib pool's workers would wait on their input pipe forever)."""
+idle workers behind (a stdlib pool's workers would wait on their input pipe forever); and a
+Ctrl-C, which a terminal sends to every process of the foreground group, is left to the parent."""
 
 from __future__ import annotations
 
@@ -51,6 +52,43 @@ def test_workers_exit_when_their_parent_is_killed(tmp_path: Path) -> None:
         assert len(workers) == 2 and all(alive(pid) for pid in workers)
         parent.send_signal(signal.SIGKILL)
         assert parent.wait(timeout=10) == -signal.SIGKILL
+        assert wait_gone(workers, 5.0) == []
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_a_ctrl_c_to_the_process_group_is_left_to_the_parent(tmp_path: Path) -> None:
+    """SIGINT to the whole group, as a terminal's Ctrl-C: the workers neither die nor print a
+    ``KeyboardInterrupt`` traceback, and the pool still answers; the parent alone acts on it."""
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent("""
+        import os, sys, time
+        from ledger.chain.pools import spawn_pool
+        if __name__ == "__main__":
+            pool = spawn_pool(2)
+            pids = set()
+            while len(pids) < 2:
+                pids |= {future.result() for future in [pool.submit(os.getpid) for _ in range(8)]}
+            print(" ".join(map(str, sorted(pids))), flush=True)
+            try:
+                time.sleep(120)
+            except KeyboardInterrupt:
+                after = {future.result() for future in [pool.submit(os.getpid) for _ in range(8)]}
+                print("parent interrupted; the pool answered from", sorted(after), flush=True)
+                pool.shutdown()
+    """))
+    root = Path(__file__).resolve().parent.parent
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env={**os.environ, "PYTHONPATH": str(root)}, start_new_session=True)
+    try:
+        workers = [int(pid) for pid in parent.stdout.readline().split()]  # type: ignore[union-attr]
+        os.killpg(parent.pid, signal.SIGINT)
+        out, err = parent.communicate(timeout=30)
+        assert parent.returncode == 0, err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+        answered = out.split("from", 1)[1]
+        assert all(str(pid) in answered for pid in workers), out
         assert wait_gone(workers, 5.0) == []
     finally:
         parent.kill()

@@ -148,6 +148,7 @@ def test_the_record_and_its_lock_are_0600(guard: SlashingProtection) -> None:
         os.umask(old)
     assert stat.S_IMODE(guard.path.stat().st_mode) == 0o600
     assert stat.S_IMODE(guard.lock_path.stat().st_mode) == 0o600
+    assert stat.S_IMODE((guard.directory / f".protection-{KEY.address}.lock").stat().st_mode) == 0o600
     document = json.loads(guard.path.read_text())
     assert document["version"] == 1 and document["wallet"] == "val"
     assert list(document["chains"][CHAIN_ID]) == [KEY.address]
@@ -251,7 +252,8 @@ def test_a_kill_9_mid_write_loses_no_released_proposal(tmp_path: Path, round_: i
     # The next record still works, stays 0600, and clears what the killed writer left behind.
     guard.record(KEY.address, released + 2, tx_id("next"), chain_id=CHAIN_ID)
     assert stat.S_IMODE(guard.path.stat().st_mode) == 0o600
-    assert sorted(path.name for path in wallets.iterdir()) == ["val.protection.json", "val.protection.lock"]
+    assert sorted(path.name for path in wallets.iterdir()) == [
+        f".protection-{KEY.address}.lock", "val.protection.json", "val.protection.lock"]
 
 
 def test_temp_files_of_a_writer_killed_mid_write_are_removed(guard: SlashingProtection) -> None:
@@ -288,6 +290,42 @@ def test_two_processes_racing_for_one_height_cannot_both_record(tmp_path: Path) 
     results = [child.communicate(timeout=60) for child in children]
     assert all(child.returncode == 0 for child in children), results
     assert sorted(out.strip() for out, _ in results) == ["refused", "signed"], results
+
+
+def test_two_wallet_names_racing_with_one_key_cannot_both_record(tmp_path: Path) -> None:
+    """A phrase recovered under a second name: the two names have two records and two record
+    locks, so only a lock held per key keeps two processes (``wallet propose`` as one name while
+    ``validator run`` signs as the other) from both passing the check of the other's record
+    before either has written it. Both race through the same heights in step."""
+    wallets = tmp_path / "wallets"
+    code = """
+        import sys, time
+        from pathlib import Path
+        from tests.ledgerkit import make_key, make_proposal
+        from wallet.protection import SlashingProtection, WouldEquivocate
+        guard = SlashingProtection(Path(sys.argv[1]), sys.argv[2])
+        key = make_key("protection-val")
+        proposals = [make_proposal(key, 0, h, bytes(32), bpm=int(sys.argv[3])) for h in range(1, 41)]
+        time.sleep(max(0.0, float(sys.argv[4]) - time.time()))
+        for proposal in proposals:
+            try:
+                guard.guard(proposal)
+                print(proposal.height, "signed")
+            except WouldEquivocate:
+                print(proposal.height, "refused")
+    """
+    start = f"{time.time() + 3:.3f}"
+    children = [run_python(code, str(wallets), name, str(bpm), start)
+                for name, bpm in (("alice", 70), ("twin", 71))]
+    results = [child.communicate(timeout=120) for child in children]
+    assert all(child.returncode == 0 for child in children), results
+    signed: dict[str, int] = {}
+    for out, _ in results:
+        for line in out.split("\n"):
+            if line.endswith(" signed"):
+                height = line.split()[0]
+                signed[height] = signed.get(height, 0) + 1
+    assert set(signed.values()) == {1} and len(signed) == 40, signed
 
 
 # ---- through the real command line ---------------------------------------------------------

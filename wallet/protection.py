@@ -40,7 +40,10 @@ Concurrency
     Every read-check-write happens under an exclusive ``fcntl.flock`` on
     ``NAME.protection.lock``, and :meth:`~SlashingProtection.record` re-checks under that lock,
     so of two processes signing conflicting proposals for one height at once exactly one
-    succeeds, even if both passed :meth:`~SlashingProtection.check` first. The lock file is
+    succeeds, even if both passed :meth:`~SlashingProtection.check` first. Recording also holds
+    ``.protection-ADDRESS.lock`` (taken first), because one key can sit in two wallets (a phrase
+    recovered under a second name) whose records have two locks; the check reads the other
+    records too, and only the per-key lock orders it against their writers. Lock files are
     never deleted: deleting a lock file that others may have open defeats ``flock``.
 
 A damaged record is never reset silently: an empty record would allow exactly the
@@ -73,6 +76,9 @@ FORMAT_VERSION = 1
 
 RECORD_SUFFIX = ".protection.json"
 LOCK_SUFFIX = ".protection.lock"
+KEY_LOCK = ".protection-{address}.lock"
+"""Held while any wallet records a proposal for the address (taken before the wallet's own
+lock): one key under two names has two records, and only a lock per key orders their writers."""
 VALIDATOR_LOCK = ".validator-{address}.lock"
 """Held by a running validator for its address, whatever the wallet's name (a key recovered
 under a second name has a second record, but the same address)."""
@@ -181,7 +187,7 @@ class SlashingProtection:
         same tx id again is a no-op.
         """
         address, height, tx_id, chain_id = _checked(address, height, tx_id, chain_id)
-        with self._locked():
+        with self._key_locked(address), self._locked():
             record = self._load()
             history = record.setdefault(chain_id, {}).setdefault(address, _History())
             if not replace:
@@ -300,17 +306,31 @@ class SlashingProtection:
 
     # files -----------------------------------------------------------------------------------
 
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the wallet's protection lock (its record file's writers)."""
+        return self._holding(self.lock_path, f"the slashing-protection lock of wallet '{self.wallet_name}'")
+
+    def _key_locked(self, address: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the lock of ``address`` (every record that may list it), whatever the wallet's name.
+
+        Without it, two names holding one key (a phrase recovered twice) lock two different
+        files, and two processes can each check the other's record before either writes: both
+        sign one height (a test saw that at most heights of a race). Always taken before the
+        wallet's own lock, so the two can never be taken in opposite orders.
+        """
+        return self._holding(self.directory / KEY_LOCK.format(address=address),
+                             f"the slashing-protection lock of {address}")
+
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the wallet's protection lock; bounded wait, then a message naming the cause."""
-        fd = self._open_lock(self.lock_path, "slashing-protection lock")
+    def _holding(self, path: Path, what: str) -> Iterator[None]:
+        """Hold the ``flock`` of ``path``; bounded wait, then a message naming the cause."""
+        fd = self._open_lock(path, "slashing-protection lock")
         try:
             deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
-            while not _try_lock(fd, self.lock_path):
+            while not _try_lock(fd, path):
                 if time.monotonic() >= deadline:
                     raise WalletError(
-                        f"another process has held the slashing-protection lock of wallet "
-                        f"'{self.wallet_name}' ({self.lock_path}) for over "
+                        f"another process has held {what} ({path}) for over "
                         f"{LOCK_TIMEOUT_SECONDS:.0f} s: wait for it to finish or stop it"
                     )
                 time.sleep(0.005)

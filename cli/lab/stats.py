@@ -62,8 +62,19 @@ def negative_binomial_range(successes: int, p: float, cap: int, tail: float = 0.
     return low, high
 
 
+NEGLIGIBLE_MASS = 1e-12
+"""Probability left in T's tail at which the capped mean stops summing (see below)."""
+
+
 def negative_binomial_capped_mean(successes: int, p: float, cap: int) -> float:
-    """E[min(T, cap)] for T = trials until the ``successes``-th success of probability ``p``."""
+    """E[min(T, cap)] for T = trials until the ``successes``-th success of probability ``p``.
+
+    The sum stops once all but :data:`NEGLIGIBLE_MASS` of T's probability is counted: without the
+    stop, ``posctl lab run offline --blocks 100000000`` summed 10^8 terms — minutes — for a run
+    that jails the validator within some twenty blocks. The remainder counted at ``cap`` bounds
+    the answer from above, and so does E[T] = m/p; the smaller is within E[T; T > t] of the
+    truth, t the last term summed (about t × 1e-12).
+    """
     if successes < 1 or not 0.0 < p <= 1.0 or cap < 1:
         raise ValueError("need successes >= 1, 0 < p <= 1 and cap >= 1")
     mean = 0.0
@@ -72,4 +83,6 @@ def negative_binomial_capped_mean(successes: int, p: float, cap: int) -> float:
         mass = math.comb(t - 1, successes - 1) * p**successes * (1 - p) ** (t - successes)
         mean += t * mass
         below += mass
-    return mean + cap * (1 - below)
+        if below >= 1 - NEGLIGIBLE_MASS:
+            break
+    return min(successes / p, mean + cap * max(0.0, 1 - below))

@@ -5,6 +5,12 @@ of :class:`concurrent.futures.ProcessPoolExecutor` waits on a pipe whose writing
 itself, so when its parent is killed (``kill -9`` of the node, of ``chain init``, of ``verify``)
 it never sees the end of its input and waits forever: idle processes of ~50 MB each that a user
 has to find and kill. So each worker watches its parent and exits when the parent is gone.
+
+A Ctrl-C at a terminal goes to the whole foreground process group, workers included. What it
+means is the parent's to decide (a node finishes its commit, ``chain init`` removes what it
+wrote), and it ends the pool itself; so workers ignore SIGINT. Left to Python's default, each
+idle worker printed a ``KeyboardInterrupt`` traceback under the node's "node stopped", and a busy
+one failed its task before the parent had decided anything.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import os
+import signal
 import threading
 import time
 
@@ -28,8 +35,10 @@ def spawn_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
 
 
 def _exit_with_parent(parent: int) -> None:
-    """In a worker: a daemon thread that ends the process when it is no longer ``parent``'s child
-    (an orphan is adopted by init or a subreaper, so its parent pid changes)."""
+    """In a worker: ignore SIGINT (the parent's to act on, above), and start a daemon thread that
+    ends the process when it is no longer ``parent``'s child (an orphan is adopted by init or a
+    subreaper, so its parent pid changes)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
