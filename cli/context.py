@@ -12,7 +12,9 @@ import functools
 import json
 import os
 import re
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TypeVar
@@ -116,6 +118,39 @@ class CliError(click.ClickException):
 def fail(message: str) -> "click.ClickException":
     """An error a user can act on: printed as ``error: message``, exit status 1."""
     return CliError(message)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM reaching a one-shot command (``timeout``, a supervisor, ``kill``): it unwinds as a
+    Ctrl-C does, so the same clean-up runs and the same kind of line is printed. Left to its
+    default action, SIGTERM killed ``chain init`` mid-genesis without removing what it had
+    written, and multiprocessing's resource tracker then warned of leaked semaphores."""
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """Within: SIGTERM raises :class:`Terminated` (only where SIGTERM still has its default
+    action and only in the main thread; the previous handler comes back afterwards). Commands
+    that handle SIGTERM themselves (``node run``, ``validator run``, ``chain forge``) install
+    their own handlers inside and restore this one when they are done."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def raise_terminated(_signum: int, _frame: Any) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_by_sigterm(exc: BaseException) -> bool:
+    """Whether ``exc`` (or the ``KeyboardInterrupt`` click turned into ``Abort``) is SIGTERM's."""
+    return isinstance(exc, Terminated) or isinstance(exc.__cause__, Terminated)
 
 
 @contextlib.contextmanager

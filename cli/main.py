@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from cli.context import AppContext, color_setting, default_home, echo_error, output_options
+from cli.context import (AppContext, color_setting, default_home, echo_error, interrupted_by_sigterm, output_options,
+                         sigterm_unwinds)
 
 LAZY_GROUPS = {
     "wallet": ("cli.wallet_cmd", "wallet", "Create wallets and sign stake, transfer and BPM transactions."),
@@ -44,6 +45,10 @@ class LazyGroup(click.Group):
     def main(self, args: Any = None, prog_name: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, standalone_mode=False, **extra)
+        with sigterm_unwinds():
+            self._main_reporting_errors(args, prog_name, **extra)
+
+    def _main_reporting_errors(self, args: Any, prog_name: str | None, **extra: Any) -> None:
         try:
             result = super().main(args, prog_name, standalone_mode=False, **extra)
         except _NO_ARGS_IS_HELP as exc:
@@ -56,8 +61,8 @@ class LazyGroup(click.Group):
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
-        except (click.Abort, KeyboardInterrupt, EOFError):
-            echo_error("aborted: nothing was changed")
+        except (click.Abort, KeyboardInterrupt, EOFError) as exc:
+            echo_error(f"{'stopped by SIGTERM' if interrupted_by_sigterm(exc) else 'aborted'}: nothing was changed")
             sys.exit(1)
         sys.exit(result if isinstance(result, int) else 0)
 

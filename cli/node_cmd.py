@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from cli.context import AppContext, emit, fail, handles_errors, json_option, pass_app, read_password_file
+from cli.context import (AppContext, emit, fail, handles_errors, interrupts_reported_as, json_option, pass_app,
+                         read_password_file)
 
 DEFAULT_INTERVAL = 5.0
 """Seconds between forging rounds."""
@@ -309,20 +310,23 @@ def _prepare_dev(app: AppContext, validators: int | None) -> tuple[Any, Any, lis
         names = dev_wallet_names(count)
         ensure_home(app.home)  # 0700 before the keystore creates it with its parents
         addresses: list[str] = []
-        for name in names:
-            if keystore.exists(name):
-                wallet_file = keystore.load(name)
-                banner.append(f"dev wallet '{name}' already existed: reusing it")
-            else:
-                wallet_file, _mnemonic = keystore.create(name, password, kdf=ScryptParams.light())
-            addresses.append(wallet_file.address(0, 0))
-        config = GenesisConfig(
-            params=Params(chain_id=DEV_CHAIN_ID),
-            allocations={address: DEV_BALANCE for address in addresses},
-            bonds=dict(zip(addresses, dev_bonds(count))),
-            timestamp=int(time.time()),
-        )
-        chain = Chain.create(app.home, config)
+        # an interruption leaves some dev wallets and no chain: a second run reuses them
+        with interrupts_reported_as(f"interrupted while creating the dev chain in {app.home}: run the same "
+                                    "command again to finish it (it reuses the dev wallets made so far)"):
+            for name in names:
+                if keystore.exists(name):
+                    wallet_file = keystore.load(name)
+                    banner.append(f"dev wallet '{name}' already existed: reusing it")
+                else:
+                    wallet_file, _mnemonic = keystore.create(name, password, kdf=ScryptParams.light())
+                addresses.append(wallet_file.address(0, 0))
+            config = GenesisConfig(
+                params=Params(chain_id=DEV_CHAIN_ID),
+                allocations={address: DEV_BALANCE for address in addresses},
+                bonds=dict(zip(addresses, dev_bonds(count))),
+                timestamp=int(time.time()),
+            )
+            chain = Chain.create(app.home, config)
         banner.append(f"created dev chain '{DEV_CHAIN_ID}' in {app.home} with {count} dev validators "
                       "(light scrypt wallets: for development only)")
     else:

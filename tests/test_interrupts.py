@@ -9,6 +9,7 @@ exit as soon as the commit in progress is on disk, and the chain verifies afterw
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -272,3 +273,84 @@ def test_a_ctrl_c_at_the_terminal_stops_a_node_and_its_workers_quietly(tmp_path)
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
     assert wait_gone(workers, 5.0) == []
     assert posctl(home, "chain", "verify").returncode == 0
+
+
+def test_sigterm_during_a_genesis_unwinds_like_ctrl_c(tmp_path):
+    """``timeout`` or a supervisor sends SIGTERM: ``chain init`` removes what it wrote and says
+    so in one line, as for Ctrl-C. It was killed outright: a half-made chain stayed behind (and,
+    when the signal reached the command alone, multiprocessing's resource tracker warned of
+    leaked semaphores on stderr)."""
+    from tests.test_scale import addresses
+
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(json.dumps({
+        "params": {"chain_id": "posctl-sigterm"},
+        "allocations": {address: 1000 for address in addresses(60_000, b"sigterm")},
+        "bonds": {V.address: 500},
+    }))
+    home = tmp_path / "home"
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--home", str(home), "chain", "init", "--genesis",
+                             str(genesis)], cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (home / "chain").exists():  # the genesis is being written
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.005)
+    workers = children(proc.pid)
+    os.killpg(proc.pid, signal.SIGTERM)  # as `timeout` does: the command and its workers
+    out, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.strip(), out) == (1, "error: stopped by SIGTERM: nothing was changed", ""), err
+    assert wait_gone(workers, 5.0) == []
+    status = posctl(home, "chain", "status")
+    assert status.returncode == 1 and "no chain at" in status.stderr, status.stderr
+    assert posctl(home, "chain", "init", "--genesis", str(genesis)).returncode == 0
+
+
+SIGTERM_AFTER_TWO_WALLETS = '''
+import os, signal
+from wallet.keystore import Keystore
+
+original = Keystore.create
+made = []
+
+def create(self, *args, **kwargs):
+    """SIGTERM this process as soon as the second wallet exists."""
+    result = original(self, *args, **kwargs)
+    made.append(args[0])
+    if len(made) == 2:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return result
+
+Keystore.create = create
+'''
+
+
+def test_a_dev_node_stopped_while_it_makes_its_chain_says_how_to_finish(tmp_path):
+    """``node run --dev`` on an empty home makes three wallets and a chain before any node runs;
+    stopped after two wallets, it must not claim that nothing was changed: it says to run the
+    command again, and that run reuses both wallets and finishes the chain."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SIGTERM_AFTER_TWO_WALLETS)
+    home = tmp_path / "home"
+    args = [sys.executable, "-m", "cli.main", "--home", str(home), "node", "run", "--dev", "--listen", "127.0.0.1:0"]
+    stopped = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env=env(POSCTL_KDF="light", PYTHONPATH=f"{hook}{os.pathsep}{ROOT}"))
+    assert stopped.returncode == 1, stopped.stderr
+    assert stopped.stderr.strip() == (f"error: interrupted while creating the dev chain in {home}: run the same "
+                                      "command again to finish it (it reuses the dev wallets made so far)")
+    assert sorted(path.name for path in (home / "wallets").glob("*.json")) == ["dev.json", "dev2.json"]
+    assert not Chain.exists(home)
+    log_path = tmp_path / "again.log"
+    with open(log_path, "w") as log:
+        again = subprocess.Popen(args, cwd=ROOT, env=env(POSCTL_KDF="light"), stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while "node URL" not in log_path.read_text():
+            assert again.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.05)
+        again.send_signal(signal.SIGINT)
+        assert again.wait(timeout=30) == 0, log_path.read_text()
+    output = log_path.read_text()
+    assert "dev wallet 'dev' already existed: reusing it" in output
+    assert "dev wallet 'dev2' already existed: reusing it" in output
+    assert "with 3 dev validators" in output

@@ -192,7 +192,12 @@ class Chain:
                     f"{path} is not empty (it holds {leftovers[0]}) and is not a chain: move its files "
                     "aside, or use another --home"
                 )
-        store = LevelDBStore.open(path, create=True)
+        try:
+            store = LevelDBStore.open(path, create=True)
+        except BaseException:  # interrupted while LevelDB made its files: a new directory goes too
+            if not existed:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         try:
             if store.get(schema.TIP_KEY) is not None:
                 raise ChainExists(f"a chain already exists in {home}: use another --home, or remove it first")
@@ -204,6 +209,8 @@ class Chain:
             _delete_everything(store)  # an unfinished genesis, if any
         except BaseException:
             store.close()
+            if not existed:  # (only an interruption gets here with a new directory)
+                shutil.rmtree(path, ignore_errors=True)
             raise
         try:
             return initialise(store)
