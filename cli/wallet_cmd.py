@@ -336,16 +336,6 @@ def new(app: AppContext, name: str, words: str, ask_passphrase: bool) -> None:
         passphrase = _stdin_line("--passphrase reads the BIP-39 passphrase from the first line of stdin")
     password = read_chosen_password(app)
     ensure_home(app.home)
-    created, phrase = store.create(name, password, words=int(words), passphrase=passphrase, kdf=kdf)
-    data = {
-        "name": name,
-        "address": created.address(0, 0),
-        "path": key_path(0, 0),
-        "file": str(created.path),
-        "mnemonic": phrase,
-        "passphrase": bool(passphrase),
-    }
-    warn_if_light_kdf()
 
     def text(view: dict[str, Any]) -> str:
         count = len(view["mnemonic"].split())
@@ -365,7 +355,27 @@ def new(app: AppContext, name: str, words: str, ask_passphrase: bool) -> None:
             lines.append("Recovery also needs the BIP-39 passphrase you just typed: write it down separately.")
         return "\n".join(lines)
 
-    emit(app, data, text)
+    try:
+        created, phrase = store.create(name, password, words=int(words), passphrase=passphrase, kdf=kdf)
+        data = {
+            "name": name,
+            "address": created.address(0, 0),
+            "path": key_path(0, 0),
+            "file": str(created.path),
+            "mnemonic": phrase,
+            "passphrase": bool(passphrase),
+        }
+        warn_if_light_kdf()
+        emit(app, data, text)
+    except (KeyboardInterrupt, click.Abort):
+        # Interrupted once the file was written (the last milliseconds of create, or while the
+        # phrase was printed): a wallet whose phrase was never shown whole must not stay. It is
+        # ours: the name was free when the command began and create never overwrites a file.
+        if not store.exists(name):
+            raise
+        store.delete(name)
+        raise fail(f"interrupted before the recovery phrase of '{name}' was shown in full: the new wallet "
+                   "was removed again, so nothing was changed; run the command again") from None
 
 
 @wallet.command("recover")
