@@ -755,11 +755,25 @@ def rename(app: AppContext, old: str, new: str) -> None:
     if not wallet_file.watch_only:
         password = read_password(app, prompt=f"Password for wallet '{old}'",
                                  why="the name is sealed with the secret, so a rename re-seals it")
-    renamed = lifecycle.rename_wallet(store, old, new, password)
-    warn_light_wallet(renamed)
-    data = {"old": old, "name": new, "file": str(renamed.path),
-            "address": renamed.address(renamed.default_account, 0)}
-    emit(app, data, lambda v: f"Renamed wallet '{old}' to '{new}' ({v['file']}); address {v['address']}")
+    try:
+        renamed = lifecycle.rename_wallet(store, old, new, password)
+        warn_light_wallet(renamed)
+        data = {"old": old, "name": new, "file": str(renamed.path),
+                "address": renamed.address(renamed.default_account, 0)}
+        emit(app, data, lambda v: f"Renamed wallet '{old}' to '{new}' ({v['file']}); address {v['address']}")
+    except (KeyboardInterrupt, click.Abort):
+        _report_interrupted_rename(store, old, new)
+        raise
+
+
+def _report_interrupted_rename(store: Keystore, old: str, new: str) -> None:
+    """A Ctrl-C inside a rename: say where it stopped (see :mod:`wallet.lifecycle` for the order);
+    returns only if nothing was changed (the generic line is then true)."""
+    if store.exists(new) and store.exists(old):
+        raise fail(f"interrupted in the middle of the rename: wallets '{old}' and '{new}' both hold the keys now, "
+                   f"each with its slashing-protection record; `posctl wallet delete {old}` finishes the rename")
+    if store.exists(new):
+        raise fail(f"interrupted as the rename finished: the wallet is now '{new}' ({store.path(new)})")
 
 
 @wallet.command("passwd")
