@@ -336,16 +336,6 @@ def new(app: AppContext, name: str, words: str, ask_passphrase: bool) -> None:
         passphrase = _stdin_line("--passphrase reads the BIP-39 passphrase from the first line of stdin")
     password = read_chosen_password(app)
     ensure_home(app.home)
-    created, phrase = store.create(name, password, words=int(words), passphrase=passphrase, kdf=kdf)
-    data = {
-        "name": name,
-        "address": created.address(0, 0),
-        "path": key_path(0, 0),
-        "file": str(created.path),
-        "mnemonic": phrase,
-        "passphrase": bool(passphrase),
-    }
-    warn_if_light_kdf()
 
     def text(view: dict[str, Any]) -> str:
         count = len(view["mnemonic"].split())
@@ -365,7 +355,27 @@ def new(app: AppContext, name: str, words: str, ask_passphrase: bool) -> None:
             lines.append("Recovery also needs the BIP-39 passphrase you just typed: write it down separately.")
         return "\n".join(lines)
 
-    emit(app, data, text)
+    try:
+        created, phrase = store.create(name, password, words=int(words), passphrase=passphrase, kdf=kdf)
+        data = {
+            "name": name,
+            "address": created.address(0, 0),
+            "path": key_path(0, 0),
+            "file": str(created.path),
+            "mnemonic": phrase,
+            "passphrase": bool(passphrase),
+        }
+        warn_if_light_kdf()
+        emit(app, data, text)
+    except (KeyboardInterrupt, click.Abort):
+        # Interrupted once the file was written (the last milliseconds of create, or while the
+        # phrase was printed): a wallet whose phrase was never shown whole must not stay. It is
+        # ours: the name was free when the command began and create never overwrites a file.
+        if not store.exists(name):
+            raise
+        store.delete(name)
+        raise fail(f"interrupted before the recovery phrase of '{name}' was shown in full: the new wallet "
+                   "was removed again, so nothing was changed; run the command again") from None
 
 
 @wallet.command("recover")
@@ -745,11 +755,25 @@ def rename(app: AppContext, old: str, new: str) -> None:
     if not wallet_file.watch_only:
         password = read_password(app, prompt=f"Password for wallet '{old}'",
                                  why="the name is sealed with the secret, so a rename re-seals it")
-    renamed = lifecycle.rename_wallet(store, old, new, password)
-    warn_light_wallet(renamed)
-    data = {"old": old, "name": new, "file": str(renamed.path),
-            "address": renamed.address(renamed.default_account, 0)}
-    emit(app, data, lambda v: f"Renamed wallet '{old}' to '{new}' ({v['file']}); address {v['address']}")
+    try:
+        renamed = lifecycle.rename_wallet(store, old, new, password)
+        warn_light_wallet(renamed)
+        data = {"old": old, "name": new, "file": str(renamed.path),
+                "address": renamed.address(renamed.default_account, 0)}
+        emit(app, data, lambda v: f"Renamed wallet '{old}' to '{new}' ({v['file']}); address {v['address']}")
+    except (KeyboardInterrupt, click.Abort):
+        _report_interrupted_rename(store, old, new)
+        raise
+
+
+def _report_interrupted_rename(store: Keystore, old: str, new: str) -> None:
+    """A Ctrl-C inside a rename: say where it stopped (see :mod:`wallet.lifecycle` for the order);
+    returns only if nothing was changed (the generic line is then true)."""
+    if store.exists(new) and store.exists(old):
+        raise fail(f"interrupted in the middle of the rename: wallets '{old}' and '{new}' both hold the keys now, "
+                   f"each with its slashing-protection record; `posctl wallet delete {old}` finishes the rename")
+    if store.exists(new):
+        raise fail(f"interrupted as the rename finished: the wallet is now '{new}' ({store.path(new)})")
 
 
 @wallet.command("passwd")

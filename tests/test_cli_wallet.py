@@ -183,6 +183,31 @@ def test_new_without_any_password_source_fails_cleanly(tmp_path: Path, monkeypat
     assert not (tmp_path / "h" / "wallets" / "carol.json").exists()
 
 
+def test_new_interrupted_once_the_file_is_written_removes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Ctrl-C in the last moment of ``create`` (the file is on disk, the phrase not yet shown)
+    left a wallet whose phrase nobody had seen, under "aborted: nothing was changed". Now the
+    wallet is removed, and the line says so; an interruption earlier changes nothing either."""
+    original = Keystore.create
+
+    def create_then_interrupt(self: Keystore, *args: Any, **kwargs: Any) -> Any:
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt  # where a Ctrl-C lands just after the file was published
+
+    monkeypatch.setattr(Keystore, "create", create_then_interrupt)
+    line = error_line(run(tmp_path, "wallet", "new", "alice"))
+    assert line == ("error: interrupted before the recovery phrase of 'alice' was shown in full: the new wallet "
+                    "was removed again, so nothing was changed; run the command again")
+    assert list((tmp_path / "wallets").glob("*.json")) == []
+
+    def interrupt_first(self: Keystore, *args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # during the key stretching, before any file
+
+    monkeypatch.setattr(Keystore, "create", interrupt_first)
+    assert error_line(run(tmp_path, "wallet", "new", "alice")) == "error: aborted: nothing was changed"
+    monkeypatch.setattr(Keystore, "create", original)
+    ok(tmp_path, "wallet", "new", "alice")
+
+
 def test_new_refuses_an_existing_wallet_and_leaves_it_untouched(home: Path) -> None:
     before = (home / "wallets" / "alice.json").read_bytes()
     line = error_line(run(home, "wallet", "new", "alice"))

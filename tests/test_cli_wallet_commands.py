@@ -492,6 +492,40 @@ def test_rename_onto_an_existing_or_bad_name_changes_nothing(home: Path, new: st
     assert files(home) == before
 
 
+def test_a_ctrl_c_inside_a_rename_says_where_it_stopped(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Interrupted before the new file exists: nothing changed (and the line says so); after it
+    exists but before the old one is gone: both names hold the keys, which "aborted: nothing was
+    changed" used to hide, and the line names the command that finishes the rename."""
+    wallets = home / "wallets"
+    SlashingProtection(wallets, "val").record(address_of(home, "val"), 7, b"\x01" * 32, chain_id="posctl-test")
+    original_copy, original_delete = Keystore.copy_renamed, Keystore.delete
+
+    def interrupt(*_args: Any, **_kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    def without_locks() -> dict[str, bytes]:  # (empty lock files are never deleted: see wallet.protection)
+        return {path: data for path, data in files(home).items() if not path.endswith(".lock")}
+
+    before = without_locks()
+    monkeypatch.setattr(Keystore, "copy_renamed", interrupt)
+    assert error_line(run(home, "wallet", "rename", "val", "validator")) == "error: aborted: nothing was changed"
+    assert without_locks() == before
+    monkeypatch.setattr(Keystore, "copy_renamed", original_copy)
+
+    def delete_interrupted(self: Keystore, name: str) -> Any:
+        raise KeyboardInterrupt  # the new file is written, the old one not yet removed
+
+    monkeypatch.setattr(Keystore, "delete", delete_interrupted)
+    line = error_line(run(home, "wallet", "rename", "val", "validator"))
+    assert line == ("error: interrupted in the middle of the rename: wallets 'val' and 'validator' both hold the "
+                    "keys now, each with its slashing-protection record; `posctl wallet delete val` finishes "
+                    "the rename")
+    assert (wallets / "validator.protection.json").exists() and (wallets / "val.protection.json").exists()
+    monkeypatch.setattr(Keystore, "delete", original_delete)
+    ok(home, "wallet", "delete", "val", "--yes")
+    assert Keystore(wallets).names() == ["alice", "bob", "validator"]
+
+
 def test_rename_with_a_wrong_password_changes_nothing(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POSCTL_PASSWORD", "wrong")
     before = files(home)
