@@ -770,8 +770,9 @@ def _report_interrupted_rename(store: Keystore, old: str, new: str) -> None:
     """A Ctrl-C inside a rename: say where it stopped (see :mod:`wallet.lifecycle` for the order);
     returns only if nothing was changed (the generic line is then true)."""
     if store.exists(new) and store.exists(old):
-        raise fail(f"interrupted in the middle of the rename: wallets '{old}' and '{new}' both hold the keys now, "
-                   f"each with its slashing-protection record; `posctl wallet delete {old}` finishes the rename")
+        raise fail(f"interrupted in the middle of the rename: wallets '{old}' and '{new}' both hold the keys now "
+                   f"(and the slashing-protection record, if there was one); `posctl wallet delete {old}` finishes "
+                   "the rename")
     if store.exists(new):
         raise fail(f"interrupted as the rename finished: the wallet is now '{new}' ({store.path(new)})")
 

@@ -518,8 +518,8 @@ def test_a_ctrl_c_inside_a_rename_says_where_it_stopped(home: Path, monkeypatch:
     monkeypatch.setattr(Keystore, "delete", delete_interrupted)
     line = error_line(run(home, "wallet", "rename", "val", "validator"))
     assert line == ("error: interrupted in the middle of the rename: wallets 'val' and 'validator' both hold the "
-                    "keys now, each with its slashing-protection record; `posctl wallet delete val` finishes "
-                    "the rename")
+                    "keys now (and the slashing-protection record, if there was one); `posctl wallet delete val` "
+                    "finishes the rename")
     assert (wallets / "validator.protection.json").exists() and (wallets / "val.protection.json").exists()
     monkeypatch.setattr(Keystore, "delete", original_delete)
     ok(home, "wallet", "delete", "val", "--yes")
