@@ -675,6 +675,20 @@ def _import_from(app: AppContext, file: Path, handle: Any) -> None:
 def backup(app: AppContext, directory: Path) -> None:
     """Copy a consistent snapshot of the chain into DIRECTORY, a new home (through the node
     while one runs). Wallets are not copied: back up the wallets directory separately."""
-    view = app.backend().backup(str(directory.expanduser().resolve()))
-    emit(app, view, lambda v: f"backed up heights 0..{v['height']} (tip {v['tip'][:16]}, {v['keys']} keys) to "
-                              f"{v['backup']}: check it with `posctl --home {v['backup']} chain verify`")
+    from cli.backend import DirectBackend
+    from ledger.chain.facade import Chain
+
+    target = directory.expanduser().resolve()
+    backend = app.backend()
+    if isinstance(backend, DirectBackend):  # the target must be new or empty, so a chain there is ours
+        interrupted = interrupts_reported_as(f"interrupted after the backup was written to {target}: check it "
+                                             f"with `posctl --home {target} chain verify`",
+                                             when=lambda: Chain.exists(target))
+    else:
+        interrupted = interrupts_reported_as(f"interrupted while the node writes the backup to {target}: it goes "
+                                             f"on without this command; `posctl --home {target} chain verify` "
+                                             "checks it once it is there")
+    with interrupted:
+        view = backend.backup(str(target))
+        emit(app, view, lambda v: f"backed up heights 0..{v['height']} (tip {v['tip'][:16]}, {v['keys']} keys) to "
+                                  f"{v['backup']}: check it with `posctl --home {v['backup']} chain verify`")

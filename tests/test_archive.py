@@ -457,3 +457,30 @@ def test_an_interrupted_export_or_import_says_whether_it_finished(source, export
         assert imported.stderr.strip() == (f"error: interrupted after the chain was imported and verified into {home}: "
                                            "`posctl chain status` shows it")
         assert status(home)["tip"] == status(source)["tip"]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_interrupted_backup_says_whether_it_finished(source, tmp_path, monkeypatch, where):
+    from click.testing import CliRunner
+
+    import ledger.chain.archive as archive
+    from cli.main import posctl as cli
+
+    original = archive.backup_chain
+
+    def backup_chain(*args: Any, **kwargs: Any) -> Any:
+        if where == "after":
+            original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    copy = tmp_path / "backup"
+    monkeypatch.setattr(archive, "backup_chain", backup_chain)
+    result = CliRunner().invoke(cli, ["--home", str(source), "chain", "backup", str(copy)])
+    assert result.exit_code == 1
+    if where == "before":
+        assert result.stderr.strip() == "error: aborted: nothing was changed"
+        assert not Chain.exists(copy)
+    else:
+        assert result.stderr.strip() == (f"error: interrupted after the backup was written to {copy}: check it with "
+                                         f"`posctl --home {copy} chain verify`")
+        assert status(copy)["tip"] == status(source)["tip"]

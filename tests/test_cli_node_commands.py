@@ -628,3 +628,24 @@ def test_a_ctrl_c_while_the_node_holds_the_answer_does_not_claim_nothing_changed
     found = posctl(home, "--node", node.url, "chain", "tx", tx_id, "--json")
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["status"] == "pending"
+
+
+def test_a_ctrl_c_while_the_node_writes_a_backup_says_it_goes_on(tmp_path: Path, procs) -> None:
+    home, _ = wallet_home(tmp_path, {"alice": 600})
+    node = procs("node", home, None, 3600.0)
+    proxy = WithholdingProxy(node.port)
+    copy = tmp_path / "copy"
+    try:
+        client = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "--home", str(home), "--node", proxy.url, "chain", "backup", str(copy)],
+            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert proxy.withheld.wait(WAIT), client.communicate(timeout=5)
+        client.send_signal(signal.SIGINT)
+        out, err = client.communicate(timeout=WAIT)
+    finally:
+        proxy.close()
+    assert (client.returncode, out) == (1, ""), err
+    assert err.strip() == (f"error: interrupted while the node writes the backup to {copy}: it goes on without this "
+                           f"command; `posctl --home {copy} chain verify` checks it once it is there")
+    assert posctl(copy, "chain", "verify").returncode == 0  # the node had written it
