@@ -555,18 +555,29 @@ def export(app: AppContext, file: Path) -> None:
     import os
 
     from cli.backend import require_no_node
+
+    require_no_node(app.home, "export the chain (or use `posctl chain backup DIR`, which works while it runs)")
+    to_stdout = str(file) == "-" or _is_stdout(file)
+    target = Path(os.path.realpath(file))  # through a symlink: the link stays, its target is replaced
+    before = None if to_stdout else _file_identity(target)
+    with interrupts_reported_as(f"interrupted after the export was written to {file}: it is complete",
+                                when=lambda: not to_stdout and _file_identity(target) != before):
+        _export_to(app, file, target, to_stdout)
+
+
+def _export_to(app: AppContext, file: Path, target: Path, to_stdout: bool) -> None:
+    import os
+
     from ledger.chain.archive import export_chain
     from ledger.chain.facade import Chain
 
-    require_no_node(app.home, "export the chain (or use `posctl chain backup DIR`, which works while it runs)")
     with Chain.open(app.home) as opened:
         with _progress(opened.height + 1, f"exporting blocks 0..{opened.height}") as bar:
             step = None if bar is None else (lambda _h, _t: bar.update(1))
-            if str(file) == "-" or _is_stdout(file):
+            if to_stdout:
                 report = export_chain(opened, sys.stdout.buffer, step)
                 sys.stdout.buffer.flush()
                 return
-            target = Path(os.path.realpath(file))  # through a symlink: the link stays, its target is replaced
             try:
                 if target.exists() and not target.is_file():
                     # a device or a named pipe: stream into it; renaming a file over it would
@@ -592,6 +603,17 @@ def export(app: AppContext, file: Path) -> None:
                               f"{v['bytes']} bytes) to {v['file']}")
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of ``path``, None if absent: a rename over it gives another inode."""
+    import os
+
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino
+
+
 def _is_stdout(path: Path) -> bool:
     """Whether ``path`` names this process's stdout (``/dev/stdout``, ``/proc/self/fd/1``)."""
     import os
@@ -611,8 +633,7 @@ def _is_stdout(path: Path) -> bool:
 def import_(app: AppContext, file: Path) -> None:
     """Replay an export FILE into a home with no chain, verifying every block (all or nothing)."""
     from cli.backend import require_no_node
-    from ledger.chain.archive import import_chain, read_header
-    from ledger.chain.facade import ensure_home
+    from ledger.chain.facade import Chain, ensure_home
 
     require_no_node(app.home, "import a chain")
     try:
@@ -620,6 +641,15 @@ def import_(app: AppContext, file: Path) -> None:
     except OSError as exc:
         raise fail(f"cannot read {file}: {exc.strerror}: give the path of a file `posctl chain export` wrote") from None
     ensure_home(app.home)
+    # the chain moves into the home only once the whole file verified; it was not there before
+    with interrupts_reported_as(f"interrupted after the chain was imported and verified into {app.home}: "
+                                "`posctl chain status` shows it", when=lambda: Chain.exists(app.home)):
+        _import_from(app, file, handle)
+
+
+def _import_from(app: AppContext, file: Path, handle: Any) -> None:
+    from ledger.chain.archive import import_chain, read_header
+
     try:
         height = None
         if handle.seekable():
@@ -645,6 +675,20 @@ def import_(app: AppContext, file: Path) -> None:
 def backup(app: AppContext, directory: Path) -> None:
     """Copy a consistent snapshot of the chain into DIRECTORY, a new home (through the node
     while one runs). Wallets are not copied: back up the wallets directory separately."""
-    view = app.backend().backup(str(directory.expanduser().resolve()))
-    emit(app, view, lambda v: f"backed up heights 0..{v['height']} (tip {v['tip'][:16]}, {v['keys']} keys) to "
-                              f"{v['backup']}: check it with `posctl --home {v['backup']} chain verify`")
+    from cli.backend import DirectBackend
+    from ledger.chain.facade import Chain
+
+    target = directory.expanduser().resolve()
+    backend = app.backend()
+    if isinstance(backend, DirectBackend):  # the target must be new or empty, so a chain there is ours
+        interrupted = interrupts_reported_as(f"interrupted after the backup was written to {target}: check it "
+                                             f"with `posctl --home {target} chain verify`",
+                                             when=lambda: Chain.exists(target))
+    else:
+        interrupted = interrupts_reported_as(f"interrupted while the node writes the backup to {target}: it goes "
+                                             f"on without this command; `posctl --home {target} chain verify` "
+                                             "checks it once it is there")
+    with interrupted:
+        view = backend.backup(str(target))
+        emit(app, view, lambda v: f"backed up heights 0..{v['height']} (tip {v['tip'][:16]}, {v['keys']} keys) to "
+                                  f"{v['backup']}: check it with `posctl --home {v['backup']} chain verify`")

@@ -154,14 +154,16 @@ def interrupted_by_sigterm(exc: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def interrupts_reported_as(message: str) -> Iterator[None]:
+def interrupts_reported_as(message: str, when: Callable[[], bool] | None = None) -> Iterator[None]:
     """A Ctrl-C inside is reported as ``message`` (exit 1) instead of the generic "aborted:
     nothing was changed", which stops being true once a tx may have left for the chain: a node
     that is slow to answer has often admitted the tx already, and a user who then presses Ctrl-C
-    must not be told to sign it again."""
+    must not be told to sign it again. With ``when``, only if it says something was changed."""
     try:
         yield
     except (KeyboardInterrupt, click.Abort):
+        if when is not None and not when():
+            raise
         raise fail(message) from None
 
 

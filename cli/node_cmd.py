@@ -264,11 +264,13 @@ def stop(app: AppContext, timeout: float) -> None:
     except PermissionError:
         raise fail(f"the node (pid {pid}) belongs to another user: stop it as that user") from None
     deadline = time.monotonic() + timeout
-    while is_process_alive(pid):
-        if time.monotonic() > deadline:
-            raise fail(f"the node (pid {pid}) did not stop within {timeout:g}s: it may be finishing a long "
-                       f"commit; wait and run `posctl node status`, or send Ctrl-C twice in its terminal")
-        time.sleep(0.05)
+    with interrupts_reported_as(f"interrupted while waiting: the node (pid {pid}) was already asked to stop and "
+                                "is stopping; `posctl node status` shows when it is gone"):
+        while is_process_alive(pid):
+            if time.monotonic() > deadline:
+                raise fail(f"the node (pid {pid}) did not stop within {timeout:g}s: it may be finishing a long "
+                           f"commit; wait and run `posctl node status`, or send Ctrl-C twice in its terminal")
+            time.sleep(0.05)
     emit(app, {"stopped": True, "pid": pid, "url": info["url"]}, f"node stopped (pid {pid}, {info['url']})")
 
 

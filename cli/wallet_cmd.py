@@ -401,16 +401,19 @@ def recover(app: AppContext, name: str, ask_passphrase: bool) -> None:
     phrase = bip39.validate_mnemonic(phrase)  # before the password: a typo costs no prompt
     password = read_chosen_password(app)
     ensure_home(app.home)
-    recovered = store.recover(name, phrase, password, passphrase=passphrase, kdf=kdf)
-    data = {
-        "name": name,
-        "address": recovered.address(0, 0),
-        "path": key_path(0, 0),
-        "file": str(recovered.path),
-    }
-    warn_if_light_kdf()
-    warn_same_keys(store, name)
-    emit(app, data, lambda v: f"Recovered wallet '{name}' in {v['file']}\n  address     {v['address']}  ({v['path']})")
+    # the wallet is whole once its file exists (written atomically), and its phrase is the user's
+    with interrupts_reported_as(f"interrupted after wallet '{name}' was written: it is complete; "
+                                f"`posctl wallet show {name}` shows it", when=lambda: store.exists(name)):
+        recovered = store.recover(name, phrase, password, passphrase=passphrase, kdf=kdf)
+        data = {
+            "name": name,
+            "address": recovered.address(0, 0),
+            "path": key_path(0, 0),
+            "file": str(recovered.path),
+        }
+        warn_if_light_kdf()
+        warn_same_keys(store, name)
+        emit(app, data, lambda v: f"Recovered wallet '{name}' in {v['file']}\n  address     {v['address']}  ({v['path']})")
 
 
 def read_recovery_phrase(ask_passphrase: bool) -> tuple[str, str]:
@@ -633,22 +636,24 @@ def import_xpub(app: AppContext, name: str, xpub: str) -> None:
     store = keystore(app)
     refuse_existing(store, name)
     check_home_usable(app.home)
-    imported = store.import_xpub(name, xpub)
-    account = imported.default_account
-    data = {
-        "name": name,
-        "account": account,
-        "address": imported.address(account, 0),
-        "path": key_path(account, 0),
-        "file": str(imported.path),
-        "watch_only": True,
-    }
-    warn_same_keys(store, name)
-    emit(app, data, lambda v: "\n".join([
-        f"Imported watch-only wallet '{name}' (account {account}) in {v['file']}",
-        f"  address     {v['address']}  ({v['path']})",
-        "It cannot sign: to send from it, recover the wallet from its recovery phrase.",
-    ]))
+    with interrupts_reported_as(f"interrupted after watch-only wallet '{name}' was written: it is complete; "
+                                f"`posctl wallet show {name}` shows it", when=lambda: store.exists(name)):
+        imported = store.import_xpub(name, xpub)
+        account = imported.default_account
+        data = {
+            "name": name,
+            "account": account,
+            "address": imported.address(account, 0),
+            "path": key_path(account, 0),
+            "file": str(imported.path),
+            "watch_only": True,
+        }
+        warn_same_keys(store, name)
+        emit(app, data, lambda v: "\n".join([
+            f"Imported watch-only wallet '{name}' (account {account}) in {v['file']}",
+            f"  address     {v['address']}  ({v['path']})",
+            "It cannot sign: to send from it, recover the wallet from its recovery phrase.",
+        ]))
 
 
 @wallet.command("addresses")
@@ -796,10 +801,14 @@ def passwd(app: AppContext, name: str, new_password_file: Path | None) -> None:
     kdf = kdf_params()
     unlocked = unlock(app, name, why=f"changing wallet '{name}''s password needs the current one")
     new_password = read_new_password(new_password_file)
-    changed = store.change_password(unlocked, new_password, kdf=kdf)
-    warn_if_light_kdf()
-    data = {"name": name, "file": str(changed.path), "kdf": changed.kdf_label}
-    emit(app, data, lambda v: f"Changed the password of wallet '{name}' ({v['file']}, {v['kdf']})")
+    before = store.path(name).read_bytes()
+    # the file is replaced atomically: after an interruption it holds the old password or the new
+    with interrupts_reported_as(f"interrupted after the password of wallet '{name}' was changed: the NEW "
+                                "password opens it now", when=lambda: store.path(name).read_bytes() != before):
+        changed = store.change_password(unlocked, new_password, kdf=kdf)
+        warn_if_light_kdf()
+        data = {"name": name, "file": str(changed.path), "kdf": changed.kdf_label}
+        emit(app, data, lambda v: f"Changed the password of wallet '{name}' ({v['file']}, {v['kdf']})")
 
 
 @wallet.command("delete")
@@ -836,9 +845,11 @@ def delete(app: AppContext, name: str, skip_confirmation: bool) -> None:
         elif loaded is None or not loaded.watch_only:
             click.echo("Only its recovery phrase can bring it back.", err=True)
         confirm_by_typing(name, "delete it")
-    store.delete(name)
-    data = {"name": name, "file": str(path), "deleted": True, "same_keys_as": twins}
-    emit(app, data, lambda v: f"Deleted wallet '{name}' ({v['file']})")
+    with interrupts_reported_as(f"interrupted after wallet '{name}' was deleted ({path})",
+                                when=lambda: not path.exists()):
+        store.delete(name)
+        data = {"name": name, "file": str(path), "deleted": True, "same_keys_as": twins}
+        emit(app, data, lambda v: f"Deleted wallet '{name}' ({v['file']})")
 
 
 # ---- submitting commands ---------------------------------------------------------------------

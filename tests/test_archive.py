@@ -414,3 +414,73 @@ def test_a_backup_that_runs_out_of_space_leaves_nothing_behind(source, tmp_path)
         assert "full" in line or "space" in line, line
         assert not copy.exists()
     assert status(source)["height"] == HEIGHT
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_interrupted_export_or_import_says_whether_it_finished(source, exported, tmp_path, monkeypatch, where):
+    """A Ctrl-C once the export file was renamed into place, or once the imported chain was moved
+    into the home, was reported as "aborted: nothing was changed"; before that point it is true.
+    In process (CliRunner), with the step that finishes each one wrapped to raise at that point."""
+    from click.testing import CliRunner
+
+    import ledger.chain.archive as archive
+    from cli.main import posctl as cli
+
+    original_replace, original_import = os.replace, archive.import_chain
+
+    def replace(*args: Any, **kwargs: Any) -> None:
+        if where == "after":
+            original_replace(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    def import_chain(*args: Any, **kwargs: Any) -> Any:
+        if where == "after":
+            original_import(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    target = tmp_path / "again.export"
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", replace)
+        result = CliRunner().invoke(cli, ["--home", str(source), "chain", "export", str(target)])
+    home = tmp_path / "home"
+    with monkeypatch.context() as patch:
+        patch.setattr(archive, "import_chain", import_chain)
+        imported = CliRunner().invoke(cli, ["--home", str(home), "chain", "import", str(exported)])
+    assert result.exit_code == imported.exit_code == 1
+    if where == "before":
+        assert result.stderr.strip() == imported.stderr.strip() == "error: aborted: nothing was changed"
+        assert not target.exists() and not (tmp_path / "again.export.partial").exists()
+        assert_no_chain_left(home)
+    else:
+        assert result.stderr.strip() == f"error: interrupted after the export was written to {target}: it is complete"
+        assert target.read_bytes() == exported.read_bytes()
+        assert imported.stderr.strip() == (f"error: interrupted after the chain was imported and verified into {home}: "
+                                           "`posctl chain status` shows it")
+        assert status(home)["tip"] == status(source)["tip"]
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_interrupted_backup_says_whether_it_finished(source, tmp_path, monkeypatch, where):
+    from click.testing import CliRunner
+
+    import ledger.chain.archive as archive
+    from cli.main import posctl as cli
+
+    original = archive.backup_chain
+
+    def backup_chain(*args: Any, **kwargs: Any) -> Any:
+        if where == "after":
+            original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    copy = tmp_path / "backup"
+    monkeypatch.setattr(archive, "backup_chain", backup_chain)
+    result = CliRunner().invoke(cli, ["--home", str(source), "chain", "backup", str(copy)])
+    assert result.exit_code == 1
+    if where == "before":
+        assert result.stderr.strip() == "error: aborted: nothing was changed"
+        assert not Chain.exists(copy)
+    else:
+        assert result.stderr.strip() == (f"error: interrupted after the backup was written to {copy}: check it with "
+                                         f"`posctl --home {copy} chain verify`")
+        assert status(copy)["tip"] == status(source)["tip"]

@@ -511,6 +511,34 @@ def test_node_stop_by_url_from_another_home(tmp_path: Path, procs) -> None:
     assert f"no node is running at {node.url}" in again
 
 
+def test_a_ctrl_c_while_node_stop_waits_says_the_node_is_stopping(tmp_path: Path) -> None:
+    """`node stop` has sent SIGTERM and waits for the pid to go (a node finishing a long commit;
+    here a process that takes its time, behind a fake node's `GET /node`): a Ctrl-C there said
+    "nothing was changed", though the node had been told to stop and would."""
+    import select
+
+    slow = subprocess.Popen([sys.executable, "-c", "import signal, time\n"
+                             "signal.signal(signal.SIGTERM, lambda *_: (print('stopping', flush=True), time.sleep(60)))\n"
+                             "print('ready', flush=True)\ntime.sleep(60)"], stdout=subprocess.PIPE, text=True)
+    fake = FakeNode(b"", pid=slow.pid)
+    try:
+        assert slow.stdout is not None and slow.stdout.readline() == "ready\n"
+        stopping = subprocess.Popen([sys.executable, "-m", "cli.main", "--home", str(tmp_path / "home"),
+                                     "--node", fake.url, "node", "stop"],
+                                    cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert select.select([slow.stdout], [], [], WAIT)[0], stopping.communicate(timeout=5)
+        assert slow.stdout.readline() == "stopping\n"  # `node stop` has sent SIGTERM and now waits
+        stopping.send_signal(signal.SIGINT)
+        out, err = stopping.communicate(timeout=WAIT)
+    finally:
+        fake.close()
+        slow.kill()
+        slow.wait()
+    assert (stopping.returncode, out) == (1, ""), err
+    assert err.strip() == (f"error: interrupted while waiting: the node (pid {slow.pid}) was already asked to "
+                           "stop and is stopping; `posctl node status` shows when it is gone")
+
+
 # ---- a Ctrl-C while the node holds the answer ------------------------------------------------------
 
 
@@ -600,3 +628,24 @@ def test_a_ctrl_c_while_the_node_holds_the_answer_does_not_claim_nothing_changed
     found = posctl(home, "--node", node.url, "chain", "tx", tx_id, "--json")
     assert found.returncode == 0, found.stderr
     assert json.loads(found.stdout)["status"] == "pending"
+
+
+def test_a_ctrl_c_while_the_node_writes_a_backup_says_it_goes_on(tmp_path: Path, procs) -> None:
+    home, _ = wallet_home(tmp_path, {"alice": 600})
+    node = procs("node", home, None, 3600.0)
+    proxy = WithholdingProxy(node.port)
+    copy = tmp_path / "copy"
+    try:
+        client = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "--home", str(home), "--node", proxy.url, "chain", "backup", str(copy)],
+            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert proxy.withheld.wait(WAIT), client.communicate(timeout=5)
+        client.send_signal(signal.SIGINT)
+        out, err = client.communicate(timeout=WAIT)
+    finally:
+        proxy.close()
+    assert (client.returncode, out) == (1, ""), err
+    assert err.strip() == (f"error: interrupted while the node writes the backup to {copy}: it goes on without this "
+                           f"command; `posctl --home {copy} chain verify` checks it once it is there")
+    assert posctl(copy, "chain", "verify").returncode == 0  # the node had written it

@@ -26,8 +26,9 @@ from tests.faultkit import one_error_line, posctl
 class FakeNode:
     """Answers ``GET /node`` as a posctl node does, and every other request with ``reply``."""
 
-    def __init__(self, reply: bytes) -> None:
+    def __init__(self, reply: bytes, pid: int = 1) -> None:
         self.reply = reply
+        self.pid = pid
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -53,7 +54,7 @@ class FakeNode:
                         return
                     request += chunk
                 if request.startswith(b"GET /node "):
-                    body = json.dumps({"pid": 1, "address": f"127.0.0.1:{self.port}", "url": self.url,
+                    body = json.dumps({"pid": self.pid, "address": f"127.0.0.1:{self.port}", "url": self.url,
                                        "started": "2026-01-01T00:00:00Z", "chain_id": "posctl-fake"}).encode()
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                  b"Content-Length: %d\r\n\r\n" % len(body) + body)

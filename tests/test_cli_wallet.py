@@ -261,6 +261,28 @@ def test_recover_from_stdin_gives_the_same_wallet(tmp_path: Path) -> None:
     assert first["mnemonic"] not in ok(tmp_path / "c", "wallet", "recover", "carol", input=first["mnemonic"]).stdout
 
 
+def test_recover_interrupted_says_whether_the_wallet_was_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    phrase = ok_json(tmp_path / "a", "wallet", "new", "carol")["mnemonic"]
+    original = Keystore.recover
+
+    def interrupt_before(self: Keystore, *args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # during the key stretching
+
+    def interrupt_after(self: Keystore, *args: Any, **kwargs: Any) -> Any:
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt  # the file was just published
+
+    monkeypatch.setattr(Keystore, "recover", interrupt_before)
+    assert error_line(run(tmp_path / "b", "wallet", "recover", "carol", input=phrase)) == \
+        "error: aborted: nothing was changed"
+    assert not (tmp_path / "b" / "wallets" / "carol.json").exists()
+    monkeypatch.setattr(Keystore, "recover", interrupt_after)
+    assert error_line(run(tmp_path / "b", "wallet", "recover", "carol", input=phrase)) == \
+        "error: interrupted after wallet 'carol' was written: it is complete; `posctl wallet show carol` shows it"
+    assert Keystore(tmp_path / "b" / "wallets").load_verified("carol").address(0, 0) == \
+        Keystore(tmp_path / "a" / "wallets").load("carol").address(0, 0)
+
+
 def test_passphrase_on_new_and_recover(tmp_path: Path) -> None:
     first = ok_json(tmp_path / "a", "wallet", "new", "carol", "--passphrase", input="tr3zor\ntr3zor\n")
     plain = ok_json(tmp_path / "b", "wallet", "recover", "carol", input=first["mnemonic"])

@@ -568,6 +568,29 @@ def test_passwd_changes_the_password_atomically(home: Path, monkeypatch: pytest.
     assert [p.name for p in (home / "wallets").iterdir() if p.name.endswith(".tmp")] == []
 
 
+def test_passwd_interrupted_says_which_password_opens_the_wallet(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the atomic replace the NEW password is in force: "aborted: nothing was changed"
+    there left the user trying the old one. Interrupted before it, the old one still opens it."""
+    store = Keystore(home / "wallets")
+    monkeypatch.setenv("POSCTL_NEW_PASSWORD", NEW_PASSWORD)
+    original = Keystore.change_password
+
+    def interrupt_before(self: Keystore, *args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt  # during the key stretching
+
+    def interrupt_after(self: Keystore, *args: Any, **kwargs: Any) -> Any:
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt  # the new file was just put in place
+
+    monkeypatch.setattr(Keystore, "change_password", interrupt_before)
+    assert error_line(run(home, "wallet", "passwd", "bob")) == "error: aborted: nothing was changed"
+    store.unlock("bob", PASSWORD)
+    monkeypatch.setattr(Keystore, "change_password", interrupt_after)
+    assert error_line(run(home, "wallet", "passwd", "bob")) == (
+        "error: interrupted after the password of wallet 'bob' was changed: the NEW password opens it now")
+    store.unlock("bob", NEW_PASSWORD)
+
+
 def test_passwd_reads_a_new_password_file(home: Path, tmp_path: Path) -> None:
     secret = tmp_path / "new.txt"
     secret.write_text(NEW_PASSWORD + "\n")
@@ -646,6 +669,38 @@ def test_show_help_no_longer_offers_out(home: Path) -> None:
 
 
 # ---- delete ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["import-xpub", "delete"])
+def test_an_interruption_just_after_the_write_says_what_was_done(home: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 command: str) -> None:
+    """A Ctrl-C that lands once the file is written (or removed) must not be reported as
+    "aborted: nothing was changed"; one that lands before it still is."""
+    method = {"import-xpub": "import_xpub", "delete": "delete"}[command]
+    args = ["wallet", "import-xpub", "cold", xpub_of(home, "alice")] if command == "import-xpub" else \
+        ["wallet", "delete", "bob", "--yes"]
+    original = getattr(Keystore, method)
+
+    def interrupt_before(self: Keystore, *call_args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    def interrupt_after(self: Keystore, *call_args: Any, **kwargs: Any) -> Any:
+        original(self, *call_args, **kwargs)
+        raise KeyboardInterrupt
+
+    before = files(home)
+    monkeypatch.setattr(Keystore, method, interrupt_before)
+    assert error_line(run(home, *args)) == "error: aborted: nothing was changed"
+    assert files(home) == before
+    monkeypatch.setattr(Keystore, method, interrupt_after)
+    line = error_line(run(home, *args))
+    if command == "import-xpub":
+        assert line == ("error: interrupted after watch-only wallet 'cold' was written: it is complete; "
+                        "`posctl wallet show cold` shows it")
+        Keystore(home / "wallets").load_verified("cold")
+    else:
+        assert line == f"error: interrupted after wallet 'bob' was deleted ({home / 'wallets' / 'bob.json'})"
+        assert not (home / "wallets" / "bob.json").exists()
 
 
 def test_delete_without_a_terminal_needs_yes(home: Path) -> None:
