@@ -515,12 +515,20 @@ def repair(app: AppContext) -> None:
     Exits 0 only when the repaired chain replays from genesis; says what was recovered
     (height, txs) and what was lost (pending txs)."""
     from cli.backend import require_no_node
-    from ledger.chain.repair import repair_chain
+    from ledger.chain.repair import repair_chain, repair_copies
 
     require_no_node(app.home, "repair the chain")
     if sys.stderr.isatty() and not app.json_output:
         click.echo("copying the chain aside, then repairing and verifying it...", err=True)
-    report = repair_chain(app.home)
+    earlier = repair_copies(app.home)
+    try:
+        report = repair_chain(app.home)
+    except (KeyboardInterrupt, click.Abort):
+        copies = sorted(repair_copies(app.home) - earlier)
+        if not copies:  # interrupted before (or while) the copy was made: the database is untouched
+            raise
+        raise fail(f"interrupted during the repair: the database as it was before is kept at {copies[-1]}; "
+                   "run `posctl chain repair` again (it starts from the database as it is now)") from None
     view = report.to_view()
     if app.json_output:
         emit(app, view)

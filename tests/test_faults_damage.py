@@ -231,3 +231,46 @@ def test_chain_init_refuses_a_chain_directory_holding_anything(tmp_path):
     assert result.returncode == 1
     assert "not empty" in one_error_line(result)
     assert (home / "chain" / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("step", ["copytree", "repair_database"])
+def test_an_interrupted_repair_names_the_copy_it_kept(home, monkeypatch, step):
+    """A Ctrl-C while the database is copied aside removes the half copy ("nothing was changed"
+    is then true); one during LevelDB's repair names the copy of the database as it was, which
+    "aborted: nothing was changed" used to hide. In process, the step wrapped to raise there."""
+    from click.testing import CliRunner
+
+    import ledger.chain.repair as repair_module
+    from cli.main import posctl as cli
+
+    (home / "chain" / "CURRENT").unlink()
+    original_copy = shutil.copytree
+
+    def copytree(*args, **kwargs):
+        original_copy(*args, **kwargs)  # the whole copy is made, then the Ctrl-C lands
+        raise KeyboardInterrupt
+
+    def repair_database(_path):
+        raise KeyboardInterrupt
+
+    if step == "copytree":
+        monkeypatch.setattr(repair_module.shutil, "copytree", copytree)
+    else:
+        monkeypatch.setattr(repair_module, "repair_database", repair_database)
+    result = CliRunner().invoke(cli, ["--home", str(home), "chain", "repair"])
+    copies = sorted(home.glob("chain.before-repair-*"))
+    assert result.exit_code == 1
+    if step == "copytree":
+        assert result.stderr.strip() == "error: aborted: nothing was changed"
+        assert copies == []
+    else:
+        assert len(copies) == 1
+        assert result.stderr.strip() == (f"error: interrupted during the repair: the database as it was before is "
+                                         f"kept at {copies[0]}; run `posctl chain repair` again (it starts from "
+                                         "the database as it is now)")
+    monkeypatch.undo()
+    for copy in copies:  # (the helper below expects the one copy its own run makes)
+        shutil.rmtree(copy)
+    again = repair(home)  # from the database as the interruption left it
+    assert again.returncode == 0, again.stderr
+    assert_ok_and_verifies(home)

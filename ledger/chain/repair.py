@@ -48,8 +48,16 @@ class RepairReport:
         }
 
 
+BACKUP_PREFIX = "chain.before-repair-"
+
+
 def backup_dir_name(now: float | None = None) -> str:
-    return "chain.before-repair-" + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    return BACKUP_PREFIX + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+
+
+def repair_copies(home: Path) -> set[Path]:
+    """The copies earlier repairs set aside in ``home`` (each a whole database)."""
+    return {entry for entry in home.glob(BACKUP_PREFIX + "*") if entry.is_dir()}
 
 
 def _copy_aside(path: Path) -> Path:
@@ -60,8 +68,10 @@ def _copy_aside(path: Path) -> Path:
         suffix += 1
     try:
         shutil.copytree(path, target, copy_function=shutil.copy2)
-    except OSError as exc:
+    except BaseException as exc:  # a full disk, or an interruption: no half copy stays behind
         shutil.rmtree(target, ignore_errors=True)
+        if not isinstance(exc, OSError):
+            raise
         raise DatabaseError(
             f"cannot copy {path} aside before repairing it ({exc.strerror or exc}): free some space "
             "and run `posctl chain repair` again; nothing was changed"
@@ -130,4 +140,4 @@ def repair_chain(home: Path, progress: ProgressCallback | None = None) -> Repair
     return report
 
 
-__all__ = ["RepairReport", "repair_chain"]
+__all__ = ["BACKUP_PREFIX", "RepairReport", "backup_dir_name", "repair_chain", "repair_copies"]
