@@ -15,7 +15,8 @@ def main(argv: list[str] | None = None) -> Any:
     nothing has been done yet. From the first line of the command on, Ctrl-C is the command's.
     """
     previous = signal.signal(signal.SIGINT, signal.SIG_DFL)
-    from cli.main import main as run
+    import cli.main as command_line
 
     signal.signal(signal.SIGINT, previous)
-    return run(argv)
+    command_line.HARD_EXIT_ON_INTERRUPT = True  # a process of its own (see cli.main._leave)
+    return command_line.main(argv)

@@ -129,23 +129,30 @@ class Terminated(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def sigterm_unwinds() -> Iterator[None]:
-    """Within: SIGTERM raises :class:`Terminated` (only where SIGTERM still has its default
-    action and only in the main thread; the previous handler comes back afterwards). Commands
-    that handle SIGTERM themselves (``node run``, ``validator run``, ``chain forge``) install
-    their own handlers inside and restore this one when they are done."""
+    """Within: SIGTERM raises :class:`Terminated` and SIGINT ``KeyboardInterrupt``, once: from
+    the first on, both are ignored, so the clean-up that the exception runs (a half-made chain
+    removed, a pool ended) is never cut short by a second Ctrl-C — cut, it left a chain
+    directory without its MANIFEST, or a traceback. Only signals still at Python's defaults are
+    taken, only in the main thread, and the previous handlers come back afterwards. Commands
+    that handle the signals themselves (``node run``, ``validator run``, ``chain forge``) install
+    their own handlers inside and restore these when they are done."""
     if threading.current_thread() is not threading.main_thread() or \
-            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
         return
 
-    def raise_terminated(_signum: int, _frame: Any) -> None:
-        raise Terminated()
+    def raise_once(signum: int, _frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    previous = {signum: signal.signal(signum, raise_once) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def interrupted_by_sigterm(exc: BaseException) -> bool:

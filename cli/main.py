@@ -10,7 +10,7 @@ import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -38,6 +38,31 @@ _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
 """click >= 8.2 raises this for a bare group; older versions print the help themselves."""
 
 
+HARD_EXIT_ON_INTERRUPT = False
+"""Set by the executable's entry points (``cli:main``, ``python -m cli.main``), never by click's
+test runner, which runs commands inside its own process."""
+
+
+def _leave(status: int, *, interrupted: bool) -> NoReturn:
+    """Exit with ``status``. A command that was interrupted while worker processes live exits at
+    once (``os._exit``) once its own clean-up has run and its line is printed: a process pool
+    whose shutdown was cut short by a second Ctrl-C leaves its workers, feeder and manager
+    waiting on each other at interpreter exit, and ``chain init`` given two Ctrl-Cs hung so in
+    most runs. The workers are killed first; everything durable was synced when committed."""
+    if interrupted and HARD_EXIT_ON_INTERRUPT and "multiprocessing" in sys.modules:
+        import multiprocessing
+
+        if multiprocessing.active_children():
+            from ledger.chain.pools import kill_workers, release_pool_resources
+
+            kill_workers()
+            release_pool_resources()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    sys.exit(status)
+
+
 class LazyGroup(click.Group):
     """Imports a subcommand's module only when it is invoked (or its help is shown), and
     reports every failure as one line on stderr: ``error: …``, exit 1, usage errors exit 2."""
@@ -60,10 +85,10 @@ class LazyGroup(click.Group):
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
             exc.show()
-            sys.exit(exc.exit_code)
+            _leave(exc.exit_code, interrupted=isinstance(exc.__context__, (KeyboardInterrupt, click.Abort)))
         except (click.Abort, KeyboardInterrupt, EOFError) as exc:
             echo_error(f"{'stopped by SIGTERM' if interrupted_by_sigterm(exc) else 'aborted'}: nothing was changed")
-            sys.exit(1)
+            _leave(1, interrupted=not isinstance(exc, EOFError))
         sys.exit(result if isinstance(result, int) else 0)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -133,4 +158,5 @@ def main(argv: list[str] | None = None) -> Any:
 
 
 if __name__ == "__main__":
+    HARD_EXIT_ON_INTERRUPT = True
     main()

@@ -9,6 +9,7 @@ exit as soon as the commit in progress is on disk, and the chain verifies afterw
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -354,3 +355,43 @@ def test_a_dev_node_stopped_while_it_makes_its_chain_says_how_to_finish(tmp_path
     assert "dev wallet 'dev' already existed: reusing it" in output
     assert "dev wallet 'dev2' already existed: reusing it" in output
     assert "with 3 dev validators" in output
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.1, 0.25])
+def test_two_ctrl_cs_during_a_genesis_never_hang(tmp_path, gap):
+    """The second Ctrl-C lands while the first one's clean-up runs (the pool shutting down, the
+    half-written genesis being deleted): `chain init` must still exit at once, in one line, with
+    no worker left. It hung in most such runs (the pool's workers, feeder and manager threads
+    waiting on each other at interpreter exit) and printed worker tracebacks in others."""
+    from tests.test_scale import addresses
+
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(json.dumps({
+        "params": {"chain_id": "posctl-twice"},
+        "allocations": {address: 1000 for address in addresses(120_000, b"twice")},
+        "bonds": {V.address: 500},
+    }))
+    home = tmp_path / "home"
+    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--home", str(home), "chain", "init", "--genesis",
+                             str(genesis)], cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not children(proc.pid) or not (home / "chain").exists():  # the workers are building it
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.005)
+    time.sleep(0.3)
+    workers = children(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    time.sleep(gap)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError("chain init hung after two Ctrl-Cs") from None
+    assert proc.returncode == 1 and out == "", err
+    assert err.strip() == "error: aborted: nothing was changed", err
+    assert wait_gone(workers, 5.0) == []
+    assert posctl(home, "chain", "init", "--genesis", str(genesis)).returncode == 0

@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 
 from ledger.chain import sigcheck
 from ledger.chain.mempool import Admission
-from ledger.chain.pools import spawn_pool
+from ledger.chain.pools import end_pool, spawn_pool
 from ledger.consensus.transactions import Transaction
 from ledger.errors import InvalidSignature, NodeUnavailable
 
@@ -132,7 +132,7 @@ class AdmissionPipeline:
         self._collector.join()
         self._committer.join()
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            end_pool(self._pool, abandon=False)
 
     # ---- stage 1: verify -------------------------------------------------------------------
 

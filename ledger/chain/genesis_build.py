@@ -25,7 +25,7 @@ from ledger.crypto.muhash import MuHash3072
 from ledger import encoding
 from ledger.errors import EncodingError, InvalidGenesis
 from ledger.params import Params
-from ledger.chain.pools import spawn_pool
+from ledger.chain.pools import end_pool, spawn_pool
 
 PARALLEL_THRESHOLD = 20_000
 """Allocations from which the work is spread over worker processes."""
@@ -57,8 +57,8 @@ class GenesisWorkers:
 
     def __exit__(self, *exc: object) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+            pool, self._pool = self._pool, None
+            end_pool(pool, abandon=exc[0] is not None)
 
     def map_parts(self, function: Callable[[Sequence[Any]], Result], items: Sequence[Any]) -> Iterator[Result]:
         """``function`` of each part of ``items``, in order; on the workers once ``items`` is large."""

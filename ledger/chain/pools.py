@@ -11,6 +11,13 @@ means is the parent's to decide (a node finishes its commit, ``chain init`` remo
 wrote), and it ends the pool itself; so workers ignore SIGINT. Left to Python's default, each
 idle worker printed a ``KeyboardInterrupt`` traceback under the node's "node stopped", and a busy
 one failed its task before the parent had decided anything.
+
+Ending a pool: :func:`end_pool`. After an exception (a Ctrl-C unwinding, a refused genesis) the
+caller does not wait for the workers: they finish the task in hand and exit in the background.
+A stdlib pool whose orderly shutdown is itself interrupted (a second Ctrl-C while ``chain init``
+cleans up) can leave its workers, its feeder thread and its manager thread waiting on each
+other at interpreter exit; so the command line ends an interrupted command with ``os._exit``
+once its own clean-up is done (``cli.main``), and :func:`kill_workers` first.
 """
 
 from __future__ import annotations
@@ -34,6 +41,28 @@ def spawn_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     )
 
 
+def end_pool(pool: concurrent.futures.ProcessPoolExecutor, *, abandon: bool) -> None:
+    """Shut ``pool`` down: wait until its workers have exited, or with ``abandon`` (the caller is
+    unwinding from an exception: nothing it submitted is wanted) cancel what is queued and return
+    at once, the workers ending in the background."""
+    pool.shutdown(wait=not abandon, cancel_futures=True)
+
+
+def kill_workers() -> None:
+    """Kill every worker process of this process (before ``os._exit``: nobody waits for them)."""
+    for child in multiprocessing.active_children():
+        child.kill()
+
+
+def release_pool_resources() -> None:
+    """Before ``os._exit``: unlink the pools' semaphores as a normal exit would (multiprocessing's
+    finalizers of priority 0 and above, which join nothing). Skipped, multiprocessing's resource
+    tracker prints a warning about leaked semaphores under the command's last line."""
+    import multiprocessing.util
+
+    multiprocessing.util._run_finalizers(0)
+
+
 def _exit_with_parent(parent: int) -> None:
     """In a worker: ignore SIGINT (the parent's to act on, above), and start a daemon thread that
     ends the process when it is no longer ``parent``'s child (an orphan is adopted by init or a
@@ -48,4 +77,4 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="posctl-parent-watch", daemon=True).start()
 
 
-__all__ = ["PARENT_CHECK_SECONDS", "spawn_pool"]
+__all__ = ["PARENT_CHECK_SECONDS", "end_pool", "kill_workers", "release_pool_resources", "spawn_pool"]

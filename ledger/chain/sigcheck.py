@@ -20,7 +20,7 @@ from ledger.consensus.lottery import vrf_alpha
 from ledger.consensus.transactions import Bpm, Transaction
 from ledger.crypto import ecvrf, secp256k1
 from ledger.errors import InvalidProof, InvalidSignature, LedgerError, VerificationError
-from ledger.chain.pools import spawn_pool
+from ledger.chain.pools import end_pool, spawn_pool
 
 PARALLEL_THRESHOLD = 2000
 """Signatures seen before the pool starts; below this, checking inline is faster."""
@@ -106,7 +106,8 @@ class SignatureChecker:
 
     def __exit__(self, *exc: object) -> None:
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            pool, self._pool = self._pool, None
+            end_pool(pool, abandon=exc[0] is not None)
 
     def check(self, height: int, txs: Sequence[Transaction]) -> None:
         """Check (or schedule the check of) the signatures of block ``height``."""
