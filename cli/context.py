@@ -128,7 +128,7 @@ class Terminated(KeyboardInterrupt):
 
 
 @contextlib.contextmanager
-def sigterm_unwinds() -> Iterator[None]:
+def signals_unwind_once() -> Iterator[None]:
     """Within: SIGTERM raises :class:`Terminated` and SIGINT ``KeyboardInterrupt``, once: from
     the first on, both are ignored, so the clean-up that the exception runs (a half-made chain
     removed, a pool ended) is never cut short by a second Ctrl-C — cut, it left a chain

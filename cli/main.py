@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from cli.context import (AppContext, color_setting, default_home, echo_error, interrupted_by_sigterm, output_options,
-                         sigterm_unwinds)
+                         signals_unwind_once)
 
 LAZY_GROUPS = {
     "wallet": ("cli.wallet_cmd", "wallet", "Create wallets and sign stake, transfer and BPM transactions."),
@@ -70,7 +70,7 @@ class LazyGroup(click.Group):
     def main(self, args: Any = None, prog_name: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, standalone_mode=False, **extra)
-        with sigterm_unwinds():
+        with signals_unwind_once():
             self._main_reporting_errors(args, prog_name, **extra)
 
     def _main_reporting_errors(self, args: Any, prog_name: str | None, **extra: Any) -> None:
