@@ -134,9 +134,13 @@ def test_an_interrupted_demo_says_where_its_work_is(tmp_path: Path) -> None:
         assert proc.returncode == 1, "".join(seen) + rest + stderr
         errors = [line for line in stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, (delay, stderr)
-        # between commands, or inside a `chain forge` that says truthfully what it committed
+        # between commands, inside a `chain forge` that says truthfully what it committed, or inside a
+        # `wallet propose` that had sent its tx (which may have been accepted, and says how to look)
         assert errors[0].startswith(("error: the demo was interrupted; ",
-                                     "error: the demo stopped at `posctl chain forge`: interrupted by SIGINT")), errors
+                                     "error: the demo stopped at `posctl chain forge`: interrupted by SIGINT")) or \
+            re.match(r"error: the demo stopped at `posctl wallet propose \w+ --bpm \d+`: interrupted after tx "
+                     r"([0-9a-f]{64}) was sent for submission: it may have been accepted; `posctl chain tx \1`",
+                     errors[0]), errors
         assert errors[0].endswith(f"; what it did so far is in {home} (explore it, or delete it when you are done)")
         assert "Traceback" not in stderr
         assert Chain.exists(home)
