@@ -595,6 +595,18 @@ class WithholdingProxy(FakeNode):
                     return
                 conn.sendall(answer[0])
 
+    def interrupt_when_withheld(self, home: Path, *args: str) -> tuple[int, str, str]:
+        """Run ``posctl --node PROXY ARGS``, Ctrl-C it once its POST reached the node and the
+        answer is held; (exit status, stdout, stderr)."""
+        client = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "--home", str(home), "--node", self.url, *args],
+            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        assert self.withheld.wait(WAIT), client.communicate(timeout=5)
+        client.send_signal(signal.SIGINT)
+        out, err = client.communicate(timeout=WAIT)
+        return client.returncode, out, err
+
 
 @pytest.mark.parametrize("command", ["wallet send", "chain submit"])
 def test_a_ctrl_c_while_the_node_holds_the_answer_does_not_claim_nothing_changed(tmp_path: Path, procs,
@@ -614,16 +626,10 @@ def test_a_ctrl_c_while_the_node_holds_the_answer_does_not_claim_nothing_changed
                             "--out", str(tmp_path / "send.tx"))
             assert signed.returncode == 0, signed.stderr
             args = ["chain", "submit", str(tmp_path / "send.tx")]
-        client = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "--home", str(home), "--node", proxy.url, *args],
-            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        assert proxy.withheld.wait(WAIT), client.communicate(timeout=5)
-        client.send_signal(signal.SIGINT)
-        out, err = client.communicate(timeout=WAIT)
+        status, out, err = proxy.interrupt_when_withheld(home, *args)
     finally:
         proxy.close()
-    assert client.returncode == 1 and out == "", (out, err)
+    assert status == 1 and out == "", (out, err)
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
     tx_id = json.loads(proxy.answers[0].split(b"\r\n\r\n", 1)[1])["tx_id"]
@@ -640,16 +646,10 @@ def test_a_ctrl_c_while_the_node_writes_a_backup_says_it_goes_on(tmp_path: Path,
     proxy = WithholdingProxy(node.port)
     copy = tmp_path / "copy"
     try:
-        client = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "--home", str(home), "--node", proxy.url, "chain", "backup", str(copy)],
-            cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        assert proxy.withheld.wait(WAIT), client.communicate(timeout=5)
-        client.send_signal(signal.SIGINT)
-        out, err = client.communicate(timeout=WAIT)
+        status, out, err = proxy.interrupt_when_withheld(home, "chain", "backup", str(copy))
     finally:
         proxy.close()
-    assert (client.returncode, out) == (1, ""), err
+    assert (status, out) == (1, ""), err
     assert err.strip() == (f"error: interrupted while the node writes the backup to {copy}: it goes on without this "
                            f"command; `posctl --home {copy} chain verify` checks it once it is there")
     assert posctl(copy, "chain", "verify").returncode == 0  # the node had written it

@@ -276,23 +276,30 @@ def test_a_ctrl_c_at_the_terminal_stops_a_node_and_its_workers_quietly(tmp_path)
     assert posctl(home, "chain", "verify").returncode == 0
 
 
-def test_sigterm_during_a_genesis_unwinds_like_ctrl_c(tmp_path):
-    """``timeout`` or a supervisor sends SIGTERM: ``chain init`` removes what it wrote and says
-    so in one line, as for Ctrl-C. It was killed outright: a half-made chain stayed behind (and,
-    when the signal reached the command alone, multiprocessing's resource tracker warned of
-    leaked semaphores on stderr)."""
+def start_big_init(tmp_path: Path, chain_id: str, accounts: int) -> tuple[Path, Path, subprocess.Popen[str]]:
+    """(genesis file, home, process): `chain init` of ``accounts`` allocations started in a
+    session of its own (so a signal can go to its workers too, as from a terminal)."""
     from tests.test_scale import addresses
 
     genesis = tmp_path / "genesis.json"
     genesis.write_text(json.dumps({
-        "params": {"chain_id": "posctl-sigterm"},
-        "allocations": {address: 1000 for address in addresses(60_000, b"sigterm")},
+        "params": {"chain_id": chain_id},
+        "allocations": {address: 1000 for address in addresses(accounts, chain_id.encode())},
         "bonds": {V.address: 500},
     }))
     home = tmp_path / "home"
     proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--home", str(home), "chain", "init", "--genesis",
                              str(genesis)], cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
+    return genesis, home, proc
+
+
+def test_sigterm_during_a_genesis_unwinds_like_ctrl_c(tmp_path):
+    """``timeout`` or a supervisor sends SIGTERM: ``chain init`` removes what it wrote and says
+    so in one line, as for Ctrl-C. It was killed outright: a half-made chain stayed behind (and,
+    when the signal reached the command alone, multiprocessing's resource tracker warned of
+    leaked semaphores on stderr)."""
+    genesis, home, proc = start_big_init(tmp_path, "posctl-sigterm", 60_000)
     deadline = time.monotonic() + 60
     while not (home / "chain").exists():  # the genesis is being written
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -363,18 +370,7 @@ def test_two_ctrl_cs_during_a_genesis_never_hang(tmp_path, gap):
     half-written genesis being deleted): `chain init` must still exit at once, in one line, with
     no worker left. It hung in most such runs (the pool's workers, feeder and manager threads
     waiting on each other at interpreter exit) and printed worker tracebacks in others."""
-    from tests.test_scale import addresses
-
-    genesis = tmp_path / "genesis.json"
-    genesis.write_text(json.dumps({
-        "params": {"chain_id": "posctl-twice"},
-        "allocations": {address: 1000 for address in addresses(120_000, b"twice")},
-        "bonds": {V.address: 500},
-    }))
-    home = tmp_path / "home"
-    proc = subprocess.Popen([sys.executable, "-m", "cli.main", "--home", str(home), "chain", "init", "--genesis",
-                             str(genesis)], cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    genesis, home, proc = start_big_init(tmp_path, "posctl-twice", 120_000)
     deadline = time.monotonic() + 60
     while not children(proc.pid) or not (home / "chain").exists():  # the workers are building it
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
