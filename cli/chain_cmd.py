@@ -139,18 +139,28 @@ def init(app: AppContext, chain_id: str | None, allocs: list[tuple[str, int]], b
     scanned = scan_genesis_file(genesis_file) if genesis_file is not None else None
     count = (scanned.allocation_count if scanned is not None else 0) + len(allocs)
     resolve = lambda who: resolve_account(app, who, "genesis account")[0]  # noqa: E731
-    # a large genesis shows a bar: its allocations are checked, then encoded and hashed
-    with (_progress(2 * count, f"genesis of {count:,} allocations") if count >= PARALLEL_THRESHOLD
-          else contextlib.nullcontext(None)) as bar, GenesisWorkers(bar.update if bar else None) as workers:
-        if scanned is not None:
-            build = genesis_from_file(scanned, resolve=resolve, chain_id=chain_id, params=params,
-                                      allocations=allocs, bonds=bonds, workers=workers)
-            config = build.rest
-            created = Chain.create_from_file(app.home, build)
-        else:
-            config = merge_genesis({}, resolve=resolve, chain_id=chain_id, params=params, allocations=allocs,
-                                   bonds=bonds, workers=workers)
-            created = Chain.create(app.home, config, workers)
+    created: Chain | None = None
+    # Interrupted before the chain is whole, `Chain.create` removes what it wrote ("nothing was
+    # changed" is true); from the moment it returns, the chain is there to stay.
+    with interrupts_reported_as(f"interrupted after the chain was created in {app.home}: it is complete; "
+                                "`posctl chain status` shows it", when=lambda: created is not None):
+        # a large genesis shows a bar: its allocations are checked, then encoded and hashed
+        with (_progress(2 * count, f"genesis of {count:,} allocations") if count >= PARALLEL_THRESHOLD
+              else contextlib.nullcontext(None)) as bar, GenesisWorkers(bar.update if bar else None) as workers:
+            if scanned is not None:
+                build = genesis_from_file(scanned, resolve=resolve, chain_id=chain_id, params=params,
+                                          allocations=allocs, bonds=bonds, workers=workers)
+                config = build.rest
+                created = Chain.create_from_file(app.home, build)
+            else:
+                config = merge_genesis({}, resolve=resolve, chain_id=chain_id, params=params, allocations=allocs,
+                                       bonds=bonds, workers=workers)
+                created = Chain.create(app.home, config, workers)
+        _show_created(app, created, config, count)
+
+
+def _show_created(app: AppContext, created: "Chain", config: Any, count: int) -> None:
+    """Print the new chain's summary (with --json every allocation, streamed from the store)."""
     with created:
         genesis = created.block(0)
         totals = created.totals()
