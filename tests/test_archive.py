@@ -484,3 +484,110 @@ def test_an_interrupted_backup_says_whether_it_finished(source, tmp_path, monkey
         assert result.stderr.strip() == (f"error: interrupted after the backup was written to {copy}: check it with "
                                          f"`posctl --home {copy} chain verify`")
         assert status(copy)["tip"] == status(source)["tip"]
+
+
+KILL_ONCE_THE_TIP_IS_COPIED = '''
+import os, signal
+import plyvel
+from ledger.storage import schema, store
+
+store.LevelDBStore.backup_to.__defaults__ = (1,)  # one synced batch per key: each lands on its own
+
+
+class Batch:
+    def __init__(self, batch):
+        self.batch, self.tip = batch, False
+
+    def put(self, key, value):
+        self.tip = self.tip or key == schema.TIP_KEY
+        self.batch.put(key, value)
+
+    def write(self):
+        self.batch.write()
+        if self.tip:  # a kill -9 the moment the copy holds the tip, with the tx index still to come
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Copy:
+    def __init__(self, db):
+        self.db = db
+
+    def write_batch(self, **kwargs):
+        return Batch(self.db.write_batch(**kwargs))
+
+    def close(self):
+        self.db.close()
+
+
+real = plyvel.DB
+
+
+def DB(name, **kwargs):
+    db = real(name, **kwargs)
+    return Copy(db) if kwargs.get("error_if_exists") else db  # the backup's copy only
+
+
+plyvel.DB = DB
+'''
+
+
+def test_a_backup_killed_mid_copy_never_passes_for_a_backup(source, tmp_path):
+    """LevelDB copies keys in order and the tip comes before the tx index, so a copy killed half
+    way opened as a chain: `chain status` showed the source's height and tip in a backup that
+    could not find its txs. Now the copy is renamed into place only once whole; the next backup
+    into the same directory clears what the killed one left."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_ONCE_THE_TIP_IS_COPIED)
+    copy = tmp_path / "backup"
+    killed = posctl(source, "chain", "backup", str(copy), PYTHONPATH=f"{hook}{os.pathsep}{ROOT}")
+    assert killed.returncode == -9, killed.stderr
+    assert_no_chain_left(copy)
+    again = posctl(source, "chain", "backup", str(copy))
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in copy.iterdir()) == [CHAIN_DIRNAME]
+    assert status(copy)["tip"] == status(source)["tip"]
+    verify = posctl(copy, "chain", "verify")
+    assert verify.returncode == 0, verify.stderr
+
+
+KILL_WHILE_DELETING = '''
+import os, shutil, signal
+
+original = shutil.rmtree
+
+
+def rmtree(path, *args, **kwargs):
+    """Delete the database's MANIFEST, then die as a kill -9 would: a clean-up cut mid-way."""
+    names = os.listdir(path) if os.path.isdir(path) else []
+    if "CURRENT" in names:
+        os.unlink(os.path.join(path, next(name for name in names if name.startswith("MANIFEST-"))))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(path, *args, **kwargs)
+
+
+shutil.rmtree = rmtree
+'''
+
+
+def test_chain_init_killed_while_it_removes_a_refused_genesis_leaves_no_damaged_chain(tmp_path):
+    """A refused genesis (here an allocation to a wallet that does not exist) is deleted again;
+    a kill -9 in the middle of that deletion left a chain directory without its MANIFEST, which
+    every later `chain init` refused as damaged. Now the directory is renamed aside before it is
+    deleted, and the next `chain init` finishes the deletion."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_WHILE_DELETING)
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(json.dumps({"params": {"chain_id": "posctl-refused"}, "bonds": {V.address: 500},
+                                   "allocations": {A.address: 1000, "nobody": 5}}))
+    home = tmp_path / "home"
+    killed = posctl(home, "chain", "init", "--genesis", str(genesis), PYTHONPATH=f"{hook}{os.pathsep}{ROOT}")
+    assert killed.returncode == -9, killed.stderr
+    assert_no_chain_left(home)
+    genesis.write_text(json.dumps({"params": {"chain_id": "posctl-refused"}, "bonds": {V.address: 500},
+                                   "allocations": {A.address: 1000}}))
+    again = posctl(home, "chain", "init", "--genesis", str(genesis))
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in home.iterdir()) == [CHAIN_DIRNAME]
+    assert posctl(home, "chain", "verify").returncode == 0
