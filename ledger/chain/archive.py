@@ -29,12 +29,10 @@ from ledger.chain.genesis_input import genesis_from_file
 from ledger.consensus.blocks import Block
 from ledger.errors import ChainExists, EncodingError, InvalidBlock, InvalidExport, InvalidGenesis, LedgerError
 from ledger.storage import schema
-from ledger.storage.files import publish_directory, remove_directory
+from ledger.storage.files import partial_name, publish_directory
 
 EXPORT_FORMAT = "posctl-chain-export"
 EXPORT_VERSION = 1
-BACKUP_PARTIAL = "chain.partial"
-"""The name a backup is written under inside its directory until it is whole (then ``chain``)."""
 IMPORT_SCRATCH = ".import-in-progress"
 """A scratch home inside the target home; the imported chain is renamed into place from it."""
 
@@ -192,9 +190,9 @@ def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
     """A consistent copy of ``chain`` as a new home at ``directory`` (its ``chain`` subdirectory):
     ``posctl --home DIRECTORY chain verify`` checks it, and it serves as a home as it is."""
     directory = Path(directory)
-    partial = directory / BACKUP_PARTIAL
-    if directory.is_dir() and {entry.name for entry in directory.iterdir()} == {BACKUP_PARTIAL}:
-        remove_directory(partial)  # all that a backup killed here left: it was never a backup
+    partial = partial_name(directory / CHAIN_DIRNAME)
+    if directory.is_dir() and {entry.name for entry in directory.iterdir()} == {partial.name}:
+        shutil.rmtree(partial, ignore_errors=True)  # all a backup killed here left: never a backup
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ChainExists(f"{directory} exists and is not an empty directory: choose a new backup directory")
     backup_to = getattr(chain.store, "backup_to", None)
@@ -212,7 +210,7 @@ def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
         keys = backup_to(partial)
         publish_directory(partial, directory / CHAIN_DIRNAME)
     except BaseException:
-        remove_directory(partial)
+        shutil.rmtree(partial, ignore_errors=True)
         if created:
             shutil.rmtree(directory, ignore_errors=True)
         raise

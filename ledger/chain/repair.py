@@ -18,6 +18,7 @@ from ledger import encoding
 from ledger.chain.facade import CHAIN_DIRNAME, Chain, ProgressCallback
 from ledger.errors import ChainNotInitialized, DatabaseCorrupted, DatabaseError, LedgerError, VerificationError
 from ledger.storage import schema
+from ledger.storage.files import PARTIAL_SUFFIX, copy_directory
 from ledger.storage.store import REPAIR_HINT, holds_leveldb_files, read_raw, repair_database
 
 
@@ -66,10 +67,11 @@ def _copy_aside(path: Path) -> Path:
     while target.exists():
         target = path.parent / f"{backup_dir_name()}-{suffix}"
         suffix += 1
-    try:
-        shutil.copytree(path, target, copy_function=shutil.copy2)
+    for leftover in path.parent.glob(f".{BACKUP_PREFIX}*{PARTIAL_SUFFIX}"):  # a killed repair's part of a copy
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:  # built aside and renamed: a copy that carries this name is whole, even after a kill -9
+        copy_directory(path, target)
     except BaseException as exc:  # a full disk, or an interruption: no half copy stays behind
-        shutil.rmtree(target, ignore_errors=True)
         if not isinstance(exc, OSError):
             raise
         raise DatabaseError(

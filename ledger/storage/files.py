@@ -60,6 +60,41 @@ def sweep_removal(path: Path) -> None:
     shutil.rmtree(removal_leftover(path), ignore_errors=True)
 
 
+PARTIAL_SUFFIX = ".partial"
+"""The side name of a directory being copied: ``.NAME.partial`` beside its final name."""
+
+
+def partial_name(target: Path) -> Path:
+    """Where :func:`copy_directory` builds ``target`` until the copy is whole."""
+    return target.with_name(f".{target.name}{PARTIAL_SUFFIX}")
+
+
+def copy_directory(source: Path, target: Path) -> None:
+    """Copy ``source`` to the new ``target``: every file synced, built under
+    :func:`partial_name` and renamed into place, so ``target`` is never a part of a copy — not
+    even after a kill -9 or a power cut, before which a plain ``copytree`` may not have reached
+    the disk at all. On any exception the part is removed again."""
+    partial = partial_name(target)
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        shutil.copytree(source, partial, copy_function=_copy_synced)
+        fsync_directory(partial)
+        publish_directory(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def _copy_synced(source: str, target: str) -> str:
+    copied = shutil.copy2(source, target)
+    fd = os.open(copied, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return copied
+
+
 def publish_directory(source: Path, target: Path) -> None:
     """Move the finished directory ``source`` to ``target`` (absent or empty) in one step, and
     sync the move: only then may the caller say it is there."""
@@ -67,4 +102,4 @@ def publish_directory(source: Path, target: Path) -> None:
     fsync_directory(target.parent)
 
 
-__all__ = ["fsync_directory", "publish_directory", "removal_leftover", "remove_directory", "sweep_removal"]
+__all__ = ["copy_directory", "fsync_directory", "partial_name", "publish_directory", "removal_leftover", "remove_directory", "sweep_removal"]
