@@ -588,6 +588,7 @@ def _export_to(app: AppContext, file: Path, target: Path, to_stdout: bool) -> No
 
     from ledger.chain.archive import export_chain
     from ledger.chain.facade import Chain
+    from ledger.storage.files import fsync_directory
 
     with Chain.open(app.home) as opened:
         with _progress(opened.height + 1, f"exporting blocks 0..{opened.height}") as bar:
@@ -610,6 +611,8 @@ def _export_to(app: AppContext, file: Path, target: Path, to_stdout: bool) -> No
                             out.flush()
                             os.fsync(out.fileno())
                         os.replace(partial, target)
+                        with contextlib.suppress(OSError):  # the rename too, before "exported"
+                            fsync_directory(target.parent)
                     except BaseException:
                         partial.unlink(missing_ok=True)
                         raise
