@@ -14,6 +14,7 @@ import pty
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -591,3 +592,62 @@ def test_chain_init_killed_while_it_removes_a_refused_genesis_leaves_no_damaged_
     assert again.returncode == 0, again.stderr
     assert sorted(p.name for p in home.iterdir()) == [CHAIN_DIRNAME]
     assert posctl(home, "chain", "verify").returncode == 0
+
+
+HOLD_BEFORE_OPENING = '''
+import os, time
+from ledger.storage.store import LevelDBStore
+
+original = LevelDBStore.open.__func__
+
+
+def open_(cls, path, **kwargs):
+    """Stop just before `chain init` opens (and makes) its database, until the test says go."""
+    if kwargs.get("create"):
+        open(os.environ["POSCTL_TEST_WAITING"], "w").close()
+        while not os.path.exists(os.environ["POSCTL_TEST_GO"]):
+            time.sleep(0.01)
+    return original(cls, path, **kwargs)
+
+
+LevelDBStore.open = classmethod(open_)
+'''
+
+
+@pytest.mark.parametrize("other", ["init", "import"])
+def test_a_chain_made_while_another_init_waits_is_never_deleted_by_it(source, exported, tmp_path, other):
+    """Two commands creating a chain in one home at once: the first `chain init` has looked and
+    found no chain directory, then the other makes a whole chain and says so. The first then
+    found that chain, refused ("a chain already exists") and deleted the directory it believed
+    it had made: a chain reported created (or imported) was gone (2 of 6 runs of two plain
+    `chain init` started together). Now creating holds the home: the other is refused at once
+    and the first makes its chain."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_BEFORE_OPENING)
+    home, waiting, go = tmp_path / "home", tmp_path / "waiting", tmp_path / "go"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "--home", str(home), "chain", "init", "--chain-id", "posctl-first",
+         "--alloc", f"{A.address}=1000", "--bond", f"{V.address}=500"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env(PYTHONPATH=f"{hook}{os.pathsep}{ROOT}",
+                                                   POSCTL_TEST_WAITING=str(waiting), POSCTL_TEST_GO=str(go)))
+    try:
+        deadline = time.monotonic() + 30
+        while not waiting.exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.01)
+        if other == "init":
+            second = posctl(home, "chain", "init", "--chain-id", "posctl-second", "--alloc", f"{A.address}=1000",
+                            "--bond", f"{V.address}=500")
+        else:
+            second = posctl(home, "chain", "import", str(exported))
+    finally:
+        go.touch()
+        out, err = first.communicate(timeout=60)
+    assert 0 in (first.returncode, second.returncode), (err, second.stderr)
+    assert posctl(home, "chain", "status").returncode == 0, "a chain reported created is gone"
+    assert second.returncode == 1 and one_error_line(second) == (
+        f"error: another posctl command is creating a chain in {home} right now (`chain init` or `chain import`): "
+        "wait for it to finish, then see `posctl chain status`"), second.stderr
+    assert first.returncode == 0, err
+    assert status(home)["chain_id"] == "posctl-first"

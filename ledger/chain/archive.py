@@ -22,14 +22,14 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from ledger import encoding
-from ledger.chain.facade import CHAIN_DIRNAME, Chain
+from ledger.chain.facade import CHAIN_DIRNAME, CREATING_ELSEWHERE, Chain
 from ledger.chain.genesis_build import GenesisWorkers
 from ledger.chain.genesis_file import scan_genesis_file
 from ledger.chain.genesis_input import genesis_from_file
 from ledger.consensus.blocks import Block
 from ledger.errors import ChainExists, EncodingError, InvalidBlock, InvalidExport, InvalidGenesis, LedgerError
 from ledger.storage import schema
-from ledger.storage.files import partial_name, publish_directory
+from ledger.storage.files import holding_directory, partial_name, publish_directory
 
 EXPORT_FORMAT = "posctl-chain-export"
 EXPORT_VERSION = 1
@@ -108,6 +108,11 @@ def read_header(handle: IO[bytes]) -> dict[str, Any]:
 
 def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None) -> ExportReport:
     """Replay an export into ``home``, which must hold no chain; all or nothing."""
+    with holding_directory(home, CREATING_ELSEWHERE.format(home=home)):  # its scratch, and the move
+        return _import_alone(home, handle, progress)
+
+
+def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> ExportReport:
     target = home / CHAIN_DIRNAME
     if target.exists() and any(target.iterdir()):
         raise ChainExists(f"{target} is not empty: import into a new --home (import never merges into a chain)")

@@ -38,7 +38,7 @@ from ledger.chain.genesis_file import GenesisFileBuild, stored_allocations
 from ledger.chain.mempool import Admission, Mempool
 from ledger.params import Params
 from ledger.consensus.state import WorkingState
-from ledger.storage.files import remove_directory, sweep_removal
+from ledger.storage.files import holding_directory, remove_directory, sweep_removal
 from ledger.storage.store import REPAIR_HINT, KeyValueStore, LevelDBStore, holds_leveldb_files
 from ledger.consensus.transactions import Transaction, TxId
 from ledger.consensus.evidence import Evidence
@@ -127,6 +127,10 @@ def _delete_everything(store: KeyValueStore, part: int = 50_000) -> None:
         store.write(dict.fromkeys(keys))
 
 
+CREATING_ELSEWHERE = ("another posctl command is creating a chain in {home} right now (`chain init` or `chain "
+                      "import`): wait for it to finish, then see `posctl chain status`")
+
+
 class Chain:
     """One open chain. Not thread-safe: the node serialises calls with a lock."""
 
@@ -183,6 +187,13 @@ class Chain:
     @classmethod
     def _create(cls, home: Path, initialise: Callable[[KeyValueStore], "Chain"]) -> "Chain":
         ensure_home(home)
+        with holding_directory(home, CREATING_ELSEWHERE.format(home=home)):
+            return cls._create_alone(home, initialise)
+
+    @classmethod
+    def _create_alone(cls, home: Path, initialise: Callable[[KeyValueStore], "Chain"]) -> "Chain":
+        """:meth:`_create` once no other process is creating a chain in ``home``: whether the
+        directory was there before is then known, and only a directory made here is removed."""
         path = home / CHAIN_DIRNAME
         sweep_removal(path)  # what a killed clean-up of an earlier try left aside
         existed = path.exists()

@@ -15,9 +15,13 @@ Why
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
+
+from ledger.errors import DatabaseLocked
 
 REMOVING_SUFFIX = ".removing"
 """The side name of a directory being deleted: ``.NAME.removing`` beside it."""
@@ -102,4 +106,22 @@ def publish_directory(source: Path, target: Path) -> None:
     fsync_directory(target.parent)
 
 
-__all__ = ["copy_directory", "fsync_directory", "partial_name", "publish_directory", "removal_leftover", "remove_directory", "sweep_removal"]
+@contextlib.contextmanager
+def holding_directory(directory: Path, busy: str) -> Iterator[None]:
+    """Within, this process alone holds ``directory`` (an ``flock`` on the directory itself, so
+    no lock file is left behind); another holder makes it raise :class:`DatabaseLocked` with
+    ``busy`` at once. Why: LevelDB's own lock orders the writers of one database, not the
+    steps around it — of two ``chain init`` racing in one home, the second waited for the
+    first's lock, found its finished chain, and deleted the directory it believed it had made."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DatabaseLocked(busy) from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+__all__ = ["copy_directory", "fsync_directory", "holding_directory", "partial_name", "publish_directory", "removal_leftover", "remove_directory", "sweep_removal"]
