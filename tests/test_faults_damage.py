@@ -311,3 +311,25 @@ def test_a_repair_killed_while_it_copies_the_chain_aside_leaves_no_half_copy(hom
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in home.iterdir() if p.name.startswith(".")) == []
     assert_ok_and_verifies(home)
+
+
+def test_repair_refuses_while_another_process_holds_the_database(home):
+    """LevelDB's repair takes no lock: run beside a process that had the database open (a direct
+    `chain forge`, `wallet send`, …), `chain repair` copied a database being written, moved the
+    holder's live log into `lost/` under it — where the holder's next writes would be lost —
+    and then called the chain unrecoverable. Now it holds LevelDB's lock itself and refuses."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import plyvel, sys; db = plyvel.DB(sys.argv[1]); print('open', flush=True); "
+         "sys.stdin.read()", str(home / "chain")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        before = sorted(p.name for p in (home / "chain").iterdir())  # as the holder's opening left it
+        result = posctl(home, "chain", "repair")
+    finally:
+        holder.communicate("")
+    assert result.returncode == 1 and one_error_line(result) == (
+        f"error: the chain database at {home / 'chain'} is in use by another process (another posctl command, or a "
+        "running `posctl node run`): retry when it is done, or stop the node"), result.stderr
+    assert list(home.glob("chain.before-repair-*")) == []
+    assert sorted(p.name for p in (home / "chain").iterdir()) == before
+    assert_ok_and_verifies(home)
