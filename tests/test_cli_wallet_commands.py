@@ -19,6 +19,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -991,6 +992,40 @@ def test_rename_killed_at_any_moment_keeps_the_keys_and_the_record(home: Path) -
             (wallets / "validator.protection.json").unlink()
 
     _kill_at_random_moments(home, ["wallet", "rename", "val", "validator"], {}, check)
+
+
+def test_a_height_a_running_validator_records_during_a_rename_is_never_lost(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`validator run val` goes on recording the heights it signs while `wallet rename val
+    validator` moves the record. One recorded between the copy and the removal of the old
+    record was in neither record afterwards, and `validator` could then sign that height again
+    (equivocation). Now the old record's lock is held from the copy to the removal, so the
+    validator's record waits and lands after the move, where the new name's checks find it."""
+    wallets = home / "wallets"
+    address = address_of(home, "val")
+    SlashingProtection(wallets, "val").record(address, 9, b"\x07" * 32, chain_id="c-1")
+    original, recorder, errors = Keystore.copy_renamed, [], []
+
+    def record_height_12() -> None:
+        try:
+            SlashingProtection(wallets, "val").record(address, 12, b"\x0c" * 32, chain_id="c-1")
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    def validator_records_meanwhile(self: Keystore, *args: Any, **kwargs: Any) -> Any:
+        recorder.append(threading.Thread(target=record_height_12))
+        recorder[0].start()  # the validator signs height 12 as the rename moves the record
+        recorder[0].join(0.3)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Keystore, "copy_renamed", validator_records_meanwhile)
+    ok(home, "wallet", "rename", "val", "validator")
+    recorder[0].join(15)
+    assert errors == [] and not recorder[0].is_alive()
+    with pytest.raises(WouldEquivocate):
+        SlashingProtection(wallets, "validator").record(address, 12, b"\x0d" * 32, chain_id="c-1")
+    with pytest.raises(WouldEquivocate):
+        SlashingProtection(wallets, "validator").record(address, 9, b"\x0d" * 32, chain_id="c-1")
 
 
 def test_new_passphrase_mismatch_at_a_terminal_is_one_error_line(tmp_path: Path) -> None:

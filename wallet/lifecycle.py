@@ -11,6 +11,8 @@ Order, so that a crash at any step leaves every key guarded (all under
     1. copy ``OLD.protection.json`` to ``NEW.protection.json`` (refused if NEW has one);
     2. write ``NEW.json`` (never over an existing file);
     3. remove ``OLD.json``, then ``OLD.protection.json``.
+    ``OLD.protection.json``'s lock is held from 1 to 3, so a validator still running under OLD
+    cannot record a height between the copy and the removal (it would be in neither record).
     Stopped between 2 and 3, both names hold the same keys, each with its record, and
     ``posctl wallet list`` warns about the pair; ``posctl wallet delete OLD`` finishes the job.
 """
@@ -51,16 +53,7 @@ def rename_wallet(store: Keystore, old: str, new: str, password: str | None) -> 
             store.check_unchanged(old, unlocked.file, f"run `posctl wallet rename {old} {new}` again")
         else:
             store.check_unchanged(old, wallet, f"run `posctl wallet rename {old} {new}` again")
-        old_record = SlashingProtection(store.directory, old)
-        new_record = SlashingProtection(store.directory, new)
-        copied = old_record.copy_to(new)
-        try:
+        with SlashingProtection(store.directory, old).moving_to(new):
             renamed = store.copy_renamed(old, new, unlocked)
-        except BaseException:
-            if copied:
-                new_record.remove()
-            raise
-        store.delete(old)
-        if copied:
-            old_record.remove()
+            store.delete(old)
         return renamed
