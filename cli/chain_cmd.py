@@ -577,6 +577,10 @@ def export(app: AppContext, file: Path) -> None:
     require_no_node(app.home, "export the chain (or use `posctl chain backup DIR`, which works while it runs)")
     to_stdout = str(file) == "-" or _is_stdout(file)
     target = Path(os.path.realpath(file))  # through a symlink: the link stays, its target is replaced
+    problem = None if to_stdout else _not_replaceable_by_an_export(target)
+    if problem is not None:
+        raise fail(f"{file} {problem}: choose another file (an export replaces only an empty file or an earlier "
+                   "export); nothing was written")
     before = None if to_stdout else _file_identity(target)
     with interrupts_reported_as(f"interrupted after the export was written to {file}: it is complete",
                                 when=lambda: not to_stdout and _file_identity(target) != before):
@@ -622,6 +626,31 @@ def _export_to(app: AppContext, file: Path, target: Path, to_stdout: bool) -> No
             "bytes": report.bytes}
     emit(app, view, lambda v: f"exported heights 0..{v['height']} ({v['blocks']} blocks, {v['txs']} txs, "
                               f"{v['bytes']} bytes) to {v['file']}")
+
+
+def _not_replaceable_by_an_export(target: Path) -> str | None:
+    """Why ``target`` must not be replaced by an export, or None: it may be if absent, not a
+    regular file (streamed into), empty, or an earlier export. Why: an export given the path of
+    a wallet file or of a file inside the chain's own database (`chain/CURRENT`) replaced it
+    and said "exported" — the wallet gone, the chain unopenable."""
+    import json
+
+    from ledger.chain.archive import EXPORT_FORMAT
+
+    try:
+        if not target.is_file() or target.stat().st_size == 0:
+            return None
+        with open(target, "rb") as handle:
+            first = handle.readline(4096)
+    except OSError as exc:
+        return f"exists and cannot be read to check that it is an earlier export ({exc.strerror or exc})"
+    try:
+        header = json.loads(first)
+    except (ValueError, RecursionError):
+        header = None
+    if isinstance(header, dict) and header.get("format") == EXPORT_FORMAT:
+        return None
+    return "exists and is not a posctl chain export"
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:

@@ -115,7 +115,7 @@ def test_export_writes_into_a_pipe_through_a_link_or_to_stdout_without_replacing
     assert fifo.is_fifo()
 
     real = tmp_path / "real.export"
-    real.write_bytes(b"old")
+    real.write_bytes(lines_of(exported)[0])  # an earlier export (cut short): replaceable
     link = tmp_path / "link.export"
     link.symlink_to(real)
     assert posctl(source, "chain", "export", str(link)).returncode == 0
@@ -130,6 +130,29 @@ def test_export_writes_into_a_pipe_through_a_link_or_to_stdout_without_replacing
     assert missing.returncode == 1
     assert one_error_line(missing) == (
         f"error: cannot write the export to {tmp_path / 'no' / 'such.export'}: No such file or directory")
+
+
+def test_export_replaces_only_an_empty_file_or_an_earlier_export(source, exported, tmp_path):
+    """Given the path of a wallet file or of a file of the chain's own database, `chain export`
+    replaced it and said "exported": the wallet was gone and the chain no longer opened (its
+    `CURRENT` held the export). Any other existing file is now refused and left as it was."""
+    home = tmp_path / "home"
+    shutil.copytree(source, home)
+    wallet = home / "wallets" / "alice.json"
+    wallet.parent.mkdir()
+    wallet.write_text('{"version": 1, "name": "alice"}\n')
+    for victim in (home / "chain" / "CURRENT", wallet):
+        before = victim.read_bytes()
+        result = posctl(home, "chain", "export", str(victim))
+        assert one_error_line(result) == (
+            f"error: {victim} exists and is not a posctl chain export: choose another file (an export replaces only "
+            "an empty file or an earlier export); nothing was written")
+        assert victim.read_bytes() == before
+    assert status(home)["height"] == HEIGHT
+    for replaceable in (tmp_path / "empty.export", tmp_path / "earlier.export"):
+        replaceable.write_bytes(b"" if replaceable.name == "empty.export" else exported.read_bytes()[:100])
+        assert posctl(home, "chain", "export", str(replaceable)).returncode == 0
+        assert replaceable.read_bytes() == exported.read_bytes()
 
 
 def test_export_file_layout(exported):
