@@ -139,18 +139,28 @@ def init(app: AppContext, chain_id: str | None, allocs: list[tuple[str, int]], b
     scanned = scan_genesis_file(genesis_file) if genesis_file is not None else None
     count = (scanned.allocation_count if scanned is not None else 0) + len(allocs)
     resolve = lambda who: resolve_account(app, who, "genesis account")[0]  # noqa: E731
-    # a large genesis shows a bar: its allocations are checked, then encoded and hashed
-    with (_progress(2 * count, f"genesis of {count:,} allocations") if count >= PARALLEL_THRESHOLD
-          else contextlib.nullcontext(None)) as bar, GenesisWorkers(bar.update if bar else None) as workers:
-        if scanned is not None:
-            build = genesis_from_file(scanned, resolve=resolve, chain_id=chain_id, params=params,
-                                      allocations=allocs, bonds=bonds, workers=workers)
-            config = build.rest
-            created = Chain.create_from_file(app.home, build)
-        else:
-            config = merge_genesis({}, resolve=resolve, chain_id=chain_id, params=params, allocations=allocs,
-                                   bonds=bonds, workers=workers)
-            created = Chain.create(app.home, config, workers)
+    created: Chain | None = None
+    # Interrupted before the chain is whole, `Chain.create` removes what it wrote ("nothing was
+    # changed" is true); from the moment it returns, the chain is there to stay.
+    with interrupts_reported_as(f"interrupted after the chain was created in {app.home}: it is complete; "
+                                "`posctl chain status` shows it", when=lambda: created is not None):
+        # a large genesis shows a bar: its allocations are checked, then encoded and hashed
+        with (_progress(2 * count, f"genesis of {count:,} allocations") if count >= PARALLEL_THRESHOLD
+              else contextlib.nullcontext(None)) as bar, GenesisWorkers(bar.update if bar else None) as workers:
+            if scanned is not None:
+                build = genesis_from_file(scanned, resolve=resolve, chain_id=chain_id, params=params,
+                                          allocations=allocs, bonds=bonds, workers=workers)
+                config = build.rest
+                created = Chain.create_from_file(app.home, build)
+            else:
+                config = merge_genesis({}, resolve=resolve, chain_id=chain_id, params=params, allocations=allocs,
+                                       bonds=bonds, workers=workers)
+                created = Chain.create(app.home, config, workers)
+        _show_created(app, created, config, count)
+
+
+def _show_created(app: AppContext, created: "Chain", config: Any, count: int) -> None:
+    """Print the new chain's summary (with --json every allocation, streamed from the store)."""
     with created:
         genesis = created.block(0)
         totals = created.totals()
@@ -567,6 +577,10 @@ def export(app: AppContext, file: Path) -> None:
     require_no_node(app.home, "export the chain (or use `posctl chain backup DIR`, which works while it runs)")
     to_stdout = str(file) == "-" or _is_stdout(file)
     target = Path(os.path.realpath(file))  # through a symlink: the link stays, its target is replaced
+    problem = None if to_stdout else _not_replaceable_by_an_export(target)
+    if problem is not None:
+        raise fail(f"{file} {problem}: choose another file (an export replaces only an empty file or an earlier "
+                   "export); nothing was written")
     before = None if to_stdout else _file_identity(target)
     with interrupts_reported_as(f"interrupted after the export was written to {file}: it is complete",
                                 when=lambda: not to_stdout and _file_identity(target) != before):
@@ -578,6 +592,7 @@ def _export_to(app: AppContext, file: Path, target: Path, to_stdout: bool) -> No
 
     from ledger.chain.archive import export_chain
     from ledger.chain.facade import Chain
+    from ledger.storage.files import fsync_directory
 
     with Chain.open(app.home) as opened:
         with _progress(opened.height + 1, f"exporting blocks 0..{opened.height}") as bar:
@@ -600,6 +615,8 @@ def _export_to(app: AppContext, file: Path, target: Path, to_stdout: bool) -> No
                             out.flush()
                             os.fsync(out.fileno())
                         os.replace(partial, target)
+                        with contextlib.suppress(OSError):  # the rename too, before "exported"
+                            fsync_directory(target.parent)
                     except BaseException:
                         partial.unlink(missing_ok=True)
                         raise
@@ -609,6 +626,31 @@ def _export_to(app: AppContext, file: Path, target: Path, to_stdout: bool) -> No
             "bytes": report.bytes}
     emit(app, view, lambda v: f"exported heights 0..{v['height']} ({v['blocks']} blocks, {v['txs']} txs, "
                               f"{v['bytes']} bytes) to {v['file']}")
+
+
+def _not_replaceable_by_an_export(target: Path) -> str | None:
+    """Why ``target`` must not be replaced by an export, or None: it may be if absent, not a
+    regular file (streamed into), empty, or an earlier export. Why: an export given the path of
+    a wallet file or of a file inside the chain's own database (`chain/CURRENT`) replaced it
+    and said "exported" — the wallet gone, the chain unopenable."""
+    import json
+
+    from ledger.chain.archive import EXPORT_FORMAT
+
+    try:
+        if not target.is_file() or target.stat().st_size == 0:
+            return None
+        with open(target, "rb") as handle:
+            first = handle.readline(4096)
+    except OSError as exc:
+        return f"exists and cannot be read to check that it is an earlier export ({exc.strerror or exc})"
+    try:
+        header = json.loads(first)
+    except (ValueError, RecursionError):
+        header = None
+    if isinstance(header, dict) and header.get("format") == EXPORT_FORMAT:
+        return None
+    return "exists and is not a posctl chain export"
 
 
 def _file_identity(path: Path) -> tuple[int, int] | None:

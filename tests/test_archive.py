@@ -14,6 +14,7 @@ import pty
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -114,7 +115,7 @@ def test_export_writes_into_a_pipe_through_a_link_or_to_stdout_without_replacing
     assert fifo.is_fifo()
 
     real = tmp_path / "real.export"
-    real.write_bytes(b"old")
+    real.write_bytes(lines_of(exported)[0])  # an earlier export (cut short): replaceable
     link = tmp_path / "link.export"
     link.symlink_to(real)
     assert posctl(source, "chain", "export", str(link)).returncode == 0
@@ -129,6 +130,29 @@ def test_export_writes_into_a_pipe_through_a_link_or_to_stdout_without_replacing
     assert missing.returncode == 1
     assert one_error_line(missing) == (
         f"error: cannot write the export to {tmp_path / 'no' / 'such.export'}: No such file or directory")
+
+
+def test_export_replaces_only_an_empty_file_or_an_earlier_export(source, exported, tmp_path):
+    """Given the path of a wallet file or of a file of the chain's own database, `chain export`
+    replaced it and said "exported": the wallet was gone and the chain no longer opened (its
+    `CURRENT` held the export). Any other existing file is now refused and left as it was."""
+    home = tmp_path / "home"
+    shutil.copytree(source, home)
+    wallet = home / "wallets" / "alice.json"
+    wallet.parent.mkdir()
+    wallet.write_text('{"version": 1, "name": "alice"}\n')
+    for victim in (home / "chain" / "CURRENT", wallet):
+        before = victim.read_bytes()
+        result = posctl(home, "chain", "export", str(victim))
+        assert one_error_line(result) == (
+            f"error: {victim} exists and is not a posctl chain export: choose another file (an export replaces only "
+            "an empty file or an earlier export); nothing was written")
+        assert victim.read_bytes() == before
+    assert status(home)["height"] == HEIGHT
+    for replaceable in (tmp_path / "empty.export", tmp_path / "earlier.export"):
+        replaceable.write_bytes(b"" if replaceable.name == "empty.export" else exported.read_bytes()[:100])
+        assert posctl(home, "chain", "export", str(replaceable)).returncode == 0
+        assert replaceable.read_bytes() == exported.read_bytes()
 
 
 def test_export_file_layout(exported):
@@ -484,3 +508,169 @@ def test_an_interrupted_backup_says_whether_it_finished(source, tmp_path, monkey
         assert result.stderr.strip() == (f"error: interrupted after the backup was written to {copy}: check it with "
                                          f"`posctl --home {copy} chain verify`")
         assert status(copy)["tip"] == status(source)["tip"]
+
+
+KILL_ONCE_THE_TIP_IS_COPIED = '''
+import os, signal
+import plyvel
+from ledger.storage import schema, store
+
+store.LevelDBStore.backup_to.__defaults__ = (1,)  # one synced batch per key: each lands on its own
+
+
+class Batch:
+    def __init__(self, batch):
+        self.batch, self.tip = batch, False
+
+    def put(self, key, value):
+        self.tip = self.tip or key == schema.TIP_KEY
+        self.batch.put(key, value)
+
+    def write(self):
+        self.batch.write()
+        if self.tip:  # a kill -9 the moment the copy holds the tip, with the tx index still to come
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+class Copy:
+    def __init__(self, db):
+        self.db = db
+
+    def write_batch(self, **kwargs):
+        return Batch(self.db.write_batch(**kwargs))
+
+    def close(self):
+        self.db.close()
+
+
+real = plyvel.DB
+
+
+def DB(name, **kwargs):
+    db = real(name, **kwargs)
+    return Copy(db) if kwargs.get("error_if_exists") else db  # the backup's copy only
+
+
+plyvel.DB = DB
+'''
+
+
+def test_a_backup_killed_mid_copy_never_passes_for_a_backup(source, tmp_path):
+    """LevelDB copies keys in order and the tip comes before the tx index, so a copy killed half
+    way opened as a chain: `chain status` showed the source's height and tip in a backup that
+    could not find its txs. Now the copy is renamed into place only once whole; the next backup
+    into the same directory clears what the killed one left."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_ONCE_THE_TIP_IS_COPIED)
+    copy = tmp_path / "backup"
+    killed = posctl(source, "chain", "backup", str(copy), PYTHONPATH=f"{hook}{os.pathsep}{ROOT}")
+    assert killed.returncode == -9, killed.stderr
+    assert_no_chain_left(copy)
+    again = posctl(source, "chain", "backup", str(copy))
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in copy.iterdir()) == [CHAIN_DIRNAME]
+    assert status(copy)["tip"] == status(source)["tip"]
+    verify = posctl(copy, "chain", "verify")
+    assert verify.returncode == 0, verify.stderr
+
+
+KILL_WHILE_DELETING = '''
+import os, shutil, signal
+
+original = shutil.rmtree
+
+
+def rmtree(path, *args, **kwargs):
+    """Delete the database's MANIFEST, then die as a kill -9 would: a clean-up cut mid-way."""
+    names = os.listdir(path) if os.path.isdir(path) else []
+    if "CURRENT" in names:
+        os.unlink(os.path.join(path, next(name for name in names if name.startswith("MANIFEST-"))))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(path, *args, **kwargs)
+
+
+shutil.rmtree = rmtree
+'''
+
+
+def test_chain_init_killed_while_it_removes_a_refused_genesis_leaves_no_damaged_chain(tmp_path):
+    """A refused genesis (here an allocation to a wallet that does not exist) is deleted again;
+    a kill -9 in the middle of that deletion left a chain directory without its MANIFEST, which
+    every later `chain init` refused as damaged. Now the directory is renamed aside before it is
+    deleted, and the next `chain init` finishes the deletion."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_WHILE_DELETING)
+    genesis = tmp_path / "genesis.json"
+    genesis.write_text(json.dumps({"params": {"chain_id": "posctl-refused"}, "bonds": {V.address: 500},
+                                   "allocations": {A.address: 1000, "nobody": 5}}))
+    home = tmp_path / "home"
+    killed = posctl(home, "chain", "init", "--genesis", str(genesis), PYTHONPATH=f"{hook}{os.pathsep}{ROOT}")
+    assert killed.returncode == -9, killed.stderr
+    assert_no_chain_left(home)
+    genesis.write_text(json.dumps({"params": {"chain_id": "posctl-refused"}, "bonds": {V.address: 500},
+                                   "allocations": {A.address: 1000}}))
+    again = posctl(home, "chain", "init", "--genesis", str(genesis))
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in home.iterdir()) == [CHAIN_DIRNAME]
+    assert posctl(home, "chain", "verify").returncode == 0
+
+
+HOLD_BEFORE_OPENING = '''
+import os, time
+from ledger.storage.store import LevelDBStore
+
+original = LevelDBStore.open.__func__
+
+
+def open_(cls, path, **kwargs):
+    """Stop just before `chain init` opens (and makes) its database, until the test says go."""
+    if kwargs.get("create"):
+        open(os.environ["POSCTL_TEST_WAITING"], "w").close()
+        while not os.path.exists(os.environ["POSCTL_TEST_GO"]):
+            time.sleep(0.01)
+    return original(cls, path, **kwargs)
+
+
+LevelDBStore.open = classmethod(open_)
+'''
+
+
+@pytest.mark.parametrize("other", ["init", "import"])
+def test_a_chain_made_while_another_init_waits_is_never_deleted_by_it(source, exported, tmp_path, other):
+    """Two commands creating a chain in one home at once: the first `chain init` has looked and
+    found no chain directory, then the other makes a whole chain and says so. The first then
+    found that chain, refused ("a chain already exists") and deleted the directory it believed
+    it had made: a chain reported created (or imported) was gone (2 of 6 runs of two plain
+    `chain init` started together). Now creating holds the home: the other is refused at once
+    and the first makes its chain."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HOLD_BEFORE_OPENING)
+    home, waiting, go = tmp_path / "home", tmp_path / "waiting", tmp_path / "go"
+    first = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "--home", str(home), "chain", "init", "--chain-id", "posctl-first",
+         "--alloc", f"{A.address}=1000", "--bond", f"{V.address}=500"], cwd=ROOT, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=env(PYTHONPATH=f"{hook}{os.pathsep}{ROOT}",
+                                                   POSCTL_TEST_WAITING=str(waiting), POSCTL_TEST_GO=str(go)))
+    try:
+        deadline = time.monotonic() + 30
+        while not waiting.exists():
+            assert first.poll() is None and time.monotonic() < deadline, first.communicate()
+            time.sleep(0.01)
+        if other == "init":
+            second = posctl(home, "chain", "init", "--chain-id", "posctl-second", "--alloc", f"{A.address}=1000",
+                            "--bond", f"{V.address}=500")
+        else:
+            second = posctl(home, "chain", "import", str(exported))
+    finally:
+        go.touch()
+        out, err = first.communicate(timeout=60)
+    assert 0 in (first.returncode, second.returncode), (err, second.stderr)
+    assert posctl(home, "chain", "status").returncode == 0, "a chain reported created is gone"
+    assert second.returncode == 1 and one_error_line(second) == (
+        f"error: another posctl command is creating a chain in {home} right now (`chain init` or `chain import`): "
+        "wait for it to finish, then see `posctl chain status`"), second.stderr
+    assert first.returncode == 0, err
+    assert status(home)["chain_id"] == "posctl-first"

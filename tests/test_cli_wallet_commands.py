@@ -19,6 +19,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -591,6 +592,79 @@ def test_passwd_interrupted_says_which_password_opens_the_wallet(home: Path, mon
     store.unlock("bob", NEW_PASSWORD)
 
 
+@pytest.mark.parametrize("meanwhile", [("rename", "bob", "robert"), ("delete", "bob", "--yes")])
+def test_passwd_never_writes_back_a_wallet_another_command_renamed_or_deleted(
+        home: Path, monkeypatch: pytest.MonkeyPatch, meanwhile: tuple[str, ...]) -> None:
+    """`wallet passwd` unlocks, then waits for a new password typed twice and a scrypt run: a
+    `wallet rename` or `wallet delete` finished in those seconds, and passwd then wrote the
+    wallet back under its old name — a renamed wallet beside its new name, a deleted one back.
+    Now the write is refused unless the file is still the one unlocked."""
+    monkeypatch.setenv("POSCTL_NEW_PASSWORD", NEW_PASSWORD)
+    original = Keystore.change_password
+
+    def other_command_first(self: Keystore, *args: Any, **kwargs: Any) -> Any:
+        ok(home, "wallet", *meanwhile)  # lands while this passwd has the wallet unlocked
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Keystore, "change_password", other_command_first)
+    before = files(home)
+    assert error_line(run(home, "wallet", "passwd", "bob")) == (
+        "error: wallet 'bob' is gone (renamed or deleted by another posctl command) since this one read it: "
+        "nothing was changed; check `posctl wallet list`, then run `posctl wallet passwd` again")
+    assert not (home / "wallets" / "bob.json").exists()
+    if meanwhile[0] == "rename":
+        Keystore(home / "wallets").unlock("robert", PASSWORD)  # the rename stands, old password and all
+    assert {name for name in files(home) if name.endswith(".json")} == \
+        {name for name in before if name.endswith(".json")} - {"wallets/bob.json"} | (
+            {"wallets/robert.json"} if meanwhile[0] == "rename" else set())
+
+
+def test_rename_refuses_a_wallet_whose_password_changed_since_it_was_unlocked(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other order: `wallet passwd` finishes while `wallet rename` has the wallet unlocked.
+    The rename would seal the new name under the old password and delete the file holding the
+    new one: it is refused, and the new password stays in force under the old name."""
+    original, calls = Keystore.unlock, []
+
+    def passwd_meanwhile(self: Keystore, name: str, password: str) -> Any:
+        unlocked = original(self, name, password)
+        if not calls:
+            calls.append(name)
+            monkeypatch.setenv("POSCTL_NEW_PASSWORD", NEW_PASSWORD)
+            ok(home, "wallet", "passwd", "bob")
+        return unlocked
+
+    monkeypatch.setattr(Keystore, "unlock", passwd_meanwhile)
+    assert error_line(run(home, "wallet", "rename", "bob", "robert")) == (
+        "error: wallet 'bob' was rewritten (its password changed by another posctl command) since this one read "
+        "it: nothing was changed; run `posctl wallet rename bob robert` again")
+    monkeypatch.setattr(Keystore, "unlock", original)
+    store = Keystore(home / "wallets")
+    store.unlock("bob", NEW_PASSWORD)
+    assert not store.exists("robert") and not (home / "wallets" / "robert.protection.json").exists()
+
+
+def test_an_untagged_wallet_still_changes_password_and_is_never_tagged_back_after_a_rename(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A wallet without its integrity tag (an older posctl's) is tagged by its next unlock: a
+    write of its own, which passwd must not take for another command's; and a tag written after
+    a rename finished would bring the old name back."""
+    path = home / "wallets" / "bob.json"
+    document = json.loads(path.read_text())
+    del document["public_mac"]
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+    monkeypatch.setenv("POSCTL_NEW_PASSWORD", NEW_PASSWORD)
+    ok(home, "wallet", "passwd", "bob")
+    store = Keystore(home / "wallets")
+    store.unlock("bob", NEW_PASSWORD)
+
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")  # untagged again, old password
+    loaded = store.load("bob")
+    ok(home, "wallet", "rename", "bob", "robert")
+    store._retag(loaded)  # an unlock of the old file finishing after the rename
+    assert not path.exists()
+
+
 def test_passwd_reads_a_new_password_file(home: Path, tmp_path: Path) -> None:
     secret = tmp_path / "new.txt"
     secret.write_text(NEW_PASSWORD + "\n")
@@ -918,6 +992,40 @@ def test_rename_killed_at_any_moment_keeps_the_keys_and_the_record(home: Path) -
             (wallets / "validator.protection.json").unlink()
 
     _kill_at_random_moments(home, ["wallet", "rename", "val", "validator"], {}, check)
+
+
+def test_a_height_a_running_validator_records_during_a_rename_is_never_lost(
+        home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`validator run val` goes on recording the heights it signs while `wallet rename val
+    validator` moves the record. One recorded between the copy and the removal of the old
+    record was in neither record afterwards, and `validator` could then sign that height again
+    (equivocation). Now the old record's lock is held from the copy to the removal, so the
+    validator's record waits and lands after the move, where the new name's checks find it."""
+    wallets = home / "wallets"
+    address = address_of(home, "val")
+    SlashingProtection(wallets, "val").record(address, 9, b"\x07" * 32, chain_id="c-1")
+    original, recorder, errors = Keystore.copy_renamed, [], []
+
+    def record_height_12() -> None:
+        try:
+            SlashingProtection(wallets, "val").record(address, 12, b"\x0c" * 32, chain_id="c-1")
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    def validator_records_meanwhile(self: Keystore, *args: Any, **kwargs: Any) -> Any:
+        recorder.append(threading.Thread(target=record_height_12))
+        recorder[0].start()  # the validator signs height 12 as the rename moves the record
+        recorder[0].join(0.3)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Keystore, "copy_renamed", validator_records_meanwhile)
+    ok(home, "wallet", "rename", "val", "validator")
+    recorder[0].join(15)
+    assert errors == [] and not recorder[0].is_alive()
+    with pytest.raises(WouldEquivocate):
+        SlashingProtection(wallets, "validator").record(address, 12, b"\x0d" * 32, chain_id="c-1")
+    with pytest.raises(WouldEquivocate):
+        SlashingProtection(wallets, "validator").record(address, 9, b"\x0d" * 32, chain_id="c-1")
 
 
 def test_new_passphrase_mismatch_at_a_terminal_is_one_error_line(tmp_path: Path) -> None:

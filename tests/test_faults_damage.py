@@ -7,6 +7,7 @@ Every case damages a copy of one real chain (several tables, a live log with a p
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -273,4 +274,62 @@ def test_an_interrupted_repair_names_the_copy_it_kept(home, monkeypatch, step):
         shutil.rmtree(copy)
     again = repair(home)  # from the database as the interruption left it
     assert again.returncode == 0, again.stderr
+    assert_ok_and_verifies(home)
+
+
+KILL_DURING_THE_COPY = '''
+import os, shutil, signal
+
+original = shutil.copy2
+copied = []
+
+
+def copy2(source, target, *args, **kwargs):
+    """Copy one file of the database, then die as a kill -9 would: a copy cut mid-way."""
+    if copied:
+        os.kill(os.getpid(), signal.SIGKILL)
+    copied.append(source)
+    return original(source, target, *args, **kwargs)
+
+
+shutil.copy2 = copy2
+'''
+
+
+def test_a_repair_killed_while_it_copies_the_chain_aside_leaves_no_half_copy(home, tmp_path):
+    """`chain repair` keeps "the untouched original" as `chain.before-repair-*` and tells the user
+    to restore from it if need be; killed while copying it, it left a part of the database under
+    that name, which a user could later take for the original. Now the copy is built under a
+    hidden name and renamed once every file is on disk; the next repair removes the part."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_DURING_THE_COPY)
+    killed = posctl(home, "chain", "repair", PYTHONPATH=f"{hook}{os.pathsep}{ROOT}")
+    assert killed.returncode == -9, killed.stderr
+    assert list(home.glob("chain.before-repair-*")) == []
+    result = repair(home)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in home.iterdir() if p.name.startswith(".")) == []
+    assert_ok_and_verifies(home)
+
+
+def test_repair_refuses_while_another_process_holds_the_database(home):
+    """LevelDB's repair takes no lock: run beside a process that had the database open (a direct
+    `chain forge`, `wallet send`, …), `chain repair` copied a database being written, moved the
+    holder's live log into `lost/` under it — where the holder's next writes would be lost —
+    and then called the chain unrecoverable. Now it holds LevelDB's lock itself and refuses."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import plyvel, sys; db = plyvel.DB(sys.argv[1]); print('open', flush=True); "
+         "sys.stdin.read()", str(home / "chain")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "open\n"
+        before = sorted(p.name for p in (home / "chain").iterdir())  # as the holder's opening left it
+        result = posctl(home, "chain", "repair")
+    finally:
+        holder.communicate("")
+    assert result.returncode == 1 and one_error_line(result) == (
+        f"error: the chain database at {home / 'chain'} is in use by another process (another posctl command, or a "
+        "running `posctl node run`): retry when it is done, or stop the node"), result.stderr
+    assert list(home.glob("chain.before-repair-*")) == []
+    assert sorted(p.name for p in (home / "chain").iterdir()) == before
     assert_ok_and_verifies(home)

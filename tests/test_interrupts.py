@@ -314,6 +314,43 @@ def test_sigterm_during_a_genesis_unwinds_like_ctrl_c(tmp_path):
     assert posctl(home, "chain", "init", "--genesis", str(genesis)).returncode == 0
 
 
+SIGNAL_WHILE_SHOWING_THE_NEW_CHAIN = '''
+import os, signal
+from ledger.chain.facade import Chain
+
+original = Chain.totals
+
+def totals(self):
+    """The signal lands as `chain init` reads the new chain for its summary: the chain is whole."""
+    os.kill(os.getpid(), getattr(signal, os.environ["POSCTL_TEST_SIGNAL"]))
+    return original(self)
+
+Chain.totals = totals
+'''
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_chain_init_interrupted_once_the_chain_is_whole_says_it_is_there(tmp_path, signum):
+    """Interrupted while it prints the new chain's summary (a ``--json`` genesis of a million
+    allocations takes seconds to print), ``chain init`` said "nothing was changed" about a chain
+    that is complete and stays: the next ``chain init`` would then refuse, "a chain already
+    exists", to a user told there was none."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SIGNAL_WHILE_SHOWING_THE_NEW_CHAIN)
+    home = tmp_path / "home"
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--home", str(home), "chain", "init", "--chain-id", "posctl-shown",
+         "--alloc", f"{A.address}=1000", "--bond", f"{V.address}=500"], cwd=ROOT, capture_output=True, text=True,
+        timeout=60, env=env(POSCTL_TEST_SIGNAL=signal.Signals(signum).name, PYTHONPATH=f"{hook}{os.pathsep}{ROOT}"),
+    )
+    assert (result.returncode, result.stderr.strip(), result.stdout) == (
+        1, f"error: interrupted after the chain was created in {home}: it is complete; `posctl chain status` shows it",
+        ""), result.stderr
+    status = posctl(home, "chain", "status", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)["chain_id"] == "posctl-shown", status.stderr
+
+
 SIGTERM_AFTER_TWO_WALLETS = '''
 import os, signal
 from wallet.keystore import Keystore

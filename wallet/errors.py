@@ -23,6 +23,10 @@ class WalletExists(WalletError):
     """A wallet of that name exists and the caller did not ask to overwrite it."""
 
 
+class WalletChanged(WalletError):
+    """The wallet file changed under a command between its reading and its writing."""
+
+
 class WrongPassword(WalletError):
     """The password does not open this wallet (the file itself looks intact)."""
 

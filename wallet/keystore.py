@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import hmac
 import json
@@ -68,7 +69,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from Crypto.Cipher import AES
 from Crypto.Protocol.KDF import scrypt
@@ -81,6 +82,7 @@ from wallet.errors import (
     InvalidMnemonic,
     InvalidWalletName,
     KeystoreDamaged,
+    WalletChanged,
     WalletError,
     WalletExists,
     WalletNotFound,
@@ -129,6 +131,10 @@ _HEX = re.compile(r"^(?:[0-9a-f]{2})*$")
 KEY_FILE = ".keystore-key"
 """A per-home secret (32 random bytes, 0600) keying each wallet file's ``public_mac``: an HMAC
 over every public field, so a recipient's address is checked without its password."""
+
+CHANGE_LOCK_FILE = ".keystore.lock"
+"""``flock``-ed while a wallet file is replaced or removed (:meth:`Keystore.changing`); never
+deleted, as deleting a lock file that others may have open defeats ``flock``."""
 
 _OPTIONAL_FIELDS = frozenset({"public_mac"})
 """Absent from wallets written before the tag existed; added at their next unlock."""
@@ -345,6 +351,51 @@ class Keystore:
     def __init__(self, directory: Path) -> None:
         """Nothing is created until the first wallet is written."""
         self.directory = Path(directory)
+        self._changing = 0
+
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[None]:
+        """Within, no other process replaces or removes a wallet file of this directory (one
+        ``flock`` for the directory; re-entrant within this object). Why: a command that
+        unlocked a wallet and then took seconds (a new password typed twice, scrypt) wrote it
+        back blindly — after a `wallet rename` it brought the old name back beside the new one,
+        after `wallet delete` the deleted wallet. Changes check, under this lock, that the file
+        is still the one they read."""
+        if self._changing:
+            self._changing += 1
+            try:
+                yield
+            finally:
+                self._changing -= 1
+            return
+        try:
+            self._ensure_directory()
+            fd = os.open(self.directory / CHANGE_LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        except OSError as exc:
+            raise WalletError(f"cannot lock the wallets in {self.directory} for a change: {exc.strerror or exc}; "
+                              "check that the directory is writable") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._changing = 1
+            try:
+                yield
+            finally:
+                self._changing = 0
+        finally:
+            os.close(fd)
+
+    def check_unchanged(self, name: str, read: WalletFile, doing: str) -> None:
+        """Refuse ``doing`` if wallet ``name`` is no longer the file ``read`` (call while
+        :meth:`changing`): another command renamed, deleted or rewrote it meanwhile."""
+        try:
+            current = self.load(name)
+        except WalletNotFound:
+            current = None
+        # (a WalletFile compares its public keys only: a new password keeps them, its sealed part not)
+        if current is None or current != read or current._sealed != read._sealed:
+            what = "is gone (renamed or deleted" if current is None else "was rewritten (its password changed"
+            raise WalletChanged(f"wallet '{name}' {what} by another posctl command) since this one read it: "
+                                f"nothing was changed; {doing}")
 
     # names -----------------------------------------------------------------------------------
 
@@ -420,7 +471,13 @@ class Keystore:
         file atomically: a crash leaves the old file, openable with the old password, or the new
         one, never a mix. Unlocking first is what proves the old password."""
         self._check_password_and_kdf(new_password, kdf)
-        return self._save(unlocked.name, unlocked._entropy, unlocked._passphrase, new_password, kdf=kdf, force=True)
+        salt = secrets.token_bytes(SALT_BYTES)
+        aes_key, password_check = _stretch(new_password, salt, kdf)  # the slow part, outside the lock
+        with self.changing():
+            self.check_unchanged(unlocked.name, unlocked.file, f"check `posctl wallet list`, then run "
+                                                               "`posctl wallet passwd` again")
+            return self._seal(unlocked.name, unlocked._entropy, unlocked._passphrase,
+                              _Stretched(kdf, salt, aes_key, password_check), force=True)
 
     def copy_renamed(self, old: str, new: str, unlocked: UnlockedWallet | None) -> WalletFile:
         """Write wallet ``old`` again as ``new`` (never over an existing file); ``old`` stays.
@@ -448,8 +505,9 @@ class Keystore:
             raise WalletNotFound(f"no wallet named '{name}' in {self.directory}")
         if path.is_dir():
             raise KeystoreDamaged(path, "it is a directory, not a file")
-        path.unlink()
-        _fsync_directory(self.directory)
+        with self.changing():
+            path.unlink()
+            _fsync_directory(self.directory)
         return path
 
     def same_keys(self, name: str) -> list[str]:
@@ -610,21 +668,28 @@ class Keystore:
             )
         return wallet
 
-    def _retag(self, wallet: WalletFile) -> None:
-        """After an unlock proved the public keys match the secret: (re)write the tag."""
+    def _retag(self, wallet: WalletFile) -> WalletFile:
+        """After an unlock proved the public keys match the secret: (re)write the tag. Returns
+        the wallet as it is now on disk (with its tag), for a later :meth:`check_unchanged`."""
         try:
             key = self._key(create=True)
             if key is None:
-                return
+                return wallet
             mac = _public_mac(key, wallet.public_fields())
             if wallet.public_mac is not None and hmac.compare_digest(mac, wallet.public_mac):
-                return
-            document = json.loads(wallet.path.read_bytes())
-            document["public_mac"] = mac.hex()
-            data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
-            _write_atomically(wallet.path, data, overwrite=True)
-        except (OSError, ValueError):
-            pass  # a read-only home: the wallet still works, it stays untagged
+                return wallet
+            with self.changing():
+                try:
+                    self.check_unchanged(wallet.name, wallet, "")
+                except WalletChanged:
+                    return wallet  # renamed or rewritten meanwhile: never write it back
+                document = json.loads(wallet.path.read_bytes())
+                document["public_mac"] = mac.hex()
+                data = (json.dumps(document, indent=2, sort_keys=True) + "\n").encode("ascii")
+                _write_atomically(wallet.path, data, overwrite=True)
+                return self.load(wallet.name)
+        except (OSError, ValueError, WalletError):
+            return wallet  # a read-only home: the wallet still works, it stays untagged
 
     # load / unlock ---------------------------------------------------------------------------
 
@@ -679,7 +744,7 @@ class Keystore:
                 raise KeystoreDamaged(
                     wallet.path, f"stored xpub of account {account} does not match the secret"
                 )
-        self._retag(wallet)
+        wallet = self._retag(wallet)
         stretched = _Stretched(sealed.kdf, sealed.salt, aes_key, sealed.password_check)
         return UnlockedWallet(wallet, entropy, passphrase, master, stretched)
 

@@ -6,10 +6,13 @@ Why a module of its own
     would leave the validator behind it without its record, free to sign a second, conflicting
     proposal for a height it already signed and be slashed for it.
 
-Order, so that a crash at any step leaves every key guarded
+Order, so that a crash at any step leaves every key guarded (all under
+:meth:`Keystore.changing`, after checking that OLD is still the file that was unlocked)
     1. copy ``OLD.protection.json`` to ``NEW.protection.json`` (refused if NEW has one);
     2. write ``NEW.json`` (never over an existing file);
     3. remove ``OLD.json``, then ``OLD.protection.json``.
+    ``OLD.protection.json``'s lock is held from 1 to 3, so a validator still running under OLD
+    cannot record a height between the copy and the removal (it would be in neither record).
     Stopped between 2 and 3, both names hold the same keys, each with its record, and
     ``posctl wallet list`` warns about the pair; ``posctl wallet delete OLD`` finishes the job.
 """
@@ -43,16 +46,14 @@ def rename_wallet(store: Keystore, old: str, new: str, password: str | None) -> 
     """
     wallet = check_rename(store, old, new)
     unlocked = None if wallet.watch_only else store.unlock(old, password if password is not None else "")
-    old_record = SlashingProtection(store.directory, old)
-    new_record = SlashingProtection(store.directory, new)
-    copied = old_record.copy_to(new)
-    try:
-        renamed = store.copy_renamed(old, new, unlocked)
-    except BaseException:
-        if copied:
-            new_record.remove()
-        raise
-    store.delete(old)
-    if copied:
-        old_record.remove()
-    return renamed
+    # From here no other command replaces or removes a wallet file, and the one unlocked must
+    # still be OLD's: a password changed meanwhile would otherwise come back under OLD's name.
+    with store.changing():
+        if unlocked is not None:
+            store.check_unchanged(old, unlocked.file, f"run `posctl wallet rename {old} {new}` again")
+        else:
+            store.check_unchanged(old, wallet, f"run `posctl wallet rename {old} {new}` again")
+        with SlashingProtection(store.directory, old).moving_to(new):
+            renamed = store.copy_renamed(old, new, unlocked)
+            store.delete(old)
+        return renamed

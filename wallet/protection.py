@@ -222,28 +222,43 @@ class SlashingProtection:
 
     # renaming --------------------------------------------------------------------------------
 
-    def copy_to(self, new_name: str) -> bool:
-        """Write this record again for wallet ``new_name`` (a rename), never over an existing
-        record; this one stays until :meth:`remove`, so both names are guarded meanwhile.
+    @contextlib.contextmanager
+    def moving_to(self, new_name: str) -> Iterator[bool]:
+        """Move this record to wallet ``new_name`` (a rename) around the body, which moves the
+        wallet file: the record is written again under the new name first (never over an
+        existing record), and this one is deleted only after the body succeeded — so both names
+        are guarded meanwhile, and a crash leaves both. Yields whether there was a record.
 
-        Returns whether there was a record to copy. A damaged record is refused, not dropped.
+        This record's lock is held from the copy to the deletion. Why: a validator running under
+        the old name records each height it signs into this file; recorded between a copy and a
+        later deletion, a height was in neither record afterwards, and the new name could sign
+        it again. Now such a record waits and lands after the move, in a new file under the old
+        name, which the new name's checks read. A damaged record is refused, not dropped.
         """
         target = SlashingProtection(self.directory, new_name)
         with self._locked():
-            if not self.path.exists():
-                return False
-            record = self._load()
-            data = (json.dumps(_to_document(target.wallet_name, record), indent=2) + "\n").encode("ascii")
+            copied = self.path.exists()
+            if copied:
+                record = self._load()
+                data = (json.dumps(_to_document(target.wallet_name, record), indent=2) + "\n").encode("ascii")
+                try:
+                    _write_atomically(target.path, data, overwrite=False)
+                except OSError as exc:
+                    raise WalletError(
+                        f"cannot write slashing-protection record {target.path}: {exc.strerror or exc}"
+                    ) from None
             try:
-                _write_atomically(target.path, data, overwrite=False)
-            except OSError as exc:
-                raise WalletError(
-                    f"cannot write slashing-protection record {target.path}: {exc.strerror or exc}"
-                ) from None
-        return True
+                yield copied
+            except BaseException:
+                if copied and not Keystore(self.directory).exists(new_name):  # the keys never moved
+                    target.remove()
+                raise
+            if copied:
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
 
     def remove(self) -> None:
-        """Delete this record (after :meth:`copy_to` under a new name); the lock file stays."""
+        """Delete this record (a rename undone); the lock file stays."""
         with self._locked():
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()

@@ -16,20 +16,20 @@ the home as it was.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
 from ledger import encoding
-from ledger.chain.facade import CHAIN_DIRNAME, Chain
+from ledger.chain.facade import CHAIN_DIRNAME, CREATING_ELSEWHERE, Chain
 from ledger.chain.genesis_build import GenesisWorkers
 from ledger.chain.genesis_file import scan_genesis_file
 from ledger.chain.genesis_input import genesis_from_file
 from ledger.consensus.blocks import Block
 from ledger.errors import ChainExists, EncodingError, InvalidBlock, InvalidExport, InvalidGenesis, LedgerError
 from ledger.storage import schema
+from ledger.storage.files import holding_directory, partial_name, publish_directory
 
 EXPORT_FORMAT = "posctl-chain-export"
 EXPORT_VERSION = 1
@@ -108,6 +108,11 @@ def read_header(handle: IO[bytes]) -> dict[str, Any]:
 
 def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None) -> ExportReport:
     """Replay an export into ``home``, which must hold no chain; all or nothing."""
+    with holding_directory(home, CREATING_ELSEWHERE.format(home=home)):  # its scratch, and the move
+        return _import_alone(home, handle, progress)
+
+
+def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> ExportReport:
     target = home / CHAIN_DIRNAME
     if target.exists() and any(target.iterdir()):
         raise ChainExists(f"{target} is not empty: import into a new --home (import never merges into a chain)")
@@ -149,7 +154,7 @@ def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None
             chain.check_recent_blocks()
         if target.exists():
             target.rmdir()  # empty, checked above
-        os.replace(scratch_home / CHAIN_DIRNAME, target)
+        publish_directory(scratch_home / CHAIN_DIRNAME, target)  # durable before "imported" is said
     finally:
         shutil.rmtree(scratch_home, ignore_errors=True)
     return ExportReport(height=top, blocks=top + 1, txs=txs, bytes=0)
@@ -190,6 +195,9 @@ def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
     """A consistent copy of ``chain`` as a new home at ``directory`` (its ``chain`` subdirectory):
     ``posctl --home DIRECTORY chain verify`` checks it, and it serves as a home as it is."""
     directory = Path(directory)
+    partial = partial_name(directory / CHAIN_DIRNAME)
+    if directory.is_dir() and {entry.name for entry in directory.iterdir()} == {partial.name}:
+        shutil.rmtree(partial, ignore_errors=True)  # all a backup killed here left: never a backup
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ChainExists(f"{directory} exists and is not an empty directory: choose a new backup directory")
     backup_to = getattr(chain.store, "backup_to", None)
@@ -200,10 +208,14 @@ def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise LedgerError(f"cannot create backup directory {directory}: {exc.strerror}: choose another") from None
+    # A half-written copy must not pass for a backup, even after a kill -9: a LevelDB copy cut
+    # short opens, tip and all (keys are copied in order, the tip before the tx index). So the
+    # copy is made under another name and renamed into place once whole.
     try:
-        keys = backup_to(directory / CHAIN_DIRNAME)
-    except BaseException:  # a half-written copy must not pass for a backup
-        shutil.rmtree(directory / CHAIN_DIRNAME, ignore_errors=True)
+        keys = backup_to(partial)
+        publish_directory(partial, directory / CHAIN_DIRNAME)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
         if created:
             shutil.rmtree(directory, ignore_errors=True)
         raise

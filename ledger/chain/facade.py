@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +38,7 @@ from ledger.chain.genesis_file import GenesisFileBuild, stored_allocations
 from ledger.chain.mempool import Admission, Mempool
 from ledger.params import Params
 from ledger.consensus.state import WorkingState
+from ledger.storage.files import holding_directory, remove_directory, sweep_removal
 from ledger.storage.store import REPAIR_HINT, KeyValueStore, LevelDBStore, holds_leveldb_files
 from ledger.consensus.transactions import Transaction, TxId
 from ledger.consensus.evidence import Evidence
@@ -127,6 +127,10 @@ def _delete_everything(store: KeyValueStore, part: int = 50_000) -> None:
         store.write(dict.fromkeys(keys))
 
 
+CREATING_ELSEWHERE = ("another posctl command is creating a chain in {home} right now (`chain init` or `chain "
+                      "import`): wait for it to finish, then see `posctl chain status`")
+
+
 class Chain:
     """One open chain. Not thread-safe: the node serialises calls with a lock."""
 
@@ -183,7 +187,15 @@ class Chain:
     @classmethod
     def _create(cls, home: Path, initialise: Callable[[KeyValueStore], "Chain"]) -> "Chain":
         ensure_home(home)
+        with holding_directory(home, CREATING_ELSEWHERE.format(home=home)):
+            return cls._create_alone(home, initialise)
+
+    @classmethod
+    def _create_alone(cls, home: Path, initialise: Callable[[KeyValueStore], "Chain"]) -> "Chain":
+        """:meth:`_create` once no other process is creating a chain in ``home``: whether the
+        directory was there before is then known, and only a directory made here is removed."""
         path = home / CHAIN_DIRNAME
+        sweep_removal(path)  # what a killed clean-up of an earlier try left aside
         existed = path.exists()
         if path.is_dir() and not (path / "CURRENT").exists() and not holds_leveldb_files(path):
             leftovers = sorted(entry.name for entry in path.iterdir() if entry.name not in ("LOCK", "LOG", "LOG.old"))
@@ -196,7 +208,7 @@ class Chain:
             store = LevelDBStore.open(path, create=True)
         except BaseException:  # interrupted while LevelDB made its files: a new directory goes too
             if not existed:
-                shutil.rmtree(path, ignore_errors=True)
+                remove_directory(path)
             raise
         try:
             if store.get(schema.TIP_KEY) is not None:
@@ -210,7 +222,7 @@ class Chain:
         except BaseException:
             store.close()
             if not existed:  # (only an interruption gets here with a new directory)
-                shutil.rmtree(path, ignore_errors=True)
+                remove_directory(path)
             raise
         try:
             return initialise(store)
@@ -220,7 +232,7 @@ class Chain:
                 store.compact()
             store.close()
             if not existed:
-                shutil.rmtree(path, ignore_errors=True)
+                remove_directory(path)
             raise
 
     @classmethod

@@ -16,9 +16,11 @@ from typing import Any
 
 from ledger import encoding
 from ledger.chain.facade import CHAIN_DIRNAME, Chain, ProgressCallback
-from ledger.errors import ChainNotInitialized, DatabaseCorrupted, DatabaseError, LedgerError, VerificationError
+from ledger.errors import (ChainNotInitialized, DatabaseCorrupted, DatabaseError, DatabaseLocked, LedgerError,
+                           VerificationError)
 from ledger.storage import schema
-from ledger.storage.store import REPAIR_HINT, holds_leveldb_files, read_raw, repair_database
+from ledger.storage.files import PARTIAL_SUFFIX, copy_directory
+from ledger.storage.store import REPAIR_HINT, holding_database, holds_leveldb_files, read_raw, repair_database
 
 
 @dataclass
@@ -66,10 +68,11 @@ def _copy_aside(path: Path) -> Path:
     while target.exists():
         target = path.parent / f"{backup_dir_name()}-{suffix}"
         suffix += 1
-    try:
-        shutil.copytree(path, target, copy_function=shutil.copy2)
+    for leftover in path.parent.glob(f".{BACKUP_PREFIX}*{PARTIAL_SUFFIX}"):  # a killed repair's part of a copy
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:  # built aside and renamed: a copy that carries this name is whole, even after a kill -9
+        copy_directory(path, target)
     except BaseException as exc:  # a full disk, or an interruption: no half copy stays behind
-        shutil.rmtree(target, ignore_errors=True)
         if not isinstance(exc, OSError):
             raise
         raise DatabaseError(
@@ -113,15 +116,19 @@ def _recount_mempool(chain: Chain) -> str | None:
 
 
 def repair_chain(home: Path, progress: ProgressCallback | None = None) -> RepairReport:
-    """Copy aside, repair, verify. Raises only when nothing could be attempted."""
+    """Copy aside, repair, verify. Raises when nothing could be attempted, and
+    :class:`DatabaseLocked` when another process holds the database (before the copy, or
+    having slipped in between two steps)."""
     path = home / CHAIN_DIRNAME
     if not path.is_dir() or not holds_leveldb_files(path):
         raise ChainNotInitialized(f"no chain database at {path}: nothing to repair")
-    backup = _copy_aside(path)
+    with holding_database(path):  # copied and repaired with no other process inside
+        backup = _copy_aside(path)
     report = RepairReport(backup=str(backup), ok=False)
-    report.height_before, report.pending_before = _read_before(path)
+    report.height_before, report.pending_before = _read_before(path)  # (opens it: not under the hold)
     try:
-        repair_database(path)
+        with holding_database(path):
+            repair_database(path)
         with Chain.open(home) as chain:
             note = _recount_mempool(chain)
             if note:
@@ -130,6 +137,8 @@ def repair_chain(home: Path, progress: ProgressCallback | None = None) -> Repair
             result = chain.verify(progress)
             report.height, report.blocks, report.txs = result.height, result.blocks, result.txs
             report.ok = True
+    except DatabaseLocked:  # another process took the database between two steps: not damage
+        raise
     except VerificationError as exc:
         report.error = f"the repaired chain does not verify ({exc}): the damaged files held part of it"
     except (ChainNotInitialized, DatabaseCorrupted) as exc:

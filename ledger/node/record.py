@@ -7,6 +7,7 @@ that does not answer as that node, and is then ignored: the database is free aga
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -16,6 +17,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ledger.chain.facade import Chain
+from ledger.storage.files import fsync_directory
 from ledger.errors import (
     DatabaseLocked,
     NodeRunning,
@@ -89,16 +91,8 @@ def write_node_record(home: Path, record: NodeRecord) -> None:
     finally:
         os.close(fd)
     os.replace(temp, path)
-    try:
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dir_fd)
-    except OSError:
-        pass
-    finally:
-        os.close(dir_fd)
+    with contextlib.suppress(OSError):
+        fsync_directory(path.parent)
 
 
 def remove_node_record(home: Path, record: NodeRecord) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
+import fcntl
 import os
 import re
 import time
@@ -236,6 +238,36 @@ def _is_lock_contention(text: str) -> bool:
     return "temporarily unavailable" in lower or "already held by process" in lower
 
 
+IN_USE = ("the chain database at {path} is in use by another process (another posctl command, or a running "
+          "`posctl node run`): retry when it is done, or stop the node")
+
+
+@contextlib.contextmanager
+def holding_database(path: Path, lock_wait: float = LOCK_WAIT_SECONDS) -> Iterator[None]:
+    """Within, no other process can open the database at ``path``, which is not opened here (it
+    may be too damaged to open): LevelDB's own lock (a POSIX record lock on ``LOCK``) is taken
+    directly. Why: LevelDB's repair takes no lock, so `chain repair` beside a running command
+    moved that command's live log into ``lost/`` under it, and copied a database being written.
+    Waits ``lock_wait`` seconds for a short hold, as :meth:`LevelDBStore.open` does. Closing
+    any handle of ``LOCK`` in this process releases the lock: do not open the database within."""
+    fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + lock_wait
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise DatabaseLocked(IN_USE.format(path=path)) from None
+                time.sleep(LOCK_RETRY_SECONDS)
+        yield
+    finally:
+        os.close(fd)  # and with it the lock
+
+
 def repair_database(path: Path) -> None:
     """LevelDB's own repair: rebuild the MANIFEST from every readable table and log record."""
     try:
@@ -306,10 +338,7 @@ class LevelDBStore(KeyValueStore):
                 if not _is_lock_contention(text):
                     raise _classify(path, text, "opening") from None
                 if time.monotonic() >= deadline:
-                    raise DatabaseLocked(
-                        f"the chain database at {path} is in use by another process (another posctl "
-                        "command, or a running `posctl node run`): retry when it is done, or stop the node"
-                    ) from None
+                    raise DatabaseLocked(IN_USE.format(path=path)) from None
                 time.sleep(LOCK_RETRY_SECONDS)
             except plyvel.Error as exc:
                 raise _classify(path, _message(exc), "opening") from None
