@@ -143,6 +143,14 @@ class ChainExists(LedgerError):
     """An attempt to create a chain where one already is."""
 
 
+class BackupFailed(LedgerError):
+    """A backup's copy could not be written (its disk full, read-only, no permission). Not a
+    failure of the chain's own storage: a node answers 507 and goes on (it once stopped, taking
+    a full USB stick for a full chain disk)."""
+
+    http_status = 507
+
+
 class DatabaseLocked(LedgerError):
     """The database is held by another process (LevelDB admits one)."""
 

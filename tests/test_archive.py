@@ -440,6 +440,31 @@ def test_a_backup_that_runs_out_of_space_leaves_nothing_behind(source, tmp_path)
     assert status(source)["height"] == HEIGHT
 
 
+@needs_root
+def test_a_backup_a_full_disk_refuses_through_a_node_leaves_the_node_running(source, tmp_path):
+    """The node stopped itself ("storage failure, stopping the node") when the disk a backup was
+    going to (a USB stick, a small partition) was full: the copy's write error was taken for a
+    failure of the chain's own storage. It is the backup's: 507, one line, and the node goes on."""
+    home = tmp_path / "home"
+    shutil.copytree(source, home)
+    node = Node(home, tmp_path)
+    try:
+        with tmpfs(tmp_path / "small", "1m") as small:
+            fill_disk(small, leave=16 * 1024)
+            result = posctl(home, "chain", "backup", str(small / "backup"))
+            line = one_error_line(result)
+            assert line.startswith(f"error: cannot write the backup at {small / 'backup'}: its disk is full (") \
+                and line.endswith(
+                "): free some space there or choose another directory; the chain itself is unaffected"), line
+            assert not (small / "backup").exists()
+        assert node.proc.poll() is None, node.output()
+        assert node.submit(make_tx(B, 0, "transfer", to=A.address, amount=5))[0] == 200
+        assert status(home)["mempool"] == 1  # through the node, still serving
+    finally:
+        assert node.stop() == 0, node.output()
+    assert "storage failure" not in node.output(), node.output()
+
+
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_an_interrupted_export_or_import_says_whether_it_finished(source, exported, tmp_path, monkeypatch, where):
     """A Ctrl-C once the export file was renamed into place, or once the imported chain was moved

@@ -212,7 +212,7 @@ def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
     # short opens, tip and all (keys are copied in order, the tip before the tx index). So the
     # copy is made under another name and renamed into place once whole.
     try:
-        keys = backup_to(partial)
+        keys = backup_to(partial, shown_as=directory)
         publish_directory(partial, directory / CHAIN_DIRNAME)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

@@ -33,6 +33,7 @@ _ERROR_TEXT = {
     431: "the request line and headers are too large",
     500: "a bug in the node",
     503: "the node cannot serve this now (mempool full, shutting down, storage failure)",
+    507: "the backup could not be written where asked (its disk full, read-only, no permission); the node goes on",
 }
 
 _COMMON = (400, 403, 404, 405, 408, 431, 503)
@@ -175,7 +176,7 @@ def document() -> dict[str, Any]:
         )},
         "/backup": {"post": _operation(
             "copy a consistent snapshot of the chain into a new directory (privileged: needs the cookie)",
-            {**_ok("what was copied: the new home, height and files", OBJECT), **_errors(401, 413)},
+            {**_ok("what was copied: the new home, height and files", OBJECT), **_errors(401, 413, 507)},
             requestBody={"required": True, "content": {"application/json": {"schema": {
                 "type": "object", "required": ["dir"],
                 "properties": {"dir": {"type": "string", "description": "absolute path of a new directory"}}}}}},

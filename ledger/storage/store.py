@@ -25,6 +25,7 @@ except ImportError:  # Python 3.13+: plyvel 1.5 ships no wheels there; plyvel-ne
 
 from ledger.storage import schema
 from ledger.errors import (
+    BackupFailed,
     ChainNotInitialized,
     DatabaseCorrupted,
     DatabaseError,
@@ -229,6 +230,32 @@ def _classify(path: Path, text: str, action: str) -> DatabaseError:
             or "no such file" in lower or "not an sstable" in lower or "bad block" in lower:
         return DatabaseCorrupted(f"the chain database at {path} is damaged ({text}): {REPAIR_HINT}")
     return DatabaseError(f"{action} failed on the chain database at {path}: {text}")
+
+
+def _read_for_backup(iterator: Iterator[tuple[bytes, bytes]], path: Path) -> Iterator[tuple[bytes, bytes]]:
+    """The snapshot's entries; a failure to read them is this chain's (damage), reported as such."""
+    while True:
+        try:
+            entry = next(iterator)
+        except StopIteration:
+            return
+        except plyvel.Error as exc:
+            raise _classify(path, _message(exc), "reading for the backup") from None
+        yield entry
+
+
+def _backup_failed(target: Path, text: str) -> BackupFailed:
+    """A LevelDB status writing the copy at ``target`` → what went wrong there and what to do.
+    Never a :class:`StorageFailure`: those stop a node, and the chain's own disk is fine."""
+    cause = _classify(target, text, "writing the backup")
+    if isinstance(cause, DiskFull):
+        reason = "its disk is full"
+    elif isinstance(cause, DatabaseUnwritable):
+        reason = "it cannot be written there (read-only, or no permission)"
+    else:
+        reason = "LevelDB refused to write it"
+    return BackupFailed(f"cannot write the backup at {target}: {reason} ({text}): free some space there or choose "
+                        "another directory; the chain itself is unaffected")
 
 
 def _is_lock_contention(text: str) -> bool:
@@ -497,22 +524,24 @@ class LevelDBStore(KeyValueStore):
         self.failure = failure
         raise failure
 
-    def backup_to(self, target: Path, batch_keys: int = 4096) -> int:
+    def backup_to(self, target: Path, batch_keys: int = 4096, *, shown_as: Path | None = None) -> int:
         """Copy a consistent snapshot into a new database at ``target``; returns the key count.
 
         A LevelDB snapshot pins one point in time, so writes that land meanwhile (a running
-        node's) are simply not in the copy; the copy is written in synced batches.
+        node's) are simply not in the copy; the copy is written in synced batches. A failure to
+        write the copy is :class:`BackupFailed` (naming ``shown_as`` if given), never this
+        store's :class:`StorageFailure`: that would stop a node whose own disk is fine.
         """
         try:
             copy = plyvel.DB(str(target), create_if_missing=True, error_if_exists=True)
         except plyvel.Error as exc:
-            raise _classify(target, _message(exc), "creating the backup") from None
+            raise _backup_failed(shown_as or target, _message(exc)) from None
         count = 0
         try:
             snapshot = self._db.snapshot()
             pending = copy.write_batch(sync=True)
             with snapshot.iterator(verify_checksums=True) as iterator:
-                for key, value in iterator:
+                for key, value in _read_for_backup(iterator, self.path):
                     pending.put(key, value)
                     count += 1
                     if count % batch_keys == 0:
@@ -520,8 +549,8 @@ class LevelDBStore(KeyValueStore):
                         pending = copy.write_batch(sync=True)
             pending.write()
             snapshot.close()
-        except plyvel.Error as exc:
-            raise _classify(target, _message(exc), "writing the backup") from None
+        except plyvel.Error as exc:  # the copy's writes: a failure of the backup, not of this chain
+            raise _backup_failed(shown_as or target, _message(exc)) from None
         finally:
             copy.close()
         return count
