@@ -399,6 +399,19 @@ def test_backup_into_a_non_empty_directory_is_refused(source, tmp_path):
     assert sorted(p.name for p in occupied.iterdir()) == ["notes.txt"]
 
 
+def test_backup_into_the_chain_database_itself_is_refused(source, tmp_path):
+    """`chain backup HOME/chain/copy` made a LevelDB copy inside the live database directory
+    (where `chain repair` would then copy it along with the database)."""
+    home = tmp_path / "home"
+    shutil.copytree(source, home)
+    inside = home / CHAIN_DIRNAME / "copy"
+    result = posctl(home, "chain", "backup", str(inside))
+    assert one_error_line(result) == (
+        f"error: {inside} is inside the chain's own database ({home / CHAIN_DIRNAME}): a copy there would sit among "
+        "the files it copies; choose a directory outside it")
+    assert not inside.exists() and status(home)["height"] == HEIGHT
+
+
 def test_backup_through_a_running_node(source, tmp_path):
     home = tmp_path / "home"
     shutil.copytree(source, home)

@@ -16,6 +16,7 @@ the home as it was.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,6 +196,10 @@ def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
     """A consistent copy of ``chain`` as a new home at ``directory`` (its ``chain`` subdirectory):
     ``posctl --home DIRECTORY chain verify`` checks it, and it serves as a home as it is."""
     directory = Path(directory)
+    database = getattr(chain.store, "path", None)
+    if database is not None and Path(os.path.realpath(directory)).is_relative_to(os.path.realpath(database)):
+        raise ChainExists(f"{directory} is inside the chain's own database ({database}): a copy there would sit "
+                          "among the files it copies; choose a directory outside it")
     partial = partial_name(directory / CHAIN_DIRNAME)
     if directory.is_dir() and {entry.name for entry in directory.iterdir()} == {partial.name}:
         shutil.rmtree(partial, ignore_errors=True)  # all a backup killed here left: never a backup
