@@ -481,3 +481,31 @@ def test_sigkill_while_saving_leaves_a_readable_wallet(keystore: Keystore) -> No
     abandoned = [p for p in keystore.directory.iterdir() if p.suffix == ".tmp"]
     assert len(abandoned) >= rounds // 2, "no kill landed between write and rename"
     assert len(addresses) > 1, "the saver never completed a save: the test proved nothing"
+
+
+def test_the_change_lock_is_reentrant_in_a_thread_and_exclusive_between_threads_and_processes(tmp_path: Path) -> None:
+    """`Keystore.changing` nests in one thread whatever the Keystore object (a rename deletes the
+    old file from inside its own hold: a second flock there would wait for itself forever), and
+    excludes another thread and another process until it is released."""
+    import threading
+
+    directory = tmp_path / "wallets"
+    first, second = Keystore(directory), Keystore(directory)
+    entered: list[str] = []
+
+    def enter() -> None:
+        with second.changing():
+            entered.append("thread")
+
+    with first.changing(), second.changing(), first.changing():
+        other = threading.Thread(target=enter)
+        other.start()
+        other.join(0.3)
+        assert entered == [] and other.is_alive()  # waits while this thread holds it
+        probe = subprocess.run(
+            [sys.executable, "-c", "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); "
+             "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)", str(directory / ".keystore.lock")],
+            capture_output=True, text=True)
+        assert probe.returncode == 1 and "BlockingIOError" in probe.stderr  # and another process
+    other.join(5)
+    assert entered == ["thread"]

@@ -65,6 +65,7 @@ import re
 import secrets
 import stat
 import tempfile
+import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,12 @@ over every public field, so a recipient's address is checked without its passwor
 CHANGE_LOCK_FILE = ".keystore.lock"
 """``flock``-ed while a wallet file is replaced or removed (:meth:`Keystore.changing`); never
 deleted, as deleting a lock file that others may have open defeats ``flock``."""
+
+_CHANGE_REGISTRY = threading.Lock()
+_CHANGE_LOCKS: dict[Path, threading.RLock] = {}
+_CHANGE_DEPTH: dict[Path, int] = {}
+"""Per wallets directory: the lock its threads take before the ``flock``, and how deep the
+holding thread is (only that thread reads or writes its entry)."""
 
 _OPTIONAL_FIELDS = frozenset({"public_mac"})
 """Absent from wallets written before the tag existed; added at their next unlock."""
@@ -351,38 +358,46 @@ class Keystore:
     def __init__(self, directory: Path) -> None:
         """Nothing is created until the first wallet is written."""
         self.directory = Path(directory)
-        self._changing = 0
 
     @contextlib.contextmanager
     def changing(self) -> Iterator[None]:
-        """Within, no other process replaces or removes a wallet file of this directory (one
-        ``flock`` for the directory; re-entrant within this object). Why: a command that
-        unlocked a wallet and then took seconds (a new password typed twice, scrypt) wrote it
-        back blindly — after a `wallet rename` it brought the old name back beside the new one,
-        after `wallet delete` the deleted wallet. Changes check, under this lock, that the file
-        is still the one they read."""
-        if self._changing:
-            self._changing += 1
-            try:
-                yield
-            finally:
-                self._changing -= 1
-            return
+        """Within, no other process or thread replaces or removes a wallet file of this
+        directory (an ``flock`` on ``.keystore.lock``, and a lock per directory for the threads
+        of this process; re-entrant in the thread holding it, whatever the Keystore object).
+        Why: a command that unlocked a wallet and then took seconds (a new password typed twice,
+        scrypt) wrote it back blindly — after a `wallet rename` it brought the old name back
+        beside the new one, after `wallet delete` the deleted wallet. Changes check, under this
+        lock, that the file is still the one they read."""
         try:
             self._ensure_directory()
-            fd = os.open(self.directory / CHANGE_LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            key = self.directory.resolve()
         except OSError as exc:
             raise WalletError(f"cannot lock the wallets in {self.directory} for a change: {exc.strerror or exc}; "
                               "check that the directory is writable") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            self._changing = 1
+        with _CHANGE_REGISTRY:
+            in_process = _CHANGE_LOCKS.setdefault(key, threading.RLock())
+        with in_process:
+            if _CHANGE_DEPTH.get(key, 0):  # this thread holds it already
+                _CHANGE_DEPTH[key] += 1
+                try:
+                    yield
+                finally:
+                    _CHANGE_DEPTH[key] -= 1
+                return
             try:
-                yield
+                fd = os.open(self.directory / CHANGE_LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
+            except OSError as exc:
+                raise WalletError(f"cannot lock the wallets in {self.directory} for a change: "
+                                  f"{exc.strerror or exc}; check that the directory is writable") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                _CHANGE_DEPTH[key] = 1
+                try:
+                    yield
+                finally:
+                    _CHANGE_DEPTH[key] = 0
             finally:
-                self._changing = 0
-        finally:
-            os.close(fd)
+                os.close(fd)  # and with it the flock
 
     def check_unchanged(self, name: str, read: WalletFile, doing: str) -> None:
         """Refuse ``doing`` if wallet ``name`` is no longer the file ``read`` (call while
