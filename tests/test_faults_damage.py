@@ -319,8 +319,9 @@ def test_repair_refuses_while_another_process_holds_the_database(home):
     holder's live log into `lost/` under it — where the holder's next writes would be lost —
     and then called the chain unrecoverable. Now it holds LevelDB's lock itself and refuses."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import plyvel, sys; db = plyvel.DB(sys.argv[1]); print('open', flush=True); "
-         "sys.stdin.read()", str(home / "chain")], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        [sys.executable, "-c", "import sys; from ledger.storage.store import plyvel; db = plyvel.DB(sys.argv[1]); "
+         "print('open', flush=True); sys.stdin.read()", str(home / "chain")],
+        cwd=ROOT, env=env(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline() == "open\n"
         before = sorted(p.name for p in (home / "chain").iterdir())  # as the holder's opening left it
