@@ -676,6 +676,23 @@ LevelDBStore.open = classmethod(open_)
 '''
 
 
+def test_chain_init_clears_the_scratch_of_a_killed_import(exported, tmp_path):
+    """A `kill -9` of `chain import` leaves its scratch chain (as large as the import got) hidden
+    in the home; only another import cleared it. `chain init` there now clears it too."""
+    home = tmp_path / "home"
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os, signal\nfrom ledger.chain import archive\noriginal = archive.publish_directory\n"
+        "def publish_directory(*args):\n    os.kill(os.getpid(), signal.SIGKILL)  # the import, whole, not moved\n"
+        "archive.publish_directory = publish_directory\n")
+    killed = posctl(home, "chain", "import", str(exported), PYTHONPATH=f"{hook}{os.pathsep}{ROOT}")
+    assert killed.returncode == -9 and (home / IMPORT_SCRATCH / CHAIN_DIRNAME).is_dir(), killed.stderr
+    init = posctl(home, "chain", "init", "--alloc", f"{A.address}=1000", "--bond", f"{V.address}=500")
+    assert init.returncode == 0, init.stderr
+    assert not (home / IMPORT_SCRATCH).exists()
+
+
 @pytest.mark.parametrize("other", ["init", "import"])
 def test_a_chain_made_while_another_init_waits_is_never_deleted_by_it(source, exported, tmp_path, other):
     """Two commands creating a chain in one home at once: the first `chain init` has looked and

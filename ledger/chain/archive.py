@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 from ledger import encoding
-from ledger.chain.facade import CHAIN_DIRNAME, CREATING_ELSEWHERE, Chain
+from ledger.chain.facade import CHAIN_DIRNAME, CREATING_ELSEWHERE, IMPORT_SCRATCH, Chain
 from ledger.chain.genesis_build import GenesisWorkers
 from ledger.chain.genesis_file import scan_genesis_file
 from ledger.chain.genesis_input import genesis_from_file
@@ -34,8 +34,6 @@ from ledger.storage.files import holding_directory, partial_name, publish_direct
 
 EXPORT_FORMAT = "posctl-chain-export"
 EXPORT_VERSION = 1
-IMPORT_SCRATCH = ".import-in-progress"
-"""A scratch home inside the target home; the imported chain is renamed into place from it."""
 
 GENESIS_COPY_BYTES = 1024 * 1024
 """Bytes of the genesis line copied at a time to the scratch file it is streamed from."""

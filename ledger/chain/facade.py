@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,11 @@ def _delete_everything(store: KeyValueStore, part: int = 50_000) -> None:
         store.write(dict.fromkeys(keys))
 
 
+IMPORT_SCRATCH = ".import-in-progress"
+"""A scratch home inside the target home of `chain import`; the imported chain is renamed into
+place from it. Only a killed import leaves it behind: the next import or `chain init` (which
+hold the home, so no import is running) deletes it."""
+
 CREATING_ELSEWHERE = ("another posctl command is creating a chain in {home} right now (`chain init` or `chain "
                       "import`): wait for it to finish, then see `posctl chain status`")
 
@@ -196,6 +202,7 @@ class Chain:
         directory was there before is then known, and only a directory made here is removed."""
         path = home / CHAIN_DIRNAME
         sweep_removal(path)  # what a killed clean-up of an earlier try left aside
+        shutil.rmtree(home / IMPORT_SCRATCH, ignore_errors=True)  # a killed import's scratch
         existed = path.exists()
         if path.is_dir() and not (path / "CURRENT").exists() and not holds_leveldb_files(path):
             leftovers = sorted(entry.name for entry in path.iterdir() if entry.name not in ("LOCK", "LOG", "LOG.old"))
