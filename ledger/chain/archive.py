@@ -190,10 +190,40 @@ def _address_only(who: str) -> str:
     raise InvalidGenesis(f"{who!r} is not an address (an export names accounts by address)")
 
 
-def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class BackupPoint:
+    """What a backup copies, fixed in one moment: a LevelDB snapshot and the tip it holds. A node
+    takes it under its lock and copies from it without the lock (see :func:`backup_chain`)."""
+
+    snapshot: Any
+    height: int
+    tip: str
+
+
+def backup_point(chain: Chain) -> BackupPoint:
+    take = getattr(chain.store, "snapshot", None)
+    if take is None:
+        raise LedgerError("this chain is not stored in LevelDB: nothing to back up")
+    return BackupPoint(take(), chain.height, chain.tip.hash.hex())
+
+
+def backup_chain(chain: Chain, directory: Path, point: BackupPoint | None = None,
+                 check: Callable[[], None] | None = None) -> dict[str, Any]:
     """A consistent copy of ``chain`` as a new home at ``directory`` (its ``chain`` subdirectory):
-    ``posctl --home DIRECTORY chain verify`` checks it, and it serves as a home as it is."""
-    directory = Path(directory)
+    ``posctl --home DIRECTORY chain verify`` checks it, and it serves as a home as it is.
+
+    With ``point`` (taken by :func:`backup_point`) the copy is of that moment and reads only its
+    snapshot, so a node need not hold its lock meanwhile: a copy of a large chain took seconds
+    during which the node admitted nothing. ``check`` is called between batches and raises to
+    abandon the copy (a node stopping). The snapshot is released in every case."""
+    taken = point or backup_point(chain)
+    try:
+        return _backup(chain, Path(directory), taken, check)
+    finally:
+        taken.snapshot.close()
+
+
+def _backup(chain: Chain, directory: Path, point: BackupPoint, check: Callable[[], None] | None) -> dict[str, Any]:
     database = getattr(chain.store, "path", None)
     if database is not None and Path(os.path.realpath(directory)).is_relative_to(os.path.realpath(database)):
         raise ChainExists(f"{directory} is inside the chain's own database ({database}): a copy there would sit "
@@ -203,9 +233,6 @@ def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
         shutil.rmtree(partial, ignore_errors=True)  # all a backup killed here left: never a backup
     if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
         raise ChainExists(f"{directory} exists and is not an empty directory: choose a new backup directory")
-    backup_to = getattr(chain.store, "backup_to", None)
-    if backup_to is None:
-        raise LedgerError("this chain is not stored in LevelDB: nothing to back up")
     created = not directory.exists()
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -215,14 +242,16 @@ def backup_chain(chain: Chain, directory: Path) -> dict[str, Any]:
     # short opens, tip and all (keys are copied in order, the tip before the tx index). So the
     # copy is made under another name and renamed into place once whole.
     try:
-        keys = backup_to(partial, shown_as=directory)
+        keys = chain.store.backup_to(partial, shown_as=directory, snapshot=point.snapshot,  # type: ignore[attr-defined]
+                                     check=check)
         publish_directory(partial, directory / CHAIN_DIRNAME)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         if created:
             shutil.rmtree(directory, ignore_errors=True)
         raise
-    return {"backup": str(directory), "height": chain.height, "tip": chain.tip.hash.hex(), "keys": keys}
+    return {"backup": str(directory), "height": point.height, "tip": point.tip, "keys": keys}
 
 
-__all__ = ["ExportReport", "InvalidExport", "backup_chain", "export_chain", "import_chain", "read_header"]
+__all__ = ["BackupPoint", "ExportReport", "InvalidExport", "backup_chain", "backup_point", "export_chain", "import_chain",
+           "read_header"]

@@ -146,6 +146,10 @@ class Node:
         self._status: tuple[int, dict[str, Any]] | None = None
         self._admission_workers = admission_workers
         self.pipeline: AdmissionPipeline | None = None
+        self._backups = 0
+        """Backups copying from their snapshot now, outside the lock (see :meth:`backup`)."""
+        self._backups_changed = threading.Condition()
+        self._backups_abandoned = False
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -242,11 +246,39 @@ class Node:
             return chain.submit_evidence(evidence)
 
     def backup(self, directory: Path) -> dict[str, Any]:
-        """A consistent copy of the chain into a new home ``directory`` (``chain backup``)."""
-        from ledger.chain.archive import backup_chain
+        """A consistent copy of the chain into a new home ``directory`` (``chain backup``).
+
+        Only the snapshot is taken under the lock; the copy reads the snapshot while the node
+        goes on admitting and forging (under the lock, a million-account chain held every
+        submission for seconds: 0.84 s at 200,000 accounts). A node stopping abandons copies in
+        progress at their next batch and waits for them before it closes the database."""
+        from ledger.chain.archive import backup_chain, backup_point
 
         with self._chain() as chain:
-            return backup_chain(chain, directory)
+            point = backup_point(chain)
+            with self._backups_changed:
+                self._backups += 1
+        try:
+            return backup_chain(chain, directory, point, check=self._backup_may_go_on)
+        except DatabaseCorrupted as exc:  # read from the chain's own files: damage, as under the lock
+            self.storage_failed(exc)
+            raise
+        finally:
+            with self._backups_changed:
+                self._backups -= 1
+                self._backups_changed.notify_all()
+
+    def _backup_may_go_on(self) -> None:
+        if self._backups_abandoned or self.closed:
+            raise NodeUnavailable("the node is stopping: the backup was abandoned and nothing of it kept; back up "
+                                  "again once the node runs (or directly, once it has stopped)")
+
+    def _wait_for_backups(self) -> None:
+        """Abandon the copies in progress and wait until none reads the database any more (each
+        stops at its next batch). Called with the lock held, so no new one can start."""
+        self._backups_abandoned = True
+        with self._backups_changed:
+            self._backups_changed.wait_for(lambda: self._backups == 0)
 
     def storage_failed(self, exc: LedgerError) -> None:
         """Fail-stop (DESIGN.md decision 19): record the first storage failure, log it once,
@@ -302,9 +334,11 @@ class Node:
                          daemon=True).start()
 
     def _exit_after_commit(self, status: int) -> None:
+        self._backups_abandoned = True
         with self.lock:  # held by any chain call in progress, a block commit included
             if not self.closed:
                 self.closed = True
+                self._wait_for_backups()
                 self.chain.close()
             self._remove_cookie_and_record()
             self.log("node stopped (nothing was cut short: every commit is one atomic batch)")
@@ -327,6 +361,7 @@ class Node:
 
     def close(self) -> None:
         """Stop accepting, finish admissions in progress, close the DB, drop cookie and record."""
+        self._backups_abandoned = True  # copies in progress stop at their next batch
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -338,6 +373,7 @@ class Node:
         with self.lock:
             if not self.closed:
                 self.closed = True
+                self._wait_for_backups()
                 self.chain.close()
         self._remove_cookie_and_record()
 

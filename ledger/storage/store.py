@@ -16,7 +16,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 try:
     import plyvel
@@ -524,35 +524,47 @@ class LevelDBStore(KeyValueStore):
         self.failure = failure
         raise failure
 
-    def backup_to(self, target: Path, batch_keys: int = 4096, *, shown_as: Path | None = None) -> int:
+    def snapshot(self) -> Any:
+        """A LevelDB snapshot: this moment's contents, readable while writes go on."""
+        return self._db.snapshot()
+
+    def backup_to(self, target: Path, batch_keys: int = 4096, *, shown_as: Path | None = None,
+                  snapshot: Any = None, check: Callable[[], None] | None = None) -> int:
         """Copy a consistent snapshot into a new database at ``target``; returns the key count.
 
-        A LevelDB snapshot pins one point in time, so writes that land meanwhile (a running
-        node's) are simply not in the copy; the copy is written in synced batches. A failure to
-        write the copy is :class:`BackupFailed` (naming ``shown_as`` if given), never this
-        store's :class:`StorageFailure`: that would stop a node whose own disk is fine.
+        A LevelDB snapshot pins one point in time (``snapshot``, taken earlier by
+        :meth:`snapshot`, or one taken now), so writes that land meanwhile (a running node's)
+        are simply not in the copy; the copy is written in synced batches, and ``check`` is
+        called before each (it raises to abandon the copy). A failure to write the copy is
+        :class:`BackupFailed` (naming ``shown_as`` if given), never this store's
+        :class:`StorageFailure`: that would stop a node whose own disk is fine. The snapshot
+        is released in every case.
         """
         try:
             copy = plyvel.DB(str(target), create_if_missing=True, error_if_exists=True)
         except plyvel.Error as exc:
             raise _backup_failed(shown_as or target, _message(exc)) from None
         count = 0
+        snapshot = snapshot if snapshot is not None else self._db.snapshot()
         try:
-            snapshot = self._db.snapshot()
+            if check is not None:
+                check()
             pending = copy.write_batch(sync=True)
             with snapshot.iterator(verify_checksums=True) as iterator:
                 for key, value in _read_for_backup(iterator, self.path):
                     pending.put(key, value)
                     count += 1
                     if count % batch_keys == 0:
+                        if check is not None:
+                            check()
                         pending.write()
                         pending = copy.write_batch(sync=True)
             pending.write()
-            snapshot.close()
         except plyvel.Error as exc:  # the copy's writes: a failure of the backup, not of this chain
             raise _backup_failed(shown_as or target, _message(exc)) from None
         finally:
             copy.close()
+            snapshot.close()
         return count
 
     def close(self) -> None:
