@@ -530,6 +530,24 @@ def test_a_node_goes_on_admitting_while_it_writes_a_backup(source, tmp_path):
     assert posctl(copy, "chain", "verify").returncode == 0
 
 
+def test_a_second_backup_into_the_same_directory_waits_its_turn(source, tmp_path):
+    """With the copy made outside the node's lock, a second backup into the directory of one in
+    progress found only its `.chain.partial` — what a killed backup leaves — and cleared it,
+    failing both. It is refused instead, and the first one finishes."""
+    home = tmp_path / "home"
+    shutil.copytree(source, home)
+    node, copy, backup = start_slow_backup(home, tmp_path)
+    try:
+        second = posctl(home, "chain", "backup", str(copy))
+        assert one_error_line(second) == (f"error: a backup into {copy} is being written right now: wait for it to "
+                                          "finish, or choose another directory")
+        out, err = backup.communicate(timeout=60)
+        assert backup.returncode == 0, err
+    finally:
+        assert node.stop() == 0, node.output()
+    assert posctl(copy, "chain", "verify").returncode == 0
+
+
 def test_a_node_stopping_abandons_its_backup_at_once(source, tmp_path):
     """Stopped while it writes a backup, the node ends the copy at its next batch (it may not
     close the database under a reader), says so to the client, and leaves nothing of it."""

@@ -33,7 +33,7 @@ from ledger.chain.facade import Chain, ForgeResult
 from ledger.chain.mempool import Admission
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.transactions import Transaction
-from ledger.errors import DatabaseCorrupted, LedgerError, NodeError, NodeUnavailable, StorageFailure
+from ledger.errors import ChainExists, DatabaseCorrupted, LedgerError, NodeError, NodeUnavailable, StorageFailure
 from ledger.node import cookie
 from ledger.node.api import DEFAULT_HOST, DEFAULT_PORT, NodeApi, build_app, format_address, is_loopback_host
 from ledger.node.http_server import HttpLimits, HttpServer, bind_listener
@@ -148,6 +148,8 @@ class Node:
         self.pipeline: AdmissionPipeline | None = None
         self._backups = 0
         """Backups copying from their snapshot now, outside the lock (see :meth:`backup`)."""
+        self._backup_targets: set[str] = set()
+        """Their directories: a second backup into one of them is refused, not raced."""
         self._backups_changed = threading.Condition()
         self._backups_abandoned = False
 
@@ -254,10 +256,15 @@ class Node:
         progress at their next batch and waits for them before it closes the database."""
         from ledger.chain.archive import backup_chain, backup_point
 
+        target = os.path.realpath(directory)
         with self._chain() as chain:
+            if target in self._backup_targets:  # its half copy would look like a killed one's
+                raise ChainExists(f"a backup into {directory} is being written right now: wait for it to finish, "
+                                  "or choose another directory")
             point = backup_point(chain)
             with self._backups_changed:
                 self._backups += 1
+                self._backup_targets.add(target)
         try:
             return backup_chain(chain, directory, point, check=self._backup_may_go_on)
         except DatabaseCorrupted as exc:  # read from the chain's own files: damage, as under the lock
@@ -266,6 +273,7 @@ class Node:
         finally:
             with self._backups_changed:
                 self._backups -= 1
+                self._backup_targets.discard(target)
                 self._backups_changed.notify_all()
 
     def _backup_may_go_on(self) -> None:
