@@ -368,12 +368,7 @@ class Keystore:
         scrypt) wrote it back blindly — after a `wallet rename` it brought the old name back
         beside the new one, after `wallet delete` the deleted wallet. Changes check, under this
         lock, that the file is still the one they read."""
-        try:
-            self._ensure_directory()
-            key = self.directory.resolve()
-        except OSError as exc:
-            raise WalletError(f"cannot lock the wallets in {self.directory} for a change: {exc.strerror or exc}; "
-                              "check that the directory is writable") from None
+        key = self.directory.resolve()
         with _CHANGE_REGISTRY:
             in_process = _CHANGE_LOCKS.setdefault(key, threading.RLock())
         with in_process:
@@ -385,6 +380,7 @@ class Keystore:
                     _CHANGE_DEPTH[key] -= 1
                 return
             try:
+                self._ensure_directory()
                 fd = os.open(self.directory / CHANGE_LOCK_FILE, os.O_RDWR | os.O_CREAT, FILE_MODE)
             except OSError as exc:
                 raise WalletError(f"cannot lock the wallets in {self.directory} for a change: "

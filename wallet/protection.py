@@ -239,14 +239,7 @@ class SlashingProtection:
         with self._locked():
             copied = self.path.exists()
             if copied:
-                record = self._load()
-                data = (json.dumps(_to_document(target.wallet_name, record), indent=2) + "\n").encode("ascii")
-                try:
-                    _write_atomically(target.path, data, overwrite=False)
-                except OSError as exc:
-                    raise WalletError(
-                        f"cannot write slashing-protection record {target.path}: {exc.strerror or exc}"
-                    ) from None
+                target._save(self._load(), fresh=True)
             try:
                 yield copied
             except BaseException:
@@ -388,14 +381,15 @@ class SlashingProtection:
             return {}
         return self._parse(raw)
 
-    def _save(self, record: _Record) -> None:
+    def _save(self, record: _Record, *, fresh: bool = False) -> None:
+        """Write ``record`` as this wallet's (``fresh``: a copy for a rename, never over a record)."""
         data = (json.dumps(_to_document(self.wallet_name, record), indent=2) + "\n").encode("ascii")
         try:
-            _write_atomically(self.path, data, overwrite=True)
+            _write_atomically(self.path, data, overwrite=not fresh)
         except OSError as exc:
+            consequence = "" if fresh else "; the proposal was not recorded, so do not release it"
             raise WalletError(
-                f"cannot write slashing-protection record {self.path}: {exc.strerror or exc}; "
-                "the proposal was not recorded, so do not release it"
+                f"cannot write slashing-protection record {self.path}: {exc.strerror or exc}{consequence}"
             ) from None
 
     def _remove_stale_temp_files(self) -> None:

@@ -146,10 +146,9 @@ class Node:
         self._status: tuple[int, dict[str, Any]] | None = None
         self._admission_workers = admission_workers
         self.pipeline: AdmissionPipeline | None = None
-        self._backups = 0
-        """Backups copying from their snapshot now, outside the lock (see :meth:`backup`)."""
         self._backup_targets: set[str] = set()
-        """Their directories: a second backup into one of them is refused, not raced."""
+        """The directories of the backups copying from their snapshot now, outside the lock (see
+        :meth:`backup`): a second backup into one of them is refused, not raced."""
         self._backups_changed = threading.Condition()
         self._backups_abandoned = False
 
@@ -263,7 +262,6 @@ class Node:
                                   "or choose another directory")
             point = backup_point(chain)
             with self._backups_changed:
-                self._backups += 1
                 self._backup_targets.add(target)
         try:
             return backup_chain(chain, directory, point, check=self._backup_may_go_on)
@@ -272,7 +270,6 @@ class Node:
             raise
         finally:
             with self._backups_changed:
-                self._backups -= 1
                 self._backup_targets.discard(target)
                 self._backups_changed.notify_all()
 
@@ -286,7 +283,7 @@ class Node:
         stops at its next batch). Called with the lock held, so no new one can start."""
         self._backups_abandoned = True
         with self._backups_changed:
-            self._backups_changed.wait_for(lambda: self._backups == 0)
+            self._backups_changed.wait_for(lambda: not self._backup_targets)
 
     def storage_failed(self, exc: LedgerError) -> None:
         """Fail-stop (DESIGN.md decision 19): record the first storage failure, log it once,

@@ -16,7 +16,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping, TypeVar
 
 try:
     import plyvel
@@ -40,6 +40,8 @@ LOCK_WAIT_SECONDS = 3.0
 """How long opening waits for another process's short hold on the database."""
 
 LOCK_RETRY_SECONDS = 0.05
+
+T = TypeVar("T")
 
 Changes = Mapping[bytes, "bytes | None"]
 """Writes to apply together: a value to put, or ``None`` to delete."""
@@ -279,20 +281,32 @@ def holding_database(path: Path, lock_wait: float = LOCK_WAIT_SECONDS) -> Iterat
     any handle of ``LOCK`` in this process releases the lock: do not open the database within."""
     fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + lock_wait
-        while True:
+        def attempt() -> bool | None:
             try:
                 fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except OSError as exc:
                 if exc.errno not in (errno.EACCES, errno.EAGAIN):
                     raise
-                if time.monotonic() >= deadline:
-                    raise DatabaseLocked(IN_USE.format(path=path)) from None
-                time.sleep(LOCK_RETRY_SECONDS)
+                return None  # held by another process
+            return True
+
+        _waiting_while_locked(path, lock_wait, attempt)
         yield
     finally:
         os.close(fd)  # and with it the lock
+
+
+def _waiting_while_locked(path: Path, lock_wait: float, attempt: Callable[[], T | None]) -> T:
+    """``attempt()`` until it returns something (None: another process holds the database),
+    for up to ``lock_wait`` seconds; then :class:`DatabaseLocked`."""
+    deadline = time.monotonic() + lock_wait
+    while True:
+        got = attempt()
+        if got is not None:
+            return got
+        if time.monotonic() >= deadline:
+            raise DatabaseLocked(IN_USE.format(path=path))
+        time.sleep(LOCK_RETRY_SECONDS)
 
 
 def repair_database(path: Path) -> None:
@@ -355,20 +369,18 @@ class LevelDBStore(KeyValueStore):
                 )
         if create:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        deadline = time.monotonic() + lock_wait
-        while True:
+        def attempt() -> Any:
             try:
-                db = plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
-                break
+                return plyvel.DB(str(path), create_if_missing=create, paranoid_checks=True)
             except plyvel.IOError as exc:
                 text = _message(exc)
                 if not _is_lock_contention(text):
                     raise _classify(path, text, "opening") from None
-                if time.monotonic() >= deadline:
-                    raise DatabaseLocked(IN_USE.format(path=path)) from None
-                time.sleep(LOCK_RETRY_SECONDS)
+                return None  # held by another process
             except plyvel.Error as exc:
                 raise _classify(path, _message(exc), "opening") from None
+
+        db = _waiting_while_locked(path, lock_wait, attempt)
         store = cls(db, path)
         try:
             store._check_schema_version(create)
