@@ -26,6 +26,7 @@ import concurrent.futures
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 
@@ -54,13 +55,41 @@ def kill_workers() -> None:
         child.kill()
 
 
+FINALIZER_WAIT_SECONDS = 2.0
+"""The longest :func:`release_pool_resources` waits for another thread's finalizer (each one
+unlinks a semaphore and writes a line to the resource tracker: microseconds)."""
+
+
 def release_pool_resources() -> None:
     """Before ``os._exit``: unlink the pools' semaphores as a normal exit would (multiprocessing's
     finalizers of priority 0 and above, which join nothing). Skipped, multiprocessing's resource
-    tracker prints a warning about leaked semaphores under the command's last line."""
+    tracker prints a warning about leaked semaphores under the command's last line.
+
+    The pool's manager thread, ending as its workers die, may be freeing the same semaphores at
+    that moment (its queues are garbage once it ends): a finalizer it has begun is no longer in
+    the registry for this thread to run, and exiting between its unlink and its unregister left
+    the tracker to warn of a leaked semaphore it then failed to unlink. So wait (briefly, bounded)
+    until no other thread is inside a finalizer."""
     import multiprocessing.util
 
     multiprocessing.util._run_finalizers(0)
+    deadline = time.monotonic() + FINALIZER_WAIT_SECONDS
+    while _finalizing_elsewhere() and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
+def _finalizing_elsewhere() -> bool:
+    """Whether a thread other than this one is running one of multiprocessing's finalizers."""
+    import multiprocessing.util
+
+    finalizer = multiprocessing.util.Finalize.__call__.__code__
+    here = threading.get_ident()
+    for ident, frame in sys._current_frames().items():
+        while ident != here and frame is not None:
+            if frame.f_code is finalizer:
+                return True
+            frame = frame.f_back
+    return False
 
 
 def _exit_with_parent(parent: int) -> None:
