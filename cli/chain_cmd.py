@@ -22,9 +22,9 @@ from typing import Any, Iterator
 import click
 
 from cli import render
-from cli.context import (INTEGER_TEXT, AppContext, echo_json_streaming, emit, fail, handles_errors,
-                         interrupts_reported_as, json_option, may_have_been_submitted, pass_app, read_bounded,
-                         resolve_account)
+from cli.context import (INTEGER_TEXT, AppContext, deferred_where_unsafe, drop_deferred_signal,
+                         echo_json_streaming, emit, fail, handles_errors, interrupts_reported_as, json_option,
+                         may_have_been_submitted, pass_app, read_bounded, resolve_account)
 
 MAX_TX_FILE_BYTES = 1024 * 1024
 """Far above any signed tx (the decoder's limit is 64 KiB); a larger file was named by mistake."""
@@ -484,8 +484,9 @@ def _honest_interrupts(chain_: Any) -> Iterator[None]:
 
     before = chain_.tip.height
 
-    def handler(signum: int, _frame: Any) -> None:
-        raise _Interrupted(signum)
+    def handler(signum: int, frame: Any) -> None:
+        if not deferred_where_unsafe(signum, frame):
+            raise _Interrupted(signum)
 
     previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -511,6 +512,7 @@ def _honest_interrupts(chain_: Any) -> Iterator[None]:
         error.exit_code = 128 + exc.signum
         raise error from None
     finally:
+        drop_deferred_signal()
         for signum, old in previous.items():
             signal.signal(signum, old)
 

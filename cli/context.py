@@ -143,11 +143,7 @@ def signals_unwind_once() -> Iterator[None]:
         return
 
     def raise_once(signum: int, frame: Any) -> None:
-        if _inside_a_finalizer(frame):  # raised there, Python prints it as "ignored" and goes on
-            # so deliver it again in a moment (not now: it would land in this same frame again)
-            again = threading.Timer(0.002, os.kill, (os.getpid(), signum))
-            again.daemon = True  # a process ending meanwhile needs it no more
-            again.start()
+        if deferred_where_unsafe(signum, frame):
             return
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -157,17 +153,53 @@ def signals_unwind_once() -> Iterator[None]:
     try:
         yield
     finally:
+        drop_deferred_signal()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
 
 
-def _inside_a_finalizer(frame: Any) -> bool:
-    """Whether the signal interrupted a ``__del__`` (a library freeing native memory, often). An
-    exception raised in a finalizer never reaches the command: Python prints "Exception ignored
-    in … KeyboardInterrupt" and carries on, so a Ctrl-C landing there (2 of 60 interrupted demos)
-    was lost, with a traceback, and the command finished with exit 0."""
+_redelivery: list[threading.Timer] = []
+"""The pending re-delivery of a signal that landed where it could not be raised (at most one)."""
+
+
+def deferred_where_unsafe(signum: int, frame: Any) -> bool:
+    """For a signal handler that raises: if the signal interrupted code an exception must not
+    cut (:func:`_unsafe_to_interrupt`), deliver it again in a moment and return True (the
+    handler then returns without raising). Not at once: it would land in the same frame again."""
+    if not _unsafe_to_interrupt(frame):
+        return False
+    again = threading.Timer(0.002, os.kill, (os.getpid(), signum))
+    again.daemon = True  # a process ending meanwhile needs it no more
+    _redelivery[:] = [again]
+    again.start()
+    return True
+
+
+def drop_deferred_signal() -> None:
+    """When a raising handler is uninstalled: a signal still waiting to be delivered again is
+    dropped. What it interrupted finished within those milliseconds and reports as finished;
+    delivered later, it would reach whatever handler comes back (Python's default raises in the
+    middle of the interpreter's exit)."""
+    while _redelivery:
+        _redelivery.pop().cancel()
+
+
+def _unsafe_to_interrupt(frame: Any) -> bool:
+    """Whether the signal interrupted a ``__del__`` or pycryptodome's ciphers.
+
+    An exception raised in a finalizer never reaches the command: Python prints "Exception
+    ignored in … KeyboardInterrupt" and carries on (a library freeing native memory, often), so a
+    Ctrl-C landing there (2 of 60 interrupted demos) was lost and the command exited 0.
+
+    pycryptodome's cipher modes take over native memory in Python: the mode's state takes the
+    block cipher, and the next line tells the block cipher's own pointer to let go. An exception
+    between the two lines leaves both owning it, and it is freed twice: ``free(): double free
+    detected``, the process aborted after printing its line (once in a CI run of the interrupted
+    demo: every wallet seal and unlock builds AES-GCM so). Only ``Crypto.Cipher``: building a
+    cipher takes microseconds, while a deferral across the whole package (ECC's first import is
+    ~20 ms of it) let a command finish before the signal found a place to land."""
     while frame is not None:
-        if frame.f_code.co_name == "__del__":
+        if frame.f_code.co_name == "__del__" or frame.f_globals.get("__name__", "").startswith("Crypto.Cipher."):
             return True
         frame = frame.f_back
     return False

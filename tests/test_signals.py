@@ -132,3 +132,25 @@ def test_a_ctrl_c_inside_a_finalizer_reaches_the_command_once_the_finalizer_is_d
     """)
     assert result.stdout.splitlines() == ["finalizer finished", "interrupted"], (result.stdout, result.stderr)
     assert "Exception ignored" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_ctrl_c_deferred_as_a_command_ends_does_not_outlive_it() -> None:
+    """A Ctrl-C deferred out of a finalizer (above) is sent again 2 ms later; if the command ends
+    within those milliseconds, the handlers it restored must not receive it: Python's default
+    raised a ``KeyboardInterrupt`` in whatever ran next (the interpreter's exit, a caller's code).
+    The command that finished reports as finished."""
+    result = run_child("""
+        import os, signal, time
+        from cli.context import signals_unwind_once
+
+        class Native:
+            def __del__(self):
+                os.kill(os.getpid(), signal.SIGINT)  # the Ctrl-C lands as the command's last object is freed
+
+        with signals_unwind_once():
+            Native()
+        time.sleep(0.1)  # after the command: its handlers are gone
+        print("finished", flush=True)
+    """)
+    assert result.stdout.splitlines() == ["finished"], (result.stdout, result.stderr)
+    assert result.returncode == 0 and "KeyboardInterrupt" not in result.stderr, result.stderr
