@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import sys
@@ -70,8 +71,6 @@ def release_pool_resources() -> None:
     the registry for this thread to run, and exiting between its unlink and its unregister left
     the tracker to warn of a leaked semaphore it then failed to unlink. So wait (briefly, bounded)
     until no other thread is inside a finalizer."""
-    import multiprocessing.util
-
     multiprocessing.util._run_finalizers(0)
     deadline = time.monotonic() + FINALIZER_WAIT_SECONDS
     while _finalizing_elsewhere() and time.monotonic() < deadline:
@@ -80,8 +79,6 @@ def release_pool_resources() -> None:
 
 def _finalizing_elsewhere() -> bool:
     """Whether a thread other than this one is running one of multiprocessing's finalizers."""
-    import multiprocessing.util
-
     finalizer = multiprocessing.util.Finalize.__call__.__code__
     here = threading.get_ident()
     for ident, frame in sys._current_frames().items():
