@@ -431,6 +431,38 @@ def test_two_ctrl_cs_during_a_genesis_never_hang(tmp_path, gap):
     assert posctl(home, "chain", "init", "--genesis", str(genesis)).returncode == 0
 
 
+A_WORKER_STILL_STARTING = '''
+import os, time
+
+if b"--multiprocessing-fork" in open("/proc/self/cmdline", "rb").read().split(b"\\0"):
+    # a pool worker, not yet at its own code: its interpreter is starting (slowly, on a busy machine)
+    (__import__("pathlib").Path(os.environ["POSCTL_TEST_MARKS"]) / str(os.getpid())).touch()
+    time.sleep(5)
+'''
+
+
+def test_a_ctrl_c_while_pool_workers_start_prints_only_the_one_line(tmp_path):
+    """A Ctrl-C goes to the workers too. One that lands before a worker's own code runs (its
+    interpreter starting, the parent's main module importing: tenths of a second, seconds under
+    load) raised a KeyboardInterrupt there, and its traceback was printed under `chain init`'s one
+    line (a CI failure of the two-Ctrl-C test). Workers start with SIGINT blocked."""
+    hook, marks = tmp_path / "hook", tmp_path / "marks"
+    hook.mkdir()
+    marks.mkdir()
+    (hook / "sitecustomize.py").write_text(A_WORKER_STILL_STARTING)
+    genesis, home, proc = start_big_init(tmp_path, "posctl-starting", 60_000, POSCTL_TEST_MARKS=str(marks),
+                                         PYTHONPATH=f"{hook}{os.pathsep}{ROOT}")
+    deadline = time.monotonic() + 60
+    while not any(marks.iterdir()):  # a worker is starting
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.005)
+    workers = children(proc.pid)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out, err.strip()) == (1, "", "error: aborted: nothing was changed"), err
+    assert wait_gone(workers, 5.0) == []
+
+
 SEMAPHORES_FREED_BY_THE_ENDING_MANAGER_THREAD = '''
 import threading, time
 from multiprocessing import resource_tracker, synchronize, util

@@ -10,7 +10,11 @@ A Ctrl-C at a terminal goes to the whole foreground process group, workers inclu
 means is the parent's to decide (a node finishes its commit, ``chain init`` removes what it
 wrote), and it ends the pool itself; so workers ignore SIGINT. Left to Python's default, each
 idle worker printed a ``KeyboardInterrupt`` traceback under the node's "node stopped", and a busy
-one failed its task before the parent had decided anything.
+one failed its task before the parent had decided anything. A worker can only ignore it once its
+own code runs, after its interpreter has started and imported the parent's main module (tenths of
+a second, more on a busy machine); a Ctrl-C in that window printed the import's traceback. So a
+worker is started with SIGINT blocked (:class:`_QuietSpawnContext`), and unblocks it once it
+ignores it: a Ctrl-C that arrived meanwhile is discarded.
 
 Ending a pool: :func:`end_pool`. After an exception (a Ctrl-C unwinding, a refused genesis) the
 caller does not wait for the workers: they finish the task in hand and exit in the background.
@@ -24,6 +28,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import multiprocessing.context
+import multiprocessing.process
 import multiprocessing.util
 import os
 import signal
@@ -35,10 +41,29 @@ PARENT_CHECK_SECONDS = 0.5
 """How often a worker checks that its parent is alive: the longest an orphan outlives it."""
 
 
+class _QuietSpawnProcess(multiprocessing.context.SpawnProcess):
+    """A spawned process that starts with SIGINT blocked (a new process inherits the signal
+    mask of the thread that starts it); :func:`_exit_with_parent` unblocks it."""
+
+    @staticmethod
+    def _Popen(process_obj: multiprocessing.process.BaseProcess) -> object:
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return multiprocessing.context.SpawnProcess._Popen(process_obj)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+class _QuietSpawnContext(multiprocessing.context.SpawnContext):
+    """multiprocessing's spawn context, whose processes start deaf to Ctrl-C (module docstring)."""
+
+    Process = _QuietSpawnProcess
+
+
 def spawn_pool(workers: int) -> concurrent.futures.ProcessPoolExecutor:
     """A process pool of ``workers`` spawned processes, each exiting once its parent is gone."""
     return concurrent.futures.ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"),
+        workers, mp_context=_QuietSpawnContext(),
         initializer=_exit_with_parent, initargs=(os.getpid(),),
     )
 
@@ -90,10 +115,11 @@ def _finalizing_elsewhere() -> bool:
 
 
 def _exit_with_parent(parent: int) -> None:
-    """In a worker: ignore SIGINT (the parent's to act on, above), and start a daemon thread that
-    ends the process when it is no longer ``parent``'s child (an orphan is adopted by init or a
-    subreaper, so its parent pid changes)."""
+    """In a worker: ignore SIGINT (the parent's to act on, above) and only then unblock it, and
+    start a daemon thread that ends the process when it is no longer ``parent``'s child (an
+    orphan is adopted by init or a subreaper, so its parent pid changes)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
     def watch() -> None:
         while os.getppid() == parent:
