@@ -402,7 +402,8 @@ def resolve_account(app: AppContext, who: str, role: str = "account") -> tuple[s
     (typo, checksum), so a mistyped address is never taken for a missing wallet.
     """
     from ledger.crypto.address import is_valid_address, parse_address, starts_like_address
-    from wallet.keystore import WALLET_NAME_PATTERN, Keystore
+    from wallet.keystore import Keystore
+    from wallet.wallet_file import WALLET_NAME_PATTERN
 
     if is_valid_address(who):
         return parse_address(who), None

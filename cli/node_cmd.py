@@ -302,7 +302,8 @@ def _prepare_dev(app: AppContext, validators: int | None) -> tuple[Any, Any, lis
     from ledger.consensus.genesis import GenesisConfig
     from ledger.node.record import open_node_chain
     from ledger.params import Params
-    from wallet.keystore import Keystore, ScryptParams
+    from wallet.keystore import Keystore
+    from wallet.wallet_file import ScryptParams
 
     password, source = _dev_password(app)
     keystore = Keystore(app.wallets_dir)

@@ -57,12 +57,8 @@ from wallet.errors import WalletError, WalletExists, WalletNotFound, WalletTampe
 from wallet.accounts import ADDRESS_PATH
 from wallet.hd import HARDENED
 from wallet.protection import SlashingProtection
-from wallet.keystore import (
-    Keystore,
-    ScryptParams,
-    UnlockedWallet,
-    WalletFile,
-)
+from wallet.keystore import Keystore, UnlockedWallet
+from wallet.wallet_file import ScryptParams, WalletFile
 
 F = TypeVar("F", bound=Callable[..., Any])
 

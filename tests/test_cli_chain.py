@@ -142,7 +142,8 @@ def test_init_json(tmp_path: Path, keys: list[Key]) -> None:
 
 
 def test_init_resolves_wallet_names(tmp_path: Path, keys: list[Key]) -> None:
-    from wallet.keystore import Keystore, ScryptParams
+    from wallet.keystore import Keystore
+    from wallet.wallet_file import ScryptParams
 
     home = tmp_path / "h"
     wallet, _ = Keystore(home / "wallets").create("alice", "pw", kdf=ScryptParams.light(), words=12)

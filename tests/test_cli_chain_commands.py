@@ -371,7 +371,8 @@ def forge_with(home: Path, validator: Key, nonce: int) -> None:
 
 
 def test_account_by_wallet_name_and_pending_count(home: Path, keys: list[Key]) -> None:
-    from wallet.keystore import Keystore, ScryptParams
+    from wallet.keystore import Keystore
+    from wallet.wallet_file import ScryptParams
 
     wallet, _ = Keystore(home / "wallets").create("carol", "pw", kdf=ScryptParams.light(), words=12)
     address = wallet.address(0, 0)

@@ -24,7 +24,8 @@ from ledger.node.record import read_node_record
 from tests.test_cli_strange_node import FakeNode
 from tests.test_node import ROOT, NodeProcess, clean_env, free_port, request
 from wallet.bip39 import validate_mnemonic
-from wallet.keystore import Keystore, ScryptParams
+from wallet.keystore import Keystore
+from wallet.wallet_file import ScryptParams
 from wallet.protection import SlashingProtection
 
 PASSWORD = "validator-test-password"

@@ -234,7 +234,7 @@ def test_new_refuses_an_unknown_kdf_setting(tmp_path: Path, monkeypatch: pytest.
 
 def test_kdf_params_default_is_strong(monkeypatch: pytest.MonkeyPatch) -> None:
     from cli.wallet_cmd import kdf_params
-    from wallet.keystore import ScryptParams
+    from wallet.wallet_file import ScryptParams
 
     monkeypatch.delenv("POSCTL_KDF")
     assert kdf_params() == ScryptParams.default()

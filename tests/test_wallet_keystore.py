@@ -30,7 +30,8 @@ from wallet.errors import (
     WrongPassword,
 )
 from wallet.hd import ExtendedKey
-from wallet.keystore import STORED_ACCOUNTS, Keystore, ScryptParams
+from wallet.keystore import Keystore
+from wallet.wallet_file import STORED_ACCOUNTS, ScryptParams
 
 REPO = Path(__file__).resolve().parents[1]
 LIGHT = ScryptParams.light()
@@ -423,7 +424,8 @@ _SAVER = textwrap.dedent(
     import os, stat, sys, time
     from pathlib import Path
     sys.path.insert(0, {repo!r})
-    from wallet.keystore import Keystore, ScryptParams
+    from wallet.keystore import Keystore
+    from wallet.wallet_file import ScryptParams
 
     # A slow disk that announces itself: after the temp file's data is synced and before it is
     # renamed into place, say so and dawdle, so the parent can kill exactly mid-save.

@@ -20,7 +20,8 @@ Order, so that a crash at any step leaves every key guarded (all under
 from __future__ import annotations
 
 from wallet.errors import WalletExists
-from wallet.keystore import Keystore, WalletFile
+from wallet.keystore import Keystore
+from wallet.wallet_file import WalletFile
 from wallet.protection import SlashingProtection
 
 

@@ -69,7 +69,9 @@ from ledger.errors import EncodingError, InvalidAddress
 from ledger.crypto.address import parse_address
 from ledger.params import CHAIN_ID_PATTERN
 from wallet.errors import InvalidWalletName, WalletError
-from wallet.keystore import FILE_MODE, Keystore, WalletFile, _write_atomically, check_wallet_name
+from wallet.files import FILE_MODE, write_atomically
+from wallet.keystore import Keystore
+from wallet.wallet_file import WalletFile, check_wallet_name
 
 FORMAT_VERSION = 1
 """Version of the record layout; another version is refused, never guessed at."""
@@ -349,7 +351,7 @@ class SlashingProtection:
     def _open_lock(self, path: Path, what: str) -> int:
         """A descriptor of the lock file ``path`` in the wallets directory (created if need be)."""
         try:
-            Keystore(self.directory)._ensure_directory()
+            Keystore(self.directory).ensure_directory()
             return os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         except OSError as exc:
             raise WalletError(
@@ -385,7 +387,7 @@ class SlashingProtection:
         """Write ``record`` as this wallet's (``fresh``: a copy for a rename, never over a record)."""
         data = (json.dumps(_to_document(self.wallet_name, record), indent=2) + "\n").encode("ascii")
         try:
-            _write_atomically(self.path, data, overwrite=not fresh)
+            write_atomically(self.path, data, overwrite=not fresh)
         except OSError as exc:
             consequence = "" if fresh else "; the proposal was not recorded, so do not release it"
             raise WalletError(
