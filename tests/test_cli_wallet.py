@@ -490,6 +490,22 @@ def test_unstake_more_than_bonded(chain_home: Path) -> None:
     assert "bonded stake" in line
 
 
+def test_the_only_validator_cannot_unstake_the_chain_to_a_stop(chain_home: Path) -> None:
+    """val is the one validator: unstaking below min_stake would leave no block ever forgeable
+    (its stake and unbonding locked for good). Refused in one line, nothing changed; down to
+    min_stake goes through."""
+    before = chain_snapshot(chain_home)
+    most = VAL_BOND - PARAMS.min_stake
+    line = error_line(run(chain_home, "wallet", "unstake", "val", str(most + 1)))
+    assert f"below min_stake {PARAMS.min_stake}, and no other validator eligible" in line
+    assert f"unstake at most {most}" in line
+    assert chain_snapshot(chain_home) == before
+    ok(chain_home, "wallet", "unstake", "val", str(most))
+    ok(chain_home, "wallet", "propose", "val", "--bpm", "70")
+    assert forge(chain_home)["forged"] is True
+    assert ok_json(chain_home, "wallet", "show", "val")["bonded"] == PARAMS.min_stake
+
+
 def test_wrong_password_changes_nothing(chain_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     before = chain_snapshot(chain_home)
     monkeypatch.setenv("POSCTL_PASSWORD", "not it")

@@ -706,3 +706,55 @@ def test_a_jailed_validator_is_not_drawn():
     assert not account(chain, V).jailed
     traces = [step(chain, proposers=(V, W)).trace for _ in range(6)]
     assert any(V.address in [entry.address for entry in trace] for trace in traces)
+
+
+# ---- the chain never stops itself -----------------------------------------------------------
+
+
+def test_the_last_eligible_validator_cannot_unstake_below_min_stake():
+    """Every block needs a proposal from an eligible validator: an unstake that took the last one
+    below min_stake stopped the chain for good (its stake, its unbonding and every pending tx
+    locked, `chain forge` saying "no block" for ever). It is refused; down to min_stake is fine."""
+    chain = new_chain()
+    step(chain, make_tx(W, nonce_of(chain, W), "unstake", amount=START - 50))  # W leaves the draw; V is left
+    assert not state.is_eligible_validator(account(chain, W), chain.params)
+    too_much = make_tx(V, nonce_of(chain, V), "unstake", amount=START - 99)
+    refused(chain, assemble(chain, [too_much, propose(chain, V)]), "no other validator eligible: no block could "
+            "ever be forged again; unstake at most 900", InvalidTransaction)
+    with pytest.raises(InvalidTransaction, match="would leave .* with 99 bonded, below min_stake 100"):
+        chain.submit(too_much)  # refused at admission too, so `wallet unstake` says so at once
+    step(chain, make_tx(V, nonce_of(chain, V), "unstake", amount=START - 100), proposers=(V,))
+    assert account(chain, V).bonded == 100 and state.is_eligible_validator(account(chain, V), chain.params)
+    step(chain, proposers=(V,))  # the chain goes on
+
+
+def test_two_validators_unstaking_in_one_block_cannot_both_leave():
+    """Each unstake alone leaves the other eligible; in one block the second would leave none."""
+    chain = new_chain()
+    both = [make_tx(V, 0, "unstake", amount=START), make_tx(W, 0, "unstake", amount=START)]
+    refused(chain, assemble(chain, [*both, propose(chain, W)]), "no other validator eligible", InvalidTransaction)
+    transition(chain, assemble(chain, [both[0], propose(chain, W)]))  # either alone is a valid block
+
+
+def test_the_last_eligible_validator_is_not_jailed_for_a_missed_turn():
+    """W wins a block and unstakes out of the draw in it, while V, drawn first, missed its turn:
+    jailed at max_missed, V would leave no eligible validator, could never get its unjail into a
+    block, and the chain would stop. It is not jailed (its missed turns still count); with W
+    still eligible, the same miss jails it."""
+    chain = new_chain(max_missed=1)
+    for _ in range(40):
+        nonce = nonce_of(chain, W)
+        block = assemble(chain, [make_tx(W, nonce, "unstake", amount=START), propose(chain, W, nonce=nonce + 1)])
+        if block.trace[0].address == V.address:
+            break
+        step(chain, proposers=(V, W))  # V proposes too, so it misses nothing meanwhile
+    else:
+        raise AssertionError("V was never drawn first in 40 blocks")
+    params, pre = chain.params, pre_state(chain)
+    alone = WorkingState(pre.get, pre.items)
+    apply_block(alone, block, chain.tip, params)
+    assert (alone.account(V.address).jailed, alone.account(V.address).missed) == (False, 1)
+    assert state.is_eligible_validator(alone.account(V.address), params)
+    with_w = WorkingState(pre.get, pre.items)
+    apply_block(with_w, assemble(chain, [propose(chain, W)]), chain.tip, params)
+    assert with_w.account(V.address).jailed

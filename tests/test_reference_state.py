@@ -97,7 +97,9 @@ class ReferenceState:
         if not first.proposed:
             record = self.get(first.address)
             record.missed += 1
-            record.jailed = record.jailed or record.missed >= params.max_missed
+            others = any(other != first.address and r.bonded >= params.min_stake and not r.jailed and not r.tombstoned
+                         for other, r in self.accounts.items())  # never jail the last one in the draw
+            record.jailed = record.jailed or (record.missed >= params.max_missed and others)
         for address in proposers:
             self.get(address).missed = 0
         for item in block.evidence:

@@ -36,7 +36,7 @@ from ledger.errors import (
     NonceMismatch,
 )
 from ledger.params import Params
-from ledger.consensus.state import WorkingState, is_eligible_validator
+from ledger.consensus.state import WorkingState, check_keeps_a_validator, is_eligible_validator
 from ledger.storage.store import KeyValueStore
 from ledger.consensus.blocks import BlockHeader
 from ledger.consensus.evidence import Evidence, check_evidence, check_evidence_form, make_evidence
@@ -269,7 +269,8 @@ class Mempool:
             raise MempoolFull(f"the mempool holds {limit}: forge a block and retry")
         check_stateless(tx, self._params)
         sender = tx.sender
-        account = (view or self.state_view()).account(sender)
+        reader = view or self.state_view()
+        account = reader.account(sender)
         pending = extra or self.sender_pending(sender)
         expected = account.nonce + pending.count
         # A tx already pending or in a block has used a nonce below ``expected`` (nonces are
@@ -310,6 +311,7 @@ class Mempool:
                         f"({account.bonded} bonded, {pending.stake} in pending stakes, "
                         f"{pending.unstake} in pending unstakes)"
                     )
+                check_keeps_a_validator(reader, sender, unstakeable, amount, self._params)
 
     def _check_proposal(self, tx: Bpm, pending: SenderPending) -> None:
         """A proposal is for the next block only, with a VRF proof over that height's seed; a

@@ -196,7 +196,7 @@ def apply_tx(view: WorkingState, tx: Transaction, height: int, params: Params) -
         case Stake(amount=amount):
             state.bond(view, sender, amount)
         case Unstake(amount=amount):
-            state.begin_unbonding(view, sender, amount, height + params.unbonding_blocks)
+            state.unstake(view, sender, amount, height + params.unbonding_blocks, params)
         case Bpm(height=proposal_height):
             if proposal_height < height:
                 raise InvalidProposal(f"expired: the proposal is for height {proposal_height}, this block is {height}")

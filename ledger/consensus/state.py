@@ -286,6 +286,11 @@ class WorkingState:
             raise InvalidBlock("this state view cannot list validators: it was built without a prefix reader")
         return [key[len(VALIDATOR_STATE_PREFIX):].decode("ascii") for key, _ in self._items(VALIDATOR_STATE_PREFIX)]
 
+    def validators_now(self) -> set[Address]:
+        """Everyone who may be a validator in the state as it stands: the committed index, and
+        the accounts this block has changed (one may have staked for the first time)."""
+        return set(self.parent_validators()) | self._dirty_accounts
+
     def evidence_height(self, evidence_id: bytes) -> int | None:
         """The height whose block used this evidence, if any block did."""
         key = make_evidence_state_key(evidence_id)
@@ -398,6 +403,14 @@ def check_can_propose(status: str, bonded: int, params: Params, height: int, nex
         )
 
 
+def has_other_eligible_validator(view: WorkingState, address: Address, params: Params) -> bool:
+    """Whether a validator other than ``address`` is eligible in the state as it stands (this
+    block's changes so far included), i.e. would be in the next block's draw. O(validators +
+    accounts this block changed); asked only when a change would take ``address`` out of the draw."""
+    return any(other != address and is_eligible_validator(view.account(other), params)
+               for other in view.validators_now())
+
+
 def get_eligible_weights(view: WorkingState, params: Params) -> dict[Address, int]:
     """Every eligible validator of the committed (parent) state, weighted by bonded stake."""
     weights: dict[Address, int] = {}
@@ -480,6 +493,29 @@ def begin_unbonding(view: WorkingState, address: Address, amount: int, release_h
     if address not in waiting:
         view.set_releases(release_height, waiting + [address])
     _adjust_totals(view, bonded=-amount, unbonding=amount)
+
+
+def check_keeps_a_validator(view: WorkingState, address: Address, bonded: int, amount: int, params: Params) -> None:
+    """Refuse unstaking ``amount`` of ``bonded`` if it would take the last eligible validator out
+    of the draw. A chain with no eligible validator can never forge another block (every block
+    needs a proposal from one), so the stake, the unbonding entries and every tx still pending
+    would be locked for good; so the last one keeps ``min_stake`` bonded. (Admission asks too,
+    with the sender's pending stakes and unstakes counted in ``bonded``.)"""
+    account = view.account(address)
+    if (bonded - amount < params.min_stake and amount <= bonded
+            and is_eligible_validator(replace(account, bonded=bonded), params)
+            and not has_other_eligible_validator(view, address, params)):
+        raise InvalidTransaction(
+            f"unstaking {amount} would leave {address} with {bonded - amount} bonded, below min_stake "
+            f"{params.min_stake}, and no other validator eligible: no block could ever be forged again; unstake "
+            f"at most {bonded - params.min_stake} while no other validator has at least min_stake bonded"
+        )
+
+
+def unstake(view: WorkingState, address: Address, amount: int, release_height: int, params: Params) -> None:
+    """An unstake transaction: :func:`begin_unbonding`, unless :func:`check_keeps_a_validator` refuses."""
+    check_keeps_a_validator(view, address, view.account(address).bonded, amount, params)
+    begin_unbonding(view, address, amount, release_height)
 
 
 def release_matured(view: WorkingState, height: int) -> int:
@@ -565,10 +601,12 @@ def slash_validator(
 
 
 def record_missed_turn(view: WorkingState, address: Address, params: Params) -> bool:
-    """Count a turn missed by the first-drawn validator; jail it at ``max_missed``. True if jailed now."""
+    """Count a turn missed by the first-drawn validator; jail it at ``max_missed``, unless no other
+    validator would be left eligible: jailed, it could never send its unjail (that needs a block,
+    and a block needs an eligible validator), and the chain would stop for good. True if jailed now."""
     account = view.account(address)
     missed = account.missed + 1
-    jailed = missed >= params.max_missed
+    jailed = missed >= params.max_missed and has_other_eligible_validator(view, address, params)
     view.set_account(address, replace(account, missed=missed, jailed=account.jailed or jailed))
     return jailed and not account.jailed
 
