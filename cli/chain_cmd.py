@@ -276,8 +276,13 @@ def _history_cursor(_ctx: click.Context, _param: click.Parameter, value: str | N
 def history(app: AppContext, who: str, limit: int, before: tuple[int, int] | None) -> None:
     """The txs an address sent or received, newest first: pending ones, then each block's."""
     address, _ = resolve_account(app, who)
-    rows = app.backend().history(address, limit, before)
-    emit(app, rows, lambda v: render.render_history(address, v, wallet_names(app), limit, who))
+    backend = app.backend()
+    rows = backend.history(address, limit, before)
+    included_before = None
+    if before is None and len(rows) >= limit and rows[-1]["status"] == "pending":
+        # pending txs filled the page: the included ones start below the next block
+        included_before = backend.status()["height"] + 1
+    emit(app, rows, lambda v: render.render_history(address, v, wallet_names(app), limit, who, included_before))
 
 
 @chain.command("mempool")

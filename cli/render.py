@@ -358,9 +358,10 @@ def render_verify(view: dict[str, Any]) -> str:
 
 
 def render_history(address: str, rows: Sequence[dict[str, Any]], names: Names | None = None,
-                   limit: int | None = None, who: str | None = None) -> str:
+                   limit: int | None = None, who: str | None = None, included_before: int | None = None) -> str:
     """``chain history``: one line per tx, newest first, pending ones on top; a full page ends
-    with the command for the next one."""
+    with the command for the next one (``included_before``: the height below which the included
+    txs start, when pending ones filled the page)."""
     if not rows:
         return f"No transactions sent or received by {label(address, names)}."
     table = []
@@ -375,9 +376,11 @@ def render_history(address: str, rows: Sequence[dict[str, Any]], names: Names | 
     lines = [f"History of {label(address, names)}, newest first ({len(rows)} shown)"]
     lines += _table(["height", "kind", "direction", "amount", "counterparty", "tx"], table, right={3})
     last = rows[-1]
-    if limit is not None and len(rows) >= limit and last["status"] != "pending" and (last["height"], last["index"]) != (0, 0):
-        lines.append(f"Older: posctl chain history {who or address} --before {last['height']}:{last['index']}"
-                     + (f" --limit {limit}" if limit != 20 else ""))
+    page = f" --limit {limit}" if limit is not None and limit != 20 else ""
+    if included_before is not None:
+        lines.append(f"Included: posctl chain history {who or address} --before {included_before}{page}")
+    elif limit is not None and len(rows) >= limit and last["status"] != "pending" and (last["height"], last["index"]) != (0, 0):
+        lines.append(f"Older: posctl chain history {who or address} --before {last['height']}:{last['index']}{page}")
     return "\n".join(lines)
 
 

@@ -231,6 +231,27 @@ def test_history_pages_by_following_each_full_page_hint(busy: Path, keys: list[K
         assert "history position" in error_line(run(busy, "chain", "history", c.address, "--before", bad), 2)
 
 
+def test_a_page_filled_by_pending_txs_leads_to_the_included_ones(busy: Path, keys: list[Key]) -> None:
+    """c has three pending txs: a page of two is all pending, and it ended with no hint at all (a
+    running validator always has a proposal pending, so its history could not be paged past
+    it). It now names where the included txs start: below the next block."""
+    c = keys[2]
+    everything = as_json(busy, "chain", "history", c.address, "--limit", "100")
+    lines = ok(busy, "chain", "history", c.address, "--limit", "2").stdout.splitlines()
+    assert lines[-1] == f"Included: posctl chain history {c.address} --before 3 --limit 2"  # the tip is block 2
+    seen = as_json(busy, "chain", "history", c.address, "--limit", "2")
+    args = lines[-1].removeprefix("Included: posctl ").split()
+    for _ in range(10):
+        seen += as_json(busy, *args)
+        hint = [line for line in ok(busy, *args).stdout.splitlines() if line.startswith("Older: ")]
+        if not hint:
+            break
+        args = hint[0].removeprefix("Older: posctl ").split()
+    assert seen == everything
+    assert ok(busy, "chain", "history", c.address, "--limit", "3").stdout.splitlines()[-1].startswith("Included: ")
+    assert ok(busy, "chain", "history", c.address, "--limit", "4").stdout.splitlines()[-1].startswith("Older: ")
+
+
 def test_history_of_an_address_nobody_used_is_empty(busy: Path, keys: list[Key]) -> None:
     d = keys[3]
     assert as_json(busy, "chain", "history", d.address) == []
