@@ -20,6 +20,11 @@ DEFAULT_CHAIN_ID = "posctl-local-1"
 BPS = 10_000
 """Basis points in a whole: 500 bps = 5%."""
 
+MAX_BLOCK_REWARD = MAX_AMOUNT // 10**9
+"""About 9.2 billion: a validator winning a billion blocks in a row still cannot reach the 2^63
+an account can hold. Above it a chain could reach a block that pays a reward nobody can hold,
+and no block could be forged after it."""
+
 
 @dataclass(frozen=True)
 class Params:
@@ -70,6 +75,11 @@ class Params:
         for name in ("slash_fraction_bps", "whistleblower_bps"):
             if getattr(self, name) > BPS:
                 raise InvalidParams(f"parameter {name}={getattr(self, name)} is above {BPS} (100%)")
+        if self.block_reward > MAX_BLOCK_REWARD:
+            raise InvalidParams(
+                f"parameter block_reward={self.block_reward} is above {MAX_BLOCK_REWARD}: a validator's balance "
+                "could overflow 2^63 and stop the chain"
+            )
         if self.max_missed < 1:
             raise InvalidParams("parameter max_missed must be at least 1")
         if self.bpm_min > self.bpm_max:

@@ -51,6 +51,36 @@ def test_unbonding_needs_at_least_one_block():
         Params(unbonding_blocks=0)
 
 
+@pytest.mark.parametrize("chain_id, bpm_max", [("posctl-test", 250), ("a" * 48, 2**63 - 1)])
+def test_max_tx_bytes_must_let_every_proposal_through(chain_id, bpm_max):
+    """`--param max_tx_bytes=10` made a chain on which every tx, proposals included, was refused:
+    no block could ever be forged. The bound is the largest proposal that chain can carry, and
+    a real one signed with every number at its largest is exactly that size."""
+    from ledger.consensus.transactions import largest_proposal_size
+    from ledger.params import MAX_AMOUNT
+    from tests.ledgerkit import make_proposal
+
+    params = Params(chain_id=chain_id, bpm_max=bpm_max)
+    largest = largest_proposal_size(params)
+    real = make_proposal(V, MAX_AMOUNT - 1, MAX_AMOUNT - 1, bytes(32), bpm=bpm_max, chain_id=chain_id)
+    assert len(real.encoded) == largest
+    with pytest.raises(InvalidGenesis, match=f"max_tx_bytes {largest - 1} is below the size of a proposal on this "
+                                             f"chain \\(up to {largest} bytes\\).*use at least {largest}"):
+        GenesisConfig(params=Params(chain_id=chain_id, bpm_max=bpm_max, max_tx_bytes=largest - 1), bonds={V.address: 500})
+    GenesisConfig(params=Params(chain_id=chain_id, bpm_max=bpm_max, max_tx_bytes=largest), bonds={V.address: 500})
+
+
+def test_block_reward_is_bounded_so_no_balance_can_overflow():
+    """A reward near 2^63 was accepted: block 1 paid it, and every block after was refused
+    ("balance would reach 2^63"), the chain stopped."""
+    from ledger.params import MAX_AMOUNT, MAX_BLOCK_REWARD
+
+    assert MAX_BLOCK_REWARD * 10**9 < MAX_AMOUNT
+    Params(block_reward=MAX_BLOCK_REWARD)
+    with pytest.raises(InvalidParams, match=f"block_reward={MAX_BLOCK_REWARD + 1} is above {MAX_BLOCK_REWARD}"):
+        Params(block_reward=MAX_BLOCK_REWARD + 1)
+
+
 @pytest.mark.parametrize("document, error, message", [
     ({"params": 5}, "InvalidGenesis", "genesis field 'params' must be an object"),
     ({"chain_id": 7}, "InvalidParams", "chain id 7 is not valid"),

@@ -20,6 +20,7 @@ from ledger.errors import EncodingError, InvalidAddress, InvalidGenesis
 from ledger.crypto.muhash import MuHash3072
 from ledger.params import MAX_AMOUNT, Params
 from ledger.consensus.state import DictState, WorkingState
+from ledger.consensus.transactions import largest_proposal_size
 
 GENESIS_TAG = "posctl/genesis"
 
@@ -67,6 +68,12 @@ class GenesisConfig:
         if not 0 <= self.timestamp <= MAX_TIMESTAMP:
             raise InvalidGenesis(
                 f"genesis timestamp {self.timestamp!r} is out of range: use Unix seconds, 0 to {MAX_TIMESTAMP} (year 9999)"
+            )
+        largest = largest_proposal_size(self.params)
+        if self.params.max_tx_bytes < largest:
+            raise InvalidGenesis(
+                f"max_tx_bytes {self.params.max_tx_bytes} is below the size of a proposal on this chain (up to "
+                f"{largest} bytes): no validator could propose, so no block could ever be forged; use at least {largest}"
             )
         supply = sum(self.allocations.values()) + sum(self.bonds.values())
         if supply >= MAX_AMOUNT:

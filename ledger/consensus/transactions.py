@@ -235,6 +235,17 @@ _FIELD_DECODERS: dict[str, Callable[[Any, str], Any]] = {
 """How each kind-specific member is read from its decoded JSON."""
 
 
+def largest_proposal_size(params: Params) -> int:
+    """The encoded size of the largest proposal a chain with ``params`` can carry (its chain id,
+    every number at its largest; keys, proofs and signatures have fixed sizes). A ``max_tx_bytes``
+    below it would refuse proposals, and with them every block."""
+    return len(Bpm(
+        chain_id=params.chain_id, public_key=bytes(secp256k1.PUBLIC_KEY_SIZE), nonce=MAX_AMOUNT - 1,
+        signature=bytes(secp256k1.SIGNATURE_SIZE), bpm=params.bpm_max, height=MAX_AMOUNT - 1,
+        vrf_proof=bytes(VRF_PROOF_SIZE),
+    ).encoded)
+
+
 def make_transaction(kind: str, **fields: Any) -> Transaction:
     """An unsigned tx of the kind named by ``kind``: for callers that hold the kind as a string."""
     tx_class = TX_CLASSES.get(kind)
