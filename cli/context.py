@@ -28,6 +28,30 @@ INTEGER_TEXT = re.compile(r"^[+-]?[0-9]{1,40}$")
 below int()'s limits."""
 
 
+class Seconds(click.FloatRange):
+    """A duration in seconds between ``min`` and ``max``. click's FloatRange lets ``nan`` through
+    (every comparison with it is false), and a deadline of ``nan`` never passes: ``node stop
+    --timeout nan`` waited for ever."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        seconds = super().convert(value, param, ctx)
+        if seconds != seconds:  # nan
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return seconds
+
+
+class HomePath(click.Path):
+    """``--home``: an empty value is refused rather than read as the current directory (a script
+    passing ``--home "$UNSET"`` wrote wallets wherever it ran)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not value.strip():
+            self.fail("the home directory is empty: give a directory, or leave --home out for ~/.posctl", param, ctx)
+        return super().convert(value, param, ctx)
+
+
 def default_home() -> Path:
     """``~/.posctl``: where chain and wallets live unless --home or POSCTL_HOME says otherwise."""
     return Path.home() / ".posctl"

@@ -14,8 +14,8 @@ from typing import Any, NoReturn
 
 import click
 
-from cli.context import (AppContext, color_setting, default_home, echo_error, interrupted_by_sigterm, output_options,
-                         signals_unwind_once)
+from cli.context import (AppContext, HomePath, color_setting, default_home, echo_error, interrupted_by_sigterm,
+                         output_options, signals_unwind_once)
 
 LAZY_GROUPS = {
     "wallet": ("cli.wallet_cmd", "wallet", "Create wallets and sign stake, transfer and BPM transactions."),
@@ -122,7 +122,7 @@ def _parse_node_url(ctx: click.Context, param: click.Parameter, value: str | Non
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
-    "--home", type=click.Path(file_okay=False, path_type=Path), envvar="POSCTL_HOME",
+    "--home", type=HomePath(file_okay=False, path_type=Path), envvar="POSCTL_HOME",
     default=default_home, show_default="~/.posctl",
     help="Directory holding the chain and the wallets (env POSCTL_HOME).",
 )

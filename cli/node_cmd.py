@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from cli.context import (AppContext, emit, fail, handles_errors, interrupts_reported_as, json_option, pass_app,
-                         read_password_file)
+from cli.context import (AppContext, Seconds, emit, fail, handles_errors, interrupts_reported_as, json_option,
+                         pass_app, read_password_file)
 
 DEFAULT_INTERVAL = 5.0
 """Seconds between forging rounds."""
@@ -69,7 +69,7 @@ def _parse_listen(ctx: click.Context, param: click.Parameter, value: str) -> tup
     envvar="POSCTL_LISTEN", help="HOST:PORT of the HTTP API (loopback unless --allow-remote; env POSCTL_LISTEN).",
 )
 @click.option(
-    "--interval", type=click.FloatRange(min=0.05, max=86400.0), default=None,
+    "--interval", type=Seconds(min=0.05, max=86400.0), default=None,
     help=f"Seconds between forging rounds [default: {DEFAULT_INTERVAL:g}; {DEV_INTERVAL:g} with --dev].",
 )
 @click.option(
@@ -89,7 +89,7 @@ def _parse_listen(ctx: click.Context, param: click.Parameter, value: str) -> tup
     "forging still needs the cookie ($POSCTL_HOME/.cookie).",
 )
 @click.option(
-    "--request-timeout", type=click.FloatRange(min=0.1, max=3600.0), default=10.0, show_default=True,
+    "--request-timeout", type=Seconds(min=0.1, max=3600.0), default=10.0, show_default=True,
     help="Seconds a client has to send a whole request (headers and body); a slower one gets 408.",
 )
 @pass_app
@@ -240,7 +240,7 @@ def status(app: AppContext) -> None:
 
 
 @node.command("stop")
-@click.option("--timeout", type=click.FloatRange(min=0.1, max=3600.0), default=STOP_TIMEOUT, show_default=True,
+@click.option("--timeout", type=Seconds(min=0.1, max=3600.0), default=STOP_TIMEOUT, show_default=True,
               help="Seconds to wait for the node to exit.")
 @json_option
 @pass_app

@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import click
 
-from cli.context import AppContext, INTEGER_TEXT, color_setting, fail, handles_errors, json_option, pass_app
+from cli.context import AppContext, INTEGER_TEXT, Seconds, color_setting, fail, handles_errors, json_option, pass_app
 from cli.wallet_cmd import KEY_NUMBER, unlock
 from ledger.consensus.state import check_can_propose
 from ledger.errors import InvalidProposal, LedgerError, NodeUnavailable
@@ -340,7 +340,7 @@ def validator() -> None:
               "one whole number per line on stdin (one line per proposal; end of input stops).")
 @click.option("--account", type=KEY_NUMBER, default=0, show_default=True, help="BIP-44 account number.")
 @click.option("--index", type=KEY_NUMBER, default=0, show_default=True, help="Address index inside the account.")
-@click.option("--poll", type=click.FloatRange(min=0.05, max=60.0), default=DEFAULT_POLL, show_default=True,
+@click.option("--poll", type=Seconds(min=0.05, max=60.0), default=DEFAULT_POLL, show_default=True,
               help="Seconds between looks at the node's height.")
 @json_option
 @pass_app

@@ -331,6 +331,24 @@ def test_validator_bad_inputs(tmp_path: Path) -> None:
     assert not (home / "wallets" / "alice.protection.json").exists()
 
 
+@pytest.mark.parametrize("args", [
+    ("node", "stop", "--timeout", "nan"), ("node", "run", "--interval", "NaN"),
+    ("node", "run", "--request-timeout", "nan"), ("validator", "run", "alice", "--poll", "nan"),
+])
+def test_a_duration_of_nan_is_a_usage_error(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """click's float ranges let "nan" through: `node stop --timeout nan` waited for ever."""
+    line = one_error_line(posctl(tmp_path / "home", *args), status=2)
+    assert "'nan' is not a number of seconds" in line.lower()
+
+
+def test_an_empty_home_is_a_usage_error_not_the_current_directory(tmp_path: Path) -> None:
+    """`--home "$UNSET"` wrote wallets into whatever directory the script ran in."""
+    result = subprocess.run([sys.executable, "-m", "cli.main", "--home", "", "wallet", "new", "zed"], cwd=tmp_path,
+                            env=env(PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=60)
+    assert "the home directory is empty" in one_error_line(result, status=2)
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---- node run --dev, node status, node stop ------------------------------------------------------
 
 
