@@ -322,6 +322,22 @@ def test_invalid_names_are_refused(keystore: Keystore, name: Any) -> None:
     assert not keystore.directory.exists() or keystore.names() == []
 
 
+def test_a_name_that_is_an_address_is_refused(keystore: Keystore) -> None:
+    """Where a name or an address is accepted (a recipient, `chain account`, `--alloc`) the
+    address wins: a wallet named like one could never be reached by its name, and a transfer "to
+    it" went to that other address."""
+    address = address_from_public_key(public_key_from_private((7).to_bytes(32, "big")))
+    with pytest.raises(InvalidWalletName, match="is a valid address"):
+        keystore.create(address, PASSWORD, kdf=LIGHT)
+    created, _ = keystore.create("alice", PASSWORD, kdf=LIGHT)
+    with pytest.raises(InvalidWalletName, match="is a valid address"):
+        keystore.import_xpub(address, created.account_xpub(0))
+    with pytest.raises(InvalidWalletName, match="is a valid address"):
+        keystore.copy_renamed("alice", address, keystore.unlock("alice", PASSWORD))
+    assert keystore.names() == ["alice"]
+    keystore.create("pos1-not-an-address", PASSWORD, kdf=LIGHT)  # only a valid address is taken
+
+
 def test_valid_names(keystore: Keystore) -> None:
     for name in ["a", "A-1_b", "x" * 64]:
         assert keystore.path(name).parent == keystore.directory

@@ -50,9 +50,11 @@ from typing import Any, Iterator, Mapping
 from Crypto.Cipher import AES
 from Crypto.Protocol.KDF import scrypt
 
+from ledger.crypto.address import is_valid_address
 from wallet import accounts, bip39
 from wallet.errors import (
     InvalidMnemonic,
+    InvalidWalletName,
     KeystoreDamaged,
     WalletChanged,
     WalletError,
@@ -363,8 +365,14 @@ class Keystore:
 
     def check_name_free(self, name: str, *, renaming: str | None = None, force: bool = False) -> None:
         """``name`` is valid and no wallet has it, even up to case. ``renaming``: the wallet being
-        renamed, which may differ from ``name`` only in case; ``force``: ``name`` itself may exist."""
+        renamed, which may differ from ``name`` only in case; ``force``: ``name`` itself may exist.
+        A name that is also a valid address is refused: wherever a wallet name or an address is
+        accepted (a recipient, ``chain account``, ``--alloc``) the address would win, and the
+        wallet's own address would be silently ignored."""
         path = self.path(name)
+        if is_valid_address(name):
+            raise InvalidWalletName(f"wallet name {name!r} is a valid address, so it could never name this wallet "
+                                    "where an address is also accepted: choose another name")
         if self.directory.exists() and not self.directory.is_dir():
             raise WalletError(f"{self.directory} is a file, not a directory: move it aside so wallets can be stored")
         if path.exists() and not force and renaming != name:
