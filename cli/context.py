@@ -69,6 +69,8 @@ class AppContext:
     """``--node URL`` (or ``POSCTL_NODE``): reach the node there instead of the one this home records."""
     sign_only: Path | None = None
     """``--out FILE`` on a submitting command: write the signed tx there instead of submitting."""
+    nonce: int | None = None
+    """``--nonce N`` on a submitting command: sign with N instead of the account's next nonce."""
     _backend: Any = field(default=None, repr=False)
 
     @property

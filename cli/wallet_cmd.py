@@ -49,7 +49,7 @@ from cli.render import render_account
 from ledger.chain.facade import ensure_home
 from ledger.consensus.state import check_can_propose
 from ledger.errors import ChainNotInitialized, InvalidProposal, InvalidTransaction
-from ledger.params import Params
+from ledger.params import MAX_AMOUNT, Params
 from ledger.consensus.transactions import Bpm, Transaction, check_amount, check_bpm
 from ledger.chain.views import tx_view
 from wallet import bip39, lifecycle, signing
@@ -122,11 +122,21 @@ def account_options(func: F) -> F:
             ctx.find_object(AppContext).sign_only = value  # type: ignore[union-attr]
         return value
 
+    def remember_nonce(ctx: click.Context, _param: click.Parameter, value: int | None) -> int | None:
+        if value is not None:
+            ctx.find_object(AppContext).nonce = value  # type: ignore[union-attr]
+        return value
+
     func = click.option(
         "--out", type=click.Path(dir_okay=False, allow_dash=True, path_type=Path), expose_value=False,
         callback=remember_out,
         help="Write the signed tx (its canonical JSON, as POST /txs takes it) to FILE ('-': stdout) instead of "
              "submitting; `posctl chain submit FILE` broadcasts it.",
+    )(func)
+    func = click.option(
+        "--nonce", type=click.IntRange(0, MAX_AMOUNT - 1), expose_value=False, callback=remember_nonce,
+        metavar="N", help="Sign with nonce N instead of the account's next one: to sign several txs ahead with "
+                          "--out (N, N+1, …), each broadcast later in order.",
     )(func)
     func = click.option(
         "--index", type=KEY_NUMBER, default=0, show_default=True,
@@ -877,7 +887,7 @@ class Submission:
         if known is None:
             self.confirm(self.address)
         self.before_signing(unlocked)
-        nonce = self.backend.account(self.address)["next_nonce"]
+        nonce = self.app.nonce if self.app.nonce is not None else self.backend.account(self.address)["next_nonce"]
         tx = build(unlocked.private_key(self.account, self.index), self.chain_id, nonce)
         self.before_release(tx)
         if self.app.sign_only is not None:

@@ -749,3 +749,17 @@ def test_out_signs_without_submitting_and_the_file_is_what_post_txs_takes(chain_
         assert chain.tx(tx.tx_id).status == "pending"
     line = error_line(run(chain_home, "wallet", "stake", "alice", "5", "--out", str(out)))
     assert "already exists" in line
+
+
+def test_nonce_signs_several_txs_ahead_to_be_broadcast_in_order(chain_home: Path, tmp_path: Path) -> None:
+    """Each `--out` took the account's next nonce, so two signed in a row had the same one and
+    only one could ever be submitted. `--nonce N` signs ahead: N, N+1, … broadcast in order."""
+    files = [tmp_path / f"tx{n}.json" for n in range(3)]
+    for n, path in enumerate(files):
+        data = ok_json(chain_home, "wallet", "send", "alice", "bob", str(10 + n), "--nonce", str(n), "--out", str(path))
+        assert data["tx"]["nonce"] == n
+    line = error_line(run(chain_home, "chain", "submit", str(files[2])))
+    assert "nonce 2 leaves a gap: the next nonce" in line  # out of order: refused, nothing changed
+    ok(chain_home, "chain", "submit", *map(str, files))
+    assert ok_json(chain_home, "wallet", "show", "alice")["next_nonce"] == 3
+    assert "is not in the range" in error_line(run(chain_home, "wallet", "send", "alice", "bob", "1", "--nonce", "-1"), 2)
