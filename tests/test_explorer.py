@@ -87,8 +87,8 @@ class Explorer:
         self.tx_ids.append(tx.id_hex)
         return tx.id_hex
 
-    def forge(self, proposers: list[Key]) -> dict[str, Any]:
-        """Everyone in ``proposers`` proposes a reading for the next height, then the node forges."""
+    def propose(self, proposers: list[Key]) -> None:
+        """Everyone in ``proposers`` proposes a reading for the next height."""
         status = self.get("/status")
         seed = bytes.fromhex(status["next_seed"])
         for key in proposers:
@@ -97,6 +97,10 @@ class Explorer:
             tx = make_proposal(key, self.next_nonce(key), status["height"] + 1, seed, bpm, CHAIN_ID)
             code, body = submit(self.node.port, tx)
             assert code == 200, body
+
+    def forge(self, proposers: list[Key]) -> dict[str, Any]:
+        """Everyone in ``proposers`` proposes a reading for the next height, then the node forges."""
+        self.propose(proposers)
         code, block = request(self.node.port, "POST", "/forge", headers=cookie_header(self.home))
         assert code == 200 and block["forged"] is True, block
         return block
@@ -114,13 +118,13 @@ class Explorer:
         return body["evidence_id"]
 
 
-def make_chain(home: Path) -> tuple[list[Key], list[Key]]:
-    validators = [make_key(f"explorer-validator-{i}") for i in range(len(BONDS))]
+def make_chain(home: Path, bonds: tuple[int, ...] = BONDS) -> tuple[list[Key], list[Key]]:
+    validators = [make_key(f"explorer-validator-{i}") for i in range(len(bonds))]
     users = [make_key(f"explorer-user-{i}") for i in range(2)]
     config = GenesisConfig(
         params=Params(chain_id=CHAIN_ID),
         allocations={**{k.address: 1_000_000 for k in users}, **{v.address: 10_000 for v in validators}},
-        bonds={v.address: bond for v, bond in zip(validators, BONDS)},
+        bonds={v.address: bond for v, bond in zip(validators, bonds)},
         timestamp=1_700_000_000,
     )
     Chain.create(home, config).close()
@@ -148,6 +152,18 @@ def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Explorer]:
             # pass validators over.
             ex.forge(ex.honest if height % 4 else ex.honest[2:])
         yield ex
+    finally:
+        node.kill()
+
+
+@pytest.fixture
+def young(tmp_path: Path) -> Iterator[Explorer]:
+    """A chain at height 0 with two validators (and two users), its node forging only when asked."""
+    home = tmp_path / "young" / "home"
+    validators, users = make_chain(home, BONDS[:2])
+    node = NodeProcess(home, None, 3600).wait_ready()
+    try:
+        yield Explorer(node, home, validators, users)
     finally:
         node.kill()
 
@@ -470,6 +486,36 @@ def test_the_overview_follows_a_new_block_without_reload(explorer: Explorer, tab
                            f"'{block['height']}'", timeout=10_000)
     assert page.evaluate("() => window.sameDocument") is True
     assert number(stat(page, "mempool")) == 0
+
+
+PENDING_IDS = "[...document.querySelectorAll('#pending-txs tbody td:first-child a')].map(a => a.title).sort().join()"
+"""The overview's pending tx ids, sorted and comma-joined, from the links' titles (cells show a prefix)."""
+
+
+def test_the_pending_list_follows_a_block_that_keeps_the_count(young: Explorer, tab: Watched) -> None:
+    """Both validators propose for every height, so the pool holds 2 before and after each block: the
+    list must still be read again at a new height, not only when the count changes."""
+    page = tab.page
+    # The browser's timers stand still, so the page polls only when the test lets it: no poll can
+    # see the pool empty between the forge and the next proposals.
+    page.clock.install(time=1_700_000_000)
+    page.clock.pause_at(1_700_000_001)  # seconds, as install()
+    young.propose(young.validators)
+    before = [tx["id"] for tx in young.get("/mempool")["txs"]]
+    open_page(tab, young.url, "")
+    page.wait_for_selector("#live[data-height='0']", timeout=10_000)  # the first poll, sent at load, is done
+    assert page.evaluate(f"() => {PENDING_IDS}") == ",".join(sorted(before)) and len(before) == 2
+
+    young.forge([])  # includes both proposals
+    young.propose(young.validators)
+    after = young.get("/mempool")
+    assert after["count"] == len(before) and not set(before) & {tx["id"] for tx in after["txs"]}
+    page.clock.run_for(1_500)  # milliseconds: POLL_MS, one poll
+    page.wait_for_selector("#live[data-height='1']", timeout=10_000)
+    page.wait_for_function(f"ids => {PENDING_IDS} === ids", arg=",".join(sorted(tx["id"] for tx in after["txs"])),
+                           timeout=10_000)
+    assert page.inner_text("#pending-txs caption") == "Pending transactions: 2"
+    assert number(stat(page, "mempool")) == 2
 
 
 def test_search_box(explorer: Explorer, tab: Watched) -> None:

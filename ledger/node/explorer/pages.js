@@ -71,14 +71,13 @@ export async function overview(body) {
   let shown = st.height, shownMempool = st.mempool;
   return async (now) => {
     stats.replaceChildren(statusFacts(now));
-    if (now.height !== shown) {
-      shown = now.height;
-      latest.replaceChildren(latestTable(await api(`/blocks?last=${LATEST}`)));
-    }
-    if (now.mempool !== shownMempool || now.height !== shown) {
-      shownMempool = now.mempool;
-      pending.replaceChildren(await pendingList() || "");
-    }
+    if (now.height !== shown) latest.replaceChildren(latestTable(await api(`/blocks?last=${LATEST}`)));
+    // A new height alone makes the pending list stale: a block can take its txs while new ones keep the
+    // count (every validator proposes for each height: always as many pending).
+    if (now.height !== shown || now.mempool !== shownMempool) pending.replaceChildren(await pendingList() || "");
+    // Only once both are shown: a failed read is tried again at the next poll.
+    shown = now.height;
+    shownMempool = now.mempool;
   };
 }
 
