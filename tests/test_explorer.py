@@ -550,6 +550,26 @@ def test_search_box(explorer: Explorer, tab: Watched) -> None:
     page.wait_for_function("() => document.getElementById('live').innerText.startsWith('search:')", timeout=10_000)
 
 
+def test_a_percent_that_starts_no_escape_names_no_page(explorer: Explorer, tab: Watched) -> None:
+    """The hash is percent-decoded: one that cannot be (a stray or cut-off escape) is a bad route like any
+    other, both when the explorer opens there and when it is navigated there from another page."""
+    page = tab.page
+    for fragment in ("block/%E0%A4%A", "account/100%"):
+        page.goto("about:blank")  # a fresh load, not a hash change
+        page.goto(f"{explorer.url}/#/{fragment}")
+        page.wait_for_selector("main[data-ready]", timeout=10_000)
+        assert page.inner_text("main .error").startswith(f"error: no page {fragment}:")
+        assert page.get_attribute("main", "data-page") == "none"
+
+    page = open_page(tab, explorer.url, "validators")
+    ready = page.get_attribute("main", "data-ready")
+    page.evaluate("() => { location.hash = '#/account/100%' }")
+    page.wait_for_function("ready => document.getElementById('main').dataset.ready !== ready", arg=ready,
+                           timeout=10_000)
+    assert page.inner_text("main .error").startswith("error: no page account/100%:")
+    assert page.query_selector("#validators-table") is None  # not the previous page under the new address
+
+
 def test_pages_fit_a_phone(explorer: Explorer, browser: Browser, tmp_path: Path) -> None:
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
     tab = _watch(context.new_page())

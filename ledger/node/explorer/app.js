@@ -22,16 +22,33 @@ const main = document.getElementById("main");
 let generation = 0;
 let current = null;
 
+function noPage(path) {
+  return new ApiFailure(404, `no page ${path}: use the links above or the search box`);
+}
+
+/** The path the hash names, percent-decoded; one that cannot be (#/account/100%) names no page. */
+function hashPath() {
+  const raw = location.hash.replace(/^#\/?/, "");
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw noPage(raw);
+  }
+}
+
 /** Render the page the hash names; a page returns an optional onStatus(status) for live updates. */
 async function route() {
-  const path = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
   const mine = ++generation;
   current = null;
-  const match = ROUTES.map(([re, page]) => [path.match(re), page]).find(([m]) => m);
   const body = h("div", { class: "page" });
+  let name = "none";
   setWidth(main.clientWidth - 40);  // a figure's padding and border inside main
   try {
-    if (!match) throw new ApiFailure(404, `no page ${path}: use the links above or the search box`);
+    // Inside the try: a bad hash is this page's error, not an uncaught one that leaves the last page up
+    const path = hashPath();
+    const match = ROUTES.map(([re, page]) => [path.match(re), page]).find(([m]) => m);
+    if (!match) throw noPage(path);
+    name = path.split("/")[0] || "overview";
     const live = await match[1](body, ...match[0].slice(1));
     if (mine !== generation) return;
     current = live || null;
@@ -40,7 +57,7 @@ async function route() {
     body.replaceChildren(h("p", { class: "error", role: "alert" }, `error: ${error.message}`));
   }
   main.replaceChildren(body);
-  main.dataset.page = match ? path.split("/")[0] || "overview" : "none";
+  main.dataset.page = name;
   main.dataset.ready = String(mine);
   document.body.dataset.ready = "yes";
 }
