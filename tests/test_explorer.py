@@ -545,9 +545,38 @@ def test_search_box(explorer: Explorer, tab: Watched) -> None:
             assert f"{explorer.url}/txs/{query}" in tab.requests
             assert tab.errors == ["Failed to load resource: the server responded with a status of 404 (Not Found)"]
             tab.errors.clear()
-    page.fill("#q", "not a thing")
+
+
+SEARCH_HINT = "search: type a height, a block hash (or 8+ of its first hex digits), a tx id or a pos1… address"
+
+
+def test_a_bad_search_says_so_until_the_next_search_or_page(explorer: Explorer, tab: Watched) -> None:
+    """The hint has its own place, announced to screen readers, which the poll of /status (every 1.5 s,
+    rewriting the live height) leaves alone; the next search or page clears it."""
+    page = open_page(tab, explorer.url, "")
+    assert page.evaluate("() => document.getElementById('search-note')?.getAttribute('role')") == "status"
+    shows_hint = f"() => document.getElementById('search-note')?.textContent === {SEARCH_HINT!r}"
+    for query in ("alice", "569b931", "%"):  # a name, a hash prefix too short, a lone escape character
+        page.evaluate("() => { document.getElementById('search-note').textContent = '' }")
+        page.fill("#q", query)
+        page.click("#search button")
+        page.wait_for_function(shows_hint, timeout=10_000)
+    for _ in range(2):
+        page.wait_for_event("requestfinished", lambda r: r.url == f"{explorer.url}/status", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('live').textContent.startsWith('height')", timeout=10_000)
+    assert page.evaluate(shows_hint) and page.evaluate("() => location.hash") == "#/"
+
+    page.fill("#q", "9")  # the next search: it finds block 9 and the hint goes
     page.click("#search button")
-    page.wait_for_function("() => document.getElementById('live').innerText.startsWith('search:')", timeout=10_000)
+    page.wait_for_function("() => location.hash === '#/block/9'", timeout=10_000)
+    assert page.text_content("#search-note") == ""
+
+    page.fill("#q", "alice")
+    page.click("#search button")
+    page.wait_for_function(shows_hint, timeout=10_000)
+    page.click("nav >> text=Validators")  # another page: the hint goes
+    page.wait_for_function("() => location.hash === '#/validators'", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('search-note').textContent === ''", timeout=10_000)
 
 
 def test_a_percent_that_starts_no_escape_names_no_page(explorer: Explorer, tab: Watched) -> None:

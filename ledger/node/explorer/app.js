@@ -19,8 +19,14 @@ const ROUTES = [
 ];
 
 const main = document.getElementById("main");
+const searchNote = document.getElementById("search-note");
 let generation = 0;
 let current = null;
+
+/** Say how a search went: in its own place, since the poll rewrites #live every POLL_MS. */
+function tell(text) {
+  searchNote.textContent = text;
+}
 
 function noPage(path) {
   return new ApiFailure(404, `no page ${path}: use the links above or the search box`);
@@ -40,6 +46,7 @@ function hashPath() {
 async function route() {
   const mine = ++generation;
   current = null;
+  tell("");  // a search's hint is about the page it was typed on
   const body = h("div", { class: "page" });
   let name = "none";
   setWidth(main.clientWidth - 40);  // a figure's padding and border inside main
@@ -62,10 +69,12 @@ async function route() {
   document.body.dataset.ready = "yes";
 }
 
-/** Where a search goes: a height, a block hash or prefix, a tx id, an address. */
+const SEARCH_HINT = "search: type a height, a block hash (or 8+ of its first hex digits), a tx id or a pos1… address";
+/** What a search that names none of these is told. */
+
+/** Where a search goes: a height, a block hash or prefix, a tx id, an address; null if none of those. */
 async function search(text) {
   const q = text.trim();
-  const note = document.getElementById("live");
   if (/^\d+$/.test(q)) return `#/block/${q}`;
   if (/^pos1[02-9ac-hj-np-z]+$/i.test(q)) return `#/account/${q.toLowerCase()}`;
   if (/^[0-9a-fA-F]{64}$/.test(q)) {
@@ -78,21 +87,20 @@ async function search(text) {
     }
   }
   if (/^[0-9a-fA-F]{8,63}$/.test(q)) return `#/block/${q.toLowerCase()}`;
-  note.textContent = "search: type a height, a block hash (or 8+ of its first hex digits), a tx id or a pos1… address";
   return null;
 }
 
 document.getElementById("search").addEventListener("submit", async (event) => {
   event.preventDefault();
   const input = document.getElementById("q");
+  tell("");
   try {
     const target = await search(input.value);
-    if (target) {
-      input.value = "";
-      if (location.hash === target) route(); else location.hash = target;
-    }
+    if (!target) return tell(SEARCH_HINT);
+    input.value = "";
+    if (location.hash === target) route(); else location.hash = target;
   } catch (error) {
-    document.getElementById("live").textContent = `search: ${error.message}`;
+    tell(`search: ${error.message}`);
   }
 });
 
