@@ -445,6 +445,28 @@ def test_validators_page_and_luck_chart(explorer: Explorer, tab: Watched, tmp_pa
     shot(page, tmp_path, "validators")
 
 
+def test_validators_page_before_the_first_block(young: Explorer, tab: Watched) -> None:
+    """At height 0 no one has an actual share of blocks yet (the API says 0.0): the pages show "—", no
+    luck and no dot, rather than 0.0% and a luck of 0%; after one block the shares are there."""
+    assert young.get("/status")["height"] == 0
+    page = open_page(tab, young.url, "validators")
+    table = rows(page, "validators-table")
+    assert len(table) == 2 and [(r[6], r[7], r[8]) for r in table] == [("0", "—", "—")] * 2
+    assert count(page, "#luck-chart svg circle.actual") == 0
+    assert count(page, "#luck-chart svg line.expected") == 2
+    assert "actual 0.0%" not in page.get_attribute("#luck-chart svg", "aria-label")
+    page = open_page(tab, young.url, f"account/{young.validators[0].address}")
+    assert stat(page, "actual_share") == "—"
+
+    young.forge(young.validators)
+    validators = young.get("/validators")
+    page = open_page(tab, young.url, "validators")
+    table = rows(page, "validators-table")
+    assert [r[7] for r in table] == [f"{v['actual_share'] * 100:.1f}%" for v in validators]
+    assert [r[8] for r in table] == [f"{v['actual_share'] / v['expected_share'] * 100:.0f}%" for v in validators]
+    assert count(page, "#luck-chart svg circle.actual") == 2
+
+
 def test_heart_rates_page(explorer: Explorer, tab: Watched, tmp_path: Path) -> None:
     blocks = explorer.get("/blocks?last=100")
     readings = [(b["height"], t["sender"], t["bpm"]) for b in blocks for t in b["txs"] if t["kind"] == "bpm"]

@@ -159,6 +159,12 @@ export async function tx(body, id) {
   body.append(h("h1", null, `Transaction ${short(t.id, 16)}`), facts(rows), section("Fields", facts(fields)));
 }
 
+/** A validator's actual share of blocks, or null before the first block: GET /validators says 0.0 then,
+ *  which would read as a validator that lost every draw. */
+function actualShare(v, height) {
+  return height ? v.actual_share : null;
+}
+
 // ---- account / validator -------------------------------------------------------------------------
 
 async function historySection(address) {
@@ -201,7 +207,7 @@ export async function account(body, address) {
     const [lo, hi] = band(row.expected_share, st.height);
     rows.push(["Share of stake", pct(row.share), "share"],
               ["Expected share of blocks", `${pct(row.expected_share)} (95% band ${pct(lo)}–${pct(hi)})`, "expected_share"],
-              ["Actual share of blocks", pct(row.actual_share), "actual_share"]);
+              ["Actual share of blocks", pct(actualShare(row, st.height)), "actual_share"]);
   }
   body.append(h("h1", null, row ? "Validator" : "Account"), facts(rows),
     section("Unbonding",
@@ -221,9 +227,10 @@ export async function validators(body) {
   const [st, list] = await Promise.all([api("/status"), api("/validators")]);
   knowValidators(list);
   const n = st.height;
-  const rows = list.map((v) => {
+  const shown = list.map((v) => ({ ...v, actual_share: actualShare(v, n) }));
+  const rows = shown.map((v) => {
     const [lo, hi] = band(v.expected_share, n);
-    const luck = v.expected_share ? v.actual_share / v.expected_share : null;
+    const luck = v.expected_share && v.actual_share !== null ? v.actual_share / v.expected_share : null;
     return [h("span", null, swatch(v.address), " ", accountLink(v.address)), v.status, fmt(v.bonded), pct(v.share),
             pct(v.expected_share), `${pct(lo)}–${pct(hi)}`, fmt(v.blocks_won), pct(v.actual_share),
             luck === null ? "—" : `${(luck * 100).toFixed(0)}%`, fmt(v.missed), fmt(v.slashed)];
@@ -237,7 +244,7 @@ export async function validators(body) {
         "the 2.5% to 97.5% quantiles of a binomial over that many blocks, so about one validator in twenty ",
         "sits outside it by chance alone. Luck is actual ÷ expected. The expected share is today's stake: ",
         "a validator whose stake changed over time, or was not always eligible, is compared with its stake now."),
-      h("figure", { id: "luck-chart" }, luckChart(list, n))));
+      h("figure", { id: "luck-chart" }, luckChart(shown, n))));
 }
 
 // ---- heart rates ---------------------------------------------------------------------------------
