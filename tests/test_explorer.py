@@ -87,8 +87,8 @@ class Explorer:
         self.tx_ids.append(tx.id_hex)
         return tx.id_hex
 
-    def forge(self, proposers: list[Key]) -> dict[str, Any]:
-        """Everyone in ``proposers`` proposes a reading for the next height, then the node forges."""
+    def propose(self, proposers: list[Key]) -> None:
+        """Everyone in ``proposers`` proposes a reading for the next height."""
         status = self.get("/status")
         seed = bytes.fromhex(status["next_seed"])
         for key in proposers:
@@ -97,6 +97,10 @@ class Explorer:
             tx = make_proposal(key, self.next_nonce(key), status["height"] + 1, seed, bpm, CHAIN_ID)
             code, body = submit(self.node.port, tx)
             assert code == 200, body
+
+    def forge(self, proposers: list[Key]) -> dict[str, Any]:
+        """Everyone in ``proposers`` proposes a reading for the next height, then the node forges."""
+        self.propose(proposers)
         code, block = request(self.node.port, "POST", "/forge", headers=cookie_header(self.home))
         assert code == 200 and block["forged"] is True, block
         return block
@@ -114,13 +118,13 @@ class Explorer:
         return body["evidence_id"]
 
 
-def make_chain(home: Path) -> tuple[list[Key], list[Key]]:
-    validators = [make_key(f"explorer-validator-{i}") for i in range(len(BONDS))]
+def make_chain(home: Path, bonds: tuple[int, ...] = BONDS) -> tuple[list[Key], list[Key]]:
+    validators = [make_key(f"explorer-validator-{i}") for i in range(len(bonds))]
     users = [make_key(f"explorer-user-{i}") for i in range(2)]
     config = GenesisConfig(
         params=Params(chain_id=CHAIN_ID),
         allocations={**{k.address: 1_000_000 for k in users}, **{v.address: 10_000 for v in validators}},
-        bonds={v.address: bond for v, bond in zip(validators, BONDS)},
+        bonds={v.address: bond for v, bond in zip(validators, bonds)},
         timestamp=1_700_000_000,
     )
     Chain.create(home, config).close()
@@ -148,6 +152,18 @@ def explorer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Explorer]:
             # pass validators over.
             ex.forge(ex.honest if height % 4 else ex.honest[2:])
         yield ex
+    finally:
+        node.kill()
+
+
+@pytest.fixture
+def young(tmp_path: Path) -> Iterator[Explorer]:
+    """A chain at height 0 with two validators (and two users), its node forging only when asked."""
+    home = tmp_path / "young" / "home"
+    validators, users = make_chain(home, BONDS[:2])
+    node = NodeProcess(home, None, 3600).wait_ready()
+    try:
+        yield Explorer(node, home, validators, users)
     finally:
         node.kill()
 
@@ -429,6 +445,28 @@ def test_validators_page_and_luck_chart(explorer: Explorer, tab: Watched, tmp_pa
     shot(page, tmp_path, "validators")
 
 
+def test_validators_page_before_the_first_block(young: Explorer, tab: Watched) -> None:
+    """At height 0 no one has an actual share of blocks yet (the API says 0.0): the pages show "—", no
+    luck and no dot, rather than 0.0% and a luck of 0%; after one block the shares are there."""
+    assert young.get("/status")["height"] == 0
+    page = open_page(tab, young.url, "validators")
+    table = rows(page, "validators-table")
+    assert len(table) == 2 and [(r[6], r[7], r[8]) for r in table] == [("0", "—", "—")] * 2
+    assert count(page, "#luck-chart svg circle.actual") == 0
+    assert count(page, "#luck-chart svg line.expected") == 2
+    assert "actual 0.0%" not in page.get_attribute("#luck-chart svg", "aria-label")
+    page = open_page(tab, young.url, f"account/{young.validators[0].address}")
+    assert stat(page, "actual_share") == "—"
+
+    young.forge(young.validators)
+    validators = young.get("/validators")
+    page = open_page(tab, young.url, "validators")
+    table = rows(page, "validators-table")
+    assert [r[7] for r in table] == [f"{v['actual_share'] * 100:.1f}%" for v in validators]
+    assert [r[8] for r in table] == [f"{v['actual_share'] / v['expected_share'] * 100:.0f}%" for v in validators]
+    assert count(page, "#luck-chart svg circle.actual") == 2
+
+
 def test_heart_rates_page(explorer: Explorer, tab: Watched, tmp_path: Path) -> None:
     blocks = explorer.get("/blocks?last=100")
     readings = [(b["height"], t["sender"], t["bpm"]) for b in blocks for t in b["txs"] if t["kind"] == "bpm"]
@@ -472,6 +510,36 @@ def test_the_overview_follows_a_new_block_without_reload(explorer: Explorer, tab
     assert number(stat(page, "mempool")) == 0
 
 
+PENDING_IDS = "[...document.querySelectorAll('#pending-txs tbody td:first-child a')].map(a => a.title).sort().join()"
+"""The overview's pending tx ids, sorted and comma-joined, from the links' titles (cells show a prefix)."""
+
+
+def test_the_pending_list_follows_a_block_that_keeps_the_count(young: Explorer, tab: Watched) -> None:
+    """Both validators propose for every height, so the pool holds 2 before and after each block: the
+    list must still be read again at a new height, not only when the count changes."""
+    page = tab.page
+    # The browser's timers stand still, so the page polls only when the test lets it: no poll can
+    # see the pool empty between the forge and the next proposals.
+    page.clock.install(time=1_700_000_000)
+    page.clock.pause_at(1_700_000_001)  # seconds, as install()
+    young.propose(young.validators)
+    before = [tx["id"] for tx in young.get("/mempool")["txs"]]
+    open_page(tab, young.url, "")
+    page.wait_for_selector("#live[data-height='0']", timeout=10_000)  # the first poll, sent at load, is done
+    assert page.evaluate(f"() => {PENDING_IDS}") == ",".join(sorted(before)) and len(before) == 2
+
+    young.forge([])  # includes both proposals
+    young.propose(young.validators)
+    after = young.get("/mempool")
+    assert after["count"] == len(before) and not set(before) & {tx["id"] for tx in after["txs"]}
+    page.clock.run_for(1_500)  # milliseconds: POLL_MS, one poll
+    page.wait_for_selector("#live[data-height='1']", timeout=10_000)
+    page.wait_for_function(f"ids => {PENDING_IDS} === ids", arg=",".join(sorted(tx["id"] for tx in after["txs"])),
+                           timeout=10_000)
+    assert page.inner_text("#pending-txs caption") == "Pending transactions: 2"
+    assert number(stat(page, "mempool")) == 2
+
+
 def test_search_box(explorer: Explorer, tab: Watched) -> None:
     block = explorer.get("/blocks/9")
     page = open_page(tab, explorer.url, "")
@@ -499,9 +567,58 @@ def test_search_box(explorer: Explorer, tab: Watched) -> None:
             assert f"{explorer.url}/txs/{query}" in tab.requests
             assert tab.errors == ["Failed to load resource: the server responded with a status of 404 (Not Found)"]
             tab.errors.clear()
-    page.fill("#q", "not a thing")
+
+
+SEARCH_HINT = "search: type a height, a block hash (or 8+ of its first hex digits), a tx id or a pos1… address"
+
+
+def test_a_bad_search_says_so_until_the_next_search_or_page(explorer: Explorer, tab: Watched) -> None:
+    """The hint has its own place, announced to screen readers, which the poll of /status (every 1.5 s,
+    rewriting the live height) leaves alone; the next search or page clears it."""
+    page = open_page(tab, explorer.url, "")
+    assert page.evaluate("() => document.getElementById('search-note')?.getAttribute('role')") == "status"
+    shows_hint = f"() => document.getElementById('search-note')?.textContent === {SEARCH_HINT!r}"
+    for query in ("alice", "569b931", "%"):  # a name, a hash prefix too short, a lone escape character
+        page.evaluate("() => { document.getElementById('search-note').textContent = '' }")
+        page.fill("#q", query)
+        page.click("#search button")
+        page.wait_for_function(shows_hint, timeout=10_000)
+    for _ in range(2):
+        page.wait_for_event("requestfinished", lambda r: r.url == f"{explorer.url}/status", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('live').textContent.startsWith('height')", timeout=10_000)
+    assert page.evaluate(shows_hint) and page.evaluate("() => location.hash") == "#/"
+
+    page.fill("#q", "9")  # the next search: it finds block 9 and the hint goes
     page.click("#search button")
-    page.wait_for_function("() => document.getElementById('live').innerText.startsWith('search:')", timeout=10_000)
+    page.wait_for_function("() => location.hash === '#/block/9'", timeout=10_000)
+    assert page.text_content("#search-note") == ""
+
+    page.fill("#q", "alice")
+    page.click("#search button")
+    page.wait_for_function(shows_hint, timeout=10_000)
+    page.click("nav >> text=Validators")  # another page: the hint goes
+    page.wait_for_function("() => location.hash === '#/validators'", timeout=10_000)
+    page.wait_for_function("() => document.getElementById('search-note').textContent === ''", timeout=10_000)
+
+
+def test_a_percent_that_starts_no_escape_names_no_page(explorer: Explorer, tab: Watched) -> None:
+    """The hash is percent-decoded: one that cannot be (a stray or cut-off escape) is a bad route like any
+    other, both when the explorer opens there and when it is navigated there from another page."""
+    page = tab.page
+    for fragment in ("block/%E0%A4%A", "account/100%"):
+        page.goto("about:blank")  # a fresh load, not a hash change
+        page.goto(f"{explorer.url}/#/{fragment}")
+        page.wait_for_selector("main[data-ready]", timeout=10_000)
+        assert page.inner_text("main .error").startswith(f"error: no page {fragment}:")
+        assert page.get_attribute("main", "data-page") == "none"
+
+    page = open_page(tab, explorer.url, "validators")
+    ready = page.get_attribute("main", "data-ready")
+    page.evaluate("() => { location.hash = '#/account/100%' }")
+    page.wait_for_function("ready => document.getElementById('main').dataset.ready !== ready", arg=ready,
+                           timeout=10_000)
+    assert page.inner_text("main .error").startswith("error: no page account/100%:")
+    assert page.query_selector("#validators-table") is None  # not the previous page under the new address
 
 
 def test_pages_fit_a_phone(explorer: Explorer, browser: Browser, tmp_path: Path) -> None:

@@ -19,19 +19,43 @@ const ROUTES = [
 ];
 
 const main = document.getElementById("main");
+const searchNote = document.getElementById("search-note");
 let generation = 0;
 let current = null;
 
+/** Say how a search went: in its own place, since the poll rewrites #live every POLL_MS. */
+function tell(text) {
+  searchNote.textContent = text;
+}
+
+function noPage(path) {
+  return new ApiFailure(404, `no page ${path}: use the links above or the search box`);
+}
+
+/** The path the hash names, percent-decoded; one that cannot be (#/account/100%) names no page. */
+function hashPath() {
+  const raw = location.hash.replace(/^#\/?/, "");
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw noPage(raw);
+  }
+}
+
 /** Render the page the hash names; a page returns an optional onStatus(status) for live updates. */
 async function route() {
-  const path = decodeURIComponent(location.hash.replace(/^#\/?/, ""));
   const mine = ++generation;
   current = null;
-  const match = ROUTES.map(([re, page]) => [path.match(re), page]).find(([m]) => m);
+  tell("");  // a search's hint is about the page it was typed on
   const body = h("div", { class: "page" });
+  let name = "none";
   setWidth(main.clientWidth - 40);  // a figure's padding and border inside main
   try {
-    if (!match) throw new ApiFailure(404, `no page ${path}: use the links above or the search box`);
+    // Inside the try: a bad hash is this page's error, not an uncaught one that leaves the last page up
+    const path = hashPath();
+    const match = ROUTES.map(([re, page]) => [path.match(re), page]).find(([m]) => m);
+    if (!match) throw noPage(path);
+    name = path.split("/")[0] || "overview";
     const live = await match[1](body, ...match[0].slice(1));
     if (mine !== generation) return;
     current = live || null;
@@ -40,15 +64,17 @@ async function route() {
     body.replaceChildren(h("p", { class: "error", role: "alert" }, `error: ${error.message}`));
   }
   main.replaceChildren(body);
-  main.dataset.page = match ? path.split("/")[0] || "overview" : "none";
+  main.dataset.page = name;
   main.dataset.ready = String(mine);
   document.body.dataset.ready = "yes";
 }
 
-/** Where a search goes: a height, a block hash or prefix, a tx id, an address. */
+const SEARCH_HINT = "search: type a height, a block hash (or 8+ of its first hex digits), a tx id or a pos1… address";
+/** What a search that names none of these is told. */
+
+/** Where a search goes: a height, a block hash or prefix, a tx id, an address; null if none of those. */
 async function search(text) {
   const q = text.trim();
-  const note = document.getElementById("live");
   if (/^\d+$/.test(q)) return `#/block/${q}`;
   if (/^pos1[02-9ac-hj-np-z]+$/i.test(q)) return `#/account/${q.toLowerCase()}`;
   if (/^[0-9a-fA-F]{64}$/.test(q)) {
@@ -61,21 +87,20 @@ async function search(text) {
     }
   }
   if (/^[0-9a-fA-F]{8,63}$/.test(q)) return `#/block/${q.toLowerCase()}`;
-  note.textContent = "search: type a height, a block hash (or 8+ of its first hex digits), a tx id or a pos1… address";
   return null;
 }
 
 document.getElementById("search").addEventListener("submit", async (event) => {
   event.preventDefault();
   const input = document.getElementById("q");
+  tell("");
   try {
     const target = await search(input.value);
-    if (target) {
-      input.value = "";
-      if (location.hash === target) route(); else location.hash = target;
-    }
+    if (!target) return tell(SEARCH_HINT);
+    input.value = "";
+    if (location.hash === target) route(); else location.hash = target;
   } catch (error) {
-    document.getElementById("live").textContent = `search: ${error.message}`;
+    tell(`search: ${error.message}`);
   }
 });
 

@@ -130,7 +130,8 @@ export function band(p, n) {
 
 /**
  * Luck: per validator, the expected share of blocks (its share of the eligible stake) with the band a
- * fair lottery keeps the actual share inside 95% of the time over n blocks, and the actual share.
+ * fair lottery keeps the actual share inside 95% of the time over n blocks, and the actual share (no
+ * dot where it is null: no blocks yet).
  */
 export function luckChart(rows, n) {
   const rowHeight = 34, labelWidth = Math.min(150, WIDTH * 0.3), right = WIDTH - 14;
@@ -153,9 +154,10 @@ export function luckChart(rows, n) {
       s("text", { x: 4, y: y + 17, class: "label" }, short(v.address, Math.floor(labelWidth / 8) - 1)),
       s("rect", { x: x(lo), y: y + 4, width: Math.max(x(hi) - x(lo), 1), height: 18, class: "band" }),
       s("line", { x1: x(v.expected_share), x2: x(v.expected_share), y1: y + 1, y2: y + 25, class: "expected" }),
-      s("circle", { cx: x(v.actual_share), cy: y + 13, r: 6, fill: colour(v.address), class: "actual" },
-        s("title", null, `${v.address}: actual ${pct(v.actual_share)}, expected ${pct(v.expected_share)}`)),
     );
+    if (v.actual_share === null) return;
+    svg.append(s("circle", { cx: x(v.actual_share), cy: y + 13, r: 6, fill: colour(v.address), class: "actual" },
+      s("title", null, `${v.address}: actual ${pct(v.actual_share)}, expected ${pct(v.expected_share)}`)));
   });
   return svg;
 }

@@ -38,8 +38,9 @@ export function fmt(value) {
   return String(value);
 }
 
-/** A share in [0, 1] as a percentage with one decimal. */
+/** A share in [0, 1] as a percentage with one decimal; "—" for none (null). */
 export function pct(share) {
+  if (share === null || share === undefined) return "—";
   return (share * 100).toFixed(1) + "%";
 }
 

@@ -71,14 +71,13 @@ export async function overview(body) {
   let shown = st.height, shownMempool = st.mempool;
   return async (now) => {
     stats.replaceChildren(statusFacts(now));
-    if (now.height !== shown) {
-      shown = now.height;
-      latest.replaceChildren(latestTable(await api(`/blocks?last=${LATEST}`)));
-    }
-    if (now.mempool !== shownMempool || now.height !== shown) {
-      shownMempool = now.mempool;
-      pending.replaceChildren(await pendingList() || "");
-    }
+    if (now.height !== shown) latest.replaceChildren(latestTable(await api(`/blocks?last=${LATEST}`)));
+    // A new height alone makes the pending list stale: a block can take its txs while new ones keep the
+    // count (every validator proposes for each height: always as many pending).
+    if (now.height !== shown || now.mempool !== shownMempool) pending.replaceChildren(await pendingList() || "");
+    // Only once both are shown: a failed read is tried again at the next poll.
+    shown = now.height;
+    shownMempool = now.mempool;
   };
 }
 
@@ -160,6 +159,12 @@ export async function tx(body, id) {
   body.append(h("h1", null, `Transaction ${short(t.id, 16)}`), facts(rows), section("Fields", facts(fields)));
 }
 
+/** A validator's actual share of blocks, or null before the first block: GET /validators says 0.0 then,
+ *  which would read as a validator that lost every draw. */
+function actualShare(v, height) {
+  return height ? v.actual_share : null;
+}
+
 // ---- account / validator -------------------------------------------------------------------------
 
 async function historySection(address) {
@@ -202,7 +207,7 @@ export async function account(body, address) {
     const [lo, hi] = band(row.expected_share, st.height);
     rows.push(["Share of stake", pct(row.share), "share"],
               ["Expected share of blocks", `${pct(row.expected_share)} (95% band ${pct(lo)}–${pct(hi)})`, "expected_share"],
-              ["Actual share of blocks", pct(row.actual_share), "actual_share"]);
+              ["Actual share of blocks", pct(actualShare(row, st.height)), "actual_share"]);
   }
   body.append(h("h1", null, row ? "Validator" : "Account"), facts(rows),
     section("Unbonding",
@@ -222,9 +227,10 @@ export async function validators(body) {
   const [st, list] = await Promise.all([api("/status"), api("/validators")]);
   knowValidators(list);
   const n = st.height;
-  const rows = list.map((v) => {
+  const shown = list.map((v) => ({ ...v, actual_share: actualShare(v, n) }));
+  const rows = shown.map((v) => {
     const [lo, hi] = band(v.expected_share, n);
-    const luck = v.expected_share ? v.actual_share / v.expected_share : null;
+    const luck = v.expected_share && v.actual_share !== null ? v.actual_share / v.expected_share : null;
     return [h("span", null, swatch(v.address), " ", accountLink(v.address)), v.status, fmt(v.bonded), pct(v.share),
             pct(v.expected_share), `${pct(lo)}–${pct(hi)}`, fmt(v.blocks_won), pct(v.actual_share),
             luck === null ? "—" : `${(luck * 100).toFixed(0)}%`, fmt(v.missed), fmt(v.slashed)];
@@ -238,7 +244,7 @@ export async function validators(body) {
         "the 2.5% to 97.5% quantiles of a binomial over that many blocks, so about one validator in twenty ",
         "sits outside it by chance alone. Luck is actual ÷ expected. The expected share is today's stake: ",
         "a validator whose stake changed over time, or was not always eligible, is compared with its stake now."),
-      h("figure", { id: "luck-chart" }, luckChart(list, n))));
+      h("figure", { id: "luck-chart" }, luckChart(shown, n))));
 }
 
 // ---- heart rates ---------------------------------------------------------------------------------
