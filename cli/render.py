@@ -280,7 +280,7 @@ def render_status(view: dict[str, Any]) -> str:
         ("time", format_time(view.get("timestamp"))),
         ("mempool", f"{view['mempool']} pending tx(s)"),
     ]
-    validators = f"{view['validators']} with bonded stake"
+    validators = f"{view['validators']} (bonded, or with a validator history)"
     if "eligible_validators" in view:
         validators += f", {view['eligible_validators']} eligible"
     if "min_stake" in params:

@@ -554,7 +554,7 @@ class Chain:
         return chaindb.decode_count(self.store.get(schema.make_blocks_won_key(address)))
 
     def validators(self) -> list[ValidatorRow]:
-        """Everyone with bonded stake: O(validators), never a scan of all accounts."""
+        """Every validator, bonded or with a validator history: O(validators), never a scan of all accounts."""
         view = self._state_view()
         rows = []
         for address in view.parent_validators():

@@ -41,7 +41,7 @@ class AccountInfo:
 
 @dataclass(frozen=True)
 class ValidatorRow:
-    """One account with bonded stake, and how the lottery has treated it."""
+    """One validator (bonded, or with a validator history), and how the lottery has treated it."""
 
     address: str
     bonded: int

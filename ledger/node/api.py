@@ -30,7 +30,7 @@ Routes (JSON, except the explorer's pages; every error, whatever its status, is
                                   included txs before height H (index I), the last row's place
     GET  /mempool?limit=N         pending txs in arrival order (N defaults to 100, at most 1000),
                                   with the pool's count and bytes
-    GET  /validators              everyone with bonded stake
+    GET  /validators              every validator: bonded, or with a validator history
     POST /forge                   forge now (needs the cookie) → the block, or {"forged": false, …}
     POST /backup                  {"dir": absolute path} (needs the cookie) → a consistent copy there
     GET  /openapi.json            this API as an OpenAPI 3.1 document

@@ -166,7 +166,7 @@ def document() -> dict[str, Any]:
              **_errors()},
             parameters=[_query_param("limit", "how many txs to list (default 100)", maximum=1000, minimum=1)],
         )},
-        "/validators": {"get": _operation("everyone with bonded stake",
+        "/validators": {"get": _operation("every validator: bonded, or with a validator history (jailed, tombstoned, slashed)",
                                           {**_ok("validators", {"type": "array", "items": OBJECT}), **_errors()})},
         "/forge": {"post": _operation(
             "forge the next block now (privileged: needs the cookie)",
