@@ -83,21 +83,31 @@ def _parse_params(ctx: click.Context, param: click.Parameter, values: tuple[str,
 
 
 def wallet_names(app: AppContext) -> dict[str, str]:
-    """Address → wallet name for the local wallets, to label output; unreadable wallets are skipped."""
+    """Address → wallet name for the local wallets, to label output; unreadable wallets are skipped.
+    Where two wallets hold one address (a watch-only copy of a wallet, a phrase recovered twice),
+    the one that can sign names it, then the first in name order: a watch-only ``cold`` made from
+    bob's xpub labelled bob's blocks and txs as cold's."""
     from wallet.errors import WalletError
     from wallet.keystore import Keystore
 
     keystore = Keystore(app.wallets_dir)
     names: dict[str, str] = {}
+    watch_only: set[str] = set()
     try:
         wallet_list = keystore.names()
     except OSError:
         return names
     for name in wallet_list:
         try:
-            names[keystore.load_verified(name).address(0, 0)] = name
+            wallet = keystore.load_verified(name)
+            address = wallet.address(0, 0)
         except (WalletError, OSError):
             continue
+        holder = names.get(address)
+        if holder is None or (holder in watch_only and not wallet.watch_only):
+            names[address] = name
+        if wallet.watch_only:
+            watch_only.add(name)
     return names
 
 

@@ -212,6 +212,16 @@ def test_import_xpub_lists_the_same_addresses_and_warns_about_the_twin(home: Pat
     assert listed.stderr.count("warning: ") == 1 and "'alice', 'cold'" in listed.stderr
 
 
+def test_a_watch_only_copy_never_takes_over_the_signing_wallets_label(chain_home: Path) -> None:
+    """Output labels each address with a wallet name: a watch-only copy of val's xpub, sorting
+    after or before it, named val's blocks and txs as its own."""
+    xpub = ok(chain_home, "wallet", "export", "val").stdout.strip()
+    ok(chain_home, "wallet", "import-xpub", "zcold", xpub)
+    ok(chain_home, "wallet", "import-xpub", "a-cold", xpub)
+    text = ok(chain_home, "chain", "validators").stdout
+    assert f"{address_of(chain_home, 'val')} (val)" in text and "cold" not in text
+
+
 def test_import_xpub_of_another_account_shows_that_account(home: Path, phrases: dict[str, str]) -> None:
     xpub = account_xpub_string(phrases["bob"], "m/44'/1'/3'")
     data = ok_json(home, "wallet", "import-xpub", "bob3", xpub)
