@@ -22,7 +22,7 @@ from typing import Any, Iterator
 import click
 
 from cli import render
-from cli.context import (INTEGER_TEXT, AppContext, deferred_where_unsafe, drop_deferred_signal,
+from cli.context import (INTEGER_TEXT, AppContext, deferred_where_unsafe, drop_deferred_signal, echo_error,
                          echo_json_streaming, emit, fail, handles_errors, interrupts_reported_as, json_option,
                          may_have_been_submitted, pass_app, read_bounded, resolve_account)
 
@@ -345,7 +345,7 @@ def submit(app: AppContext, files: tuple[Path, ...]) -> None:
             results.append({"file": str(path), "error": f"{path}: {exc}"})
     for row in results:
         if "error" in row:
-            click.echo(f"error: {row['error']}", err=True)
+            echo_error(row["error"])  # one line each, whatever the file's name holds
     if app.json_output:
         emit(app, results)
     else:

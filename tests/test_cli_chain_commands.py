@@ -489,7 +489,7 @@ def test_submit_bad_files_one_line_each_exit_1(home: Path, keys: list[Key], tmp_
     good = tmp_path / "good.json"
     tx = make_tx(b, 0, "transfer", to=c.address, amount=3)
     good.write_bytes(tx.encode())
-    not_json = tmp_path / "notes.txt"
+    not_json = tmp_path / "two\nlines.txt"  # a file name's line break must not make a second line
     not_json.write_text("hello\n")
     unsigned = tmp_path / "unsigned.json"
     body = dataclasses.replace(tx, signature=b"").to_dict()
@@ -503,7 +503,7 @@ def test_submit_bad_files_one_line_each_exit_1(home: Path, keys: list[Key], tmp_
     assert result.stdout == f"{good}: {tx.id_hex}\n"  # the good one still went through
     lines = result.stderr.splitlines()
     assert len(lines) == 4 and all(line.startswith("error: ") for line in lines), result.stderr
-    assert lines[0].startswith(f"error: {not_json} is not a signed transaction file")
+    assert lines[0].startswith(f"error: {str(not_json).replace(chr(10), ' ')} is not a signed transaction file")
     assert lines[1].startswith(f"error: {unsigned} is not a signed transaction file") and "signature" in lines[1]
     assert lines[2].startswith(f"error: {stale}: ") and "nonce" in lines[2]
     assert lines[3].startswith(f"error: cannot read {missing}")
