@@ -4,6 +4,7 @@ no chain behind, even when the refusal comes after the first parts were written.
 
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -99,6 +100,16 @@ def test_the_allocations_may_come_before_the_bonds_and_parameters(tmp_path: Path
     reordered = {key: document[key] for key in ("allocations", "bonds", "timestamp", "params", "chain_id")}
     with streamed(tmp_path / "a", write(tmp_path / "a.json", document)) as first, \
             streamed(tmp_path / "b", write(tmp_path / "b.json", reordered)) as second:
+        assert first.block(0).hash == second.block(0).hash
+
+
+def test_a_byte_order_mark_before_the_json_is_skipped(tmp_path: Path) -> None:
+    """Notepad saves UTF-8 with a byte order mark; the parser refused such a file as "lexical
+    error: invalid char in json text". It is the same genesis as the file without it."""
+    plain = write(tmp_path / "plain.json", mixed_file(50))
+    marked = tmp_path / "marked.json"
+    marked.write_bytes(codecs.BOM_UTF8 + plain.read_bytes())
+    with streamed(tmp_path / "a", plain) as first, streamed(tmp_path / "b", marked) as second:
         assert first.block(0).hash == second.block(0).hash
 
 

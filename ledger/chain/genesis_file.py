@@ -69,12 +69,16 @@ _ACCOUNTS = schema.STATE_PREFIX + state.ACCOUNT_STATE_PREFIX
 
 
 class _Text:
-    """A binary file whose bytes are checked to be UTF-8 as the parser reads them."""
+    """A binary file whose bytes are checked to be UTF-8 as the parser reads them. A leading
+    UTF-8 byte order mark (Windows editors write one) is skipped, as RFC 8259 allows: the parser
+    refused it as "lexical error: invalid char in json text", which named nothing to fix."""
 
     def __init__(self, raw: BinaryIO, label: str) -> None:
         self._raw = raw
         self._label = label
         self._decoder = codecs.getincrementaldecoder("utf-8")()
+        if raw.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
+            raw.seek(0)
 
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
