@@ -370,7 +370,7 @@ def render_history(address: str, rows: Sequence[dict[str, Any]], names: Names | 
         arrow = "→" if row["direction"] == "sent" else "←"
         other = f"{arrow} {label(row['counterparty'], names)}" if row["counterparty"] else ""
         if row["kind"] == "genesis":
-            other = "← genesis allocation"
+            other = "← genesis funding (liquid + bonded)"
         amount = "" if row["amount"] is None else str(row["amount"])
         table.append([where, row["kind"], row["direction"], amount, other, row["tx_id"] or "-"])
     lines = [f"History of {label(address, names)}, newest first ({len(rows)} shown)"]
