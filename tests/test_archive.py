@@ -195,6 +195,19 @@ def test_import_refuses_a_truncated_file(exported, tmp_path, cut):
     assert_no_chain_left(target)
 
 
+def test_import_of_a_file_cut_after_its_genesis_line_says_where_it_ends(exported, tmp_path):
+    """It said the file "ends after block -1 of 8"."""
+    lines = lines_of(exported)
+    broken = tmp_path / "cut.export"
+    broken.write_bytes(lines[0] + lines[1])
+    target = tmp_path / "target"
+    result = posctl(target, "chain", "import", str(broken))
+    assert result.returncode == 1
+    assert one_error_line(result) == (f"error: the export file ends after the genesis line, before block 0 of {HEIGHT}: "
+                                      "it is truncated; export it again")
+    assert_no_chain_left(target)
+
+
 def _edit_genesis_line(line: bytes, how: str) -> bytes:
     config = json.loads(line)
     if how == "an amount changed":

@@ -125,10 +125,8 @@ def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> E
             for height in range(top + 1):
                 raw = handle.readline()
                 if not raw or not raw.endswith(b"\n"):
-                    where = f"after block {height - 1}" if not raw else f"inside block {height}"
-                    raise InvalidExport(
-                        f"the export file ends {where} of {top}: it is truncated; export it again"
-                    )
+                    raise InvalidExport(f"the export file ends {_where_cut(height, raw)} of {top}: it is truncated; "
+                                        "export it again")
                 try:
                     block = Block.decode(raw.rstrip(b"\n"))
                 except LedgerError as exc:
@@ -157,6 +155,14 @@ def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> E
     finally:
         shutil.rmtree(scratch_home, ignore_errors=True)
     return ExportReport(height=top, blocks=top + 1, txs=txs, bytes=0)
+
+
+def _where_cut(height: int, raw: bytes) -> str:
+    """Where a file that ends at block ``height`` (``raw``, the part of its line there is) was cut:
+    one cut before block 0 ends after the genesis line (it said "after block -1")."""
+    if raw:
+        return f"inside block {height}"
+    return "after the genesis line, before block 0" if height == 0 else f"after block {height - 1}"
 
 
 def _genesis_chain(handle: IO[bytes], scratch_home: Path) -> Chain:
