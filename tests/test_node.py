@@ -389,6 +389,7 @@ def test_node_backend_matches_direct_backend(tmp_path: Path, nodes) -> None:
     assert via_node == via_direct
     assert (type(node_dup.value), str(node_dup.value)) == (type(direct_dup.value), str(direct_dup.value))
     assert via_node["tx2"][1]["status"] == "pending" and via_node["no_block"][1] == "NotFound"
+    assert via_node["bad_ref"][1] == via_node["latest_ref"][1] == "InvalidReference"
 
 
 def test_cli_prints_the_same_through_the_node(tmp_path: Path, nodes) -> None:
@@ -400,6 +401,7 @@ def test_cli_prints_the_same_through_the_node(tmp_path: Path, nodes) -> None:
     commands = [
         ("chain", "status", "--json"), ("chain", "status"), ("chain", "show", "1"),
         ("chain", "show", "--last", "2", "--json"), ("chain", "tx", tx_id), ("chain", "validators"),
+        ("chain", "show", "1e3"), ("chain", "show", "--", "-1"), ("chain", "show", "99"),
         ("chain", "tx", "00" * 32),
     ]
     via_node = [posctl(setup.home, *cmd) for cmd in commands]
@@ -408,6 +410,8 @@ def test_cli_prints_the_same_through_the_node(tmp_path: Path, nodes) -> None:
     for cmd, a, b in zip(commands, via_node, via_direct):
         assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr), cmd
     assert via_node[-1].returncode == 1 and via_node[-1].stderr.startswith("error: no transaction")
+    for refused in via_node[-4:]:  # a ref that cannot be one, or names nothing: one line, exit status 1
+        assert refused.returncode == 1 and refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1
 
 
 def test_cli_forge_through_the_node(tmp_path: Path, nodes) -> None:
@@ -457,6 +461,11 @@ def test_bad_requests(tmp_path: Path, nodes) -> None:
     assert request(port, "GET", "/nope")[0] == 404
     status, body = request(port, "GET", "/blocks/77")
     assert status == 404 and body["type"] == "NotFound"
+    # a ref that cannot be a height or a hash is malformed input, as /blocks/hash/zz and /txs/zz are
+    for ref, shown in (("-1", "-1"), ("1e3", "1e3"), ("%00", "\\x00"), ("%zz", "%zz"), ("1" * 70, "1" * 70)):
+        assert request(port, "GET", f"/blocks/{ref}") == (400, {
+            "error": f"'{shown}' is neither a block height nor a block hash (64 hex digits, or a unique prefix of "
+                     "8 or more)", "type": "InvalidReference"}), ref
     assert request(port, "GET", f"/txs/{'ab' * 32}")[0] == 404
     assert request(port, "GET", "/txs/xyz")[0] == 400
     assert request(port, "GET", "/blocks/hash/xyz")[0] == 400
