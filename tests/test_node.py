@@ -510,6 +510,26 @@ def test_bad_requests(tmp_path: Path, nodes) -> None:
     assert node.stop() == 0
 
 
+def test_every_get_route_refuses_a_query_parameter_it_does_not_read(tmp_path: Path, nodes) -> None:
+    """``/validators?limit=1`` answered every validator and ``/blocks/latest?last=5`` one block, while
+    ``/blocks?page=2`` was refused: a parameter a route does not read is now refused on every GET route,
+    with one error, and the ones it reads still work."""
+    setup = make_home(tmp_path)
+    port = nodes(setup.home, interval=3600).port
+    address = setup.users[0].address
+    for path in ("/", "/openapi.json", "/explorer/app.js", "/status", "/node", "/blocks/latest", "/blocks/0",
+                 f"/txs/{'ab' * 32}", f"/blocks/hash/{'ab' * 32}", f"/accounts/{address}", "/validators"):
+        assert request(port, "GET", path + "?limit=1") == (400, {
+            "error": "unknown query parameter 'limit': this route takes none", "type": "BadRequest"}), path
+        assert request(port, "GET", path + "?")[0] != 400, path  # an empty query is no parameter
+    for path, takes in (("/blocks?last=1&page=2", "from, to and last"), ("/mempool?page=2", "limit"),
+                        (f"/accounts/{address}/history?limit=1&page=2", "limit and before")):
+        assert request(port, "GET", path) == (400, {
+            "error": f"unknown query parameter 'page': this route takes only {takes}", "type": "BadRequest"}), path
+    for path in ("/blocks?from=0&to=0", "/blocks?last=1", "/mempool?limit=1", f"/accounts/{address}/history?limit=1&before=1"):
+        assert request(port, "GET", path)[0] == 200, path
+
+
 # ---- one writer per home -----------------------------------------------------------------------
 
 

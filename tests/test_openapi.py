@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from ledger.node.api import ROUTES
+from ledger.node.api import QUERY_PARAMETERS, ROUTES
 from ledger.node.openapi import document
 from tests.test_http import LimitedNode
 from tests.test_node import cookie_header, make_home, request, signed
@@ -33,6 +33,14 @@ def test_the_document_lists_exactly_the_routes_served() -> None:
             if method == "post":
                 assert {"413"} <= codes
     assert "401" in document()["paths"]["/forge"]["post"]["responses"]
+
+
+def test_the_document_lists_the_query_parameters_each_route_reads() -> None:
+    """The node refuses any other (400), so the document must name exactly these."""
+    for path, item in document()["paths"].items():
+        for method, operation in item.items():
+            names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+            assert names == set(QUERY_PARAMETERS.get(path, ()) if method == "get" else ()), (method, path)
 
 
 def test_the_node_serves_the_document(tmp_path: Path) -> None:
