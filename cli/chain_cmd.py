@@ -654,9 +654,15 @@ def _not_replaceable_by_an_export(target: Path) -> str | None:
 
     from ledger.chain.archive import EXPORT_FORMAT
 
+    import stat
+
     try:
-        if not target.is_file() or target.stat().st_size == 0:
-            return None
+        found = target.stat()
+    except OSError:  # absent, or a path nothing can be written at (a name too long): the write says why
+        return None
+    if not stat.S_ISREG(found.st_mode) or found.st_size == 0:
+        return None
+    try:
         with open(target, "rb") as handle:
             first = handle.readline(4096)
     except OSError as exc:

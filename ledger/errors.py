@@ -131,6 +131,11 @@ class NotFound(LedgerError):
     http_status = 404
 
 
+class InvalidReference(LedgerError):
+    """A block reference that cannot be one (``-1``, ``1e3``, ``zz``): malformed input, answered 400,
+    where a well-formed height or hash that names no block is :class:`NotFound` (404)."""
+
+
 class AmbiguousReference(LedgerError):
     """A block hash prefix that more than one block hash starts with."""
 

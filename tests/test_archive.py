@@ -20,12 +20,14 @@ from typing import Any, Iterator
 
 import pytest
 
-from ledger.chain.archive import IMPORT_SCRATCH, export_chain
+from ledger.chain.archive import IMPORT_SCRATCH, backup_chain, export_chain
 from ledger.chain.facade import CHAIN_DIRNAME, Chain
+from ledger.errors import LedgerError
 from ledger.storage import schema
 from ledger.storage.store import KeyValueStore, LevelDBStore
 from tests.faultkit import ROOT, Node, env, fill_disk, needs_root, no_traceback, one_error_line, posctl, request, tmpfs
 from tests.ledgerkit import make_chain, make_key, make_tx, propose
+from tests.test_node import cookie_header
 
 A, B, V = make_key("a"), make_key("b"), make_key("v")
 HEIGHT = 8
@@ -192,6 +194,19 @@ def test_import_refuses_a_truncated_file(exported, tmp_path, cut):
     result = posctl(target, "chain", "import", str(broken))
     assert result.returncode == 1
     assert "truncated" in one_error_line(result)
+    assert_no_chain_left(target)
+
+
+def test_import_of_a_file_cut_after_its_genesis_line_says_where_it_ends(exported, tmp_path):
+    """It said the file "ends after block -1 of 8"."""
+    lines = lines_of(exported)
+    broken = tmp_path / "cut.export"
+    broken.write_bytes(lines[0] + lines[1])
+    target = tmp_path / "target"
+    result = posctl(target, "chain", "import", str(broken))
+    assert result.returncode == 1
+    assert one_error_line(result) == (f"error: the export file ends after the genesis line, before block 0 of {HEIGHT}: "
+                                      "it is truncated; export it again")
     assert_no_chain_left(target)
 
 
@@ -438,6 +453,48 @@ def test_backup_through_a_running_node(source, tmp_path):
     assert status(copy)["mempool"] == 1  # the pending tx was in the snapshot
     verify = posctl(copy, "chain", "verify")
     assert verify.returncode == 0, verify.stderr
+
+
+LONG_NAME = "a" * 300
+"""A file name above the 255 bytes Linux file systems allow: every call on it fails with ENAMETOOLONG."""
+
+
+def test_a_backup_path_no_directory_can_have_is_refused_in_one_line(source, tmp_path):
+    """Through a node, a NUL byte in the path answered 500 `internal error: ValueError: embedded null
+    byte` and a name too long 500 `internal error: OSError: [Errno 36]…` (the CLI printing that, the node
+    logging an internal error): both are the caller's input, refused with 400 and one line, as directly."""
+    home = tmp_path / "home"
+    shutil.copytree(source, home)
+    too_long = tmp_path / LONG_NAME
+    expected = f"cannot create backup directory {too_long}: File name too long: choose another"
+    assert one_error_line(posctl(home, "chain", "backup", str(too_long))) == f"error: {expected}"
+    nul = tmp_path / "nul\0byte"  # JSON can carry one; a command line cannot
+    nul_refusal = f"cannot create backup directory {str(nul)!r}: a path cannot hold a NUL byte: choose another"
+    with Chain.open(home) as chain, pytest.raises(LedgerError) as refused:
+        backup_chain(chain, nul)
+    assert str(refused.value) == nul_refusal and type(refused.value) is LedgerError
+
+    node = Node(home, tmp_path)
+    try:
+        result = posctl(home, "chain", "backup", str(too_long))
+        assert result.returncode == 1 and one_error_line(result) == f"error: {expected}"
+        for directory, message in ((too_long, expected), (nul, nul_refusal)):
+            code, body = request(node.port, "POST", "/backup", json.dumps({"dir": str(directory)}).encode(),
+                                 cookie_header(home))
+            assert (code, body) == (400, {"error": message, "type": "LedgerError"})
+        assert node.proc.poll() is None and status(home)["height"] == HEIGHT
+    finally:
+        assert node.stop() == 0, node.output()
+    assert "internal error" not in node.output()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(("nul", "aaa"))) == []  # nothing created
+
+
+def test_export_to_a_name_too_long_says_it_cannot_be_written(source, tmp_path):
+    """It said the file "exists and cannot be read to check that it is an earlier export"."""
+    too_long = tmp_path / LONG_NAME
+    result = posctl(source, "chain", "export", str(too_long))
+    assert result.returncode == 1
+    assert one_error_line(result) == f"error: cannot write the export to {too_long}: File name too long"
 
 
 @needs_root

@@ -389,6 +389,7 @@ def test_node_backend_matches_direct_backend(tmp_path: Path, nodes) -> None:
     assert via_node == via_direct
     assert (type(node_dup.value), str(node_dup.value)) == (type(direct_dup.value), str(direct_dup.value))
     assert via_node["tx2"][1]["status"] == "pending" and via_node["no_block"][1] == "NotFound"
+    assert via_node["bad_ref"][1] == via_node["latest_ref"][1] == "InvalidReference"
 
 
 def test_cli_prints_the_same_through_the_node(tmp_path: Path, nodes) -> None:
@@ -400,6 +401,7 @@ def test_cli_prints_the_same_through_the_node(tmp_path: Path, nodes) -> None:
     commands = [
         ("chain", "status", "--json"), ("chain", "status"), ("chain", "show", "1"),
         ("chain", "show", "--last", "2", "--json"), ("chain", "tx", tx_id), ("chain", "validators"),
+        ("chain", "show", "1e3"), ("chain", "show", "--", "-1"), ("chain", "show", "99"),
         ("chain", "tx", "00" * 32),
     ]
     via_node = [posctl(setup.home, *cmd) for cmd in commands]
@@ -408,6 +410,8 @@ def test_cli_prints_the_same_through_the_node(tmp_path: Path, nodes) -> None:
     for cmd, a, b in zip(commands, via_node, via_direct):
         assert (a.returncode, a.stdout, a.stderr) == (b.returncode, b.stdout, b.stderr), cmd
     assert via_node[-1].returncode == 1 and via_node[-1].stderr.startswith("error: no transaction")
+    for refused in via_node[-4:]:  # a ref that cannot be one, or names nothing: one line, exit status 1
+        assert refused.returncode == 1 and refused.stderr.startswith("error: ") and refused.stderr.count("\n") == 1
 
 
 def test_cli_forge_through_the_node(tmp_path: Path, nodes) -> None:
@@ -457,6 +461,11 @@ def test_bad_requests(tmp_path: Path, nodes) -> None:
     assert request(port, "GET", "/nope")[0] == 404
     status, body = request(port, "GET", "/blocks/77")
     assert status == 404 and body["type"] == "NotFound"
+    # a ref that cannot be a height or a hash is malformed input, as /blocks/hash/zz and /txs/zz are
+    for ref, shown in (("-1", "-1"), ("1e3", "1e3"), ("%00", "\\x00"), ("%zz", "%zz"), ("1" * 70, "1" * 70)):
+        assert request(port, "GET", f"/blocks/{ref}") == (400, {
+            "error": f"'{shown}' is neither a block height nor a block hash (64 hex digits, or a unique prefix of "
+                     "8 or more)", "type": "InvalidReference"}), ref
     assert request(port, "GET", f"/txs/{'ab' * 32}")[0] == 404
     assert request(port, "GET", "/txs/xyz")[0] == 400
     assert request(port, "GET", "/blocks/hash/xyz")[0] == 400
@@ -499,6 +508,26 @@ def test_bad_requests(tmp_path: Path, nodes) -> None:
     status, view = request(port, "GET", "/status")
     assert status == 200 and view["mempool"] == 1
     assert node.stop() == 0
+
+
+def test_every_get_route_refuses_a_query_parameter_it_does_not_read(tmp_path: Path, nodes) -> None:
+    """``/validators?limit=1`` answered every validator and ``/blocks/latest?last=5`` one block, while
+    ``/blocks?page=2`` was refused: a parameter a route does not read is now refused on every GET route,
+    with one error, and the ones it reads still work."""
+    setup = make_home(tmp_path)
+    port = nodes(setup.home, interval=3600).port
+    address = setup.users[0].address
+    for path in ("/", "/openapi.json", "/explorer/app.js", "/status", "/node", "/blocks/latest", "/blocks/0",
+                 f"/txs/{'ab' * 32}", f"/blocks/hash/{'ab' * 32}", f"/accounts/{address}", "/validators"):
+        assert request(port, "GET", path + "?limit=1") == (400, {
+            "error": "unknown query parameter 'limit': this route takes none", "type": "BadRequest"}), path
+        assert request(port, "GET", path + "?")[0] != 400, path  # an empty query is no parameter
+    for path, takes in (("/blocks?last=1&page=2", "from, to and last"), ("/mempool?page=2", "limit"),
+                        (f"/accounts/{address}/history?limit=1&page=2", "limit and before")):
+        assert request(port, "GET", path) == (400, {
+            "error": f"unknown query parameter 'page': this route takes only {takes}", "type": "BadRequest"}), path
+    for path in ("/blocks?from=0&to=0", "/blocks?last=1", "/mempool?limit=1", f"/accounts/{address}/history?limit=1&before=1"):
+        assert request(port, "GET", path)[0] == 200, path
 
 
 # ---- one writer per home -----------------------------------------------------------------------

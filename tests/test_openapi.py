@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -11,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from ledger.node.api import ROUTES
+from ledger.node.api import QUERY_PARAMETERS, ROUTES
 from ledger.node.openapi import document
 from tests.test_http import LimitedNode
-from tests.test_node import cookie_header, make_home, request, signed
+from tests.test_node import ROOT, cookie_header, make_home, request, signed
 
 EXAMPLES_PER_OPERATION = 25
 """Per route and mode; 15 operations × 2 modes × 25 keeps the run near a minute."""
@@ -33,6 +34,24 @@ def test_the_document_lists_exactly_the_routes_served() -> None:
             if method == "post":
                 assert {"413"} <= codes
     assert "401" in document()["paths"]["/forge"]["post"]["responses"]
+
+
+def test_the_document_lists_the_query_parameters_each_route_reads() -> None:
+    """The node refuses any other (400), so the document must name exactly these."""
+    for path, item in document()["paths"].items():
+        for method, operation in item.items():
+            names = {p["name"] for p in operation.get("parameters", []) if p["in"] == "query"}
+            assert names == set(QUERY_PARAMETERS.get(path, ()) if method == "get" else ()), (method, path)
+
+
+def test_the_readme_names_only_statuses_the_node_answers() -> None:
+    """The README said a chunked body gets 411; the node reads chunked bodies (tests/test_node.py)."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    listed = re.search(r"Errors are `\{\"error\": message, \"type\": ErrorClassName\}`: (.*?)\. ", text)
+    assert listed is not None
+    statuses = set(re.findall(r"\b([45]\d\d) ", listed.group(1)))
+    answered = {code for item in document()["paths"].values() for op in item.values() for code in op["responses"]}
+    assert statuses and statuses <= answered, statuses - answered
 
 
 def test_the_node_serves_the_document(tmp_path: Path) -> None:

@@ -193,8 +193,8 @@ def test_block_encoding_is_the_canonical_encoding_of_its_dict():
 
 @pytest.mark.parametrize("ref", ["²", "١", "1" * 5000, "-1", "0x1"])
 def test_block_refs_are_ascii_heights_or_hashes(ref):
-    from ledger.errors import NotFound
+    from ledger.errors import InvalidReference
 
     chain = memory_chain()
-    with pytest.raises(NotFound):
+    with pytest.raises(InvalidReference):  # malformed input (400 through a node), not a block that is missing
         chain.block_by_ref(ref)

@@ -16,11 +16,12 @@ the home as it was.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable
+from typing import IO, Any, Callable, Iterator
 
 from ledger import encoding
 from ledger.chain.facade import CHAIN_DIRNAME, CREATING_ELSEWHERE, IMPORT_SCRATCH, Chain
@@ -125,10 +126,8 @@ def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> E
             for height in range(top + 1):
                 raw = handle.readline()
                 if not raw or not raw.endswith(b"\n"):
-                    where = f"after block {height - 1}" if not raw else f"inside block {height}"
-                    raise InvalidExport(
-                        f"the export file ends {where} of {top}: it is truncated; export it again"
-                    )
+                    raise InvalidExport(f"the export file ends {_where_cut(height, raw)} of {top}: it is truncated; "
+                                        "export it again")
                 try:
                     block = Block.decode(raw.rstrip(b"\n"))
                 except LedgerError as exc:
@@ -157,6 +156,14 @@ def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> E
     finally:
         shutil.rmtree(scratch_home, ignore_errors=True)
     return ExportReport(height=top, blocks=top + 1, txs=txs, bytes=0)
+
+
+def _where_cut(height: int, raw: bytes) -> str:
+    """Where a file that ends at block ``height`` (``raw``, the part of its line there is) was cut:
+    one cut before block 0 ends after the genesis line (it said "after block -1")."""
+    if raw:
+        return f"inside block {height}"
+    return "after the genesis line, before block 0" if height == 0 else f"after block {height - 1}"
 
 
 def _genesis_chain(handle: IO[bytes], scratch_home: Path) -> Chain:
@@ -207,6 +214,43 @@ def backup_point(chain: Chain) -> BackupPoint:
     return BackupPoint(take(), chain.height, chain.tip.hash.hex())
 
 
+def backup_target(directory: Path) -> str:
+    """The real path a backup into ``directory`` writes to (a node refuses a second backup into
+    one being written). A path no directory can have is refused here with one line, as the
+    caller's input: a NUL byte, which JSON can carry, answered 500 "embedded null byte"."""
+    with _refused_as_unusable(directory):
+        return os.path.realpath(directory)
+
+
+@contextlib.contextmanager
+def _refused_as_unusable(directory: Path) -> Iterator[None]:
+    """What the OS says of a backup path it cannot use (a name too long, a NUL byte, no
+    permission) as one line to act on: a node answered 500 and logged an internal error for it."""
+    try:
+        yield
+    except ValueError:  # the os functions' refusal of a NUL byte
+        raise LedgerError(f"cannot create backup directory {str(directory)!r}: a path cannot hold a NUL byte: "
+                          "choose another") from None
+    except OSError as exc:
+        raise LedgerError(f"cannot create backup directory {directory}: {exc.strerror or exc}: choose another") from None
+
+
+def _prepare_backup_directory(chain: Chain, directory: Path) -> bool:
+    """Check that ``directory`` may take a backup and create it; True if it was created."""
+    database = getattr(chain.store, "path", None)
+    if database is not None and Path(backup_target(directory)).is_relative_to(os.path.realpath(database)):
+        raise ChainExists(f"{directory} is inside the chain's own database ({database}): a copy there would sit "
+                          "among the files it copies; choose a directory outside it")
+    partial = partial_name(directory / CHAIN_DIRNAME)
+    if directory.is_dir() and {entry.name for entry in directory.iterdir()} == {partial.name}:
+        shutil.rmtree(partial, ignore_errors=True)  # all a backup killed here left: never a backup
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise ChainExists(f"{directory} exists and is not an empty directory: choose a new backup directory")
+    created = not directory.exists()
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return created
+
+
 def backup_chain(chain: Chain, directory: Path, point: BackupPoint | None = None,
                  check: Callable[[], None] | None = None) -> dict[str, Any]:
     """A consistent copy of ``chain`` as a new home at ``directory`` (its ``chain`` subdirectory):
@@ -224,20 +268,9 @@ def backup_chain(chain: Chain, directory: Path, point: BackupPoint | None = None
 
 
 def _backup(chain: Chain, directory: Path, point: BackupPoint, check: Callable[[], None] | None) -> dict[str, Any]:
-    database = getattr(chain.store, "path", None)
-    if database is not None and Path(os.path.realpath(directory)).is_relative_to(os.path.realpath(database)):
-        raise ChainExists(f"{directory} is inside the chain's own database ({database}): a copy there would sit "
-                          "among the files it copies; choose a directory outside it")
+    with _refused_as_unusable(directory):
+        created = _prepare_backup_directory(chain, directory)
     partial = partial_name(directory / CHAIN_DIRNAME)
-    if directory.is_dir() and {entry.name for entry in directory.iterdir()} == {partial.name}:
-        shutil.rmtree(partial, ignore_errors=True)  # all a backup killed here left: never a backup
-    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-        raise ChainExists(f"{directory} exists and is not an empty directory: choose a new backup directory")
-    created = not directory.exists()
-    try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LedgerError(f"cannot create backup directory {directory}: {exc.strerror}: choose another") from None
     # A half-written copy must not pass for a backup, even after a kill -9: a LevelDB copy cut
     # short opens, tip and all (keys are copied in order, the tip before the tx index). So the
     # copy is made under another name and renamed into place once whole.
@@ -253,5 +286,5 @@ def _backup(chain: Chain, directory: Path, point: BackupPoint, check: Callable[[
     return {"backup": str(directory), "height": point.height, "tip": point.tip, "keys": keys}
 
 
-__all__ = ["BackupPoint", "ExportReport", "InvalidExport", "backup_chain", "backup_point", "export_chain", "import_chain",
-           "read_header"]
+__all__ = ["BackupPoint", "ExportReport", "InvalidExport", "backup_chain", "backup_point", "backup_target", "export_chain",
+           "import_chain", "read_header"]

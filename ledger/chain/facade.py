@@ -29,6 +29,7 @@ from ledger.errors import (
     DatabaseError,
     EncodingError,
     InvalidBlock,
+    InvalidReference,
     NotFound,
     VerificationError,
 )
@@ -607,9 +608,9 @@ class Chain:
         return verify_recent(self.store, self.tip, self.params, count)
 
 
-def not_a_block_ref(ref: str) -> NotFound:
+def not_a_block_ref(ref: str) -> InvalidReference:
     """The refusal of a block reference that is neither a height nor a hash (or a prefix of one)."""
-    return NotFound(
+    return InvalidReference(
         f"{ref!r} is neither a block height nor a block hash (64 hex digits, or a unique prefix of "
         f"{MIN_HASH_PREFIX} or more)"
     )

@@ -283,16 +283,19 @@ def _query_int(query: dict[str, list[str]], name: str) -> int | None:
     return int(values[0])
 
 
-def _limit(request: Request, default: int, most: int, also: tuple[str, ...] = ()) -> int:
-    """``?limit=N``: 1 to ``most``, ``default`` when absent. Any parameter other than ``limit``
-    and those in ``also`` is refused."""
-    query = _query(request)
-    unknown = sorted(set(query) - {"limit", *also})
+def _refuse_unknown_query(request: Request, allowed: Sequence[str]) -> None:
+    """A query parameter the route does not read is refused, not ignored: ``/validators?limit=1``
+    answered every validator and ``/blocks/latest?last=5`` one block, as if they had been read."""
+    unknown = sorted(set(_query(request)) - set(allowed))
     if unknown:
-        allowed = " and ".join(f"?{name}=" for name in ("limit", *also))
-        raise ApiError(400, f"unknown query parameter {unknown[0]!r}: the only ones are {allowed}"
-                       if also else f"unknown query parameter {unknown[0]!r}: the only one is ?limit=N")
-    limit = _query_int(query, "limit")
+        names = f"{', '.join(allowed[:-1])} and {allowed[-1]}" if len(allowed) > 1 else "".join(allowed)
+        takes = f"only {names}" if allowed else "none"
+        raise ApiError(400, f"unknown query parameter {unknown[0]!r}: this route takes {takes}")
+
+
+def _limit(request: Request, default: int, most: int) -> int:
+    """``?limit=N``: 1 to ``most``, ``default`` when absent."""
+    limit = _query_int(_query(request), "limit")
     if limit is None:
         return default
     if not 1 <= limit <= most:
@@ -510,9 +513,6 @@ class NodeApi:
 
     async def get_blocks(self, request: Request) -> Any:
         query = _query(request)
-        unknown = sorted(set(query) - {"from", "to", "last"})
-        if unknown:
-            raise ApiError(400, f"unknown query parameter {unknown[0]!r}: use ?from=A&to=B or ?last=N")
         start, end, last = _query_int(query, "from"), _query_int(query, "to"), _query_int(query, "last")
         if last is not None:
             if start is not None or end is not None:
@@ -536,7 +536,7 @@ class NodeApi:
 
     async def get_history(self, request: Request) -> Any:
         address = request.path_params["address"]
-        limit = _limit(request, DEFAULT_HISTORY, MAX_HISTORY, also=("before",))
+        limit = _limit(request, DEFAULT_HISTORY, MAX_HISTORY)
         before = _history_cursor(_query(request))
         return [views.history_view(entry)
                 for entry in await self._read(lambda chain: chain.history(address, limit, before))]
@@ -646,6 +646,15 @@ ROUTES: tuple[tuple[str, str, str], ...] = (
 )
 """(method, path, :class:`NodeApi` method)."""
 
+QUERY_PARAMETERS: Mapping[str, tuple[str, ...]] = {
+    "/blocks": ("from", "to", "last"),
+    "/accounts/{address}/history": ("limit", "before"),
+    "/mempool": ("limit",),
+}
+"""The query parameters a GET route reads, by its path in :data:`ROUTES`; the others read none.
+Every GET route refuses any other with the same 400 (:func:`_refuse_unknown_query`), and
+/openapi.json lists exactly these (a test checks)."""
+
 
 def _asset_response(name: str, vary: bool = False) -> Response:
     """One of the explorer's files, with its Content-Security-Policy; 404 (JSON) for any other name."""
@@ -667,9 +676,14 @@ def error_for(service: NodeService, exc: Exception, method: str, path: str) -> R
     return error_response(500, f"internal error: {type(exc).__name__}: {exc}", "InternalError")
 
 
-def _endpoint(service: NodeService, handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+def _endpoint(service: NodeService, handler: Callable[[Request], Awaitable[Any]],
+              query: Sequence[str] | None = None) -> Callable[[Request], Awaitable[Response]]:
+    """``handler`` as a Starlette endpoint: its result as JSON, any error as the JSON error. With
+    ``query`` (a GET route's :data:`QUERY_PARAMETERS`) a parameter not in it is refused first."""
     async def endpoint(request: Request) -> Response:
         try:
+            if query is not None:
+                _refuse_unknown_query(request, query)
             result = await handler(request)
         except ClientDisconnect:  # gone mid-body: nobody to answer, nothing to report
             return Response(status_code=400)
@@ -744,8 +758,9 @@ def build_app(service: NodeService) -> tuple[Guard, NodeApi]:
     """The ASGI application over ``service`` (and the :class:`NodeApi` behind it, to close)."""
     api = NodeApi(service)
     handlers = {(method, path): getattr(api, name) for method, path, name in ROUTES}
-    routes = [Route(path, handler if _is_asgi_app(handler) else _endpoint(service, handler), methods=[method],
-                    include_in_schema=False)
+    routes = [Route(path, handler if _is_asgi_app(handler) else
+                    _endpoint(service, handler, QUERY_PARAMETERS.get(path, ()) if method == "GET" else None),
+                    methods=[method], include_in_schema=False)
               for (method, path), handler in handlers.items()]
     for route in routes:
         route.methods.discard("HEAD")  # as before: a GET route is GET only  # type: ignore[union-attr]

@@ -11,6 +11,7 @@ import functools
 from typing import Any
 
 HEX64 = "^[0-9a-fA-F]{64}$"
+BLOCK_REF = "^(?:[0-9]{1,19}|[0-9a-fA-F]{8,64})$"
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -109,7 +110,9 @@ def document() -> dict[str, Any]:
         "/blocks/{ref}": {"get": _operation(
             "a block by height, by 64-hex-digit hash, or by a unique hash prefix of 8+ hex digits",
             {**_ok("block", BLOCK), **_errors()},
-            parameters=[_path_param("ref", "a height (up to 19 digits), a block hash, or a unique prefix of one")],
+            parameters=[_path_param("ref", "a height (up to 19 digits), a block hash, or a unique prefix of one; "
+                                           "anything else is malformed (400), a well-formed one naming no block 404",
+                                    {"type": "string", "pattern": BLOCK_REF})],
         )},
         "/txs/{tx_id}": {"get": _operation(
             "where a tx is: pending, included (height, index) or evicted (reason)",

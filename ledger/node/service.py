@@ -253,9 +253,9 @@ class Node:
         goes on admitting and forging (under the lock, a million-account chain held every
         submission for seconds: 0.84 s at 200,000 accounts). A node stopping abandons copies in
         progress at their next batch and waits for them before it closes the database."""
-        from ledger.chain.archive import backup_chain, backup_point
+        from ledger.chain.archive import backup_chain, backup_point, backup_target
 
-        target = os.path.realpath(directory)
+        target = backup_target(directory)
         with self._chain() as chain:
             if target in self._backup_targets:  # its half copy would look like a killed one's
                 raise ChainExists(f"a backup into {directory} is being written right now: wait for it to finish, "
