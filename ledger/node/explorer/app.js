@@ -69,8 +69,8 @@ async function route() {
   document.body.dataset.ready = "yes";
 }
 
+/** What a search that names none of the things search() knows is told. */
 const SEARCH_HINT = "search: type a height, a block hash (or 8+ of its first hex digits), a tx id or a pos1… address";
-/** What a search that names none of these is told. */
 
 /** Where a search goes: a height, a block hash or prefix, a tx id, an address; null if none of those. */
 async function search(text) {
