@@ -71,11 +71,24 @@ def assert_ok_and_verifies(home: Path, height: int = HEIGHT) -> None:
     assert verify.returncode == 0, verify.stderr
 
 
+def database_files(home: Path) -> dict[str, bytes]:
+    """LevelDB's own files of the home's chain (not its LOCK and info logs), by name."""
+    return {p.name: p.read_bytes() for p in (home / "chain").iterdir() if p.name not in ("LOCK", "LOG", "LOG.old")}
+
+
 def repair(home: Path) -> subprocess.CompletedProcess[str]:
+    """`chain repair`: a copy of the original aside when it verifies; when it does not, the
+    original back under `chain/`, byte for byte (LevelDB's attempt opened where the original
+    did not and passed for a chain missing blocks), and no copy left."""
+    before = database_files(home)
     result = posctl(home, "chain", "repair")
     no_traceback(result)
     backups = list(home.glob("chain.before-repair-*"))
-    assert len(backups) == 1, "repair copies the chain aside first"
+    if result.returncode == 0:
+        assert len(backups) == 1, "repair copies the chain aside first"
+    else:
+        assert backups == [] and database_files(home) == before, "a failed repair puts the original back"
+        assert "the chain is back as it was before the repair" in one_error_line(result)
     return result
 
 
@@ -108,10 +121,11 @@ def test_flipped_table_bytes_are_caught_by_checksums_not_shown_as_data(home):
     if result.returncode == 0:  # the damaged block held nothing the chain still needs
         assert "repaired and verified" in result.stdout
         assert_ok_and_verifies(home)
-    else:  # it held part of the chain: said so, and the damaged original is kept
+    else:  # it held part of the chain: said so, and the damaged original is back
         line = one_error_line(result)
         assert "does not verify" in line or "recovered no usable chain" in line
-        assert "the original is kept at" in line
+        assert "restore the chain from a backup" in line
+        assert REPAIR in one_error_line(posctl(home, "chain", "verify"))  # refused as before, not used
 
 
 def test_flipped_table_magic_is_one_line_from_status_verify_and_node(home):
@@ -162,13 +176,50 @@ def test_missing_table_file_is_named_and_repair_says_what_it_could_not_recover(h
     line = one_error_line(status)
     assert "missing files" in line and table.name in line and REPAIR in line
     result = repair(home)
-    if result.returncode != 0:
-        line = one_error_line(result)
-        assert "the original is kept at" in line
-        kept = Path(line.split("the original is kept at ")[1].split(":")[0])
-        assert kept.is_dir() and not (kept / table.name).exists()  # the original, as it was
+    if result.returncode != 0:  # the original, as it was: every command refuses it again, none builds on it
+        for args in (("chain", "status"), ("chain", "forge")):
+            assert "missing files" in one_error_line(posctl(home, *args))
     else:
         assert_ok_and_verifies(home, json.loads(posctl(home, "chain", "status", "--json").stdout)["height"])
+
+
+def test_a_repair_that_recovers_no_chain_puts_the_original_back(home):
+    """LevelDB's attempt opened where the original did not (its rebuilt MANIFEST no longer lists
+    what was lost) and was left in place: `chain status` showed a height, `chain forge` built on
+    a chain missing blocks. Now the original goes back, byte for byte, and is refused as before."""
+    for table in (home / "chain").glob("*.ldb"):
+        table.unlink()
+    result = repair(home)  # checks the bytes and that no copy is left
+    assert result.returncode == 1 and "recovered no usable chain" in one_error_line(result)
+    for args in (("chain", "status"), ("chain", "forge"), ("chain", "verify")):
+        assert "missing files" in one_error_line(posctl(home, *args))
+
+
+def test_a_damaged_log_record_makes_the_pending_loss_unknown_not_zero(home):
+    """The "before" count came from a relaxed read, which had already dropped the damaged record
+    (the pending stake): the repair said "0 pending txs lost" for a tx the user was told was
+    accepted. A read with every check on fails there, so the loss is unknown."""
+    log = chain_file(home, "*.log")
+    flip(log, log.stat().st_size - 20)
+    result = repair(home)
+    assert result.returncode == 0, result.stderr
+    assert "pending txs kept, unknown pending txs lost" in result.stdout, result.stdout
+    assert_ok_and_verifies(home)
+
+
+def test_a_table_cut_short_is_damage_with_its_remedy(home):
+    """LevelDB reads past the end of a truncated table as `IO error: …ldb: Invalid argument`; it
+    was reported as a plain read failure, naming no cause and no remedy."""
+    table = chain_file(home, "*.ldb")
+    with open(table, "r+b") as handle:
+        handle.truncate(table.stat().st_size // 2)
+    for args in (("chain", "verify"), ("chain", "status")):
+        result = posctl(home, *args)
+        if result.returncode == 0:  # status may read nothing from that table
+            continue
+        line = one_error_line(result)
+        assert "is damaged" in line and REPAIR in line, line
+    assert posctl(home, "chain", "verify").returncode == 1
 
 
 # ---- locks, permissions, versions ---------------------------------------------------------------

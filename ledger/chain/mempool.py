@@ -23,6 +23,7 @@ from ledger import encoding
 from ledger.storage import schema
 from ledger.crypto.address import Address
 from ledger.errors import (
+    DatabaseCorrupted,
     DuplicateEvidence,
     DuplicateTransaction,
     Equivocation,
@@ -37,7 +38,7 @@ from ledger.errors import (
 )
 from ledger.params import Params
 from ledger.consensus.state import WorkingState, check_keeps_a_validator, is_eligible_validator
-from ledger.storage.store import KeyValueStore
+from ledger.storage.store import REPAIR_HINT, KeyValueStore
 from ledger.consensus.blocks import BlockHeader
 from ledger.consensus.evidence import Evidence, check_evidence, check_evidence_form, make_evidence
 from ledger.consensus.fork import check_proposal, next_seed
@@ -164,7 +165,7 @@ class Mempool:
         self._tip = tip
         """The chain's current tip: proposals are admitted for the height after it only."""
         meta = store.get(schema.MEMPOOL_META_KEY)
-        data = encoding.decode(meta) if meta else {"count": 0, "next_seq": 0, "bytes": 0}
+        data = _decode_meta(meta) if meta else {"count": 0, "next_seq": 0, "bytes": 0}
         self.count: int = data["count"]
         self._next_seq: int = data["next_seq"]
         self.bytes: int = data["bytes"] if "bytes" in data else self._count_bytes()
@@ -396,11 +397,7 @@ class Mempool:
             pending.add(tx)
             touched[sender] = pending
             seq = self._next_seq + len(added)
-            changes[schema.make_mempool_key(seq)] = tx.encode()
-            changes[schema.make_mempool_id_key(tx.tx_id)] = schema.encode_u64(seq)
-            changes[schema.make_mempool_sender_key(sender, tx.nonce)] = tx.tx_id
-            if isinstance(tx, Transfer) and tx.to != sender:
-                changes[schema.make_mempool_recipient_key(tx.to, seq)] = tx.tx_id
+            changes.update(_entry_records(seq, tx))
             added.append(tx.tx_id)
             added_ids.add(tx.tx_id)
             added_bytes += len(tx.encoded)
@@ -434,11 +431,7 @@ class Mempool:
         changes: dict[bytes, bytes | None] = {}
         n = size = 0
         for seq, tx in removed:
-            changes[schema.make_mempool_key(seq)] = None
-            changes[schema.make_mempool_id_key(tx.tx_id)] = None
-            changes[schema.make_mempool_sender_key(tx.sender, tx.nonce)] = None
-            if isinstance(tx, Transfer):
-                changes[schema.make_mempool_recipient_key(tx.to, seq)] = None
+            changes.update(dict.fromkeys(_entry_records(seq, tx)))
             n += 1
             size += len(tx.encoded)
         changes[schema.MEMPOOL_META_KEY] = self._meta(self.count - n, self._next_seq, max(self.bytes - size, 0))
@@ -452,6 +445,62 @@ class Mempool:
         for seq, tx in removed:
             self.verified.discard(tx.tx_id)
             self._decoded.pop(seq, None)
+
+
+def _entry_records(seq: int, tx: Transaction) -> dict[bytes, bytes]:
+    """The records one pending tx is kept as: the tx by arrival, and its indexes by id, by its
+    sender's nonce and (a transfer to another) by recipient. Admission writes them, a block
+    deletes them, a repair rebuilds them."""
+    records = {
+        schema.make_mempool_key(seq): tx.encode(),
+        schema.make_mempool_id_key(tx.tx_id): schema.encode_u64(seq),
+        schema.make_mempool_sender_key(tx.sender, tx.nonce): tx.tx_id,
+    }
+    if isinstance(tx, Transfer) and tx.to != tx.sender:
+        records[schema.make_mempool_recipient_key(tx.to, seq)] = tx.tx_id
+    return records
+
+
+def _decode_meta(raw: bytes) -> dict[str, int]:
+    """The pool's counters, or :class:`DatabaseCorrupted`: a damaged record ended every command
+    in a ``KeyError`` traceback."""
+    try:
+        data = encoding.decode_stored(raw)
+        if not isinstance(data, dict) or not {"count", "next_seq"} <= data.keys() \
+                or not all(type(value) is int and value >= 0 for value in data.values()):
+            raise EncodingError(f"fields {sorted(data) if isinstance(data, dict) else data!r}")
+    except EncodingError as exc:
+        raise DatabaseCorrupted(f"the mempool's counters are damaged ({exc}): {REPAIR_HINT}") from None
+    return data
+
+
+def rebuild_records(store: KeyValueStore) -> tuple[int, int]:
+    """After LevelDB's repair, which reads its logs without checksums (a damaged record can come
+    back as altered bytes: seen, a counter named ``co/nt``): keep each pending tx whose record
+    decodes to its own canonical bytes with a good signature, and rebuild every index and the
+    counters from those alone. Returns (kept, dropped)."""
+    kept: dict[int, Transaction] = {}
+    changes: dict[bytes, bytes | None] = {}
+    dropped = 0
+    for prefix in (schema.MEMPOOL_ID_PREFIX, schema.MEMPOOL_SENDER_PREFIX, schema.MEMPOOL_RECIPIENT_PREFIX):
+        changes.update(dict.fromkeys(key for key, _ in store.iterate(prefix)))
+    for key, value in store.iterate(schema.MEMPOOL_PREFIX):
+        try:
+            tx = Transaction.decode(value)
+            if tx.encode() != value or len(key) != len(schema.MEMPOOL_PREFIX) + 8:
+                raise EncodingError("not canonical")
+            verify_signature(tx)
+        except LedgerError:
+            changes[key] = None
+            dropped += 1
+            continue
+        kept[schema.decode_u64(key[len(schema.MEMPOOL_PREFIX):])] = tx
+    for seq, tx in kept.items():
+        changes.update(_entry_records(seq, tx))
+    changes[schema.MEMPOOL_META_KEY] = Mempool.meta_record(
+        len(kept), max(kept, default=-1) + 1, sum(len(tx.encoded) for tx in kept.values()))
+    store.write(changes)
+    return len(kept), dropped
 
 
 def _size_text(size: int) -> str:

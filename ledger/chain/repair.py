@@ -3,7 +3,11 @@
 LevelDB's repair rebuilds the MANIFEST from whatever tables and log records still read back;
 it can drop damaged blocks of a table, so a repaired database is trusted only after a full
 replay from genesis. The untouched original is kept next to the chain directory, so a repair
-that goes wrong loses nothing that was there before.
+that goes wrong loses nothing that was there before; and a repair that does not verify puts the
+original back under the chain's name. Its result opened where the original did not (a rebuilt
+MANIFEST no longer lists a lost table), so left in place it passed for a chain: `chain status`
+showed the old height and `chain forge` built on a chain missing blocks, which only a full
+`chain verify` noticed.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from ledger.chain.facade import CHAIN_DIRNAME, Chain, ProgressCallback
 from ledger.errors import (ChainNotInitialized, DatabaseCorrupted, DatabaseError, DatabaseLocked, LedgerError,
                            VerificationError)
 from ledger.storage import schema
-from ledger.storage.files import PARTIAL_SUFFIX, copy_directory
-from ledger.storage.store import REPAIR_HINT, holding_database, holds_leveldb_files, read_raw, repair_database
+from ledger.storage.files import PARTIAL_SUFFIX, copy_directory, publish_directory, remove_directory
+from ledger.chain.mempool import rebuild_records
+from ledger.storage.store import (REPAIR_HINT, LevelDBStore, holding_database, holds_leveldb_files, read_raw,
+                                  repair_database)
 
 
 @dataclass
@@ -28,6 +34,7 @@ class RepairReport:
     """What a repair kept and what it lost; ``ok`` only when the repaired chain verifies."""
 
     backup: str
+    """Where the original is kept; after a failed repair it is back under the chain's name."""
     ok: bool
     height: int | None = None
     blocks: int | None = None
@@ -83,10 +90,14 @@ def _copy_aside(path: Path) -> Path:
 
 
 def _read_before(path: Path) -> tuple[int | None, int | None]:
-    """Best effort: the tip height and pending count the damaged database still shows."""
+    """The tip height and pending count the damaged database shows, if it reads back with every
+    check on; unknown otherwise (what a relaxed read shows has already lost the damaged records:
+    it counted a tx dropped with a damaged log record as never there, "0 pending txs lost")."""
     height = pending = None
-    raw_tip = read_raw(path, schema.TIP_KEY)
-    raw_meta = read_raw(path, schema.MEMPOOL_META_KEY)
+    raw = read_raw(path, (schema.TIP_KEY, schema.MEMPOOL_META_KEY))
+    if raw is None:
+        return None, None
+    raw_tip, raw_meta = raw[schema.TIP_KEY], raw[schema.MEMPOOL_META_KEY]
     try:
         if raw_tip is not None:
             height = int(encoding.decode(raw_tip)["header"]["height"])
@@ -97,22 +108,24 @@ def _read_before(path: Path) -> tuple[int | None, int | None]:
     return height, pending
 
 
-def _recount_mempool(chain: Chain) -> str | None:
-    """Make the mempool's count match its entries (a repair may keep one and not the other)."""
-    seqs, size = [], 0
-    for key, value in chain.store.iterate(schema.MEMPOOL_PREFIX):
-        seqs.append(schema.decode_u64(key[len(schema.MEMPOOL_PREFIX):]))
-        size += len(value)
-    raw = chain.store.get(schema.MEMPOOL_META_KEY)
-    meta = encoding.decode(raw) if raw else {"count": 0, "next_seq": 0}
-    if meta.get("count") == len(seqs) and meta.get("bytes") == size and (not seqs or meta.get("next_seq", 0) > max(seqs)):
-        return None
-    next_seq = max([meta.get("next_seq", 0), *(seq + 1 for seq in seqs)])
-    chain.store.write({schema.MEMPOOL_META_KEY: encoding.encode({"count": len(seqs), "next_seq": next_seq, "bytes": size})})
-    chain.mempool.count, chain.mempool.bytes = len(seqs), size
-    if meta.get("count") == len(seqs):
-        return None  # only the byte count was missing or off
-    return f"mempool count corrected from {meta.get('count')} to {len(seqs)}"
+def _put_back(path: Path, original: Path) -> None:
+    """A repair that did not verify: LevelDB's attempt is deleted and the original goes back
+    under the chain's name (its copy renamed: one step), so every command refuses the damaged
+    chain as before instead of using the attempt."""
+    with holding_database(path):
+        remove_directory(path)
+        publish_directory(original, path)
+
+
+def _rebuild_mempool(path: Path) -> list[str]:
+    """The pool's records rebuilt from the txs that survived whole (:func:`rebuild_records`),
+    before anything reads them: a damaged counter ended the repair in a traceback."""
+    store = LevelDBStore.open(path)
+    try:
+        _, dropped = rebuild_records(store)
+    finally:
+        store.close()
+    return [f"{dropped} damaged pending tx record(s) dropped"] if dropped else []
 
 
 def repair_chain(home: Path, progress: ProgressCallback | None = None) -> RepairReport:
@@ -129,10 +142,8 @@ def repair_chain(home: Path, progress: ProgressCallback | None = None) -> Repair
     try:
         with holding_database(path):
             repair_database(path)
+        report.notes += _rebuild_mempool(path)
         with Chain.open(home) as chain:
-            note = _recount_mempool(chain)
-            if note:
-                report.notes.append(note)
             report.pending = chain.mempool.count
             result = chain.verify(progress)
             report.height, report.blocks, report.txs = result.height, result.blocks, result.txs
@@ -146,6 +157,8 @@ def repair_chain(home: Path, progress: ProgressCallback | None = None) -> Repair
         report.error = f"LevelDB's repair recovered no usable chain ({cause}): the damaged files held its records"
     except LedgerError as exc:
         report.error = f"LevelDB's repair did not recover a usable chain: {exc}"
+    if not report.ok:
+        _put_back(path, backup)
     return report
 
 

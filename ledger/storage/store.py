@@ -229,9 +229,16 @@ def _classify(path: Path, text: str, action: str) -> DatabaseError:
             "home's owner, or fix the permissions of its files"
         )
     if "corruption" in lower or "checksum" in lower or "bad magic" in lower or "missing files" in lower \
-            or "no such file" in lower or "not an sstable" in lower or "bad block" in lower:
+            or "no such file" in lower or "not an sstable" in lower or "bad block" in lower \
+            or _short_table(lower):
         return DatabaseCorrupted(f"the chain database at {path} is damaged ({text}): {REPAIR_HINT}")
     return DatabaseError(f"{action} failed on the chain database at {path}: {text}")
+
+
+def _short_table(lower: str) -> bool:
+    """LevelDB reading past the end of a table file cut short: ``IO error: …/000048.ldb: Invalid
+    argument`` (it was reported as a plain read failure, with no remedy)."""
+    return "invalid argument" in lower and (".ldb" in lower or ".sst" in lower)
 
 
 def _read_for_backup(iterator: Iterator[tuple[bytes, bytes]], path: Path) -> Iterator[tuple[bytes, bytes]]:
@@ -318,14 +325,16 @@ def repair_database(path: Path) -> None:
         raise _classify(path, _message(exc), "repair") from None
 
 
-def read_raw(path: Path, key: bytes) -> bytes | None:
-    """One key from a database that may be damaged, checks relaxed: for repair's "before" count."""
+def read_raw(path: Path, keys: Iterable[bytes]) -> dict[bytes, bytes | None] | None:
+    """``keys`` from a database that may be damaged (repair's "before" counts), every check on;
+    None if it does not read back so. A relaxed open silently drops a damaged log record, and
+    what it shows then is the database after the loss."""
     try:
-        db = plyvel.DB(str(path), paranoid_checks=False)
+        db = plyvel.DB(str(path), paranoid_checks=True)
     except plyvel.Error:
         return None
     try:
-        return db.get(key)
+        return {key: db.get(key, verify_checksums=True) for key in keys}
     except plyvel.Error:
         return None
     finally:
