@@ -229,3 +229,26 @@ def test_a_repair_rebuilds_the_pool_from_the_txs_that_survived_whole(tmp_path):
         reopened.submit(propose(reopened, V))
         block = reopened.forge().block
         assert block is not None and {tx.tx_id for tx in block.txs} >= set(kept)
+
+
+def test_an_unjail_is_admitted_only_from_a_jailed_validator_and_once(tmp_path):
+    """An unjail from a validator that was not jailed was admitted, then evicted in the block
+    with every later tx of its sender (their nonces left a gap), a proposal among them that the
+    wallet had recorded as signed: a lone validator could never propose for that height again."""
+    chain = make_chain(tmp_path / "home", {A.address: 100}, {V.address: 500, B.address: 500}, max_missed=1)
+    with pytest.raises(InvalidTransaction, match="is not jailed: there is nothing to unjail"):
+        chain.submit(make_tx(V, 0, "unjail"))
+    assert chain.mempool.count == 0
+    for _ in range(40):  # only B proposes: V, drawn first without a proposal, is jailed
+        if chain.account(V.address).status == "jailed":
+            break
+        chain.submit(propose(chain, B, 70))
+        assert chain.forge().block is not None
+    else:
+        raise AssertionError("V was never drawn first in 40 blocks")
+    chain.submit(make_tx(V, 0, "unjail"))
+    with pytest.raises(InvalidTransaction, match="an unjail from .* is already pending"):
+        chain.submit(make_tx(V, 1, "unjail"))
+    chain.submit(propose(chain, B, 71))
+    assert chain.forge().block is not None and chain.account(V.address).status == "active"
+    chain.close()

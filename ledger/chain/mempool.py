@@ -37,7 +37,7 @@ from ledger.errors import (
     NonceMismatch,
 )
 from ledger.params import Params
-from ledger.consensus.state import WorkingState, check_keeps_a_validator, is_eligible_validator
+from ledger.consensus.state import WorkingState, check_keeps_a_validator, check_unjail, is_eligible_validator
 from ledger.storage.store import REPAIR_HINT, KeyValueStore
 from ledger.consensus.blocks import BlockHeader
 from ledger.consensus.evidence import Evidence, check_evidence, check_evidence_form, make_evidence
@@ -48,6 +48,7 @@ from ledger.consensus.transactions import (
     Transaction,
     Transfer,
     TxId,
+    Unjail,
     Unstake,
     check_stateless,
     verify_signature,
@@ -128,6 +129,7 @@ class SenderPending:
     proposals: int = 0
     proposal_ids: dict[int, TxId] = field(default_factory=dict)
     """Pending proposals by height: a second, different one for a height is equivocation."""
+    unjails: int = 0
 
     def add(self, tx: Transaction) -> None:
         self.count += 1
@@ -142,10 +144,12 @@ class SenderPending:
             case Bpm(height=height):
                 self.proposals += 1
                 self.proposal_ids.setdefault(height, tx.tx_id)
+            case Unjail():
+                self.unjails += 1
 
     def copy(self) -> "SenderPending":
         return SenderPending(self.count, self.liquid_spend, self.stake, self.unstake, self.proposals,
-                             dict(self.proposal_ids))
+                             dict(self.proposal_ids), self.unjails)
 
 
 @dataclass(frozen=True)
@@ -313,6 +317,13 @@ class Mempool:
                         f"{pending.unstake} in pending unstakes)"
                     )
                 check_keeps_a_validator(reader, sender, unstakeable, amount, self._params)
+            case Unjail():
+                # Refused here, not only in a block: evicted there, it took the sender's later txs
+                # with it (their nonces then left a gap), a proposal among them, which the wallet
+                # had recorded as signed for its height: a lone validator could never propose again.
+                check_unjail(sender, account)
+                if pending.unjails:
+                    raise InvalidTransaction(f"an unjail from {sender} is already pending: one is enough")
 
     def _check_proposal(self, tx: Bpm, pending: SenderPending) -> None:
         """A proposal is for the next block only, with a VRF proof over that height's seed; a

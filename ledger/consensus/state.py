@@ -618,13 +618,18 @@ def record_proposal(view: WorkingState, address: Address) -> None:
         view.set_account(address, replace(account, missed=0))
 
 
-def unjail(view: WorkingState, address: Address) -> None:
-    """Back into the draw after a jailing for missed turns (never after a tombstoning)."""
-    account = view.account(address)
+def check_unjail(address: Address, account: Account) -> None:
+    """Why an unjail from ``account`` would be refused, if it would (admission asks too)."""
     if account.tombstoned:
         raise InvalidTransaction(f"{address} is tombstoned for equivocation and can never be unjailed")
     if not account.jailed:
         raise InvalidTransaction(f"{address} is not jailed: there is nothing to unjail")
+
+
+def unjail(view: WorkingState, address: Address) -> None:
+    """Back into the draw after a jailing for missed turns (never after a tombstoning)."""
+    account = view.account(address)
+    check_unjail(address, account)
     view.set_account(address, replace(account, jailed=False, missed=0))
 
 
