@@ -31,6 +31,7 @@ from ledger.chain import views
 from ledger.chain.admission import AdmissionPipeline
 from ledger.chain.facade import Chain, ForgeResult
 from ledger.chain.mempool import Admission
+from ledger.chain.pools import kill_workers, release_pool_resources
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.transactions import Transaction
 from ledger.errors import ChainExists, DatabaseCorrupted, LedgerError, NodeError, NodeUnavailable, StorageFailure
@@ -347,6 +348,10 @@ class Node:
                 self.chain.close()
             self._remove_cookie_and_record()
             self.log("node stopped (nothing was cut short: every commit is one atomic batch)")
+            # As an interrupted command does (cli.main): without this the resource tracker warned
+            # of the pools' "leaked semaphore objects" under the node's last line.
+            kill_workers()
+            release_pool_resources()
             os._exit(status)
 
     def _remove_cookie_and_record(self) -> None:
