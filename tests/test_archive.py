@@ -74,6 +74,18 @@ def lines_of(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True)
 
 
+def refused_import(tmp_path: Path, data: bytes) -> str:
+    """The one error line of importing ``data`` into a new home, checked to be left without a chain."""
+    edited = tmp_path / "edited.export"
+    edited.write_bytes(data)
+    target = tmp_path / "target"
+    result = posctl(target, "chain", "import", str(edited))
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert_no_chain_left(target)
+    return line
+
+
 # ---- export and import ------------------------------------------------------------------------
 
 
@@ -277,6 +289,37 @@ def test_import_refuses_an_end_line_that_does_not_match(exported, tmp_path):
     assert result.returncode == 1
     assert "end line" in one_error_line(result)
     assert_no_chain_left(target)
+
+
+def test_import_of_a_header_announcing_more_blocks_says_the_file_ends_before_them(exported, tmp_path):
+    """It said "block 9 (line 12) is malformed: block is missing field 'evidence'" of the end line."""
+    lines = lines_of(exported)
+    header = json.loads(lines[0])
+    header["height"] = HEIGHT + 2
+    lines[0] = (json.dumps(header, separators=(",", ":"), sort_keys=True) + "\n").encode()
+    assert refused_import(tmp_path, b"".join(lines)) == (
+        f"error: the export file ends (its end line is line {HEIGHT + 4}) before block {HEIGHT + 1} of the "
+        f"{HEIGHT + 3} blocks (heights 0..{HEIGHT + 2}) its header announces: the file was edited or cut; "
+        "export it again")
+
+
+@pytest.mark.parametrize("edit, line, found, expected", [
+    ("block 1 deleted", 4, 2, 1),
+    ("block 0 deleted", 3, 1, 0),
+    ("blocks 3 and 4 swapped", 6, 4, 3),
+])
+def test_import_of_a_block_missing_or_out_of_order_names_the_line(exported, tmp_path, edit, line, found, expected):
+    """With block 1's line deleted it said "block 1 does not verify: block 2 is out of order"."""
+    lines = lines_of(exported)
+    if edit == "block 1 deleted":
+        del lines[3]
+    elif edit == "block 0 deleted":
+        del lines[2]
+    else:
+        lines[5], lines[6] = lines[6], lines[5]
+    assert refused_import(tmp_path, b"".join(lines)) == (
+        f"error: line {line} holds block {found} where block {expected} was expected: a block is missing or out "
+        "of order (the file was edited); export it again")
 
 
 def test_import_of_a_missing_file_changes_nothing(tmp_path):
