@@ -291,6 +291,17 @@ def test_import_refuses_an_end_line_that_does_not_match(exported, tmp_path):
     assert_no_chain_left(target)
 
 
+@pytest.mark.parametrize("after", ["another export", "a line", "a blank line"])
+def test_import_refuses_data_after_the_end_line(exported, tmp_path, after):
+    """Anything after the end line was ignored: `cat a.export b.export > both.export` imported `a`
+    alone and said nothing of `b`. A file is one export, ending at its end line, or refused."""
+    lines = lines_of(exported)
+    extra = {"another export": exported.read_bytes(), "a line": b'{"x":1}\n', "a blank line": b"\n"}[after]
+    assert refused_import(tmp_path, b"".join(lines) + extra) == (
+        f"error: data after the end line (line {len(lines) + 1}): the file is not one export as `posctl chain export` "
+        "wrote it (exports joined, or lines added); import each export into its own --home")
+
+
 def test_import_of_a_header_announcing_more_blocks_says_the_file_ends_before_them(exported, tmp_path):
     """It said "block 9 (line 12) is malformed: block is missing field 'evidence'" of the end line."""
     lines = lines_of(exported)

@@ -141,6 +141,7 @@ def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> E
             end = _read_json_line(handle, "the end line", top + 4)
             if not _is_end_line(end) or end.get("tip") != chain.tip.hash.hex() or end.get("blocks") != top + 1:
                 raise InvalidExport("the end line does not match the imported blocks: the file was edited or cut")
+            _refuse_data_after_the_end(handle, top + 5)
             chain.check_recent_blocks()
         if target.exists():
             target.rmdir()  # empty, checked above
@@ -183,6 +184,14 @@ def _decoded_or_none(raw: bytes) -> Any:
 
 def _is_end_line(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("end") == EXPORT_FORMAT
+
+
+def _refuse_data_after_the_end(handle: IO[bytes], line: int) -> None:
+    """Nothing may follow the end line (``line`` is where something does): it was ignored, so
+    `cat a.export b.export` imported ``a`` alone and said nothing of ``b``."""
+    if handle.read(1):
+        raise InvalidExport(f"data after the end line (line {line}): the file is not one export as `posctl chain "
+                            "export` wrote it (exports joined, or lines added); import each export into its own --home")
 
 
 def _where_cut(height: int, raw: bytes) -> str:
