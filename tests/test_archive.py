@@ -333,6 +333,20 @@ def test_import_of_a_block_missing_or_out_of_order_names_the_line(exported, tmp_
         "of order (the file was edited); export it again")
 
 
+def test_import_into_a_home_whose_chain_is_a_file_says_so_as_chain_status_does(exported, tmp_path):
+    """It printed a bare "error: Not a directory: HOME/chain"."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / CHAIN_DIRNAME).write_bytes(b"not a database\n")
+    result = posctl(home, "chain", "import", str(exported))
+    assert result.returncode == 1
+    expected = f"error: {home / CHAIN_DIRNAME} is a file, not a chain database directory: move it aside"
+    assert one_error_line(result) == expected
+    assert one_error_line(posctl(home, "chain", "status")) == expected
+    assert sorted(p.name for p in home.iterdir()) == [CHAIN_DIRNAME]
+    assert (home / CHAIN_DIRNAME).read_bytes() == b"not a database\n"
+
+
 def test_import_of_a_missing_file_changes_nothing(tmp_path):
     target = tmp_path / "target"
     result = posctl(target, "chain", "import", str(tmp_path / "nowhere.export"))

@@ -32,6 +32,7 @@ from ledger.consensus.blocks import Block
 from ledger.errors import ChainExists, EncodingError, InvalidBlock, InvalidExport, InvalidGenesis, LedgerError
 from ledger.storage import schema
 from ledger.storage.files import holding_directory, partial_name, publish_directory
+from ledger.storage.store import refuse_a_file_as_database
 
 EXPORT_FORMAT = "posctl-chain-export"
 EXPORT_VERSION = 1
@@ -114,6 +115,7 @@ def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None
 
 def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> ExportReport:
     target = home / CHAIN_DIRNAME
+    refuse_a_file_as_database(target)
     if target.exists() and any(target.iterdir()):
         raise ChainExists(f"{target} is not empty: import into a new --home (import never merges into a chain)")
     header = read_header(handle)
