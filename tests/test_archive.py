@@ -333,6 +333,31 @@ def test_import_of_a_block_missing_or_out_of_order_names_the_line(exported, tmp_
         "of order (the file was edited); export it again")
 
 
+@pytest.mark.parametrize("refused", ["cut", "not an export", "not an export, from stdin"])
+def test_a_refused_import_leaves_no_home_it_created(exported, tmp_path, refused):
+    """A refused import left the home it was given (and its missing parents) behind, empty, 0700.
+    A refused command changes nothing: the directories it made go again; one that was there
+    before stays, with its mode."""
+    source = tmp_path / "input.export"
+    source.write_bytes(b"".join(lines_of(exported)[:-1]) if refused == "cut" else b'{"hello":"world"}\n')
+    made = tmp_path / "made" / "for" / "it"
+    if refused.endswith("stdin"):
+        with open(source, "rb") as stdin:
+            result = subprocess.run([sys.executable, "-m", "cli.main", "--home", str(made), "chain", "import", "-"],
+                                    cwd=ROOT, env=env(), stdin=stdin, capture_output=True, text=True, timeout=60)
+    else:
+        result = posctl(made, "chain", "import", str(source))
+    assert result.returncode == 1 and one_error_line(result)
+    assert not (tmp_path / "made").exists()
+
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o750)
+    existing.chmod(0o750)
+    result = posctl(existing / "home", "chain", "import", str(source))
+    assert result.returncode == 1 and one_error_line(result)
+    assert sorted(existing.iterdir()) == [] and (existing.stat().st_mode & 0o777) == 0o750
+
+
 def test_import_into_a_home_whose_chain_is_a_file_says_so_as_chain_status_does(exported, tmp_path):
     """It printed a bare "error: Not a directory: HOME/chain"."""
     home = tmp_path / "home"

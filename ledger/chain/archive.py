@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from ledger import encoding
-from ledger.chain.facade import CHAIN_DIRNAME, CREATING_ELSEWHERE, IMPORT_SCRATCH, Chain
+from ledger.chain.facade import CHAIN_DIRNAME, CREATING_ELSEWHERE, IMPORT_SCRATCH, Chain, home_made_for
 from ledger.chain.genesis_build import GenesisWorkers
 from ledger.chain.genesis_file import scan_genesis_file
 from ledger.chain.genesis_input import genesis_from_file
@@ -108,8 +108,9 @@ def read_header(handle: IO[bytes]) -> dict[str, Any]:
 
 
 def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None) -> ExportReport:
-    """Replay an export into ``home``, which must hold no chain; all or nothing."""
-    with holding_directory(home, CREATING_ELSEWHERE.format(home=home)):  # its scratch, and the move
+    """Replay an export into ``home``, which must hold no chain; all or nothing (a home made for
+    it goes again if it fails)."""
+    with home_made_for(home), holding_directory(home, CREATING_ELSEWHERE.format(home=home)):  # its scratch, the move
         return _import_alone(home, handle, progress)
 
 
