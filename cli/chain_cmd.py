@@ -22,9 +22,9 @@ from typing import Any, Iterator
 import click
 
 from cli import render
-from cli.context import (INTEGER_TEXT, AppContext, deferred_where_unsafe, drop_deferred_signal, echo_error,
-                         echo_json_streaming, emit, fail, handles_errors, interrupts_reported_as, json_option,
-                         may_have_been_submitted, pass_app, read_bounded, resolve_account)
+from cli.context import (INTEGER_TEXT, AppContext, check_home_usable, deferred_where_unsafe, drop_deferred_signal,
+                         echo_error, echo_json_streaming, emit, fail, handles_errors, interrupts_reported_as,
+                         json_option, may_have_been_submitted, pass_app, read_bounded, resolve_account)
 
 MAX_TX_FILE_BYTES = 1024 * 1024
 """Far above any signed tx (the decoder's limit is 64 KiB); a larger file was named by mistake."""
@@ -707,14 +707,14 @@ def _is_stdout(path: Path) -> bool:
 def import_(app: AppContext, file: Path) -> None:
     """Replay an export FILE into a home with no chain, verifying every block (all or nothing)."""
     from cli.backend import require_no_node
-    from ledger.chain.facade import Chain, ensure_home
+    from ledger.chain.facade import Chain
 
     require_no_node(app.home, "import a chain")
+    check_home_usable(app.home)  # fails before the file is read, creating nothing: the import makes the home
     try:
         handle = sys.stdin.buffer if str(file) == "-" else open(file, "rb")
     except OSError as exc:
         raise fail(f"cannot read {file}: {exc.strerror}: give the path of a file `posctl chain export` wrote") from None
-    ensure_home(app.home)
     # the chain moves into the home only once the whole file verified; it was not there before
     with interrupts_reported_as(f"interrupted after the chain was imported and verified into {app.home}: "
                                 "`posctl chain status` shows it", when=lambda: Chain.exists(app.home)):

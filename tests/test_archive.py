@@ -74,6 +74,18 @@ def lines_of(path: Path) -> list[bytes]:
     return path.read_bytes().splitlines(keepends=True)
 
 
+def refused_import(tmp_path: Path, data: bytes) -> str:
+    """The one error line of importing ``data`` into a new home, checked to be left without a chain."""
+    edited = tmp_path / "edited.export"
+    edited.write_bytes(data)
+    target = tmp_path / "target"
+    result = posctl(target, "chain", "import", str(edited))
+    assert result.returncode == 1
+    line = one_error_line(result)
+    assert_no_chain_left(target)
+    return line
+
+
 # ---- export and import ------------------------------------------------------------------------
 
 
@@ -277,6 +289,87 @@ def test_import_refuses_an_end_line_that_does_not_match(exported, tmp_path):
     assert result.returncode == 1
     assert "end line" in one_error_line(result)
     assert_no_chain_left(target)
+
+
+@pytest.mark.parametrize("after", ["another export", "a line", "a blank line"])
+def test_import_refuses_data_after_the_end_line(exported, tmp_path, after):
+    """Anything after the end line was ignored: `cat a.export b.export > both.export` imported `a`
+    alone and said nothing of `b`. A file is one export, ending at its end line, or refused."""
+    lines = lines_of(exported)
+    extra = {"another export": exported.read_bytes(), "a line": b'{"x":1}\n', "a blank line": b"\n"}[after]
+    assert refused_import(tmp_path, b"".join(lines) + extra) == (
+        f"error: data after the end line (line {len(lines) + 1}): the file is not one export as `posctl chain export` "
+        "wrote it (exports joined, or lines added); import each export into its own --home")
+
+
+def test_import_of_a_header_announcing_more_blocks_says_the_file_ends_before_them(exported, tmp_path):
+    """It said "block 9 (line 12) is malformed: block is missing field 'evidence'" of the end line."""
+    lines = lines_of(exported)
+    header = json.loads(lines[0])
+    header["height"] = HEIGHT + 2
+    lines[0] = (json.dumps(header, separators=(",", ":"), sort_keys=True) + "\n").encode()
+    assert refused_import(tmp_path, b"".join(lines)) == (
+        f"error: the export file ends (its end line is line {HEIGHT + 4}) before block {HEIGHT + 1} of the "
+        f"{HEIGHT + 3} blocks (heights 0..{HEIGHT + 2}) its header announces: the file was edited or cut; "
+        "export it again")
+
+
+@pytest.mark.parametrize("edit, line, found, expected", [
+    ("block 1 deleted", 4, 2, 1),
+    ("block 0 deleted", 3, 1, 0),
+    ("blocks 3 and 4 swapped", 6, 4, 3),
+])
+def test_import_of_a_block_missing_or_out_of_order_names_the_line(exported, tmp_path, edit, line, found, expected):
+    """With block 1's line deleted it said "block 1 does not verify: block 2 is out of order"."""
+    lines = lines_of(exported)
+    if edit == "block 1 deleted":
+        del lines[3]
+    elif edit == "block 0 deleted":
+        del lines[2]
+    else:
+        lines[5], lines[6] = lines[6], lines[5]
+    assert refused_import(tmp_path, b"".join(lines)) == (
+        f"error: line {line} holds block {found} where block {expected} was expected: a block is missing or out "
+        "of order (the file was edited); export it again")
+
+
+@pytest.mark.parametrize("refused", ["cut", "not an export", "not an export, from stdin"])
+def test_a_refused_import_leaves_no_home_it_created(exported, tmp_path, refused):
+    """A refused import left the home it was given (and its missing parents) behind, empty, 0700.
+    A refused command changes nothing: the directories it made go again; one that was there
+    before stays, with its mode."""
+    source = tmp_path / "input.export"
+    source.write_bytes(b"".join(lines_of(exported)[:-1]) if refused == "cut" else b'{"hello":"world"}\n')
+    made = tmp_path / "made" / "for" / "it"
+    if refused.endswith("stdin"):
+        with open(source, "rb") as stdin:
+            result = subprocess.run([sys.executable, "-m", "cli.main", "--home", str(made), "chain", "import", "-"],
+                                    cwd=ROOT, env=env(), stdin=stdin, capture_output=True, text=True, timeout=60)
+    else:
+        result = posctl(made, "chain", "import", str(source))
+    assert result.returncode == 1 and one_error_line(result)
+    assert not (tmp_path / "made").exists()
+
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o750)
+    existing.chmod(0o750)
+    result = posctl(existing / "home", "chain", "import", str(source))
+    assert result.returncode == 1 and one_error_line(result)
+    assert sorted(existing.iterdir()) == [] and (existing.stat().st_mode & 0o777) == 0o750
+
+
+def test_import_into_a_home_whose_chain_is_a_file_says_so_as_chain_status_does(exported, tmp_path):
+    """It printed a bare "error: Not a directory: HOME/chain"."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / CHAIN_DIRNAME).write_bytes(b"not a database\n")
+    result = posctl(home, "chain", "import", str(exported))
+    assert result.returncode == 1
+    expected = f"error: {home / CHAIN_DIRNAME} is a file, not a chain database directory: move it aside"
+    assert one_error_line(result) == expected
+    assert one_error_line(posctl(home, "chain", "status")) == expected
+    assert sorted(p.name for p in home.iterdir()) == [CHAIN_DIRNAME]
+    assert (home / CHAIN_DIRNAME).read_bytes() == b"not a database\n"
 
 
 def test_import_of_a_missing_file_changes_nothing(tmp_path):

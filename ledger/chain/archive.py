@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any, Callable, Iterator
 
 from ledger import encoding
-from ledger.chain.facade import CHAIN_DIRNAME, CREATING_ELSEWHERE, IMPORT_SCRATCH, Chain
+from ledger.chain.facade import CHAIN_DIRNAME, CREATING_ELSEWHERE, IMPORT_SCRATCH, Chain, home_made_for
 from ledger.chain.genesis_build import GenesisWorkers
 from ledger.chain.genesis_file import scan_genesis_file
 from ledger.chain.genesis_input import genesis_from_file
@@ -32,6 +32,7 @@ from ledger.consensus.blocks import Block
 from ledger.errors import ChainExists, EncodingError, InvalidBlock, InvalidExport, InvalidGenesis, LedgerError
 from ledger.storage import schema
 from ledger.storage.files import holding_directory, partial_name, publish_directory
+from ledger.storage.store import refuse_a_file_as_database
 
 EXPORT_FORMAT = "posctl-chain-export"
 EXPORT_VERSION = 1
@@ -107,13 +108,15 @@ def read_header(handle: IO[bytes]) -> dict[str, Any]:
 
 
 def import_chain(home: Path, handle: IO[bytes], progress: Progress | None = None) -> ExportReport:
-    """Replay an export into ``home``, which must hold no chain; all or nothing."""
-    with holding_directory(home, CREATING_ELSEWHERE.format(home=home)):  # its scratch, and the move
+    """Replay an export into ``home``, which must hold no chain; all or nothing (a home made for
+    it goes again if it fails)."""
+    with home_made_for(home), holding_directory(home, CREATING_ELSEWHERE.format(home=home)):  # its scratch, the move
         return _import_alone(home, handle, progress)
 
 
 def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> ExportReport:
     target = home / CHAIN_DIRNAME
+    refuse_a_file_as_database(target)
     if target.exists() and any(target.iterdir()):
         raise ChainExists(f"{target} is not empty: import into a new --home (import never merges into a chain)")
     header = read_header(handle)
@@ -124,14 +127,7 @@ def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> E
     try:
         with _genesis_chain(handle, scratch_home) as chain:
             for height in range(top + 1):
-                raw = handle.readline()
-                if not raw or not raw.endswith(b"\n"):
-                    raise InvalidExport(f"the export file ends {_where_cut(height, raw)} of {top}: it is truncated; "
-                                        "export it again")
-                try:
-                    block = Block.decode(raw.rstrip(b"\n"))
-                except LedgerError as exc:
-                    raise InvalidExport(f"block {height} (line {height + 3}) is malformed: {exc}") from None
+                block = _read_block(handle, height, top)
                 if height == 0:  # the chain's own genesis, just built from line 2 on every core
                     if block.hash != chain.block(0).hash:
                         raise InvalidExport("block 0 does not match the genesis configuration on line 2")
@@ -146,9 +142,9 @@ def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> E
                 if progress is not None:
                     progress(height, top)
             end = _read_json_line(handle, "the end line", top + 4)
-            if not isinstance(end, dict) or end.get("end") != EXPORT_FORMAT or end.get("tip") != chain.tip.hash.hex() \
-                    or end.get("blocks") != top + 1:
+            if not _is_end_line(end) or end.get("tip") != chain.tip.hash.hex() or end.get("blocks") != top + 1:
                 raise InvalidExport("the end line does not match the imported blocks: the file was edited or cut")
+            _refuse_data_after_the_end(handle, top + 5)
             chain.check_recent_blocks()
         if target.exists():
             target.rmdir()  # empty, checked above
@@ -156,6 +152,49 @@ def _import_alone(home: Path, handle: IO[bytes], progress: Progress | None) -> E
     finally:
         shutil.rmtree(scratch_home, ignore_errors=True)
     return ExportReport(height=top, blocks=top + 1, txs=txs, bytes=0)
+
+
+def _read_block(handle: IO[bytes], height: int, top: int) -> Block:
+    """Block ``height`` from its line, or an error naming what the line holds instead: the end
+    line of a file with fewer blocks than its header announces was reported as a malformed block,
+    and the next block (one deleted or moved) as a block that "does not verify"."""
+    raw = handle.readline()
+    if not raw or not raw.endswith(b"\n"):
+        raise InvalidExport(f"the export file ends {_where_cut(height, raw)} of {top}: it is truncated; "
+                            "export it again")
+    line = height + 3  # after the header and the genesis line
+    try:
+        block = Block.decode(raw.rstrip(b"\n"))
+    except LedgerError as exc:
+        if _is_end_line(_decoded_or_none(raw)):
+            raise InvalidExport(f"the export file ends (its end line is line {line}) before block {height} of the "
+                                f"{top + 1} blocks (heights 0..{top}) its header announces: the file was edited or "
+                                "cut; export it again") from None
+        raise InvalidExport(f"block {height} (line {line}) is malformed: {exc}") from None
+    if block.height != height:
+        raise InvalidExport(f"line {line} holds block {block.height} where block {height} was expected: a block is "
+                            "missing or out of order (the file was edited); export it again")
+    return block
+
+
+def _decoded_or_none(raw: bytes) -> Any:
+    """The canonical JSON of one line, None if it is not."""
+    try:
+        return encoding.decode(raw.rstrip(b"\n"))
+    except EncodingError:
+        return None
+
+
+def _is_end_line(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("end") == EXPORT_FORMAT
+
+
+def _refuse_data_after_the_end(handle: IO[bytes], line: int) -> None:
+    """Nothing may follow the end line (``line`` is where something does): it was ignored, so
+    `cat a.export b.export` imported ``a`` alone and said nothing of ``b``."""
+    if handle.read(1):
+        raise InvalidExport(f"data after the end line (line {line}): the file is not one export as `posctl chain "
+                            "export` wrote it (exports joined, or lines added); import each export into its own --home")
 
 
 def _where_cut(height: int, raw: bytes) -> str:

@@ -8,6 +8,7 @@ holds either all of the block or none of it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import re
@@ -113,6 +114,26 @@ def ensure_home(home: Path) -> None:
         ) from None
     if not os.access(home, os.W_OK | os.X_OK):
         raise DatabaseError(f"home directory {home} is not writable: choose another with --home")
+
+
+@contextlib.contextmanager
+def home_made_for(home: Path) -> Iterator[None]:
+    """:func:`ensure_home` for the block inside, and if that fails (refused, interrupted) the
+    directories made for it removed again: a refused `chain import` left its home (and the
+    home's missing parents) behind, empty. Only directories that were missing, innermost first,
+    and only while empty (``rmdir``): never one that was there before, nor one another process
+    put a file in."""
+    missing = [directory for directory in (home, *home.parents) if not directory.exists()]
+    try:
+        ensure_home(home)
+        yield
+    except BaseException:
+        for directory in missing:
+            try:
+                directory.rmdir()
+            except OSError:  # not empty, or gone: its parents are not ours to remove either
+                break
+        raise
 
 
 def _delete_everything(store: KeyValueStore, part: int = 50_000) -> None:
@@ -626,4 +647,4 @@ def _pending_entry(tx: Transaction, address: str) -> HistoryEntry:
     )
 
 
-__all__ = ["Chain", "ForgeResult", "VerifyReport", "ensure_home", "not_a_block_ref", "Params"]
+__all__ = ["Chain", "ForgeResult", "VerifyReport", "ensure_home", "home_made_for", "not_a_block_ref", "Params"]

@@ -202,6 +202,14 @@ def free_bytes(path: Path) -> int:
     return stat.f_bavail * stat.f_frsize
 
 
+def refuse_a_file_as_database(path: Path) -> None:
+    """A file where the chain database directory ``path`` should be, in one line to act on: every
+    command that opens or creates the chain says the same (an import printed a bare "Not a
+    directory")."""
+    if path.exists() and not path.is_dir():
+        raise DatabaseError(f"{path} is a file, not a chain database directory: move it aside")
+
+
 def holds_leveldb_files(path: Path) -> bool:
     """True if ``path`` is a directory with any LevelDB data file in it (even without CURRENT)."""
     try:
@@ -365,8 +373,7 @@ class LevelDBStore(KeyValueStore):
         LevelDB admits one process. Another posctl command holding it for a moment is waited
         for, up to ``lock_wait`` seconds; a holder that stays (a node) is reported.
         """
-        if path.exists() and not path.is_dir():
-            raise DatabaseError(f"{path} is a file, not a chain database directory: move it aside")
+        refuse_a_file_as_database(path)
         if not (path / "CURRENT").exists():
             if holds_leveldb_files(path):
                 raise DatabaseCorrupted(
