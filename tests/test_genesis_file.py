@@ -123,10 +123,10 @@ def test_a_genesis_without_allocations_streams_too(tmp_path: Path) -> None:
 def _refused(tmp_path: Path, document: dict[str, Any] | str, message: str, *,
              extra: Sequence[tuple[str, int]] = ()) -> None:
     path = write(tmp_path / "g.json", document)
-    home = tmp_path / "home"
+    home = tmp_path / "new" / "home"
     with pytest.raises(InvalidGenesis, match=message):
         streamed(home, path, extra=extra)
-    assert not (home / CHAIN_DIRNAME).exists()  # nothing written is left behind
+    assert not (tmp_path / "new").exists()  # nothing written is left behind, not even the home made for it
 
 
 @pytest.mark.parametrize("late, message", [

@@ -214,8 +214,8 @@ class Chain:
 
     @classmethod
     def _create(cls, home: Path, initialise: Callable[[KeyValueStore], "Chain"]) -> "Chain":
-        ensure_home(home)
-        with holding_directory(home, CREATING_ELSEWHERE.format(home=home)):
+        # a refused genesis (an allocation refused in a file's second pass) leaves no home behind
+        with home_made_for(home), holding_directory(home, CREATING_ELSEWHERE.format(home=home)):
             return cls._create_alone(home, initialise)
 
     @classmethod
