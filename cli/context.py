@@ -12,6 +12,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -124,10 +125,32 @@ def one_line(text: str) -> str:
     return "".join(out).strip()
 
 
+_POSCTL_COMMAND = re.compile(r"`posctl (?!--home )")
+
+_advice_home: list[Path] = []
+"""The home given with ``--home`` on this invocation's command line, if it was (set by the root
+command through :func:`name_home_in_advice`)."""
+
+
+def name_home_in_advice(home: Path | None) -> None:
+    """Suggested commands in error lines name ``home`` (None: name none)."""
+    _advice_home[:] = [] if home is None else [home]
+
+
+def with_home_named(message: str) -> str:
+    """``message`` saying that the posctl commands it suggests need ``--home HOME`` too, when it
+    suggests any and ``--home`` was given on the command line: followed as printed, the advice
+    acted on another home (`chain repair` repaired the default chain while the damaged one named
+    by --home stayed as it was). A home from POSCTL_HOME needs nothing: those commands inherit it."""
+    if not _advice_home or not _POSCTL_COMMAND.search(message):
+        return message
+    return f"{message} (with --home {shlex.quote(str(_advice_home[0]))}, as here)"
+
+
 def echo_error(message: str, file: Any = None) -> None:
     """``error: message`` on stderr; the prefix in red on a terminal unless NO_COLOR is set."""
     prefix = click.style("error:", fg="red", bold=True)
-    message = one_line(message)
+    message = one_line(with_home_named(message))
     if file is None:
         click.echo(f"{prefix} {message}", err=True, color=color_setting())
     else:

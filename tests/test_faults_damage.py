@@ -146,6 +146,11 @@ def test_missing_current_is_damage_not_no_chain_and_repair_recovers_everything(h
     assert status.returncode == 1
     line = one_error_line(status)
     assert "no CURRENT file" in line and REPAIR in line and "chain init" not in line
+    # the remedy names the home it was given with: `posctl chain repair` alone repaired another one
+    assert line.endswith(f"(with --home {home}, as here)")
+    from_env = subprocess.run([sys.executable, "-m", "cli.main", "chain", "status"], cwd=ROOT,
+                              env=env(POSCTL_HOME=str(home)), capture_output=True, text=True, timeout=60)
+    assert REPAIR in one_error_line(from_env) and "--home" not in from_env.stderr  # inherited: nothing to add
     init = posctl(home, "chain", "init", "--bond", f"{V.address}=500")
     assert init.returncode == 1
     assert REPAIR in one_error_line(init)
