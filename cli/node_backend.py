@@ -147,9 +147,9 @@ class NodeBackend:
         try:
             status, raw = self._exchange(method, path, body, headers)
         except (http.client.HTTPException, socket.timeout, OSError) as exc:
+            cause = f"the node at {self.url} stopped answering ({str(exc).strip() or type(exc).__name__}){what}"
             raise NodeUnavailable(
-                f"the node at {self.url} stopped answering ({str(exc).strip() or type(exc).__name__}){what}: "
-                "if it was stopped, run the command again and it will use the database directly"
+                f"{cause}: if it was stopped, run the command again and it will use the database directly", cause
             ) from None
         replied_from.set(self.url)
         try:

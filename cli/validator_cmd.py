@@ -27,7 +27,7 @@ from typing import Any, Callable
 import click
 
 from cli.context import AppContext, INTEGER_TEXT, Seconds, color_setting, fail, handles_errors, json_option, pass_app
-from cli.wallet_cmd import KEY_NUMBER, unlock
+from cli.wallet_cmd import KEY_NUMBER, key_options, unlock
 from ledger.consensus.state import check_can_propose
 from ledger.errors import InvalidProposal, LedgerError, NodeUnavailable
 from ledger.node.signals import signals_to_thread
@@ -120,9 +120,11 @@ class Validator:
     """One wallet key proposing through one node until asked to stop."""
 
     def __init__(self, app: AppContext, name: str, key: bytes, address: str, heart: Any, poll: float,
-                 log: Callable[..., None]) -> None:
+                 log: Callable[..., None], who: str | None = None) -> None:
         self.app = app
         self.name = name
+        self.who = who or name
+        """The wallet as suggested commands name it (with --account/--index when not 0)."""
         self.key = key
         self.address = address
         self.heart = heart
@@ -170,7 +172,7 @@ class Validator:
             try:
                 self.step()
             except NodeUnavailable as exc:
-                self._lost_node(str(exc))
+                self._lost_node(exc.cause)
             if self.stop.wait(self.poll):
                 break
 
@@ -188,6 +190,12 @@ class Validator:
         if self.last_height is not None and height > self.last_height:
             self._report_blocks(self.last_height + 1, height)
             self.decided = {h for h in self.decided if h > height}
+            if height > self.last_height + 1 and not self.node_lost:
+                first = self.last_height + 2
+                missed = f"heights {first}..{height} were" if height > first else f"height {height} was"
+                self.log("missed", f"{missed} forged before this validator polled again: nothing was proposed "
+                         f"for them; poll more often than the node forges (--poll, now {self.poll:g}s)",
+                         heights=[first, height])
         self.last_height = height
         target = height + 1
         if target in self.decided:
@@ -197,7 +205,7 @@ class Validator:
         try:
             check_can_propose(account["status"], account["bonded"], params, target, target)
         except InvalidProposal as exc:
-            reason = str(exc).replace("NAME", self.name)
+            reason = str(exc).replace("NAME", self.who)
             if reason != self.waiting_reason:
                 self.log("waiting", f"not proposing for height {target}: {reason}; waiting", height=target,
                          reason=reason)
@@ -269,7 +277,8 @@ class Validator:
             self.chain_id = status["chain_id"]
         if self.node_lost:
             self.log("node", f"the node answers again at {backend.url}: chain {status['chain_id']} at height "
-                     f"{status['height']}")
+                     f"{status['height']}", state="back", node=backend.url, chain_id=status["chain_id"],
+                     height=status["height"])
             self.node_lost = False
         return backend
 
@@ -279,7 +288,7 @@ class Validator:
         self.backend = None
         if not self.node_lost:
             self.log("node", "the node stopped answering: waiting for it to come back (Ctrl-C to stop)",
-                     reason=why)
+                     state="lost", reason=why)
             self.node_lost = True
 
 
@@ -370,7 +379,8 @@ def run(app: AppContext, name: str, bpm_source: str, account: int, index: int, p
         params = Params.from_dict(status["params"])
         low = min(max(SIMULATED_RANGE[0], params.bpm_min), params.bpm_max)
         heart = SimulatedHeart(address, low, max(min(SIMULATED_RANGE[1], params.bpm_max), low))
-    runner = Validator(app, name, unlocked.private_key(account, index), address, heart, poll, log)
+    runner = Validator(app, name, unlocked.private_key(account, index), address, heart, poll, log,
+                       key_options(name, account, index))
     runner.backend, runner.chain_id = backend, status["chain_id"]
     with runner.protection.sole_validator(address):
         log("started", f"validator '{name}' ({address}) proposing through {backend.url} on chain "

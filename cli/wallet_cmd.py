@@ -954,6 +954,12 @@ def submit_hint(home: Path, file: str) -> str:
     return f"Submit it with `posctl chain submit {source}`, or {where}"
 
 
+def key_options(name: str, account: int, index: int) -> str:
+    """How a suggested command names the key in use: ``NAME`` and, when not 0, ``--account`` and
+    ``--index`` (a hint naming the wallet alone staked from another key)."""
+    return name + (f" --account {account}" if account else "") + (f" --index {index}" if index else "")
+
+
 def require_eligible(submission: Submission, address: str, height: int) -> None:
     """``propose`` only makes sense for the next height and for a validator the draw counts: the
     ledger's own rule (``check_can_propose``) decides, from the account's status."""
@@ -961,7 +967,8 @@ def require_eligible(submission: Submission, address: str, height: int) -> None:
     try:
         check_can_propose(view["status"], view["bonded"], submission.params, height, submission.status["height"] + 1)
     except InvalidProposal as exc:
-        raise fail(f"wallet '{submission.name}' ({address}): {exc}".replace("NAME", submission.name)) from None
+        who = key_options(submission.name, submission.account, submission.index)
+        raise fail(f"wallet '{submission.name}' ({address}): {exc}".replace("NAME", who)) from None
 
 
 class TransferSubmission(Submission):

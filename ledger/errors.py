@@ -224,6 +224,11 @@ class NodeRunning(NodeError):
 
 
 class NodeUnavailable(NodeError):
-    """A recorded node that stopped answering."""
+    """A recorded node that stopped answering. ``cause`` is what happened, without the advice
+    the message adds for a one-shot command (a validator waits for the node instead)."""
 
     http_status = 503
+
+    def __init__(self, message: str, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause or message

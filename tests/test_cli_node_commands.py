@@ -496,6 +496,42 @@ def test_node_url_forms() -> None:
             parse_node_url(bad)
 
 
+def test_a_validator_names_its_key_in_hints_and_says_which_heights_it_missed(tmp_path: Path, procs) -> None:
+    """With --account 1 (no bond there) the hint said `posctl wallet stake alice AMOUNT`, which
+    stakes from account 0: another key. And a validator polling slower than the chain moves
+    skipped heights without a word."""
+    home, _ = wallet_home(tmp_path, {"alice": 400, "bob": 600})
+    procs("node", home, None, 0.1)
+    other_key = procs("validator", home, "alice", "--account", "1")
+    other_key.wait_for(r"not proposing for height \d+: .*`posctl wallet stake alice --account 1 AMOUNT`")
+    assert other_key.interrupt() == 0
+    procs("validator", home, "bob")  # keeps the chain moving, a block every 0.1 s
+    slow = procs("validator", home, "alice", "--poll", "1.5", "--json")
+    found = slow.wait_for(r'\{[^\n]*"event": "missed"[^\n]*\}')
+    event = json.loads(found.group(0))
+    first, last = event["heights"]
+    assert 1 <= first <= last
+    assert slow.interrupt() == 0
+
+
+def test_a_validator_tells_a_lost_node_from_one_back_in_json(tmp_path: Path, procs) -> None:
+    """Both were `{"event": "node"}`, the return without url, chain or height, and the loss
+    carried advice for one-shot commands ("run the command again … use the database directly"),
+    which a validator cannot follow: it waits."""
+    home, _ = wallet_home(tmp_path, {"alice": 600})
+    node = procs("node", home, None, 0.2)
+    alice = procs("validator", home, "alice", "--json")
+    alice.wait_for(r'"event": "proposed"')
+    assert posctl(home, "node", "stop").returncode == 0
+    lost = json.loads(alice.wait_for(r'\{[^\n]*"state": "lost"[^\n]*\}').group(0))
+    assert lost["event"] == "node" and "stopped answering" in lost["reason"] and "database" not in lost["reason"]
+    procs("node", home, node.port, 0.2)
+    back = json.loads(alice.wait_for(r'\{[^\n]*"state": "back"[^\n]*\}').group(0))
+    assert back["event"] == "node" and back["node"] == node.url and back["chain_id"] == "posctl-validator-test"
+    assert isinstance(back["height"], int)
+    assert alice.interrupt() == 0
+
+
 def test_jailed_validator_waits_then_proposes_after_unjail(tmp_path: Path, procs) -> None:
     # a chain where one missed turn jails: alice proposes, bob (offline) is drawn first sooner or later
     home, addresses = wallet_home(tmp_path, {"alice": 400, "bob": 600}, init_args=("--param", "max_missed=1"))
