@@ -172,10 +172,12 @@ STOP_TIMEOUT = 30.0
 """Seconds ``node stop`` waits for the node to finish its commit and exit."""
 
 
-def _find_node(app: AppContext) -> dict[str, Any]:
+def _find_node(app: AppContext, stopping: bool = False) -> dict[str, Any]:
     """What the running node says about itself (``GET /node``): the one at --node, else the one
-    this home records. One line, exit 1, if there is none."""
-    from ledger.node.record import find_running_node, query_node
+    this home records. One line, exit 1, if there is none. A recorded node that holds the chain
+    but does not answer is named as such (``stopping``: returned, from its record, to be
+    stopped), not reported as absent while every other command finds the chain in use."""
+    from ledger.node.record import find_running_node, find_unanswering_node, query_node
 
     if app.node_url is not None:
         info = query_node(app.node_url)
@@ -184,9 +186,15 @@ def _find_node(app: AppContext) -> dict[str, Any]:
         return info
     record = find_running_node(app.home)
     info = query_node(record.url) if record is not None else None
-    if info is None:
-        raise fail(f"no node is running for {app.home}: start one with `posctl node run`")
-    return info
+    if info is not None:
+        return info
+    silent = find_unanswering_node(app.home)
+    if silent is not None and stopping:
+        return {"pid": silent.pid, "url": silent.url, "answering": False}
+    if silent is not None:
+        raise fail(f"the node of {app.home} (pid {silent.pid}, {silent.url}) holds the chain but does not answer: it is "
+                   f"busy, or stopped (`kill -CONT {silent.pid}` if you stopped it); `posctl node stop` stops it")
+    raise fail(f"no node is running for {app.home}: start one with `posctl node run`")
 
 
 def _uptime(started: str) -> int | None:
@@ -255,10 +263,12 @@ def stop(app: AppContext, timeout: float) -> None:
 
     from ledger.node.record import is_process_alive
 
-    info = _find_node(app)
+    info = _find_node(app, stopping=True)
     pid = info["pid"]
     try:
         os.kill(pid, signal.SIGTERM)
+        if info.get("answering") is False:
+            os.kill(pid, signal.SIGCONT)  # a node stopped with SIGSTOP would hold the SIGTERM for ever
     except ProcessLookupError:
         pass
     except PermissionError:

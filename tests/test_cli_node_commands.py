@@ -4,6 +4,7 @@ completion) — all through real ``posctl`` subprocesses against a real node and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pty
@@ -530,6 +531,25 @@ def test_a_validator_tells_a_lost_node_from_one_back_in_json(tmp_path: Path, pro
     assert back["event"] == "node" and back["node"] == node.url and back["chain_id"] == "posctl-validator-test"
     assert isinstance(back["height"], int)
     assert alice.interrupt() == 0
+
+
+def test_a_node_that_holds_its_chain_but_does_not_answer_is_named_and_stopped(tmp_path: Path, procs) -> None:
+    """Frozen (SIGSTOP) or busy for more than the probe's 2 s, a node was "not running" for `node
+    status` and `node stop`, while every other command found the chain in use by it."""
+    home, _ = wallet_home(tmp_path, {"alice": 600})
+    node = procs("node", home, None, 3600.0)
+    os.kill(node.proc.pid, signal.SIGSTOP)
+    try:
+        line = one_error_line(posctl(home, "node", "status"))
+        assert f"(pid {node.proc.pid}, {node.url}) holds the chain but does not answer" in line
+        stopped = posctl(home, "node", "stop")
+        assert stopped.returncode == 0, stopped.stderr
+        assert node.proc.wait(timeout=20) == 0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(node.proc.pid, signal.SIGCONT)
+    assert not (home / "node.json").exists()
+    assert posctl(home, "chain", "status").returncode == 0  # the chain is free again
 
 
 def test_jailed_validator_waits_then_proposes_after_unjail(tmp_path: Path, procs) -> None:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ledger.chain.facade import Chain
+from ledger.chain.facade import CHAIN_DIRNAME, Chain
 from ledger.storage.files import fsync_directory
+from ledger.storage.store import database_lock_holders
 from ledger.errors import (
     DatabaseLocked,
     NodeRunning,
@@ -169,6 +170,17 @@ def find_running_node(home: Path) -> NodeRecord | None:
             pass
         return None
     return record if probe_node(record) else None
+
+
+def find_unanswering_node(home: Path) -> NodeRecord | None:
+    """The recorded node when it is alive and holds the chain but did not answer a probe (stopped
+    with SIGSTOP, or busy for seconds): ``node status`` said no node was running, ``node stop``
+    could not stop it, while every other command found the chain in use. A record naming a
+    reused pid is not one: that process does not hold the chain's lock."""
+    record = read_node_record(home)
+    if record is None or not is_process_alive(record.pid):
+        return None
+    return record if record.pid in database_lock_holders(home / CHAIN_DIRNAME) else None
 
 
 def check_no_running_node(home: Path) -> None:

@@ -311,6 +311,29 @@ def holding_database(path: Path, lock_wait: float = LOCK_WAIT_SECONDS) -> Iterat
         os.close(fd)  # and with it the lock
 
 
+def database_lock_holders(path: Path) -> set[int]:
+    """The pids holding LevelDB's lock on the database at ``path`` (a POSIX record lock on
+    ``LOCK``), read from Linux's ``/proc/locks``; empty where it cannot be read. For telling a
+    node that holds its chain but does not answer from a record a dead node left."""
+    try:
+        lock = os.stat(path / "LOCK")
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return set()
+    holders = set()
+    for line in table.splitlines():  # "1: POSIX  ADVISORY  WRITE 1234 08:02:131 0 EOF"
+        fields = line.split()
+        if len(fields) < 6 or fields[1] != "POSIX":  # ("->" lines are processes waiting)
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            if int(inode) == lock.st_ino and os.makedev(int(major, 16), int(minor, 16)) == lock.st_dev:
+                holders.add(int(fields[4]))
+        except ValueError:
+            continue
+    return holders
+
+
 def _waiting_while_locked(path: Path, lock_wait: float, attempt: Callable[[], T | None]) -> T:
     """``attempt()`` until it returns something (None: another process holds the database),
     for up to ``lock_wait`` seconds; then :class:`DatabaseLocked`."""
