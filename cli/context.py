@@ -125,7 +125,8 @@ def one_line(text: str) -> str:
     return "".join(out).strip()
 
 
-_POSCTL_COMMAND = re.compile(r"`posctl (?!--home )")
+REPAIR_COMMAND = "`posctl chain repair`"
+"""The one remedy that, run on another home, changes a chain that was never the problem."""
 
 _advice_home: list[Path] = []
 """The home given with ``--home`` on this invocation's command line, if it was (set by the root
@@ -138,11 +139,12 @@ def name_home_in_advice(home: Path | None) -> None:
 
 
 def with_home_named(message: str) -> str:
-    """``message`` saying that the posctl commands it suggests need ``--home HOME`` too, when it
-    suggests any and ``--home`` was given on the command line: followed as printed, the advice
-    acted on another home (`chain repair` repaired the default chain while the damaged one named
-    by --home stayed as it was). A home from POSCTL_HOME needs nothing: those commands inherit it."""
-    if not _advice_home or not _POSCTL_COMMAND.search(message):
+    """``message`` saying that the repair it suggests needs ``--home HOME`` too, when ``--home``
+    was given on the command line: followed as printed, `posctl chain repair` repaired the
+    default home's chain while the damaged one named by --home stayed as it was. A home from
+    POSCTL_HOME needs nothing (the command inherits it); other suggested commands run on the
+    wrong home only fail or show another chain, and the line stays as it is."""
+    if not _advice_home or REPAIR_COMMAND not in message:
         return message
     return f"{message} (with --home {shlex.quote(str(_advice_home[0]))}, as here)"
 

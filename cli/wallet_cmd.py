@@ -480,7 +480,7 @@ def list_wallets(app: AppContext) -> None:
             try:
                 store.load_verified(name)
             except WalletTampered as exc:
-                row["integrity"] = "untagged" if loaded.public_mac is None else "mismatch"
+                row["integrity"] = exc.integrity
                 row["integrity_error"] = str(exc)
             rows.append(row)
         except WalletError as exc:  # one damaged file must not hide the others
@@ -507,6 +507,8 @@ def list_wallets(app: AppContext) -> None:
             out.append("[LIGHT KDF: tests and demos only]")
         if row.get("integrity") == "untagged":
             out.append(f"[untagged: run `posctl wallet verify {row['name']}`]")
+        elif row.get("integrity") == "no-key":
+            out.append(f"[unchecked: the keystore key is missing; run `posctl wallet verify {row['name']}`]")
         elif row.get("integrity") == "mismatch":
             out.append("[TAMPERED: public keys do not match the tag]")
         return ("  " + " ".join(out)) if out else ""
@@ -543,10 +545,16 @@ def verify_wallet(app: AppContext, name: str) -> None:
                               f"(address {v['address']})")
 
 
-def public_keys(app: AppContext, stored: WalletFile, account: int) -> WalletFile | UnlockedWallet:
+def public_keys(app: AppContext, stored: WalletFile, account: int, *, verified: bool = False
+                ) -> WalletFile | UnlockedWallet:
     """What derives ``account``'s addresses: the file, or the unlocked wallet for an account whose
-    xpub is not stored (above 9); a watch-only wallet has only its own account."""
+    xpub is not stored (above 9); a watch-only wallet has only its own account. ``verified``: the
+    file's keys only if they carry this home's tag (:meth:`Keystore.load_verified`), for keys
+    handed to others — `wallet addresses` and `wallet export` printed an edited file's keys
+    (someone else's receiving addresses) without a word."""
     if account in stored.accounts:
+        if verified:
+            keystore(app).load_verified(stored.name)
         return stored
     if stored.watch_only:
         stored.account_xpub(account)  # raises, naming the account it does hold
@@ -579,7 +587,7 @@ def show(app: AppContext, name: str, account: int | None, index: int) -> None:
     try:
         store.load_verified(name)
     except WalletTampered as exc:  # shown, since it is the user's own file, but never silently
-        integrity = "untagged" if stored.public_mac is None else "mismatch"
+        integrity = exc.integrity
         click.echo(f"warning: {exc}", err=True)
     account = stored.default_account if account is None else account
     keys = public_keys(app, stored, account)
@@ -674,7 +682,7 @@ def addresses(app: AppContext, name: str, count: int, account: int | None) -> No
     """
     stored = keystore(app).load(name)
     account = stored.default_account if account is None else account
-    keys = public_keys(app, stored, account)
+    keys = public_keys(app, stored, account, verified=True)
     rows = [{"index": index, "path": key_path(account, index), "address": keys.address(account, index)}
             for index in range(count)]
     data = {"name": name, "account": account, "xpub": keys.account_xpub(account),
@@ -712,7 +720,7 @@ def export(app: AppContext, name: str, show_phrase: bool, phrase_anywhere: bool,
         export_phrase(app, stored, phrase_anywhere)
         return
     account = stored.default_account if account is None else account
-    xpub = public_keys(app, stored, account).account_xpub(account)
+    xpub = public_keys(app, stored, account, verified=True).account_xpub(account)
     data = {"name": name, "account": account, "path": f"m/44'/1'/{account}'", "xpub": xpub,
             "watch_only": stored.watch_only}
     emit(app, data, lambda v: v["xpub"])

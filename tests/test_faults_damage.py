@@ -324,7 +324,7 @@ def test_an_interrupted_repair_names_the_copy_it_kept(home, monkeypatch, step):
         assert len(copies) == 1
         assert result.stderr.strip() == (f"error: interrupted during the repair: the database as it was before is "
                                          f"kept at {copies[0]}; run `posctl chain repair` again (it starts from "
-                                         "the database as it is now)")
+                                         f"the database as it is now) (with --home {home}, as here)")
     monkeypatch.undo()
     for copy in copies:  # (the helper below expects the one copy its own run makes)
         shutil.rmtree(copy)

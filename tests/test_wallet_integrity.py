@@ -102,6 +102,11 @@ def test_a_substituted_xpub_refuses_the_send_naming_the_wallet_file(home):
     assert rows["carol"]["integrity"] == "mismatch" and rows["bob"]["integrity"] == "ok"
     assert "[TAMPERED" in ok(home, "wallet", "list").stdout
 
+    # nor are its keys handed out: they printed bob's address and xpub as carol's, without a word
+    for args in (("wallet", "addresses", "carol", "--count", "2"), ("wallet", "export", "carol")):
+        refused = run(home, *args)
+        assert refused.returncode == 1 and "was changed" in one_error_line(refused) and refused.stdout == ""
+
 
 def test_an_intact_recipient_is_paid_by_name(home):
     view = ok_json(home, "wallet", "send", "alice", "carol", "7", **UNLOCK)
@@ -156,6 +161,11 @@ def test_a_missing_keystore_key_is_refused_with_what_to_do(home):
     line = one_error_line(result)
     assert "keystore key" in line and "posctl wallet verify carol" in line, line
     assert pending(home) == 0
+    # wallet list called every wallet TAMPERED: nothing was edited, the key to check them is gone
+    rows = {row["name"]: row for row in ok_json(home, "wallet", "list")}
+    assert {row["integrity"] for row in rows.values()} == {"no-key"}
+    listed = ok(home, "wallet", "list").stdout
+    assert "TAMPERED" not in listed and "[unchecked: the keystore key is missing; run `posctl wallet verify carol`]" in listed
 
 
 def test_a_wallet_copied_from_another_home_needs_verify(home, tmp_path):

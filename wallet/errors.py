@@ -48,7 +48,12 @@ class KeystoreDamaged(WalletError):
 
 class WalletTampered(WalletError):
     """A wallet file whose public keys cannot be trusted without its password: edited, copied
-    from another home, or without the integrity tag older versions did not write."""
+    from another home, or without the integrity tag older versions did not write. ``integrity``
+    says which: ``untagged``, ``no-key`` (the home's keystore key is missing) or ``mismatch``."""
+
+    def __init__(self, message: str, integrity: str = "mismatch") -> None:
+        super().__init__(message)
+        self.integrity = integrity
 
 
 class InvalidMnemonic(WalletError):

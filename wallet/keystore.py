@@ -497,12 +497,13 @@ class Keystore:
         if wallet.public_mac is None:
             raise WalletTampered(
                 f"wallet file {wallet.path} has no integrity tag (written by an older posctl, or the tag was "
-                f"removed), so its address cannot be trusted without the password: {fix}"
+                f"removed), so its address cannot be trusted without the password: {fix}", "untagged"
             )
         key = self._key(create=False)
         if key is None:
             raise WalletTampered(
-                f"the keystore key {self.key_path} is missing, so wallet file {wallet.path} cannot be checked: {fix}"
+                f"the keystore key {self.key_path} is missing, so wallet file {wallet.path} cannot be checked: {fix}",
+                "no-key"
             )
         if not hmac.compare_digest(public_tag(key, wallet.public_fields()), wallet.public_mac):
             raise WalletTampered(
