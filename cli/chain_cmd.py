@@ -560,9 +560,10 @@ def repair(app: AppContext) -> None:
     if app.json_output:
         emit(app, view)
     if not report.ok:
-        raise fail(f"{report.error}; the chain is back as it was before the repair (LevelDB's attempt was "
-                   "discarded), and repair cannot recover it: restore the chain from a backup (a `chain backup` "
-                   "directory as --home, or `posctl chain import FILE` into a new --home)")
+        where = ("the chain is back as it was before the repair (LevelDB's attempt was discarded)" if report.restored
+                 else f"{'; '.join(report.notes)}: the original is kept at {report.backup}")
+        raise fail(f"{report.error}; {where}, and repair cannot recover it: restore the chain from a backup (a "
+                   "`chain backup` directory as --home, or `posctl chain import FILE` into a new --home)")
     if not app.json_output:
         lost = view["pending_lost"]
         lost_text = "unknown" if lost is None else str(lost)

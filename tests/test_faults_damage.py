@@ -200,6 +200,29 @@ def test_a_repair_that_recovers_no_chain_puts_the_original_back(home):
         assert "missing files" in one_error_line(posctl(home, *args))
 
 
+def test_a_failed_repair_that_cannot_put_the_original_back_says_where_it_is(home, monkeypatch):
+    import errno
+
+    from click.testing import CliRunner
+
+    import ledger.chain.repair as repair_module
+    from cli.main import posctl as cli
+
+    for table in (home / "chain").glob("*.ldb"):
+        table.unlink()
+
+    def publish_directory(_source, _target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(repair_module, "publish_directory", publish_directory)
+    result = CliRunner().invoke(cli, ["--home", str(home), "chain", "repair"])
+    copies = sorted(home.glob("chain.before-repair-*"))
+    assert result.exit_code == 1 and len(copies) == 1
+    line = result.stderr.strip()
+    assert f"the original could not be put back (No space left on device): the original is kept at {copies[0]}" in line
+    assert "is back as it was" not in line and len(line.splitlines()) == 1
+
+
 def test_a_damaged_log_record_makes_the_pending_loss_unknown_not_zero(home):
     """The "before" count came from a relaxed read, which had already dropped the damaged record
     (the pending stake): the repair said "0 pending txs lost" for a tx the user was told was

@@ -43,6 +43,8 @@ class RepairReport:
     height_before: int | None = None
     pending_before: int | None = None
     error: str | None = None
+    restored: bool = False
+    """After a failed repair: the original is back under the chain's name."""
     notes: list[str] = field(default_factory=list)
 
     def to_view(self) -> dict[str, Any]:
@@ -53,7 +55,7 @@ class RepairReport:
             "ok": self.ok, "backup": self.backup, "height": self.height, "blocks": self.blocks,
             "txs": self.txs, "pending": self.pending, "height_before": self.height_before,
             "pending_before": self.pending_before, "pending_lost": lost, "error": self.error,
-            "notes": self.notes,
+            "restored": self.restored, "notes": self.notes,
         }
 
 
@@ -158,7 +160,11 @@ def repair_chain(home: Path, progress: ProgressCallback | None = None) -> Repair
     except LedgerError as exc:
         report.error = f"LevelDB's repair did not recover a usable chain: {exc}"
     if not report.ok:
-        _put_back(path, backup)
+        try:
+            _put_back(path, backup)
+            report.restored = True
+        except (OSError, LedgerError) as exc:  # the original stays whole at its copy's name
+            report.notes.append(f"the original could not be put back ({getattr(exc, 'strerror', None) or exc})")
     return report
 
 
