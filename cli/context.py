@@ -384,6 +384,25 @@ def _node_url_in_use() -> str | None:
     return replied_from.get()
 
 
+def refuse_a_home_others_control(home: Path) -> None:
+    """Refuse a home, or its ``wallets`` directory, that another user owns or may write to (as
+    ssh refuses such a ``~/.ssh``). posctl makes its own 0700, but it used one it found as it
+    was: in a home another user had made first (a shared /tmp, as ``POSCTL_HOME=/tmp/pos``), that
+    user swapped a wallet file for one of theirs and `wallet send` paid them, planted a
+    ``node.json`` naming their own server, and could delete slashing-protection records."""
+    for path in (home, home / "wallets"):
+        try:
+            info = path.stat()
+        except OSError:
+            continue  # absent (made 0700 when needed), or reported by the command that needs it
+        if info.st_uid != os.geteuid():
+            raise fail(f"{path} belongs to another user (uid {info.st_uid}): posctl trusts what its home holds, so it "
+                       "uses only one of yours; choose another with --home (or POSCTL_HOME)")
+        if info.st_mode & 0o022:
+            raise fail(f"{path} can be written by other users (mode {info.st_mode & 0o777:o}): posctl trusts what its home "
+                       f"holds; run `chmod go-w {shlex.quote(str(path))}` if it is yours, or choose another home")
+
+
 def check_home_usable(home: Path) -> None:
     """Fail now if ``home`` could not be created or written — without creating anything, so a
     command refused later (no password, Ctrl-C) leaves no empty directory behind."""

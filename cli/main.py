@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 import click
 
 from cli.context import (AppContext, HomePath, color_setting, default_home, echo_error, interrupted_by_sigterm,
-                         name_home_in_advice, output_options, signals_unwind_once)
+                         name_home_in_advice, output_options, refuse_a_home_others_control, signals_unwind_once)
 
 LAZY_GROUPS = {
     "wallet": ("cli.wallet_cmd", "wallet", "Create wallets and sign stake, transfer and BPM transactions."),
@@ -150,6 +150,8 @@ def posctl(ctx: click.Context, home: Path, password_file: Path | None, node_url:
     app.home, app.password_file, app.node_url = home.expanduser(), password_file, node_url
     given = ctx.get_parameter_source("home") is click.core.ParameterSource.COMMANDLINE
     name_home_in_advice(app.home if given else None)
+    if ctx.invoked_subcommand is not None:
+        refuse_a_home_others_control(app.home)
     if color_setting() is False:
         ctx.color = False  # click.secho anywhere below honours NO_COLOR too
     ctx.call_on_close(app.close)

@@ -38,3 +38,30 @@ def test_help_does_not_import_the_ledger_or_the_wallet():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_a_home_another_user_owns_or_may_write_is_refused(tmp_path):
+    """posctl used a home it found as it was: in one another user had made first (a shared /tmp),
+    that user swapped a wallet file for one of theirs and `wallet send` paid them. Refused, as
+    ssh refuses such a ~/.ssh, for the home and for its wallets directory; nothing is created."""
+    import os
+
+    home = tmp_path / "home"
+    home.mkdir(mode=0o700)
+    (home / "wallets").mkdir(mode=0o700)
+    for path in (home, home / "wallets"):
+        path.chmod(0o777)
+        for args in (["wallet", "list"], ["chain", "status"], ["wallet", "new", "alice"]):
+            result = CliRunner().invoke(posctl, ["--home", str(home), *args])
+            assert result.exit_code == 1, (args, result.stdout)
+            assert result.stderr.strip() == (f"error: {path} can be written by other users (mode 777): posctl trusts "
+                                              f"what its home holds; run `chmod go-w {path}` if it is yours, or choose "
+                                              "another home"), result.stderr
+        path.chmod(0o700)
+        assert sorted(p.name for p in home.iterdir()) == ["wallets"] and not any((home / "wallets").iterdir())
+    if os.geteuid() == 0:  # giving a directory away needs root (CI runs as root)
+        os.chown(home, 65534, -1)
+        result = CliRunner().invoke(posctl, ["--home", str(home), "wallet", "list"])
+        assert result.exit_code == 1 and f"{home} belongs to another user (uid 65534)" in result.stderr
+        os.chown(home, 0, -1)
+    assert CliRunner().invoke(posctl, ["--home", str(home), "wallet", "list"]).exit_code == 0
