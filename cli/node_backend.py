@@ -25,7 +25,7 @@ from ledger.chain.facade import not_a_block_ref
 from ledger.errors import LedgerError, NodeError, NodeUnavailable
 from ledger.node.api import MAX_BLOCKS_PER_REQUEST, MAX_HISTORY, MAX_MEMPOOL_LIST
 from ledger.node.cookie import authorization, read_cookie
-from ledger.node.record import NODE_RECORD_NAME
+from ledger.node.record import NODE_RECORD_NAME, read_node_record
 
 DEFAULT_TIMEOUT = 60.0
 BACKUP_TIMEOUT = 24 * 3600.0
@@ -134,6 +134,17 @@ class NodeBackend:
             return response.status, raw
         raise http.client.RemoteDisconnected("the node closed the connection")  # pragma: no cover
 
+    def _check_cookie_goes_home(self, path: str) -> None:
+        """The home's cookie goes only to the node the home records: sent to any ``--node`` URL,
+        a mistyped or squatted port received it, and with it the real node's ``/backup`` wrote
+        wherever that node's user may write."""
+        record = read_node_record(self.home) if self.home is not None else None
+        if record is None or record.url != self.url:
+            recorded = f"the one it records is {record.url}" if record is not None else "it records none running"
+            raise NodeError(f"{path} needs this home's node cookie, which posctl sends only to the node this home "
+                            f"records ({recorded}), not to {self.url}: run the command without --node, or on "
+                            "that node's own home")
+
     def _request(self, method: str, path: str, body: bytes | None = None, *, what: str = "",
                  privileged: bool = False) -> Any:
         headers = {"Accept": "application/json", "Host": f"{self._host}:{self._port}" if ":" not in self._host
@@ -143,6 +154,7 @@ class NodeBackend:
         if privileged and self.home is not None:
             secret = read_cookie(self.home)
             if secret is not None:
+                self._check_cookie_goes_home(path)
                 headers["Authorization"] = authorization(secret)
         try:
             status, raw = self._exchange(method, path, body, headers)

@@ -590,6 +590,22 @@ def test_node_stop_by_url_from_another_home(tmp_path: Path, procs) -> None:
     assert f"no node is running at {node.url}" in again
 
 
+def test_the_cookie_goes_only_to_the_node_the_home_records(tmp_path: Path, procs) -> None:
+    """`--node URL chain forge` sent this home's cookie to whatever answered at URL (a mistyped or
+    squatted port), which could then use it on the real node (`/backup` writes where it is told)."""
+    home, _ = wallet_home(tmp_path / "a", {"alice": 600})
+    other_home, _ = wallet_home(tmp_path / "b", {"alice": 600})
+    procs("node", home, None, 3600)
+    other = procs("node", other_home, None, 3600)
+    for args in (("chain", "forge"), ("chain", "backup", str(tmp_path / "copy"))):
+        line = one_error_line(posctl(home, "--node", other.url, *args))
+        assert "needs this home's node cookie, which posctl sends only to the node this home records" in line
+        assert f"not to {other.url}" in line
+    assert "401" not in other.output() and not (tmp_path / "copy").exists()
+    own = posctl(home, "chain", "forge")  # its own node still takes the cookie (no proposal: no block)
+    assert "no block: no proposal" in own.stdout + own.stderr and "cookie" not in own.stderr, own.stderr
+
+
 def test_a_ctrl_c_while_node_stop_waits_says_the_node_is_stopping(tmp_path: Path) -> None:
     """`node stop` has sent SIGTERM and waits for the pid to go (a node finishing a long commit;
     here a process that takes its time, behind a fake node's `GET /node`): a Ctrl-C there said
