@@ -219,8 +219,16 @@ def prompt_new_password(prompt: str = "Wallet password", what: str = "passwords"
 def read_chosen_password(app: AppContext) -> str:
     """The password of a wallet being made: --password-file, POSCTL_PASSWORD, else typed twice."""
     if app.password_file is None and "POSCTL_PASSWORD" not in os.environ and at_terminal():
-        return prompt_new_password()
-    return read_password(app)
+        return refuse_blank(prompt_new_password(), "password")
+    return refuse_blank(read_password(app), "password")
+
+
+def refuse_blank(password: str, what: str) -> str:
+    """A new password of spaces alone is as good as none (an empty one was refused, three spaces
+    were taken); a wallet already sealed with one still opens with it."""
+    if password and not password.strip():
+        raise fail(f"the {what} is only spaces: choose one with other characters too; nothing was written")
+    return password
 
 
 def read_new_password(new_password_file: Path | None) -> str:
@@ -235,7 +243,7 @@ def read_new_password(new_password_file: Path | None) -> str:
         raise fail(f"a new password is needed: pass --new-password-file, set {NEW_PASSWORD_ENV}, or run in a terminal")
     if not password:
         raise fail("the new password is empty: choose a non-empty password")
-    return password
+    return refuse_blank(password, "new password")
 
 
 def confirm_by_typing(name: str, action: str) -> None:

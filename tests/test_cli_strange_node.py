@@ -26,9 +26,11 @@ from tests.faultkit import one_error_line, posctl
 class FakeNode:
     """Answers ``GET /node`` as a posctl node does, and every other request with ``reply``."""
 
-    def __init__(self, reply: bytes, pid: int = 1) -> None:
+    def __init__(self, reply: bytes, pid: int = 1, without: tuple[str, ...] = ()) -> None:
         self.reply = reply
         self.pid = pid
+        self.without = without
+        """Fields its ``GET /node`` answer leaves out."""
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -54,8 +56,9 @@ class FakeNode:
                         return
                     request += chunk
                 if request.startswith(b"GET /node "):
-                    body = json.dumps({"pid": self.pid, "address": f"127.0.0.1:{self.port}", "url": self.url,
-                                       "started": "2026-01-01T00:00:00Z", "chain_id": "posctl-fake"}).encode()
+                    info = {"pid": self.pid, "address": f"127.0.0.1:{self.port}", "url": self.url,
+                            "started": "2026-01-01T00:00:00Z", "chain_id": "posctl-fake"}
+                    body = json.dumps({k: v for k, v in info.items() if k not in self.without}).encode()
                     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                  b"Content-Length: %d\r\n\r\n" % len(body) + body)
                     return
@@ -103,6 +106,15 @@ def test_a_reply_of_another_shape_is_one_line_naming_the_node(home: Path, fake, 
         line = one_error_line(result)
         assert line.startswith(f"error: the node at {node.url} sent a reply this posctl cannot read ("), line
         assert line.endswith("): is it a posctl node of the same version?"), line
+
+
+def test_a_node_describing_itself_without_its_url_is_no_node(home: Path, fake) -> None:
+    """`node status` ended in a `KeyError: 'url'` traceback on such a `GET /node` answer."""
+    node = FakeNode(json_reply(b"{}"), without=("url",))
+    fake.append(node)
+    for command in (("node", "status"), ("node", "stop")):
+        line = one_error_line(posctl(home, "--node", node.url, *command))
+        assert line == f"error: no node is running at {node.url} (from --node or POSCTL_NODE)", line
 
 
 def test_an_error_body_cannot_break_the_line_or_drive_the_terminal(home: Path, fake) -> None:

@@ -127,6 +127,21 @@ def chain_home(home: Path) -> Path:
 # ---- wallet new ------------------------------------------------------------------------------
 
 
+def test_a_password_of_spaces_alone_is_refused_for_a_new_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty password was refused but three spaces were taken."""
+    home = tmp_path / "h"
+    ok(home, "wallet", "new", "carol")  # the module's password
+    monkeypatch.setenv("POSCTL_PASSWORD", "   ")
+    line = error_line(run(home, "wallet", "new", "dora"))
+    assert line == "error: the password is only spaces: choose one with other characters too; nothing was written"
+    assert not (home / "wallets" / "dora.json").exists()
+    monkeypatch.setenv("POSCTL_PASSWORD", PASSWORD)
+    monkeypatch.setenv("POSCTL_NEW_PASSWORD", " \t ")
+    line = error_line(run(home, "wallet", "passwd", "carol"))
+    assert "the new password is only spaces" in line
+    ok(home, "wallet", "show", "carol")
+
+
 def test_new_prints_address_and_mnemonic_once_with_a_warning(tmp_path: Path) -> None:
     home = tmp_path / "h"
     result = ok(home, "wallet", "new", "carol")

@@ -145,7 +145,8 @@ def query_node(url: str, timeout: float = PROBE_TIMEOUT) -> dict[str, Any] | Non
         return None
     finally:
         connection.close()
-    return info if isinstance(info, dict) and type(info.get("pid")) is int else None
+    # what `node status` and `node stop` read of it: a reply without them ended `node status` in a KeyError
+    return info if isinstance(info, dict) and type(info.get("pid")) is int and isinstance(info.get("url"), str) else None
 
 
 def probe_node(record: NodeRecord, timeout: float = PROBE_TIMEOUT) -> bool:
