@@ -151,8 +151,10 @@ def with_home_named(message: str) -> str:
 
 def echo_error(message: str, file: Any = None) -> None:
     """``error: message`` on stderr; the prefix in red on a terminal unless NO_COLOR is set."""
+    from ledger.errors import redact_secrets  # (here: `posctl --help` imports no ledger module)
+
     prefix = click.style("error:", fg="red", bold=True)
-    message = one_line(with_home_named(message))
+    message = one_line(redact_secrets(with_home_named(message)))
     if file is None:
         click.echo(f"{prefix} {message}", err=True, color=color_setting())
     else:

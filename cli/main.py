@@ -146,6 +146,7 @@ def posctl(ctx: click.Context, home: Path, password_file: Path | None, node_url:
     eval "$(_POSCTL_COMPLETE=bash_source posctl)" (zsh_source, fish_source).
     """
     os.umask(0o077)  # everything posctl writes (chain, wallets, node record) is private to the user
+    _no_core_dumps()
     app = ctx.ensure_object(AppContext)
     app.home, app.password_file, app.node_url = home.expanduser(), password_file, node_url
     given = ctx.get_parameter_source("home") is click.core.ParameterSource.COMMANDLINE
@@ -155,6 +156,18 @@ def posctl(ctx: click.Context, home: Path, password_file: Path | None, node_url:
     if color_setting() is False:
         ctx.color = False  # click.secho anywhere below honours NO_COLOR too
     ctx.call_on_close(app.close)
+
+
+def _no_core_dumps() -> None:
+    """A crash writes no core file: one holds the process's memory, and a command that unlocked a
+    wallet holds its key (a `validator run` killed with SIGSEGV left alice's private key and
+    recovery entropy in a core file in the working directory)."""
+    import resource
+
+    try:  # the soft limit: a hard one lowered could not be raised again by the user's shell's children
+        resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    except (ValueError, OSError):  # not allowed here: nothing better to do
+        pass
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -9,6 +9,18 @@ serve now 503) and a subclass overrides it only when it means something else.
 """
 
 
+import re
+
+_PRIVATE_EXTENDED_KEY = re.compile(r"\b[xt]prv[1-9A-HJ-NP-Za-km-z]{20,}")
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with any BIP-32 private extended key (``xprv…``) replaced by a mention of it: an
+    error echoes what it was given, and an xprv pasted where an address or a block was expected
+    was printed whole on stderr (and answered by the node's API)."""
+    return _PRIVATE_EXTENDED_KEY.sub("xprv… (a private key: not shown; it controls funds, keep it secret)", text)
+
+
 class LedgerError(Exception):
     """Root of every error the ledger raises on purpose."""
 

@@ -65,3 +65,19 @@ def test_a_home_another_user_owns_or_may_write_is_refused(tmp_path):
         assert result.exit_code == 1 and f"{home} belongs to another user (uid 65534)" in result.stderr
         os.chown(home, 0, -1)
     assert CliRunner().invoke(posctl, ["--home", str(home), "wallet", "list"]).exit_code == 0
+
+
+def test_a_command_writes_no_core_file(tmp_path):
+    """A core file holds the process's memory: a `validator run` killed with SIGSEGV left the
+    wallet's private key and recovery entropy in one. Every command turns core files off."""
+    code = ("import resource, sys; from cli.main import main\n"
+            "hard = resource.getrlimit(resource.RLIMIT_CORE)[1]\n"
+            "resource.setrlimit(resource.RLIMIT_CORE, (1 << 20 if hard == resource.RLIM_INFINITY else hard, hard))\n"
+            "print(resource.getrlimit(resource.RLIMIT_CORE)[0] != 0)\n"  # core files on, as `ulimit -c` makes them
+            "try:\n    main(['--home', sys.argv[1], 'wallet', 'list'])\n"
+            "except SystemExit:\n    pass\n"
+            "print(resource.getrlimit(resource.RLIMIT_CORE)[0])")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "home")], capture_output=True, text=True,
+                            timeout=60)
+    lines = result.stdout.strip().splitlines()
+    assert (lines[0], lines[-1]) == ("True", "0"), result.stdout + result.stderr

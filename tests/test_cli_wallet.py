@@ -127,6 +127,20 @@ def chain_home(home: Path) -> Path:
 # ---- wallet new ------------------------------------------------------------------------------
 
 
+def test_a_private_key_pasted_by_mistake_is_never_echoed(chain_home: Path) -> None:
+    """An xprv pasted where an address or a block was expected came back whole in the error line
+    (and in the node's JSON error); the refusal still says what was wrong."""
+    from ledger.node.api import error_body
+    from wallet.hd import ExtendedKey
+
+    xprv = ExtendedKey.from_seed(bytes(range(32))).to_string()
+    for args in (["wallet", "send", "alice", xprv, "5"], ["chain", "account", xprv], ["chain", "show", xprv]):
+        result = run(chain_home, *args)
+        assert result.exit_code in (1, 2) and xprv[:12] not in result.stderr + result.stdout, result.stderr
+        assert "xprv… (a private key: not shown" in result.stderr
+    assert xprv[4:40] not in error_body(f"no account {xprv[:90]!r}", "InvalidAddress")["error"]
+
+
 def test_a_password_of_spaces_alone_is_refused_for_a_new_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An empty password was refused but three spaces were taken."""
     home = tmp_path / "h"

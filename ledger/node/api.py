@@ -64,7 +64,7 @@ from ledger.chain.facade import Chain, ForgeResult
 from ledger.chain.mempool import Admission, decode_submission, decode_submitted_value
 from ledger.consensus.evidence import Evidence
 from ledger.consensus.transactions import Transaction
-from ledger.errors import EncodingError, InvalidTransaction, LedgerError
+from ledger.errors import EncodingError, InvalidTransaction, LedgerError, redact_secrets
 from ledger.node import explorer, openapi
 
 DEFAULT_HOST = "127.0.0.1"
@@ -255,7 +255,7 @@ async def send_json(send: Any, status: int, payload: Any) -> None:
 
 
 def error_body(message: str, kind: str) -> dict[str, str]:
-    return {"error": message, "type": kind}
+    return {"error": redact_secrets(message), "type": kind}
 
 
 def error_response(status: int, message: str, kind: str, headers: Mapping[str, str] | None = None) -> Response:
