@@ -636,3 +636,24 @@ def test_pages_fit_a_phone(explorer: Explorer, browser: Browser, tmp_path: Path)
     finally:
         context.close()
     assert tab.errors == [] and tab.off_loopback == []
+
+
+ACTIVE_HREF = "() => document.activeElement.getAttribute('href')"
+
+
+def test_the_overview_keeps_keyboard_focus_across_polls_and_blocks(young: Explorer, tab: Watched) -> None:
+    """The poll of /status every 1.5 s rebuilt the facts (and so the Tip link) each time: focus fell back
+    to <body>. Now unchanged facts stay, and a table rebuilt for a new block focuses the same link again."""
+    page = open_page(tab, young.url, "")
+    tip = page.get_attribute("[data-stat='tip'] a", "href")
+    page.focus("[data-stat='tip'] a")
+    for _ in range(2):
+        page.wait_for_event("requestfinished", lambda r: r.url == f"{young.url}/status", timeout=10_000)
+    page.wait_for_timeout(300)  # the poll's answer handled
+    assert page.evaluate(ACTIVE_HREF) == tip
+
+    page.focus("#latest-blocks a[href='#/block/0']")
+    young.forge(young.validators)
+    page.wait_for_function("() => document.querySelector('#latest-blocks tbody tr td').innerText.trim() === '1'",
+                           timeout=10_000)
+    assert page.evaluate(ACTIVE_HREF) == "#/block/0"
