@@ -657,3 +657,26 @@ def test_the_overview_keeps_keyboard_focus_across_polls_and_blocks(young: Explor
     page.wait_for_function("() => document.querySelector('#latest-blocks tbody tr td').innerText.trim() === '1'",
                            timeout=10_000)
     assert page.evaluate(ACTIVE_HREF) == "#/block/0"
+
+
+def test_a_page_that_failed_to_load_recovers(explorer: Explorer, tab: Watched) -> None:
+    """A page whose first load could not reach the node kept its error for good, though the header said
+    "live" again: the next poll that reaches the node renders it anew. A click on a link to the page shown
+    renders it again too (no hash changes, so no hashchange)."""
+    page = tab.page
+    page.route("**/validators", lambda route: route.abort())
+    page.goto(f"{explorer.url}/#/validators")
+    page.wait_for_selector("main[data-ready] .error", timeout=10_000)
+    assert page.inner_text("main .error") == "error: Failed to fetch"
+    page.unroute("**/validators")
+    page.wait_for_selector("#validators-table", timeout=10_000)
+    assert page.query_selector("main .error") is None
+    # the failed load, and any retry a poll made before the route was let through
+    assert tab.errors and set(tab.errors) == {"Failed to load resource: net::ERR_FAILED"}
+    tab.errors.clear()
+
+    ready = page.get_attribute("main", "data-ready")
+    page.click("nav >> text=Validators")
+    page.wait_for_function("ready => document.getElementById('main').dataset.ready !== ready", arg=ready,
+                           timeout=10_000)
+    assert page.evaluate("() => location.hash") == "#/validators" and page.query_selector("#validators-table")
