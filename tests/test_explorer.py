@@ -680,3 +680,20 @@ def test_a_page_that_failed_to_load_recovers(explorer: Explorer, tab: Watched) -
     page.wait_for_function("ready => document.getElementById('main').dataset.ready !== ready", arg=ready,
                            timeout=10_000)
     assert page.evaluate("() => location.hash") == "#/validators" and page.query_selector("#validators-table")
+
+
+def test_a_failed_route_index_is_not_remembered(explorer: Explorer, tab: Watched) -> None:
+    """One failed GET / was kept for the session as "this node serves no routes": history said
+    unavailable on every account until a reload. Now the page fails, is retried, and shows the history."""
+    if "GET /accounts/{address}/history" not in explorer.get("/")["routes"]:
+        pytest.skip("this node does not serve account history")
+    page = tab.page
+    index = f"{explorer.url}/"
+    page.route(index, lambda route: route.abort() if route.request.resource_type == "fetch" else route.continue_())
+    page.goto(f"{explorer.url}/#/account/{explorer.users[1].address}")
+    page.wait_for_selector("main[data-ready]", timeout=10_000)
+    page.unroute(index)
+    page.wait_for_selector("#history", timeout=10_000)
+    assert page.query_selector("#history-unavailable") is None
+    assert set(tab.errors) <= {"Failed to load resource: net::ERR_FAILED"}
+    tab.errors.clear()
