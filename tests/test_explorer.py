@@ -697,3 +697,21 @@ def test_a_failed_route_index_is_not_remembered(explorer: Explorer, tab: Watched
     assert page.query_selector("#history-unavailable") is None
     assert set(tab.errors) <= {"Failed to load resource: net::ERR_FAILED"}
     tab.errors.clear()
+
+
+def test_the_tx_page_formats_an_amount_above_2_53(explorer: Explorer, tab: Watched) -> None:
+    """api.js keeps an integer above 2^53 as its digits (a string): the tx page formatted numbers only,
+    so such an amount lost its thousands separators. The node's answer is rewritten here to hold one."""
+    tx_id = explorer.tx_ids[0]
+    page = tab.page
+
+    def big(route: Any) -> None:
+        response = route.fetch()
+        text, n = re.subn(r'"amount":\s*1234\b', '"amount": 9007199254740993', response.text())
+        assert n == 1, text
+        route.fulfill(response=response, body=text)
+
+    page.route(f"{explorer.url}/txs/{tx_id}", big)
+    page = open_page(tab, explorer.url, f"tx/{tx_id}")
+    assert stat(page, "tx-amount") == "9,007,199,254,740,993"
+    assert stat(page, "tx-chain_id") == CHAIN_ID

@@ -145,6 +145,12 @@ export async function block(body, ref) {
 
 // ---- tx ------------------------------------------------------------------------------------------
 
+/** A tx field that holds an integer: a number, or the digits api.js keeps for one above 2^53 (16 to 20 of
+ *  them; the hex fields are longer, and the chain id is a name, however it is spelled). */
+function integerField(name, value) {
+  return typeof value === "number" || (name !== "chain_id" && /^-?\d{16,20}$/.test(value));
+}
+
 export async function tx(body, id) {
   const where = await api(`/txs/${id}`);
   const t = where.tx;
@@ -158,7 +164,7 @@ export async function tx(body, id) {
   const fields = Object.entries(t).map(([name, value]) => [name,
     name === "sender" || name === "to" ? accountLink(value) :
     h("span", { class: typeof value === "string" && value.length > 40 ? "mono wrap" : "mono" },
-      typeof value === "number" ? fmt(value) : String(value)), `tx-${name}`]);
+      integerField(name, value) ? fmt(value) : String(value)), `tx-${name}`]);
   body.append(h("h1", null, `Transaction ${short(t.id, 16)}`), facts(rows), section("Fields", facts(fields)));
 }
 
