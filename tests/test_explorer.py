@@ -636,3 +636,82 @@ def test_pages_fit_a_phone(explorer: Explorer, browser: Browser, tmp_path: Path)
     finally:
         context.close()
     assert tab.errors == [] and tab.off_loopback == []
+
+
+ACTIVE_HREF = "() => document.activeElement.getAttribute('href')"
+
+
+def test_the_overview_keeps_keyboard_focus_across_polls_and_blocks(young: Explorer, tab: Watched) -> None:
+    """The poll of /status every 1.5 s rebuilt the facts (and so the Tip link) each time: focus fell back
+    to <body>. Now unchanged facts stay, and a table rebuilt for a new block focuses the same link again."""
+    page = open_page(tab, young.url, "")
+    tip = page.get_attribute("[data-stat='tip'] a", "href")
+    page.focus("[data-stat='tip'] a")
+    for _ in range(2):
+        page.wait_for_event("requestfinished", lambda r: r.url == f"{young.url}/status", timeout=10_000)
+    page.wait_for_timeout(300)  # the poll's answer handled
+    assert page.evaluate(ACTIVE_HREF) == tip
+
+    page.focus("#latest-blocks a[href='#/block/0']")
+    young.forge(young.validators)
+    page.wait_for_function("() => document.querySelector('#latest-blocks tbody tr td').innerText.trim() === '1'",
+                           timeout=10_000)
+    assert page.evaluate(ACTIVE_HREF) == "#/block/0"
+
+
+def test_a_page_that_failed_to_load_recovers(explorer: Explorer, tab: Watched) -> None:
+    """A page whose first load could not reach the node kept its error for good, though the header said
+    "live" again: the next poll that reaches the node renders it anew. A click on a link to the page shown
+    renders it again too (no hash changes, so no hashchange)."""
+    page = tab.page
+    page.route("**/validators", lambda route: route.abort())
+    page.goto(f"{explorer.url}/#/validators")
+    page.wait_for_selector("main[data-ready] .error", timeout=10_000)
+    assert page.inner_text("main .error") == "error: Failed to fetch"
+    page.unroute("**/validators")
+    page.wait_for_selector("#validators-table", timeout=10_000)
+    assert page.query_selector("main .error") is None
+    # the failed load, and any retry a poll made before the route was let through
+    assert tab.errors and set(tab.errors) == {"Failed to load resource: net::ERR_FAILED"}
+    tab.errors.clear()
+
+    ready = page.get_attribute("main", "data-ready")
+    page.click("nav >> text=Validators")
+    page.wait_for_function("ready => document.getElementById('main').dataset.ready !== ready", arg=ready,
+                           timeout=10_000)
+    assert page.evaluate("() => location.hash") == "#/validators" and page.query_selector("#validators-table")
+
+
+def test_a_failed_route_index_is_not_remembered(explorer: Explorer, tab: Watched) -> None:
+    """One failed GET / was kept for the session as "this node serves no routes": history said
+    unavailable on every account until a reload. Now the page fails, is retried, and shows the history."""
+    if "GET /accounts/{address}/history" not in explorer.get("/")["routes"]:
+        pytest.skip("this node does not serve account history")
+    page = tab.page
+    index = f"{explorer.url}/"
+    page.route(index, lambda route: route.abort() if route.request.resource_type == "fetch" else route.continue_())
+    page.goto(f"{explorer.url}/#/account/{explorer.users[1].address}")
+    page.wait_for_selector("main[data-ready]", timeout=10_000)
+    page.unroute(index)
+    page.wait_for_selector("#history", timeout=10_000)
+    assert page.query_selector("#history-unavailable") is None
+    assert set(tab.errors) <= {"Failed to load resource: net::ERR_FAILED"}
+    tab.errors.clear()
+
+
+def test_the_tx_page_formats_an_amount_above_2_53(explorer: Explorer, tab: Watched) -> None:
+    """api.js keeps an integer above 2^53 as its digits (a string): the tx page formatted numbers only,
+    so such an amount lost its thousands separators. The node's answer is rewritten here to hold one."""
+    tx_id = explorer.tx_ids[0]
+    page = tab.page
+
+    def big(route: Any) -> None:
+        response = route.fetch()
+        text, n = re.subn(r'"amount":\s*1234\b', '"amount": 9007199254740993', response.text())
+        assert n == 1, text
+        route.fulfill(response=response, body=text)
+
+    page.route(f"{explorer.url}/txs/{tx_id}", big)
+    page = open_page(tab, explorer.url, f"tx/{tx_id}")
+    assert stat(page, "tx-amount") == "9,007,199,254,740,993"
+    assert stat(page, "tx-chain_id") == CHAIN_ID

@@ -35,8 +35,14 @@ export async function api(path) {
 
 let routes = null;
 
-/** True if this node serves the route ("GET /mempool"): read once from the route index at GET /. */
+/** True if this node serves the route ("GET /mempool"): read once from the route index at GET /. Only an
+ *  answer is kept: a failed read throws (the page's error, retried) and is asked again next time, where
+ *  remembering it as "no routes" hid history and the pending list for the whole session. */
 export async function serves(route) {
-  if (routes === null) routes = api("/").then((index) => new Set(index.routes)).catch(() => new Set());
+  if (routes === null) {
+    const asked = api("/").then((index) => new Set(index.routes));
+    asked.catch(() => { if (routes === asked) routes = null; });
+    routes = asked;
+  }
   return (await routes).has(route);
 }

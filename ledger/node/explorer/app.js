@@ -22,6 +22,9 @@ const main = document.getElementById("main");
 const searchNote = document.getElementById("search-note");
 let generation = 0;
 let current = null;
+let retry = false;
+/** The shown page is an error the node may not give again (it was unreachable, or failed): the next
+ *  poll that reaches it renders the page anew. An answer such as a 404 is not retried. */
 
 /** Say how a search went: in its own place, since the poll rewrites #live every POLL_MS. */
 function tell(text) {
@@ -46,6 +49,7 @@ function hashPath() {
 async function route() {
   const mine = ++generation;
   current = null;
+  retry = false;
   tell("");  // a search's hint is about the page it was typed on
   const body = h("div", { class: "page" });
   let name = "none";
@@ -61,6 +65,7 @@ async function route() {
     current = live || null;
   } catch (error) {
     if (mine !== generation) return;
+    retry = !(error instanceof ApiFailure) || error.status >= 500;
     body.replaceChildren(h("p", { class: "error", role: "alert" }, `error: ${error.message}`));
   }
   main.replaceChildren(body);
@@ -113,7 +118,8 @@ async function poll() {
     const live = document.getElementById("live");
     live.textContent = `height ${fmt(status.height)} · live`;
     live.dataset.height = String(status.height);
-    if (current) await current(status);
+    if (retry) await route();
+    else if (current) await current(status);
   } catch (error) {
     document.getElementById("live").textContent = `node unreachable: ${error.message}`;
   } finally {
@@ -122,6 +128,15 @@ async function poll() {
 }
 
 window.addEventListener("hashchange", route);
+// A link to the page already shown changes no hash, so no hashchange: render it again, as a reader
+// clicking it (after an error, say) expects.
+document.addEventListener("click", (event) => {
+  const link = event.target.closest("a[href^='#']");
+  if (!link || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  if (link.hash !== location.hash) return;
+  event.preventDefault();
+  route();
+});
 route();
 poll();
 setInterval(poll, POLL_MS);

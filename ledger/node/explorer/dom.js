@@ -93,6 +93,14 @@ export function facts(rows, kind = "list") {
   )));
 }
 
+/** Replace el's children; if keyboard focus was on a link inside el, put it back on the new link to the
+ *  same place: a poll that rebuilds a table must not throw a keyboard user back to the page's top. */
+export function replaceKeepingFocus(el, ...children) {
+  const focused = el.contains(document.activeElement) ? document.activeElement.getAttribute("href") : null;
+  el.replaceChildren(...children);
+  if (focused) [...el.querySelectorAll("a[href]")].find((a) => a.getAttribute("href") === focused)?.focus();
+}
+
 /** A table from headers and rows of cells; the caption names what it holds. */
 export function table(caption, headers, rows, attrs) {
   return h("div", { class: "scroll" }, h("table", attrs,

@@ -2,7 +2,8 @@
 // shell calls with every GET /status it polls, so a page can follow the chain without a reload.
 
 import { api, ApiFailure, serves } from "./api.js";
-import { h, fmt, pct, when, short, facts, table, blockLink, txLink, accountLink, colour, knowValidators } from "./dom.js";
+import { h, fmt, pct, when, short, facts, table, replaceKeepingFocus, blockLink, txLink, accountLink, colour,
+         knowValidators } from "./dom.js";
 import { drawTrace, hbars, stackedBar, luckChart, lineChart, band, swatch } from "./charts.js";
 
 const LATEST = 10;
@@ -70,11 +71,13 @@ export async function overview(body) {
   body.append(h("h1", null, "Overview"), stats, section("Latest blocks", latest), pending);
   let shown = st.height, shownMempool = st.mempool;
   return async (now) => {
-    stats.replaceChildren(statusFacts(now));
-    if (now.height !== shown) latest.replaceChildren(latestTable(await api(`/blocks?last=${LATEST}`)));
+    // Only when they would show something else: replacing them every poll dropped the keyboard focus
+    const fresh = statusFacts(now);
+    if (fresh.outerHTML !== stats.firstChild.outerHTML) replaceKeepingFocus(stats, fresh);
+    if (now.height !== shown) replaceKeepingFocus(latest, latestTable(await api(`/blocks?last=${LATEST}`)));
     // A new height alone makes the pending list stale: a block can take its txs while new ones keep the
     // count (every validator proposes for each height: always as many pending).
-    if (now.height !== shown || now.mempool !== shownMempool) pending.replaceChildren(await pendingList() || "");
+    if (now.height !== shown || now.mempool !== shownMempool) replaceKeepingFocus(pending, await pendingList() || "");
     // Only once both are shown: a failed read is tried again at the next poll.
     shown = now.height;
     shownMempool = now.mempool;
@@ -142,6 +145,12 @@ export async function block(body, ref) {
 
 // ---- tx ------------------------------------------------------------------------------------------
 
+/** A tx field that holds an integer: a number, or the digits api.js keeps for one above 2^53 (16 to 20 of
+ *  them; the hex fields are longer, and the chain id is a name, however it is spelled). */
+function integerField(name, value) {
+  return typeof value === "number" || (name !== "chain_id" && /^-?\d{16,20}$/.test(value));
+}
+
 export async function tx(body, id) {
   const where = await api(`/txs/${id}`);
   const t = where.tx;
@@ -155,7 +164,7 @@ export async function tx(body, id) {
   const fields = Object.entries(t).map(([name, value]) => [name,
     name === "sender" || name === "to" ? accountLink(value) :
     h("span", { class: typeof value === "string" && value.length > 40 ? "mono wrap" : "mono" },
-      typeof value === "number" ? fmt(value) : String(value)), `tx-${name}`]);
+      integerField(name, value) ? fmt(value) : String(value)), `tx-${name}`]);
   body.append(h("h1", null, `Transaction ${short(t.id, 16)}`), facts(rows), section("Fields", facts(fields)));
 }
 
