@@ -22,9 +22,9 @@ const main = document.getElementById("main");
 const searchNote = document.getElementById("search-note");
 let generation = 0;
 let current = null;
-let retry = false;
 /** The shown page is an error the node may not give again (it was unreachable, or failed): the next
  *  poll that reaches it renders the page anew. An answer such as a 404 is not retried. */
+let retry = false;
 
 /** Say how a search went: in its own place, since the poll rewrites #live every POLL_MS. */
 function tell(text) {
