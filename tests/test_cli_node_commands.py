@@ -736,6 +736,10 @@ def test_a_ctrl_c_while_the_node_writes_a_backup_says_it_goes_on(tmp_path: Path,
     node = procs("node", home, None, 3600.0)
     proxy = WithholdingProxy(node.port)
     copy = tmp_path / "copy"
+    # the home records the proxy as its node: the cookie /backup needs goes only to the recorded node
+    record = json.loads((home / "node.json").read_text())
+    record.update(url=proxy.url, address=proxy.url.removeprefix("http://"))
+    (home / "node.json").write_text(json.dumps(record))
     try:
         status, out, err = proxy.interrupt_when_withheld(home, "chain", "backup", str(copy))
     finally:
