@@ -190,7 +190,7 @@ class Validator:
         if self.last_height is not None and height > self.last_height:
             self._report_blocks(self.last_height + 1, height)
             self.decided = {h for h in self.decided if h > height}
-            if height > self.last_height + 1 and not self.node_lost:
+            if height > self.last_height + 1 and self.waiting_reason is None:  # (waiting, it proposes nothing)
                 first = self.last_height + 2
                 missed = f"heights {first}..{height} were" if height > first else f"height {height} was"
                 self.log("missed", f"{missed} forged before this validator polled again: nothing was proposed "
